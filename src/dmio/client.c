@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Clients: an engine plus a bounce-page pool, and the default client behind the seed's
+ * dmio_get() / dmio_put().
+ */
+#include "config.h"
+
+#include <errno.h>
+
+#include "dmio-internal.h"
+
+#define DEFAULT_THREADS 16
+
+static __thread bool in_engine_thread;
+
+bool dmio_in_engine_thread(void)
+{
+	return in_engine_thread;
+}
+
+void dmio_set_engine_thread(void)
+{
+	in_engine_thread = true;
+}
+
+static const struct dmio_engine_ops *engine_by_id(enum dmio_engine engine)
+{
+	switch (engine) {
+	case DMIO_ENGINE_THREADS:
+		return &dmio_engine_threads;
+	case DMIO_ENGINE_IO_URING:
+#ifdef HAVE_LIBURING
+		return &dmio_engine_io_uring;
+#else
+		return NULL;
+#endif
+	}
+	return NULL;
+}
+
+int dmio_client_create(const struct dmio_client_opts *opts, struct dmio_client **out)
+{
+	struct dmio_client_opts o = { .engine = DMIO_ENGINE_THREADS };
+	struct dmio_client *client;
+	int r;
+
+	if (out == NULL)
+		return -EINVAL;
+	*out = NULL;
+	if (opts != NULL)
+		o = *opts;
+	if (o.engine != DMIO_ENGINE_THREADS && o.engine != DMIO_ENGINE_IO_URING)
+		return -EINVAL;
+	if (o.threads == 0)
+		o.threads = DEFAULT_THREADS;
+	if (o.threads > 1024)
+		return -EINVAL;
+
+	client = g_new0(struct dmio_client, 1);
+	client->engine = engine_by_id(o.engine);
+	if (client->engine == NULL) {
+		g_free(client);
+		return -ENOTSUP;
+	}
+	g_mutex_init(&client->lock);
+	g_cond_init(&client->idle);
+	dmio_pool_init(&client->pool);
+	r = dmio_pool_resize(&client->pool, o.reserved_pages);
+	if (r == 0)
+		r = client->engine->create(&o, &client->engine_priv);
+	if (r < 0) {
+		dmio_pool_destroy(&client->pool);
+		g_cond_clear(&client->idle);
+		g_mutex_clear(&client->lock);
+		g_free(client);
+		return r;
+	}
+	*out = client;
+	return 0;
+}
+
+int dmio_client_resize(struct dmio_client *client, unsigned int num_pages)
+{
+	if (client == NULL)
+		return -EINVAL;
+	return dmio_pool_resize(&client->pool, num_pages);
+}
+
+void dmio_client_destroy(struct dmio_client *client)
+{
+	if (client == NULL)
+		return;
+	g_mutex_lock(&client->lock);
+	while (client->inflight > 0)
+		g_cond_wait(&client->idle, &client->lock);
+	g_mutex_unlock(&client->lock);
+	client->engine->destroy(client->engine_priv);
+	dmio_pool_destroy(&client->pool);
+	g_cond_clear(&client->idle);
+	g_mutex_clear(&client->lock);
+	g_free(client);
+}
+
+const char *dmio_client_engine_name(const struct dmio_client *client)
+{
+	return client->engine->name;
+}
+
+void dmio_client_call_begin(struct dmio_client *client)
+{
+	g_mutex_lock(&client->lock);
+	client->inflight++;
+	g_mutex_unlock(&client->lock);
+}
+
+void dmio_client_call_end(struct dmio_client *client)
+{
+	g_mutex_lock(&client->lock);
+	if (--client->inflight == 0)
+		g_cond_broadcast(&client->idle);
+	g_mutex_unlock(&client->lock);
+}
+
+/* ---- The default client: the seed's API has no client argument ---------------------------- */
+
+static GMutex default_lock;
+static struct dmio_client *default_client;
+static unsigned int default_pages; /* pages reserved by outstanding dmio_get() calls */
+static unsigned int default_users; /* dmio_get() calls not yet matched by dmio_put() */
+
+struct dmio_client *dmio_default_client(void)
+{
+	struct dmio_client *client;
+
+	g_mutex_lock(&default_lock);
+	if (default_client == NULL && dmio_client_create(NULL, &default_client) < 0)
+		default_client = NULL;
+	client = default_client;
+	g_mutex_unlock(&default_lock);
+	return client;
+}
+
+int dmio_get(unsigned int num_pages)
+{
+	int r = 0;
+
+	g_mutex_lock(&default_lock);
+	if (default_client == NULL)
+		r = dmio_client_create(NULL, &default_client);
+	if (r == 0)
+		r = dmio_client_resize(default_client, default_pages + num_pages);
+	if (r == 0) {
+		default_pages += num_pages;
+		default_users++;
+	}
+	g_mutex_unlock(&default_lock);
+	return r;
+}
+
+void dmio_put(unsigned int num_pages)
+{
+	struct dmio_client *gone = NULL;
+
+	g_mutex_lock(&default_lock);
+	if (default_client == NULL || default_users == 0) {
+		g_mutex_unlock(&default_lock);
+		g_warning("dmio_put() without a matching dmio_get()");
+		return;
+	}
+	default_pages = num_pages > default_pages ? 0 : default_pages - num_pages;
+	if (--default_users == 0) {
+		gone = default_client;
+		default_client = NULL;
+		default_pages = 0;
+	} else {
+		/* Shrinking never fails. */
+		(void)dmio_client_resize(default_client, default_pages);
+	}
+	g_mutex_unlock(&default_lock);
+	dmio_client_destroy(gone);
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Devices: the public dmio_dev_* calls, dispatching to one kind behind a vtable.  Today the only
+ * kind is file/block device (dev-file.c); remote kinds add themselves to dmio_dev_open().
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "dmio-internal.h"
+
+int dmio_dev_open(const char *path, unsigned int flags, struct dmio_dev **out)
+{
+	if (path == NULL || *path == '\0' || out == NULL)
+		return -EINVAL;
+	if (flags & ~(DMIO_DEV_RDONLY | DMIO_DEV_DIRECT))
+		return -EINVAL;
+	*out = NULL;
+	return dmio_dev_file_open(path, flags, out);
+}
+
+void dmio_dev_close(struct dmio_dev *dev)
+{
+	if (dev == NULL)
+		return;
+	dev->ops->close(dev);
+	g_free(dev->path);
+	g_free(dev);
+}
+
+uint64_t dmio_dev_sectors(const struct dmio_dev *dev)
+{
+	return dev->size >> DMIO_SECTOR_SHIFT;
+}
+
+unsigned int dmio_dev_logical_block_size(const struct dmio_dev *dev)
+{
+	return dev->lbs;
+}
+
+const char *dmio_dev_path(const struct dmio_dev *dev)
+{
+	return dev->path;
+}
+
+bool dmio_dev_is_block(const struct dmio_dev *dev)
+{
+	return dev->is_block;
+}
+
+unsigned int dmio_dev_flags(const struct dmio_dev *dev)
+{
+	return dev->flags;
+}
+
+bool dmio_dev_can_discard(const struct dmio_dev *dev)
+{
+	return atomic_load(&((struct dmio_dev *)dev)->can_discard);
+}
+
+bool dmio_dev_can_zero(const struct dmio_dev *dev)
+{
+	return atomic_load(&((struct dmio_dev *)dev)->can_zero);
+}
+
+bool dmio_dev_can_fua(const struct dmio_dev *dev)
+{
+	return atomic_load(&((struct dmio_dev *)dev)->can_fua);
+}
+
+void dmio_dev_cap_off(atomic_bool *cap, const struct dmio_dev *dev, const char *what)
+{
+	/* Only the first thread to learn it says so. */
+	if (atomic_exchange(cap, false))
+		g_debug("%s: %s is not supported, switched off", dev->path, what);
+}

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libdmio internals: the device vtable, the per-call and per-region state, the engine vtable and
+ * the bounce-page pool.  Nothing here is installed.
+ */
+#ifndef DMIO_INTERNAL_H
+#define DMIO_INTERNAL_H
+
+#include <glib.h>
+#include <stdatomic.h>
+
+#include "dmio.h"
+
+/* ---- Devices: one file per kind behind this vtable (nbdkit-plugin style) ------------------ */
+
+struct dmio_dev_ops {
+	const char *kind;
+	/*
+	 * One attempt each; the caller loops over short transfers and EINTR/EAGAIN.
+	 * Return bytes transferred or -errno.
+	 */
+	ssize_t (*preadv)(struct dmio_dev *dev, const struct iovec *iov, int iovcnt, uint64_t offset);
+	ssize_t (*pwritev)(struct dmio_dev *dev, const struct iovec *iov, int iovcnt,
+			   uint64_t offset, int rwf_flags);
+	int (*flush)(struct dmio_dev *dev);				 /* 0 or -errno */
+	int (*discard)(struct dmio_dev *dev, uint64_t offset, uint64_t len); /* 0 or -errno */
+	int (*zero)(struct dmio_dev *dev, uint64_t offset, uint64_t len);	 /* 0 or -errno */
+	void (*close)(struct dmio_dev *dev);
+};
+
+struct dmio_dev {
+	const struct dmio_dev_ops *ops;
+	char *path;
+	int fd; /* -1 for kinds that have none; io_uring only drives devices with an fd */
+	unsigned int flags;
+	bool is_block;
+	uint64_t size;		   /* bytes */
+	unsigned int lbs;	   /* logical block size */
+	unsigned int mem_align;	   /* O_DIRECT buffer alignment (1 when not direct) */
+	unsigned int offset_align; /* O_DIRECT offset/length alignment (1 when not direct) */
+	atomic_bool can_discard;
+	atomic_bool can_zero;
+	atomic_bool can_fua;
+};
+
+/* The file and block-device kind (dev-file.c). */
+int dmio_dev_file_open(const char *path, unsigned int flags, struct dmio_dev **out);
+
+/* Switch a capability off for good (the kernel said EOPNOTSUPP). */
+void dmio_dev_cap_off(atomic_bool *cap, const struct dmio_dev *dev, const char *what);
+
+/* ---- One call (io) and its regions (jobs) ------------------------------------------------- */
+
+enum dmio_job_op {
+	DMIO_JOB_IO = 0, /* the request's op on the job's region */
+	DMIO_JOB_NOP,	 /* no region to touch: only carries the completion through the engine */
+};
+
+struct dmio_io;
+
+struct dmio_job {
+	struct dmio_io *io;
+	enum dmio_job_op kind;
+	unsigned int index; /* bit in the error bitset */
+	struct dmio_region region;
+	uint64_t offset; /* bytes */
+	uint64_t len;	 /* bytes */
+	/*
+	 * The data, exactly len bytes (read/write only): io->iov itself, or a trimmed copy of its
+	 * prefix in iov_own when this region is shorter than the longest one.
+	 */
+	const struct iovec *iov;
+	unsigned int iovcnt;
+	struct iovec *iov_own;
+	/* Set by whoever runs the job: an engine worker, or a synchronous caller raiding the queue. */
+	atomic_bool claimed;
+};
+
+struct dmio_io {
+	struct dmio_client *client;
+	enum dmio_op op;
+	unsigned int flags;
+	atomic_uint pending;
+	atomic_ulong error_bits;
+	int *region_errors;
+	dmio_notify_fn fn;
+	void *context;
+	/*
+	 * pending counts the jobs whose outcome is unknown; the one that brings it to zero finishes
+	 * the call (notify fn, or wakes the synchronous caller, who spins briefly on done before
+	 * sleeping on cond).  refs counts who may still touch the call: the synchronous caller and
+	 * each job handed to the engine; the last to let go frees it.
+	 */
+	GMutex lock;
+	GCond cond;
+	atomic_bool done;
+	atomic_uint refs;
+	/* The data every job reads or writes: the caller's memory or one shared bounce copy. */
+	struct iovec *iov;
+	unsigned int iovcnt;
+	uint64_t len; /* the longest region, bytes */
+	/* Bounce pages (from the client's pool) and the caller's memory to copy reads back to. */
+	void **bounce_pages;
+	unsigned int bounce_count;
+	struct iovec *user_iov;
+	unsigned int user_iovcnt;
+	unsigned int num_jobs;
+	struct dmio_job jobs[];
+};
+
+/*
+ * Do one job's I/O, blocking, in the calling thread: full transfers, retries, capability
+ * fallbacks, zero-filling the unread part of a failed read.  Returns 0 or -errno.
+ */
+int dmio_job_execute(struct dmio_job *job);
+
+/*
+ * Report a job handed to the engine finished with err (0 or -errno), and drop the engine's
+ * reference to its call.  The last job of a call copies bounced reads back, runs the notify fn
+ * (async) or wakes the caller (sync).  Engines call it exactly once per submitted job, from their
+ * own threads, unless they use dmio_job_run().
+ */
+void dmio_job_complete(struct dmio_job *job, int err);
+
+/*
+ * For engines whose queued jobs a synchronous caller may run itself (engine ops .stealable):
+ * run the job unless the caller already claimed it, then drop the engine's reference.
+ */
+void dmio_job_run(struct dmio_job *job);
+
+/* True in threads that run engine work (completions); synchronous calls made there run inline. */
+bool dmio_in_engine_thread(void);
+void dmio_set_engine_thread(void);
+
+/* ---- Engines ------------------------------------------------------------------------------ */
+
+struct dmio_engine_ops {
+	const char *name;
+	/* Set up the engine; 0 or -errno. */
+	int (*create)(const struct dmio_client_opts *opts, void **priv);
+	/* Start a job; it must end with dmio_job_complete() from an engine thread. */
+	void (*submit)(void *priv, struct dmio_job *job);
+	/* Tear down; every submitted job has completed. */
+	void (*destroy)(void *priv);
+	/* Workers call dmio_job_run(), so a synchronous caller may run queued jobs itself. */
+	bool stealable;
+};
+
+extern const struct dmio_engine_ops dmio_engine_threads;
+#ifdef HAVE_LIBURING
+extern const struct dmio_engine_ops dmio_engine_io_uring;
+#endif
+
+/* ---- The bounce-page pool (pool.c) --------------------------------------------------------- */
+
+struct dmio_pool {
+	GMutex lock;
+	void **free_pages;
+	unsigned int free_count;
+	unsigned int reserved; /* pages kept: free ones plus those lent out */
+	unsigned int lent;
+};
+
+void dmio_pool_init(struct dmio_pool *pool);
+/* Keep num_pages pages reserved; 0 or -ENOMEM. */
+int dmio_pool_resize(struct dmio_pool *pool, unsigned int num_pages);
+/* Take count page-aligned pages: from the reserve, else freshly allocated.  0 or -ENOMEM. */
+int dmio_pool_take(struct dmio_pool *pool, unsigned int count, void **pages);
+/* Give pages back: into the reserve up to its size, freed beyond it. */
+void dmio_pool_give(struct dmio_pool *pool, unsigned int count, void **pages);
+void dmio_pool_destroy(struct dmio_pool *pool);
+
+/* ---- Clients ------------------------------------------------------------------------------ */
+
+struct dmio_client {
+	const struct dmio_engine_ops *engine;
+	void *engine_priv;
+	struct dmio_pool pool;
+	GMutex lock;
+	GCond idle;
+	unsigned int inflight; /* calls submitted and not yet notified; under lock */
+};
+
+/* The default client of the seed's API, created on first use; NULL when it cannot be. */
+struct dmio_client *dmio_default_client(void);
+
+/* Account for a call starting / ending on the client (destroy waits for the count to drop). */
+void dmio_client_call_begin(struct dmio_client *client);
+void dmio_client_call_end(struct dmio_client *client);
+
+#endif /* DMIO_INTERNAL_H */
