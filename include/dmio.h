@@ -36,8 +36,8 @@ struct dmio_dev;
 
 /*
  * Open a regular file or a block device.  On success *out owns the open descriptor; close it with
- * dmio_dev_close().  Returns 0, or -errno (-ENOENT, -EACCES, -EINVAL for an unknown flag or a path
- * that is neither a regular file nor a block device, -EROFS, ...).
+ * dmio_dev_close().  Returns 0, or -errno (-ENOENT, -EACCES, -EISDIR for a directory, -EINVAL for
+ * an unknown flag or a path that is neither a regular file nor a block device, -EROFS, ...).
  */
 int dmio_dev_open(const char *path, unsigned int flags, struct dmio_dev **out);
 

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The mirror configuration: fusemirror.conf(5), a GKeyFile with one [mirror] group and one
+ * [leg NAME] group per leg.  Parsing is strict: unknown groups and keys, bad values, duplicate
+ * names or paths are errors that name the file, the line and what is wrong.
+ */
+#ifndef FUSEMIRROR_CONFIG_H
+#define FUSEMIRROR_CONFIG_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dmio.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CONFIG_DEFAULT_PATH "/etc/fusemirror/fusemirror.conf"
+#define CONFIG_MAX_LEGS	    64
+
+#define CONFIG_ERROR (config_error_quark())
+GQuark config_error_quark(void);
+
+enum config_error {
+	CONFIG_ERROR_IO,      /* the file cannot be read */
+	CONFIG_ERROR_SYNTAX,  /* not a key file */
+	CONFIG_ERROR_UNKNOWN, /* unknown group or key */
+	CONFIG_ERROR_VALUE,   /* a value that does not parse or is out of range */
+	CONFIG_ERROR_MISSING, /* a required group or key is missing */
+	CONFIG_ERROR_INVALID, /* values that contradict each other (duplicate leg, ...) */
+};
+
+enum read_policy {
+	READ_POLICY_LEAST_PENDING = 0, /* default */
+	READ_POLICY_ROUND_ROBIN,
+	READ_POLICY_PRIMARY,
+};
+
+enum cache_mode {
+	CACHE_NONE = 0,	 /* default: FUSE direct_io, writes reach the legs before they return */
+	CACHE_WRITEBACK, /* the kernel's page cache in front of the mirror */
+};
+
+enum metadata_mode {
+	METADATA_NONE = 0, /* nothing on the legs (for now the only mode that works) */
+	METADATA_INTERNAL, /* superblock + write-intent bitmap on each leg */
+};
+
+struct leg_config {
+	char *name; /* from the group name "[leg NAME]" */
+	char *path;
+	bool write_mostly;
+};
+
+struct mirror_config {
+	char *file; /* the path the config was read from ("<string>" for parsed data) */
+	char *name;
+	char *mountpoint; /* may be NULL: then the command line must name it */
+	enum read_policy read_policy;
+	enum dmio_engine engine;
+	unsigned int threads; /* 0 = libdmio's default */
+	enum cache_mode cache;
+	enum metadata_mode metadata;
+	bool allow_other;
+	char *on_event; /* program run on each event, or NULL */
+	unsigned int num_legs;
+	struct leg_config *legs; /* in the order of the file */
+};
+
+/*
+ * Read and check a config file.  Returns the config, or NULL with *error set (CONFIG_ERROR)
+ * whose message names the file, the line when there is one, and the problem, e.g.
+ * "/etc/fusemirror/a.conf:7: unknown key 'rate' in group [mirror]".
+ */
+struct mirror_config *config_load(const char *path, GError **error);
+
+/* The same from a string; filename is used in messages. */
+struct mirror_config *config_parse(const char *data, gsize length, const char *filename,
+				   GError **error);
+
+void config_free(struct mirror_config *config);
+
+/* Names of the enum values, as in the file ("least-pending", "writeback", ...). */
+const char *config_read_policy_name(enum read_policy policy);
+const char *config_cache_name(enum cache_mode cache);
+const char *config_metadata_name(enum metadata_mode metadata);
+const char *config_engine_name(enum dmio_engine engine);
+
+/*
+ * Parse a size with an optional K, M, G or T suffix (powers of 1024; "KiB", "MiB", ... and a
+ * trailing "B" are accepted too).  Returns TRUE and sets *out, or FALSE on a bad or overflowing
+ * value.
+ */
+gboolean config_parse_size(const char *text, uint64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FUSEMIRROR_CONFIG_H */

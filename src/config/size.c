@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Sizes as operators write them: "4096", "512K", "64 MiB", "1g".  Powers of 1024 only, since
+ * every size here is a multiple of a block or a page.
+ */
+#include <string.h>
+
+#include "config/config.h"
+
+static int suffix_shift(const char *suffix)
+{
+	static const char units[] = "KMGT";
+	const char *unit;
+
+	if (*suffix == '\0')
+		return 0;
+	if (g_ascii_strcasecmp(suffix, "B") == 0)
+		return 0;
+	unit = strchr(units, g_ascii_toupper(*suffix));
+	if (unit == NULL)
+		return -1;
+	suffix++;
+	if (*suffix != '\0' && g_ascii_strcasecmp(suffix, "B") != 0 &&
+	    g_ascii_strcasecmp(suffix, "iB") != 0)
+		return -1;
+	return 10 * (unit - units + 1);
+}
+
+gboolean config_parse_size(const char *text, uint64_t *out)
+{
+	const char *p = text, *digits_end;
+	uint64_t value = 0;
+	int shift;
+
+	/* strtoull() would take white space, a sign, "0x" and an empty string. */
+	if (text == NULL || !g_ascii_isdigit(*p))
+		return FALSE;
+	for (; g_ascii_isdigit(*p); p++) {
+		unsigned int digit = *p - '0';
+
+		if (value > (UINT64_MAX - digit) / 10)
+			return FALSE;
+		value = value * 10 + digit;
+	}
+	/* "64 MiB" is fine, "64 " is not. */
+	digits_end = p;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0' && p != digits_end)
+		return FALSE;
+	shift = suffix_shift(p);
+	if (shift < 0 || value > (UINT64_MAX >> shift))
+		return FALSE;
+	*out = value << shift;
+	return TRUE;
+}

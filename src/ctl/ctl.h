@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fusemirrorctl, the admin CLI.  It talks to fusemirrord only through extended attributes on the
+ * mirror file (fusemirrorctl(8) lists them): user.fusemirror.* to read the status, and
+ * trusted.fusemirror.ctl to send a command.  Each subcommand is one struct ctl_command in its own
+ * cmd-*.c, listed in the table of fusemirrorctl.c.
+ */
+#ifndef FUSEMIRROR_CTL_H
+#define FUSEMIRROR_CTL_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Exit statuses of every subcommand but status (fusemirrorctl(8), EXIT STATUS). */
+#define CTL_EXIT_OK	0
+#define CTL_EXIT_FAILED 1  /* the operation failed; the message says why */
+#define CTL_EXIT_USAGE	64 /* bad command, option or argument (EX_USAGE of sysexits.h) */
+
+/* Exit statuses of status: the state of the mirror, or that it could not be read. */
+#define CTL_STATUS_CLEAN      0
+#define CTL_STATUS_DEGRADED   1 /* also resyncing, checking and states this version does not know */
+#define CTL_STATUS_FAILED     2
+#define CTL_STATUS_UNREADABLE 4
+
+#define CTL_XATTR_PREFIX "user.fusemirror."
+#define CTL_XATTR_CTL	 "trusted.fusemirror.ctl"
+#define CTL_MAX_LEGS	 64
+
+struct ctl_command {
+	const char *name;
+	const char *parameters; /* positional arguments, as "fusemirrorctl NAME [OPTION…] FILE" */
+	const char *summary;	/* one line, in the general --help and atop the command's own */
+	const char *description; /* after the options in the command's --help; may be NULL */
+	/* argv[0] is the command's name; returns the exit status. */
+	int (*run)(const struct ctl_command *cmd, int argc, char **argv);
+};
+
+extern const struct ctl_command ctl_cmd_status;
+extern const struct ctl_command ctl_cmd_fail;
+
+/* ---- fusemirrorctl.c: messages and option parsing ------------------------------------------ */
+
+/* "fusemirrorctl: MESSAGE" on stderr: errors, and what a command did (as mdadm does). */
+void ctl_message(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+/*
+ * A usage error of cmd (NULL: of fusemirrorctl itself): the message and a hint to --help on
+ * stderr.  Returns CTL_EXIT_USAGE, for "return ctl_usage_error(...)".
+ */
+int ctl_usage_error(const struct ctl_command *cmd, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/*
+ * Parse the options of cmd with GOption, which also answers --help (and exits).  argv[0] is the
+ * command's name.  On success the parsed options are removed from argc and argv, and the number of
+ * positional arguments left (not counting argv[0]) is between min_args and max_args.  Returns
+ * false after reporting a usage error.  entries may be NULL.
+ */
+bool ctl_parse_options(const struct ctl_command *cmd, const GOptionEntry *entries, int *argc,
+		       char ***argv, int min_args, int max_args);
+
+/* ---- status.c: the status of a mirror, from its extended attributes ------------------------ */
+
+struct ctl_leg_status {
+	unsigned int index; /* 0-based, in config order: the I of user.fusemirror.leg.I.* */
+	char *name;
+	char *path;
+	char *state; /* in_sync, failed, ... as the daemon names it */
+	uint64_t read_errors;
+	uint64_t write_errors;
+};
+
+struct ctl_status {
+	char *file; /* as given on the command line */
+	char *name;
+	char *state; /* clean, degraded, failed, ... as the daemon names it */
+	uint64_t size;
+	unsigned int nlegs;
+	struct ctl_leg_status *legs; /* nlegs of them */
+	uint64_t events;
+	uint64_t error_bits; /* bit i set: leg i failed the last failed request */
+	/*
+	 * The file is on a FUSE file system, as a mirror served by fusemirrord always is.  When it
+	 * is not, its attributes are a copy (cp -a of the mirror file keeps them): no daemon is
+	 * behind them to report the present or to take a command.
+	 */
+	bool live;
+};
+
+#define CTL_ERROR (ctl_error_quark())
+GQuark ctl_error_quark(void);
+
+enum ctl_error_code {
+	CTL_ERROR_ACCESS,     /* the file cannot be reached: stat or getxattr failed */
+	CTL_ERROR_NOT_MIRROR, /* a file without user.fusemirror.state */
+	CTL_ERROR_VALUE,      /* an attribute is missing or malformed */
+};
+
+/*
+ * Read the status of the mirror whose file is file.  Returns a new ctl_status (free with
+ * ctl_status_free()), or NULL and sets error to a message naming the attribute and the reason
+ * (the caller names the file).
+ */
+struct ctl_status *ctl_status_read(const char *file, GError **error);
+void ctl_status_free(struct ctl_status *status);
+
+/*
+ * The leg that leg designates: the one with that name, else (when leg is a decimal number) the
+ * one with that index.  Returns the leg, or NULL when there is none.
+ */
+const struct ctl_leg_status *ctl_status_find_leg(const struct ctl_status *status, const char *leg);
+
+/* The exit status of the status command for this state: CTL_STATUS_CLEAN, _DEGRADED or _FAILED. */
+int ctl_status_exit_code(const struct ctl_status *status);
+
+/* ---- output.c: text, JSON and shell output ------------------------------------------------- */
+
+/* Append s to out as a JSON string, quotes included; invalid UTF-8 becomes U+FFFD. */
+void ctl_json_append_string(GString *out, const char *s);
+
+/* A copy of s that a POSIX shell reads back as s: as is when it is safe, else single-quoted. */
+char *ctl_shell_quote(const char *s);
+
+/* A copy of s with control characters and backslashes as C escapes, for one line of a report. */
+char *ctl_printable(const char *s);
+
+/* bytes in binary units with two decimals, "1.00 GiB" ("512 B" below 1 KiB). */
+char *ctl_format_size(uint64_t bytes);
+
+/* Write out to stdout and flush it.  Returns false (after a message) when that fails. */
+bool ctl_write_stdout(const GString *out);
+
+#endif /* FUSEMIRROR_CTL_H */

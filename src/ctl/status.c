@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The status of a mirror, read from the user.fusemirror.* extended attributes of its file and
+ * stat().  The values are ASCII without a trailing newline; every one is checked, so that a report
+ * never shows a number the daemon did not give.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <linux/magic.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/xattr.h>
+
+#include "ctl.h"
+
+/* Linux caps an extended attribute value at 64 KiB. */
+#define XATTR_VALUE_MAX 65536
+
+G_DEFINE_QUARK(fusemirror - ctl - error - quark, ctl_error)
+
+/*
+ * Read the attribute CTL_XATTR_PREFIX attr of file into a new NUL-terminated string.  Returns 0,
+ * or -errno (-EILSEQ for a value with a NUL byte, which no attribute of ours has).
+ */
+static int read_attribute(const char *file, const char *attr, char **value)
+{
+	g_autofree char *name = g_strconcat(CTL_XATTR_PREFIX, attr, NULL);
+	size_t size = 256;
+
+	for (;;) {
+		g_autofree char *buf = g_malloc(size + 1);
+		ssize_t len = getxattr(file, name, buf, size);
+
+		if (len >= 0) {
+			if (memchr(buf, '\0', len) != NULL)
+				return -EILSEQ;
+			buf[len] = '\0';
+			*value = g_steal_pointer(&buf);
+			return 0;
+		}
+		/* The value grew, or is longer than our first guess. */
+		if (errno != ERANGE || size >= XATTR_VALUE_MAX)
+			return -errno;
+		size = XATTR_VALUE_MAX;
+	}
+}
+
+static bool read_string(const char *file, const char *attr, char **value, GError **error)
+{
+	int r = read_attribute(file, attr, value);
+
+	if (r < 0) {
+		g_set_error(error, CTL_ERROR, CTL_ERROR_VALUE, "cannot read %s%s: %s",
+			    CTL_XATTR_PREFIX, attr, g_strerror(-r));
+		return false;
+	}
+	return true;
+}
+
+static bool read_number(const char *file, const char *attr, uint64_t max, uint64_t *value,
+			GError **error)
+{
+	g_autofree char *text = NULL;
+	g_autoptr(GError) parse_error = NULL;
+	guint64 number;
+
+	if (!read_string(file, attr, &text, error))
+		return false;
+	if (!g_ascii_string_to_unsigned(text, 10, 0, max, &number, &parse_error)) {
+		g_autofree char *shown = ctl_printable(text);
+
+		g_set_error(error, CTL_ERROR, CTL_ERROR_VALUE,
+			    "%s%s is '%s', not a number between 0 and %" G_GUINT64_FORMAT,
+			    CTL_XATTR_PREFIX, attr, shown, (guint64)max);
+		return false;
+	}
+	*value = number;
+	return true;
+}
+
+/* error_bits is "0x" and hex digits, up to one bit per leg. */
+static bool read_bitset(const char *file, const char *attr, uint64_t *value, GError **error)
+{
+	g_autofree char *text = NULL;
+	guint64 number;
+
+	if (!read_string(file, attr, &text, error))
+		return false;
+	if ((strncmp(text, "0x", 2) != 0 && strncmp(text, "0X", 2) != 0) ||
+	    !g_ascii_string_to_unsigned(text + 2, 16, 0, G_MAXUINT64, &number, NULL)) {
+		g_autofree char *shown = ctl_printable(text);
+
+		g_set_error(error, CTL_ERROR, CTL_ERROR_VALUE,
+			    "%s%s is '%s', not a hexadecimal bitset like 0x2", CTL_XATTR_PREFIX,
+			    attr, shown);
+		return false;
+	}
+	*value = number;
+	return true;
+}
+
+static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **error)
+{
+	g_autofree char *name = g_strdup_printf("leg.%u.name", leg->index);
+	g_autofree char *path = g_strdup_printf("leg.%u.path", leg->index);
+	g_autofree char *state = g_strdup_printf("leg.%u.state", leg->index);
+	g_autofree char *read_errors = g_strdup_printf("leg.%u.read_errors", leg->index);
+	g_autofree char *write_errors = g_strdup_printf("leg.%u.write_errors", leg->index);
+
+	return read_string(file, name, &leg->name, error) &&
+	       read_string(file, path, &leg->path, error) &&
+	       read_string(file, state, &leg->state, error) &&
+	       read_number(file, read_errors, G_MAXUINT64, &leg->read_errors, error) &&
+	       read_number(file, write_errors, G_MAXUINT64, &leg->write_errors, error);
+}
+
+struct ctl_status *ctl_status_read(const char *file, GError **error)
+{
+	struct ctl_status *status = g_new0(struct ctl_status, 1);
+	struct statfs fs;
+	struct stat st;
+	uint64_t nlegs;
+	int r;
+
+	status->file = g_strdup(file);
+	if (stat(file, &st) < 0) {
+		g_set_error(error, CTL_ERROR, CTL_ERROR_ACCESS, "%s", g_strerror(errno));
+		goto fail;
+	}
+	status->size = st.st_size;
+	status->live = statfs(file, &fs) == 0 && fs.f_type == FUSE_SUPER_MAGIC;
+
+	/* state is what makes a file a mirror: tell "not a mirror" apart from a broken one. */
+	r = read_attribute(file, "state", &status->state);
+	if (r == -ENODATA || r == -ENOTSUP) {
+		g_set_error(error, CTL_ERROR, CTL_ERROR_NOT_MIRROR,
+			    "not a fusemirror mirror (it has no %sstate attribute)",
+			    CTL_XATTR_PREFIX);
+		goto fail;
+	}
+	if (r < 0) {
+		g_set_error(error, CTL_ERROR,
+			    r == -ENOENT || r == -EACCES ? CTL_ERROR_ACCESS : CTL_ERROR_VALUE,
+			    "cannot read %sstate: %s", CTL_XATTR_PREFIX, g_strerror(-r));
+		goto fail;
+	}
+
+	if (!read_string(file, "name", &status->name, error) ||
+	    !read_number(file, "legs", CTL_MAX_LEGS, &nlegs, error) ||
+	    !read_number(file, "events", G_MAXUINT64, &status->events, error) ||
+	    !read_bitset(file, "error_bits", &status->error_bits, error))
+		goto fail;
+
+	status->nlegs = nlegs;
+	status->legs = g_new0(struct ctl_leg_status, status->nlegs);
+	for (unsigned int i = 0; i < status->nlegs; i++) {
+		status->legs[i].index = i;
+		if (!read_leg(file, &status->legs[i], error))
+			goto fail;
+	}
+	return status;
+
+fail:
+	ctl_status_free(status);
+	return NULL;
+}
+
+void ctl_status_free(struct ctl_status *status)
+{
+	if (status == NULL)
+		return;
+	for (unsigned int i = 0; i < status->nlegs && status->legs != NULL; i++) {
+		g_free(status->legs[i].name);
+		g_free(status->legs[i].path);
+		g_free(status->legs[i].state);
+	}
+	g_free(status->legs);
+	g_free(status->file);
+	g_free(status->name);
+	g_free(status->state);
+	g_free(status);
+}
+
+const struct ctl_leg_status *ctl_status_find_leg(const struct ctl_status *status, const char *leg)
+{
+	guint64 index;
+
+	/* A name wins over an index: a leg may well be called "1". */
+	for (unsigned int i = 0; i < status->nlegs; i++)
+		if (strcmp(status->legs[i].name, leg) == 0)
+			return &status->legs[i];
+	if (g_ascii_string_to_unsigned(leg, 10, 0, G_MAXUINT, &index, NULL) &&
+	    index < status->nlegs)
+		return &status->legs[index];
+	return NULL;
+}
+
+int ctl_status_exit_code(const struct ctl_status *status)
+{
+	if (strcmp(status->state, "clean") == 0)
+		return CTL_STATUS_CLEAN;
+	if (strcmp(status->state, "failed") == 0)
+		return CTL_STATUS_FAILED;
+	/* degraded, resyncing, checking, and whatever a newer daemon reports: needs a look. */
+	return CTL_STATUS_DEGRADED;
+}

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fusemirrord: assemble the mirror described by a config file and serve it as one file through
+ * FUSE.  See fusemirrord(8).
+ *
+ * Exit status: 0 clean stop, 1 runtime failure, 2 usage error, 78 bad configuration.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "daemon/log.h"
+#include "daemon/notify.h"
+#include "fuse/frontend.h"
+#include "mirror/mirror.h"
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+#define EXIT_CONFIG 78
+
+static gboolean opt_foreground;
+static gboolean opt_debug;
+static gboolean opt_version;
+static char *opt_config;
+static char **opt_fuse;
+static char **opt_args;
+
+static const GOptionEntry options[] = {
+	{ "foreground", 'f', 0, G_OPTION_ARG_NONE, &opt_foreground,
+	  "Stay in the foreground (and log to stderr or journald)", NULL },
+	{ "debug", 'd', 0, G_OPTION_ARG_NONE, &opt_debug,
+	  "Log debug messages and trace FUSE requests; implies -f", NULL },
+	{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
+	  "The mirror's config file (default " CONFIG_DEFAULT_PATH ")", "FILE" },
+	{ "options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &opt_fuse,
+	  "Extra FUSE mount options, comma-separated (may be repeated)", "OPTS" },
+	{ "version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit",
+	  NULL },
+	{ G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_args, NULL,
+	  "[MOUNTPOINT]" },
+	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+};
+
+struct daemon {
+	struct mirror_config *config;
+	struct mirror *mirror;
+	GThreadPool *event_pool; /* runs the on-event program off the I/O path */
+	int ready_fd;		 /* write end of the pipe to the waiting parent, or -1 */
+};
+
+/* ---- Events: the on-event program and systemd's STATUS= ------------------------------------ */
+
+struct event_job {
+	char *argv[5];
+};
+
+static void run_event_program(gpointer data, gpointer user_data)
+{
+	struct event_job *job = data;
+	GError *error = NULL;
+
+	/* Without G_SPAWN_DO_NOT_REAP_CHILD glib double-forks: no zombie to collect. */
+	if (!g_spawn_async(NULL, job->argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
+			   &error)) {
+		g_warning("on-event program %s: %s", job->argv[0], error->message);
+		g_error_free(error);
+	}
+	for (unsigned int i = 0; i < G_N_ELEMENTS(job->argv); i++)
+		g_free(job->argv[i]);
+	g_free(job);
+}
+
+static void update_status(struct daemon *d)
+{
+	struct mirror *m = d->mirror;
+	unsigned int i, in_sync = 0;
+	char *status;
+
+	for (i = 0; i < mirror_num_legs(m); i++) {
+		struct leg_status st;
+
+		mirror_leg_status(m, i, &st);
+		in_sync += st.state == LEG_IN_SYNC;
+	}
+	status = g_strdup_printf("STATUS=%s, %u of %u legs in sync",
+				 mirror_state_name(mirror_state(m)), in_sync, mirror_num_legs(m));
+	notify_systemd(status);
+	g_free(status);
+}
+
+static void on_event(void *opaque, const char *event, GLogLevelFlags level, int leg,
+		     const char *message)
+{
+	struct daemon *d = opaque;
+	struct event_job *job;
+	struct leg_status st;
+
+	update_status(d);
+	if (d->config->on_event == NULL || d->event_pool == NULL)
+		return;
+	job = g_new0(struct event_job, 1);
+	job->argv[0] = g_strdup(d->config->on_event);
+	job->argv[1] = g_strdup(event);
+	job->argv[2] = g_strdup(mirror_name(d->mirror));
+	if (leg >= 0) {
+		mirror_leg_status(d->mirror, (unsigned int)leg, &st);
+		job->argv[3] = g_strdup(st.name);
+	} else {
+		job->argv[3] = g_strdup("");
+	}
+	g_thread_pool_push(d->event_pool, job, NULL);
+}
+
+/* ---- Daemonizing: the parent exits with the child's start-up status ------------------------- */
+
+/*
+ * Fork before any thread exists.  The parent waits for one status byte from the child (0 once
+ * the file is served, or the exit status of a failed start) and exits with it.
+ */
+static int daemon_fork(void)
+{
+	int fds[2];
+	unsigned char status = EXIT_RUNTIME;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		g_printerr("fusemirrord: pipe: %s\n", g_strerror(errno));
+		exit(EXIT_RUNTIME);
+	}
+	pid = fork();
+	if (pid < 0) {
+		g_printerr("fusemirrord: fork: %s\n", g_strerror(errno));
+		exit(EXIT_RUNTIME);
+	}
+	if (pid > 0) {
+		close(fds[1]);
+		if (read(fds[0], &status, 1) != 1)
+			status = EXIT_RUNTIME;
+		_exit(status);
+	}
+	close(fds[0]);
+	setsid();
+	return fds[1];
+}
+
+/* Tell the waiting parent how the start went; once serving, detach from the terminal. */
+static void daemon_ready(struct daemon *d, unsigned char status)
+{
+	int null;
+
+	if (d->ready_fd < 0)
+		return;
+	if (status == 0) {
+		null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			if (null > STDERR_FILENO)
+				close(null);
+		}
+		log_use_syslog();
+		if (chdir("/") < 0)
+			g_debug("chdir /: %s", g_strerror(errno));
+	}
+	if (write(d->ready_fd, &status, 1) != 1)
+		g_debug("cannot tell the parent: %s", g_strerror(errno));
+	close(d->ready_fd);
+	d->ready_fd = -1;
+}
+
+static G_NORETURN void die(struct daemon *d, int status, const char *format, ...)
+	G_GNUC_PRINTF(3, 4);
+
+static void die(struct daemon *d, int status, const char *format, ...)
+{
+	va_list ap;
+	char *message;
+
+	va_start(ap, format);
+	message = g_strdup_vprintf(format, ap);
+	va_end(ap);
+	g_printerr("fusemirrord: %s\n", message);
+	g_free(message);
+	daemon_ready(d, (unsigned char)status);
+	exit(status);
+}
+
+/* ---- The mountpoint ------------------------------------------------------------------------ */
+
+/* Whether path (absolute, canonical) is the mount point of some mount. */
+static bool is_mount_point(const char *path)
+{
+	char *contents = NULL;
+	bool found = false;
+	char **lines;
+
+	if (!g_file_get_contents("/proc/self/mountinfo", &contents, NULL, NULL))
+		return false;
+	lines = g_strsplit(contents, "\n", -1);
+	for (char **l = lines; *l != NULL && !found; l++) {
+		char **fields = g_strsplit(*l, " ", 6);
+
+		if (g_strv_length(fields) >= 5) {
+			/* Field 5 is the mount point, with space, tab, newline and \ octal-escaped. */
+			char *unescaped = g_strcompress(fields[4]);
+
+			found = strcmp(unescaped, path) == 0;
+			g_free(unescaped);
+		}
+		g_strfreev(fields);
+	}
+	g_strfreev(lines);
+	g_free(contents);
+	return found;
+}
+
+/*
+ * Make the mountpoint usable: create it as an empty file if it does not exist; refuse a
+ * directory, anything but a regular file, a file something is already mounted on, and a leg.
+ * Returns the canonical absolute path.
+ */
+static char *prepare_mountpoint(struct daemon *d, const char *path)
+{
+	char resolved[PATH_MAX];
+	struct stat st, leg_st;
+	unsigned int i;
+	int fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		close(fd);
+		g_message("created the mountpoint %s", path);
+	} else if (errno != EEXIST) {
+		die(d, EXIT_RUNTIME, "cannot create the mountpoint %s: %s", path,
+		    g_strerror(errno));
+	}
+	if (realpath(path, resolved) == NULL || stat(resolved, &st) < 0)
+		die(d, EXIT_RUNTIME, "mountpoint %s: %s", path, g_strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		die(d, EXIT_RUNTIME,
+		    "mountpoint %s is a directory: fusemirror serves the mirror as one file; name a "
+		    "file (it is created if missing)",
+		    path);
+	if (!S_ISREG(st.st_mode))
+		die(d, EXIT_RUNTIME, "mountpoint %s is not a regular file", path);
+	if (is_mount_point(resolved))
+		die(d, EXIT_RUNTIME,
+		    "mountpoint %s is in use: something is already mounted on it (another "
+		    "fusemirrord?)",
+		    resolved);
+	for (i = 0; i < d->config->num_legs; i++) {
+		const struct leg_config *leg = &d->config->legs[i];
+
+		if (stat(leg->path, &leg_st) == 0 && leg_st.st_dev == st.st_dev &&
+		    leg_st.st_ino == st.st_ino)
+			die(d, EXIT_RUNTIME, "mountpoint %s is leg '%s' itself", path, leg->name);
+	}
+	return g_strdup(resolved);
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+	struct daemon d = { .ready_fd = -1 };
+	struct frontend_options fo = { 0 };
+	struct frontend *fe = NULL;
+	GOptionContext *context;
+	GError *error = NULL;
+	const char *config_path, *mountpoint;
+	char *fuse_opts = NULL, *abs_config, *abs_mountpoint;
+	int status = 0, r;
+
+	context = g_option_context_new("- serve a RAID1 mirror of files and block devices as one "
+				       "file through FUSE");
+	g_option_context_add_main_entries(context, options, NULL);
+	g_option_context_set_description(
+		context, "Exit status: 0 clean stop, 1 runtime failure, 2 usage error, 78 bad "
+			 "configuration.\nSee fusemirrord(8) and fusemirror.conf(5).");
+	if (!g_option_context_parse(context, &argc, &argv, &error)) {
+		g_printerr("fusemirrord: %s\nTry 'fusemirrord --help'.\n", error->message);
+		return EXIT_USAGE;
+	}
+	g_option_context_free(context);
+	if (opt_version) {
+		printf("fusemirrord %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	if (opt_args != NULL && g_strv_length(opt_args) > 1) {
+		g_printerr("fusemirrord: one mountpoint only, got '%s' and '%s'\nTry 'fusemirrord "
+			   "--help'.\n",
+			   opt_args[0], opt_args[1]);
+		return EXIT_USAGE;
+	}
+	if (opt_debug)
+		opt_foreground = TRUE;
+	log_setup("fusemirrord", opt_debug);
+
+	config_path = opt_config != NULL ? opt_config : CONFIG_DEFAULT_PATH;
+	d.config = config_load(config_path, &error);
+	if (d.config == NULL) {
+		g_printerr("fusemirrord: %s\n", error->message);
+		return EXIT_CONFIG;
+	}
+	mountpoint = opt_args != NULL && opt_args[0] != NULL ? opt_args[0] : d.config->mountpoint;
+	if (mountpoint == NULL) {
+		g_printerr("fusemirrord: no mountpoint: give MOUNTPOINT or set 'mountpoint' in [mirror] "
+			   "of %s\nTry 'fusemirrord --help'.\n",
+			   config_path);
+		return EXIT_USAGE;
+	}
+	if (opt_fuse != NULL)
+		fuse_opts = g_strjoinv(",", opt_fuse);
+
+	/* Paths are resolved before a daemon changes directory to /. */
+	abs_config = g_canonicalize_filename(config_path, NULL);
+	if (!opt_foreground)
+		d.ready_fd = daemon_fork();
+	abs_mountpoint = prepare_mountpoint(&d, mountpoint);
+
+	if (d.config->metadata == METADATA_NONE)
+		g_warning("mirror %s: metadata = none: the legs carry no superblock or write-intent "
+			  "bitmap, so after a crash they are not checked or resynced",
+			  d.config->name);
+	/* Our writes may be what frees memory (a loop device on the file): never throttle them. */
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
+		g_warning("PR_SET_IO_FLUSHER: %s; under memory pressure a loop device on the mirror "
+			  "may deadlock",
+			  g_strerror(errno));
+
+	r = mirror_open(d.config, &d.mirror, &error);
+	if (r < 0)
+		die(&d, EXIT_RUNTIME, "%s: %s", abs_config, error->message);
+	d.event_pool = g_thread_pool_new(run_event_program, NULL, 1, FALSE, NULL);
+	mirror_set_event_handler(d.mirror, on_event, &d);
+
+	fo.mountpoint = abs_mountpoint;
+	fo.cache = d.config->cache;
+	fo.allow_other = d.config->allow_other;
+	fo.debug = opt_debug;
+	fo.fuse_opts = fuse_opts;
+	r = frontend_mount(d.mirror, &fo, &fe, &error);
+	if (r < 0) {
+		mirror_close(d.mirror);
+		die(&d, EXIT_RUNTIME, "%s", error->message);
+	}
+
+	g_message("mirror %s: serving %" G_GUINT64_FORMAT " bytes on %s from %u legs (%s)",
+		  mirror_name(d.mirror), mirror_size(d.mirror), abs_mountpoint,
+		  mirror_num_legs(d.mirror), mirror_state_name(mirror_state(d.mirror)));
+	daemon_ready(&d, 0);
+	notify_systemd("READY=1");
+	update_status(&d);
+
+	if (frontend_run(fe) < 0)
+		status = EXIT_RUNTIME;
+	notify_systemd("STOPPING=1");
+	g_message("mirror %s: stopping: finishing in-flight I/O, flushing the legs",
+		  mirror_name(d.mirror));
+	frontend_destroy(fe);
+	mirror_close(d.mirror);
+	g_thread_pool_free(d.event_pool, FALSE, TRUE);
+	g_message("stopped; %s unmounted", abs_mountpoint);
+
+	config_free(d.config);
+	g_free(abs_config);
+	g_free(abs_mountpoint);
+	g_free(fuse_opts);
+	g_strfreev(opt_fuse);
+	g_strfreev(opt_args);
+	g_free(opt_config);
+	return status;
+}

@@ -1,0 +1,551 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The FUSE front end (frontend.h).
+ *
+ * A write's payload lives in libfuse's request buffer only until the handler returns, and the
+ * mirror completes later: so it is copied once, into an aligned buffer that every leg's write
+ * shares, and the completion replies and recycles the buffer.
+ */
+#include "config.h"
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <linux/falloc.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fuse/frontend.h"
+#include "fuse/xattr.h"
+
+#define MAX_WRITE (1u << 20)
+#define BUFFER_SIZE MAX_WRITE
+#define BUFFER_POOL_MAX 64 /* buffers kept for reuse */
+#define ATTR_TIMEOUT 1.0
+
+struct frontend {
+	struct mirror *m;
+	struct fuse_session *se;
+	enum cache_mode cache;
+	bool mounted;
+	/* The file's attributes: the mountpoint's at start, changed by chmod/chown/utimes. */
+	GMutex attr_lock;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	struct timespec atime, mtime, ctime;
+	/* Requests handed to the mirror and not yet replied to. */
+	atomic_uint inflight;
+	/* Recycled MAX_WRITE-byte aligned buffers. */
+	GMutex pool_lock;
+	void *pool[BUFFER_POOL_MAX];
+	unsigned int pool_count;
+};
+
+struct request {
+	struct frontend *fe;
+	fuse_req_t req;
+	void *buf;
+	size_t len;
+};
+
+static void *buffer_get(struct frontend *fe)
+{
+	void *buf = NULL;
+
+	g_mutex_lock(&fe->pool_lock);
+	if (fe->pool_count > 0)
+		buf = fe->pool[--fe->pool_count];
+	g_mutex_unlock(&fe->pool_lock);
+	if (buf == NULL && posix_memalign(&buf, 4096, BUFFER_SIZE) != 0)
+		buf = NULL;
+	return buf;
+}
+
+static void buffer_put(struct frontend *fe, void *buf)
+{
+	if (buf == NULL)
+		return;
+	g_mutex_lock(&fe->pool_lock);
+	if (fe->pool_count < BUFFER_POOL_MAX) {
+		fe->pool[fe->pool_count++] = buf;
+		buf = NULL;
+	}
+	g_mutex_unlock(&fe->pool_lock);
+	free(buf);
+}
+
+static struct request *request_new(struct frontend *fe, fuse_req_t req, bool with_buffer)
+{
+	struct request *r = g_new0(struct request, 1);
+
+	r->fe = fe;
+	r->req = req;
+	if (with_buffer) {
+		r->buf = buffer_get(fe);
+		if (r->buf == NULL) {
+			g_free(r);
+			return NULL;
+		}
+	}
+	atomic_fetch_add(&fe->inflight, 1);
+	return r;
+}
+
+static void request_free(struct request *r)
+{
+	struct frontend *fe = r->fe;
+
+	buffer_put(fe, r->buf);
+	g_free(r);
+	atomic_fetch_sub(&fe->inflight, 1);
+}
+
+static void touch(struct frontend *fe, bool modified)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	g_mutex_lock(&fe->attr_lock);
+	if (modified)
+		fe->mtime = fe->ctime = now;
+	else
+		fe->ctime = now;
+	g_mutex_unlock(&fe->attr_lock);
+}
+
+static void fill_attr(struct frontend *fe, struct stat *st)
+{
+	uint64_t size = mirror_size(fe->m);
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = FUSE_ROOT_ID;
+	st->st_nlink = 1;
+	st->st_size = (off_t)size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)(size / 512);
+	g_mutex_lock(&fe->attr_lock);
+	st->st_mode = S_IFREG | (fe->mode & 07777);
+	st->st_uid = fe->uid;
+	st->st_gid = fe->gid;
+	st->st_atim = fe->atime;
+	st->st_mtim = fe->mtime;
+	st->st_ctim = fe->ctime;
+	g_mutex_unlock(&fe->attr_lock);
+}
+
+/* ---- Operations ---------------------------------------------------------------------------- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct frontend *fe = userdata;
+
+	conn->max_write = MAX_WRITE;
+	conn->max_background = 128;
+	conn->congestion_threshold = 96;
+	/* O_TRUNC is ignored (the size is fixed), as on a block device. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_ASYNC_DIO)
+		conn->want |= FUSE_CAP_ASYNC_DIO;
+	if (fe->cache == CACHE_WRITEBACK && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	/* Nobody holds locks on a disk image across machines; let the kernel do them locally. */
+	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	struct stat st;
+
+	if (ino != FUSE_ROOT_ID) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	fill_attr(fe, &st);
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	struct timespec now;
+	struct stat st;
+
+	/* The size is the mirror's: only a no-op "truncate" to it is allowed. */
+	if ((to_set & FUSE_SET_ATTR_SIZE) && (uint64_t)attr->st_size != mirror_size(fe->m)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	g_mutex_lock(&fe->attr_lock);
+	if (to_set & FUSE_SET_ATTR_MODE)
+		fe->mode = attr->st_mode & 07777;
+	if (to_set & FUSE_SET_ATTR_UID)
+		fe->uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		fe->gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_ATIME)
+		fe->atime = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		fe->atime = now;
+	if (to_set & FUSE_SET_ATTR_MTIME)
+		fe->mtime = attr->st_mtim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		fe->mtime = now;
+	fe->ctime = now;
+	g_mutex_unlock(&fe->attr_lock);
+	fill_attr(fe, &st);
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+
+	if (ino != FUSE_ROOT_ID) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (fe->cache == CACHE_NONE)
+		fi->direct_io = 1;
+	else
+		fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void read_done(void *opaque, ssize_t result)
+{
+	struct request *r = opaque;
+
+	if (result < 0)
+		fuse_reply_err(r->req, (int)-result);
+	else
+		fuse_reply_buf(r->req, r->buf, (size_t)result);
+	request_free(r);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	struct request *r;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (size > BUFFER_SIZE)
+		size = BUFFER_SIZE;
+	r = request_new(fe, req, true);
+	if (r == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	mirror_read(fe->m, r->buf, size, (uint64_t)off, read_done, r);
+}
+
+static void write_done(void *opaque, ssize_t result)
+{
+	struct request *r = opaque;
+
+	if (result < 0)
+		fuse_reply_err(r->req, (int)-result);
+	else
+		fuse_reply_write(r->req, (size_t)result);
+	request_free(r);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	struct request *r;
+
+	if (off < 0 || size > BUFFER_SIZE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	r = request_new(fe, req, true);
+	if (r == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* The one copy: libfuse reuses its buffer once we return. */
+	memcpy(r->buf, buf, size);
+	touch(fe, true);
+	mirror_write(fe->m, r->buf, size, (uint64_t)off,
+		     (fi->flags & (O_SYNC | O_DSYNC)) ? MIRROR_FUA : 0, write_done, r);
+}
+
+static void status_done(void *opaque, ssize_t result)
+{
+	struct request *r = opaque;
+
+	fuse_reply_err(r->req, result < 0 ? (int)-result : 0);
+	request_free(r);
+}
+
+static void flush_legs(fuse_req_t req)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	struct request *r = request_new(fe, req, false);
+
+	mirror_flush(fe->m, status_done, r);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	flush_legs(req);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	flush_legs(req);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	struct request *r;
+
+	if (offset < 0 || length <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) &&
+	    mode != FALLOC_FL_ZERO_RANGE && mode != (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	r = request_new(fe, req, false);
+	touch(fe, true);
+	if (mode & FALLOC_FL_PUNCH_HOLE)
+		mirror_discard(fe->m, (uint64_t)offset, (uint64_t)length, status_done, r);
+	else
+		mirror_write_zeroes(fe->m, (uint64_t)offset, (uint64_t)length, 0, status_done, r);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	struct statvfs sv;
+
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = mirror_size(fe->m) / 4096;
+	sv.f_files = 1;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void reply_xattr_value(fuse_req_t req, const char *value, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, len);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	char *value;
+
+	/* security.capability is asked before every write: answer it without any work. */
+	if (strncmp(name, XATTR_STATUS_PREFIX, strlen(XATTR_STATUS_PREFIX)) != 0) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	value = xattr_status_get(fe->m, name);
+	if (value == NULL)
+		fuse_reply_err(req, ENODATA);
+	else
+		reply_xattr_value(req, value, strlen(value), size);
+	g_free(value);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	size_t len;
+	char *names = xattr_status_list(fe->m, &len);
+
+	reply_xattr_value(req, names, len, size);
+	g_free(names);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int r = xattr_set(fe->m, name, value, size, ctx->uid == 0);
+
+	fuse_reply_err(req, -r);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	if (strncmp(name, XATTR_STATUS_PREFIX, strlen(XATTR_STATUS_PREFIX)) == 0)
+		fuse_reply_err(req, EPERM);
+	else
+		fuse_reply_err(req, ENODATA);
+}
+
+static const struct fuse_lowlevel_ops frontend_ops = {
+	.init = op_init,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.release = op_release,
+	.fallocate = op_fallocate,
+	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+};
+
+/* ---- Session ------------------------------------------------------------------------------- */
+
+int frontend_mount(struct mirror *m, const struct frontend_options *o, struct frontend **out,
+		   GError **error)
+{
+	struct frontend *fe;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct stat st;
+	char *opts;
+	int r = 0;
+
+	*out = NULL;
+	if (stat(o->mountpoint, &st) < 0) {
+		r = -errno;
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r), "mountpoint %s: %s",
+			    o->mountpoint, g_strerror(-r));
+		return r;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "mountpoint %s is not a regular file: fusemirror mounts the mirror onto a "
+			    "file",
+			    o->mountpoint);
+		return -EINVAL;
+	}
+
+	fe = g_new0(struct frontend, 1);
+	fe->m = m;
+	fe->cache = o->cache;
+	fe->mode = st.st_mode & 07777;
+	fe->uid = st.st_uid;
+	fe->gid = st.st_gid;
+	fe->atime = st.st_atim;
+	clock_gettime(CLOCK_REALTIME, &fe->mtime);
+	fe->ctime = fe->mtime;
+	g_mutex_init(&fe->attr_lock);
+	g_mutex_init(&fe->pool_lock);
+
+	opts = g_strdup_printf("fsname=fusemirror:%s,subtype=fusemirror,default_permissions%s%s%s",
+			       mirror_name(m), o->allow_other ? ",allow_other" : "",
+			       o->fuse_opts != NULL && *o->fuse_opts ? "," : "",
+			       o->fuse_opts != NULL ? o->fuse_opts : "");
+	if (fuse_opt_add_arg(&args, "fusemirrord") != 0 || fuse_opt_add_arg(&args, "-o") != 0 ||
+	    fuse_opt_add_arg(&args, opts) != 0 || (o->debug && fuse_opt_add_arg(&args, "-d") != 0)) {
+		r = -ENOMEM;
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "out of memory");
+		goto fail;
+	}
+	fe->se = fuse_session_new(&args, &frontend_ops, sizeof(frontend_ops), fe);
+	if (fe->se == NULL) {
+		r = -EINVAL;
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "FUSE rejected the options '%s' (see the messages above)", opts);
+		goto fail;
+	}
+	if (fuse_set_signal_handlers(fe->se) != 0) {
+		r = -EIO;
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+			    "cannot install the signal handlers");
+		goto fail;
+	}
+	if (fuse_session_mount(fe->se, o->mountpoint) != 0) {
+		r = -EIO;
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+			    "cannot mount onto %s (see the messages above; is /dev/fuse there?)",
+			    o->mountpoint);
+		goto fail;
+	}
+	fe->mounted = true;
+	g_free(opts);
+	fuse_opt_free_args(&args);
+	*out = fe;
+	return 0;
+fail:
+	g_free(opts);
+	fuse_opt_free_args(&args);
+	frontend_destroy(fe);
+	return r;
+}
+
+int frontend_run(struct frontend *fe)
+{
+	struct fuse_loop_config *config = fuse_loop_cfg_create();
+	int r;
+
+	if (config == NULL)
+		return -ENOMEM;
+	/* One /dev/fuse descriptor per worker: no contention on reading requests. */
+	fuse_loop_cfg_set_clone_fd(config, 1);
+	fuse_loop_cfg_set_idle_threads(config, 16);
+	r = fuse_session_loop_mt(fe->se, config);
+	fuse_loop_cfg_destroy(config);
+	return r < 0 ? r : 0;
+}
+
+void frontend_exit(struct frontend *fe)
+{
+	fuse_session_exit(fe->se);
+}
+
+void frontend_destroy(struct frontend *fe)
+{
+	unsigned int i;
+
+	if (fe == NULL)
+		return;
+	/* The mirror still owes replies for requests the loop handed over. */
+	while (atomic_load(&fe->inflight) > 0)
+		g_usleep(1000);
+	if (fe->se != NULL) {
+		if (fe->mounted)
+			fuse_session_unmount(fe->se);
+		fuse_remove_signal_handlers(fe->se);
+		fuse_session_destroy(fe->se);
+	}
+	for (i = 0; i < fe->pool_count; i++)
+		free(fe->pool[i]);
+	g_mutex_clear(&fe->pool_lock);
+	g_mutex_clear(&fe->attr_lock);
+	g_free(fe);
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The mirror's extended attributes: status (user.fusemirror.*, read-only, for anyone who may read
+ * the file) and control (trusted.fusemirror.ctl, root only).  See fusemirrorctl(8).
+ */
+#ifndef FUSEMIRROR_XATTR_H
+#define FUSEMIRROR_XATTR_H
+
+#include <glib.h>
+#include <stddef.h>
+
+#include "mirror/mirror.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XATTR_STATUS_PREFIX "user.fusemirror."
+#define XATTR_CTL "trusted.fusemirror.ctl"
+
+/* The value of a status attribute (g_free it), or NULL when there is none (ENODATA). */
+char *xattr_status_get(struct mirror *m, const char *name);
+
+/* Every status attribute name, each followed by a NUL, as listxattr wants them (g_free it). */
+char *xattr_status_list(struct mirror *m, size_t *length);
+
+/*
+ * Set an attribute.  XATTR_CTL runs a command ("fail N"); is_root says whether the caller may.
+ * Returns 0 or -errno: -EPERM (not root, or a read-only status attribute), -EINVAL (bad command
+ * or leg), -EBUSY (failing the last in-sync leg), -EALREADY (the leg is not in sync),
+ * -ENOTSUP (any other name).
+ */
+int xattr_set(struct mirror *m, const char *name, const char *value, size_t size, bool is_root);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FUSEMIRROR_XATTR_H */

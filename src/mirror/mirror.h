@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The mirror set: legs and their states, the write fan-out (one dmio call over every in-sync
+ * leg), the read policy and read retry, and the turning of dmio error bitsets into leg failures.
+ * dmio reports; this layer decides (as dm-raid1's write_callback -> fail_mirror).
+ *
+ * Every I/O call calls done exactly once.  Requests on whole 512-byte sectors are asynchronous:
+ * they return at once and done runs on an engine thread.  Argument errors, and requests that
+ * need a read-modify-write of partial sectors (rare: block-device users send whole sectors),
+ * complete in the caller's thread before the call returns.
+ */
+#ifndef FUSEMIRROR_MIRROR_H
+#define FUSEMIRROR_MIRROR_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config/config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum leg_state {
+	LEG_IN_SYNC = 0, /* holds every acknowledged write; may be read */
+	LEG_FAILED,	 /* an I/O error or the operator failed it; never read or written again */
+};
+
+enum mirror_state {
+	MIRROR_CLEAN = 0, /* every leg in sync */
+	MIRROR_DEGRADED,  /* some legs failed, at least one in sync */
+	MIRROR_FAILED,	  /* no leg in sync */
+};
+
+/* Flags for mirror_write() and mirror_write_zeroes(). */
+#define MIRROR_FUA (1u << 0) /* durable on every leg when done */
+
+struct mirror;
+
+/* Completion: result is the byte count (0 for flush), or -errno. */
+typedef void (*mirror_done_fn)(void *opaque, ssize_t result);
+
+/*
+ * Event sink: the daemon logs events (LegFailed, DegradedArray, ...) and runs the on-event
+ * program.  leg is -1 when the event concerns the whole mirror.  message is one line.
+ */
+typedef void (*mirror_event_fn)(void *opaque, const char *event, GLogLevelFlags level, int leg,
+				const char *message);
+
+/*
+ * Open every leg of config and assemble the mirror; its size is the smallest leg's, rounded
+ * down to 4 KiB.  Returns 0, or -errno with *error saying which leg and why.
+ */
+int mirror_open(const struct mirror_config *config, struct mirror **out, GError **error);
+
+/* Wait for in-flight I/O, flush every in-sync leg and free the mirror.  NULL is ignored. */
+void mirror_close(struct mirror *m);
+
+/* Receive events (NULL: log them with g_log_structured only). */
+void mirror_set_event_handler(struct mirror *m, mirror_event_fn fn, void *opaque);
+
+uint64_t mirror_size(const struct mirror *m);
+const char *mirror_name(const struct mirror *m);
+
+/*
+ * Write len bytes of buf at offset to every in-sync leg.  buf must stay valid until done.
+ * Succeeds when any leg took the write; the legs that failed it are failed.  A write reaching
+ * past the end is shortened; one starting at or past the end fails with -ENOSPC.
+ */
+void mirror_write(struct mirror *m, const void *buf, size_t len, uint64_t offset,
+		  unsigned int flags, mirror_done_fn done, void *opaque);
+
+/*
+ * Read from one in-sync leg chosen by the read policy; on error retry the other in-sync legs,
+ * failing the leg that could not read (unless it is the last).  Reads past the end are short.
+ */
+void mirror_read(struct mirror *m, void *buf, size_t len, uint64_t offset, mirror_done_fn done,
+		 void *opaque);
+
+/* fdatasync every in-sync leg. */
+void mirror_flush(struct mirror *m, mirror_done_fn done, void *opaque);
+
+/* Make the range read as zeroes on every leg: a hole in file legs, zeroed block-device legs. */
+void mirror_discard(struct mirror *m, uint64_t offset, uint64_t len, mirror_done_fn done,
+		    void *opaque);
+
+/* Write zeroes over the range on every in-sync leg. */
+void mirror_write_zeroes(struct mirror *m, uint64_t offset, uint64_t len, unsigned int flags,
+			 mirror_done_fn done, void *opaque);
+
+/*
+ * Fail leg index on the operator's request.  Returns 0, -EINVAL (no such leg), -EALREADY (it is
+ * not in sync) or -EBUSY (it is the last in-sync leg: the mirror would be lost).
+ */
+int mirror_fail_leg(struct mirror *m, unsigned int index);
+
+/* ---- Status ------------------------------------------------------------------------------- */
+
+struct leg_status {
+	const char *name;
+	const char *path;
+	enum leg_state state;
+	bool write_mostly;
+	uint64_t read_errors;
+	uint64_t write_errors;
+	unsigned int pending; /* requests in flight on the leg */
+};
+
+enum mirror_state mirror_state(const struct mirror *m);
+unsigned int mirror_num_legs(const struct mirror *m);
+/* Status of leg index (< mirror_num_legs); the strings belong to the mirror. */
+void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_status *out);
+/* The legs (bit i = leg i) that failed the last request that failed anywhere. */
+unsigned long mirror_error_bits(const struct mirror *m);
+/* Bumped on every change of state (a leg failed, ...). */
+uint64_t mirror_events(const struct mirror *m);
+
+const char *mirror_state_name(enum mirror_state state);
+const char *leg_state_name(enum leg_state state);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FUSEMIRROR_MIRROR_H */

@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The mirror's extended attributes (src/fuse/xattr.c) without FUSE: the status attributes and
+ * their values through real state changes (an operator fail, a read error, a write error on a
+ * full tmpfs), the names that have no value, listxattr listing exactly what getxattr answers, and
+ * the control attribute's commands and errors.
+ */
+#include "mirror-util.h"
+
+#include "fuse/xattr.h"
+
+#include <set>
+
+using namespace mirror_test;
+
+namespace
+{
+
+class Xattr : public MirrorTest
+{
+      protected:
+	/* Open a mirror "xm" over n legs named leg0, leg1, ... */
+	void open_legs(unsigned n)
+	{
+		name_ = "xm";
+		for (unsigned i = 0; i < n; i++)
+			add_leg("leg" + std::to_string(i), 1 * MiB);
+		open_ok();
+	}
+
+	/* The value of name, or "<none>" for NULL. */
+	std::string get(const std::string &name)
+	{
+		char *v = xattr_status_get(m_, name.c_str());
+		if (v == nullptr)
+			return "<none>";
+		std::string s = v;
+		g_free(v);
+		return s;
+	}
+	std::string get_leg(unsigned i, const std::string &field)
+	{
+		return get(XATTR_STATUS_PREFIX "leg." + std::to_string(i) + "." + field);
+	}
+
+	std::vector<std::string> list()
+	{
+		size_t length = 12345;
+		char *names = xattr_status_list(m_, &length);
+		std::vector<std::string> v;
+		EXPECT_NE(nullptr, names);
+		if (names == nullptr)
+			return v;
+		EXPECT_GT(length, 0u);
+		EXPECT_EQ('\0', names[length - 1]) << "the list does not end with a NUL";
+		for (size_t i = 0; i < length;) {
+			std::string n(names + i);
+			EXPECT_FALSE(n.empty()) << "an empty name at " << i;
+			v.push_back(n);
+			i += n.size() + 1;
+		}
+		g_free(names);
+		return v;
+	}
+
+	int set(const std::string &name, const std::string &value, bool root = true)
+	{
+		return xattr_set(m_, name.c_str(), value.data(), value.size(), root);
+	}
+	int ctl(const std::string &value, bool root = true)
+	{
+		return set(XATTR_CTL, value, root);
+	}
+};
+
+const char *const kMirrorKeys[] = {"name", "state", "legs", "error_bits", "events"};
+const char *const kLegFields[] = {"name", "path", "state", "read_errors", "write_errors"};
+
+TEST_F(Xattr, StatusOfACleanMirror)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	EXPECT_EQ("xm", get("user.fusemirror.name"));
+	EXPECT_EQ("clean", get("user.fusemirror.state"));
+	EXPECT_EQ("2", get("user.fusemirror.legs"));
+	EXPECT_EQ("0x0", get("user.fusemirror.error_bits"));
+	EXPECT_EQ("0", get("user.fusemirror.events"));
+	for (unsigned i = 0; i < 2; i++) {
+		SCOPED_TRACE("leg " + std::to_string(i));
+		EXPECT_EQ("leg" + std::to_string(i), get_leg(i, "name"));
+		EXPECT_EQ(legs_[i].path, get_leg(i, "path"));
+		EXPECT_EQ("in_sync", get_leg(i, "state"));
+		EXPECT_EQ("0", get_leg(i, "read_errors"));
+		EXPECT_EQ("0", get_leg(i, "write_errors"));
+	}
+}
+
+TEST_F(Xattr, StatusFollowsAnOperatorFail)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(3));
+	ASSERT_EQ(0, ctl("fail 2"));
+	EXPECT_EQ("degraded", get("user.fusemirror.state"));
+	EXPECT_EQ("1", get("user.fusemirror.events"));
+	EXPECT_EQ("failed", get_leg(2, "state"));
+	EXPECT_EQ("in_sync", get_leg(0, "state"));
+	EXPECT_EQ("in_sync", get_leg(1, "state"));
+	EXPECT_EQ("0x0", get("user.fusemirror.error_bits")) << "no request failed";
+	EXPECT_EQ("3", get("user.fusemirror.legs"));
+	EXPECT_EQ("leg2", get_leg(2, "name")) << "a failed leg keeps its name";
+}
+
+/* A read error (leg 0's file truncated under the mirror) shows in the counters and bits. */
+TEST_F(Xattr, StatusAfterAReadError)
+{
+	policy_ = READ_POLICY_PRIMARY;
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	std::vector<uint8_t> data = pattern(1 * MiB, 1);
+	ASSERT_EQ((ssize_t)data.size(), write(data, 0));
+	ASSERT_NO_FATAL_FAILURE(truncate_file(legs_[0].path, 4096));
+	ssize_t r;
+	std::vector<uint8_t> got = read(4096, 512 * KiB, &r);
+	EXPECT_EQ(4096, r) << "the read is retried on leg 1";
+	EXPECT_TRUE(same_bytes(
+	    std::vector<uint8_t>(data.begin() + 512 * KiB, data.begin() + 516 * KiB), got));
+	EXPECT_EQ("1", get_leg(0, "read_errors"));
+	EXPECT_EQ("0", get_leg(0, "write_errors"));
+	EXPECT_EQ("failed", get_leg(0, "state"));
+	EXPECT_EQ("0", get_leg(1, "read_errors"));
+	EXPECT_EQ("in_sync", get_leg(1, "state"));
+	EXPECT_EQ("0x1", get("user.fusemirror.error_bits"));
+	EXPECT_EQ("degraded", get("user.fusemirror.state"));
+	EXPECT_EQ("1", get("user.fusemirror.events"));
+}
+
+/* A write error (leg 1 on a full tmpfs). */
+TEST_F(Xattr, StatusAfterAWriteError)
+{
+	std::string full = tmp_ / "full";
+	DMIO_REQUIRE_TMPFS(new_mount(), full, "1M");
+	name_ = "xm";
+	add_leg("leg0", 4 * MiB);
+	add_leg("leg1", 4 * MiB, full);
+	ASSERT_NO_FATAL_FAILURE(open_ok());
+	ASSERT_NO_FATAL_FAILURE(fill_filesystem(full));
+	std::vector<uint8_t> data = pattern(64 * KiB, 2);
+	ASSERT_EQ((ssize_t)data.size(), write(data, 0));
+	EXPECT_EQ("0", get_leg(1, "read_errors"));
+	EXPECT_EQ("1", get_leg(1, "write_errors"));
+	EXPECT_EQ("failed", get_leg(1, "state"));
+	EXPECT_EQ("0", get_leg(0, "write_errors"));
+	EXPECT_EQ("0x2", get("user.fusemirror.error_bits"));
+	EXPECT_EQ("degraded", get("user.fusemirror.state"));
+	EXPECT_EQ("1", get("user.fusemirror.events"));
+}
+
+TEST_F(Xattr, NamesWithoutAValue)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	for (const char *name : {
+		 "user.fusemirror.leg.2.name",			  /* out of range */
+		 "user.fusemirror.leg.99.state",		  /* out of range */
+		 "user.fusemirror.leg.4294967296.name",		  /* 2^32: no truncation to 0 */
+		 "user.fusemirror.leg.18446744073709551616.name", /* overflows */
+		 "user.fusemirror.leg.01.name",			  /* not canonical */
+		 "user.fusemirror.leg.00.name",
+		 "user.fusemirror.leg.-1.name",
+		 "user.fusemirror.leg.+1.name",
+		 "user.fusemirror.leg. 1.name",
+		 "user.fusemirror.leg.1x.name",
+		 "user.fusemirror.leg.1",
+		 "user.fusemirror.leg.1.",
+		 "user.fusemirror.leg.1.bogus",
+		 "user.fusemirror.leg.1.name.x",
+		 "user.fusemirror.leg..name",
+		 "user.fusemirror.leg.",
+		 "user.fusemirror.leg",
+		 "user.fusemirror.",
+		 "user.fusemirror",
+		 "user.fusemirror.State",
+		 "user.fusemirror.states",
+		 "user.fusemirror.state.",
+		 "user.fusemirror.bogus",
+		 "user.fusemirrorstate",
+		 "user.state",
+		 "state",
+		 "leg.0.name",
+		 "",
+		 "trusted.fusemirror.ctl",
+		 "trusted.fusemirror.state",
+		 "security.capability",
+		 "system.posix_acl_access",
+	     }) {
+		EXPECT_EQ("<none>", get(name)) << "'" << name << "'";
+	}
+	EXPECT_EQ("leg1", get("user.fusemirror.leg.1.name")) << "the canonical form works";
+	EXPECT_EQ("leg0", get("user.fusemirror.leg.0.name"));
+}
+
+/* listxattr lists exactly what getxattr answers, for 1, 2 and 3 legs. */
+TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
+{
+	for (unsigned n = 1; n <= 3; n++) {
+		SCOPED_TRACE(std::to_string(n) + " legs");
+		close_mirror();
+		legs_.clear();
+		ASSERT_NO_FATAL_FAILURE(open_legs(n));
+		if (n == 3) {
+			ASSERT_EQ(0, ctl("fail 1")); /* failed legs are listed too */
+		}
+
+		std::vector<std::string> names = list();
+		EXPECT_EQ(5u + 5u * n, names.size());
+		std::set<std::string> listed(names.begin(), names.end());
+		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
+		for (const std::string &name : names) {
+			EXPECT_EQ(0u,
+				  name.compare(0, strlen(XATTR_STATUS_PREFIX), XATTR_STATUS_PREFIX))
+			    << name;
+			EXPECT_NE("<none>", get(name)) << "listed but not answered: " << name;
+		}
+
+		/* Every name of the families the attributes come from: answered iff listed. */
+		std::vector<std::string> candidates;
+		for (const char *k : kMirrorKeys)
+			candidates.push_back(std::string(XATTR_STATUS_PREFIX) + k);
+		for (unsigned i = 0; i <= n + 1; i++)
+			for (const char *f : kLegFields)
+				candidates.push_back(std::string(XATTR_STATUS_PREFIX) + "leg." +
+						     std::to_string(i) + "." + f);
+		for (const std::string &name : candidates)
+			EXPECT_EQ(listed.count(name) == 1, get(name) != "<none>") << name;
+		for (const std::string &name : candidates) {
+			if (name.find(".leg.") == std::string::npos ||
+			    std::stoul(name.substr(name.find(".leg.") + 5)) < n) {
+				EXPECT_EQ(1u, listed.count(name)) << "not listed: " << name;
+			}
+		}
+	}
+}
+
+TEST_F(Xattr, CtlFailFailsTheLeg)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	EXPECT_EQ(0, ctl("fail 1"));
+	EXPECT_EQ(LEG_FAILED, state_of(1));
+	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
+	EXPECT_EQ(MIRROR_DEGRADED, mirror_state(m_));
+	EXPECT_EQ(1u, count_events("LegFailed", 1)) << dump_events();
+	EXPECT_EQ(-EALREADY, ctl("fail 1"));
+	EXPECT_EQ(-EBUSY, ctl("fail 0")) << "the last in-sync leg";
+	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
+}
+
+TEST_F(Xattr, CtlAcceptsTrailingNewlineAndBlanks)
+{
+	for (const char *command : {"fail 1\n", "fail  1", " fail 1", "fail\t1", "fail 1 \n"}) {
+		SCOPED_TRACE(std::string("'") + command + "'");
+		close_mirror();
+		legs_.clear();
+		ASSERT_NO_FATAL_FAILURE(open_legs(2));
+		EXPECT_EQ(0, ctl(command));
+		EXPECT_EQ(LEG_FAILED, state_of(1));
+	}
+}
+
+/* The value is size bytes, not a C string: what follows it is not read. */
+TEST_F(Xattr, CtlValueIsNotNulTerminated)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(3));
+	const char value[] = "fail 12345";
+	EXPECT_EQ(0, xattr_set(m_, XATTR_CTL, value, 6, true)); /* "fail 1" */
+	EXPECT_EQ(LEG_FAILED, state_of(1));
+	EXPECT_EQ(LEG_IN_SYNC, state_of(2));
+}
+
+TEST_F(Xattr, CtlBadCommandsAreEINVAL)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	for (const char *command : {
+		 "fail 9",
+		 "fail 2",
+		 "bogus",
+		 "",
+		 "\n",
+		 "fail",
+		 "fail ",
+		 "fail 1 2",
+		 "fail -1",
+		 "fail +1",
+		 "fail 0x1",
+		 "fail 1x",
+		 "fail one",
+		 "FAIL 1",
+		 "fails 1",
+		 "fail 99999999999999999999999",
+		 "fail 4294967296",
+		 "fail 18446744073709551617",
+	     }) {
+		EXPECT_EQ(-EINVAL, ctl(command)) << "'" << command << "'";
+	}
+	std::string huge = "fail 1" + std::string(8192, ' ');
+	EXPECT_EQ(-EINVAL, ctl(huge)) << "an 8 KiB value";
+	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
+	EXPECT_EQ(LEG_IN_SYNC, state_of(1));
+	EXPECT_EQ(MIRROR_CLEAN, mirror_state(m_));
+	EXPECT_EQ(0u, mirror_events(m_));
+}
+
+TEST_F(Xattr, CtlOnASingleLegIsEBUSY)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(1));
+	EXPECT_EQ(-EBUSY, ctl("fail 0"));
+	EXPECT_EQ("clean", get("user.fusemirror.state"));
+}
+
+TEST_F(Xattr, CtlNeedsRoot)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	EXPECT_EQ(-EPERM, ctl("fail 1", false));
+	EXPECT_EQ(-EPERM, ctl("bogus", false));
+	EXPECT_EQ(LEG_IN_SYNC, state_of(1));
+	EXPECT_EQ(MIRROR_CLEAN, mirror_state(m_));
+}
+
+TEST_F(Xattr, StatusAttributesAreReadOnly)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	for (const char *name : {"user.fusemirror.state", "user.fusemirror.leg.1.state",
+				 "user.fusemirror.events", "user.fusemirror.bogus"}) {
+		EXPECT_EQ(-EPERM, set(name, "failed")) << name;
+		EXPECT_EQ(-EPERM, set(name, "failed", false)) << name << " (not root)";
+	}
+	EXPECT_EQ("clean", get("user.fusemirror.state"));
+	EXPECT_EQ("in_sync", get_leg(1, "state"));
+}
+
+TEST_F(Xattr, OtherNamesAreNotSupported)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	for (const char *name : {"user.other", "trusted.fusemirror.ctl2", "trusted.fusemirror",
+				 "security.capability", "user.fusemirror", "", "fail 1"}) {
+		EXPECT_EQ(-ENOTSUP, set(name, "fail 1")) << "'" << name << "'";
+	}
+	EXPECT_EQ(MIRROR_CLEAN, mirror_state(m_));
+}
+
+} // namespace
