@@ -42,11 +42,11 @@ configure_in() {
 	dir=$1
 	shift
 	if [ ! -x "$top/configure" ] || [ "$top/configure.ac" -nt "$top/configure" ]; then
-		(cd "$top" && autoreconf -fi >/dev/null)
+		(cd "$top" && autoreconf -fi >/dev/null) || return 1
 	fi
 	mkdir -p "$dir"
 	if [ ! -f "$dir/config.status" ] || [ "$(cat "$dir/.quickstart-flags" 2>/dev/null)" != "$*" ]; then
-		(cd "$dir" && "$top/configure" -q "$@")
+		(cd "$dir" && "$top/configure" -q "$@") || return 1
 		echo "$*" >"$dir/.quickstart-flags"
 	fi
 	make -C "$dir" -s -j"$jobs" >/dev/null
@@ -119,7 +119,11 @@ EOT
 check() {
 	install_packages
 	build=$top/_build-check
-	configure_in "$build" --enable-gcc-warnings --enable-sanitizers
+	if ! configure_in "$build" --enable-gcc-warnings --enable-sanitizers; then
+		echo "quickstart: the build failed (see above)" >&2
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
 	find "$build" -name test-suite.log -delete
 	status=0
 	make -C "$build" -s -j"$jobs" check >"$build/check.out" 2>&1 || status=$?

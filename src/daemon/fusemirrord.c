@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -56,6 +58,7 @@ static const GOptionEntry options[] = {
 };
 
 struct daemon {
+	char *created_mountpoint; /* the empty file we created, removed if start-up fails */
 	struct mirror_config *config;
 	struct mirror *mirror;
 	GThreadPool *event_pool; /* runs the on-event program off the I/O path */
@@ -196,14 +199,19 @@ static void die(struct daemon *d, int status, const char *format, ...)
 	va_end(ap);
 	g_printerr("fusemirrord: %s\n", message);
 	g_free(message);
+	if (d->created_mountpoint != NULL)
+		unlink(d->created_mountpoint);
 	daemon_ready(d, (unsigned char)status);
 	exit(status);
 }
 
 /* ---- The mountpoint ------------------------------------------------------------------------ */
 
-/* Whether path (absolute, canonical) is the mount point of some mount. */
-static bool is_mount_point(const char *path)
+/*
+ * Whether path (absolute, canonical) is the mount point of some mount, and when type is not
+ * NULL, of a mount of that file system type.
+ */
+static bool find_mount(const char *path, const char *type)
 {
 	char *contents = NULL;
 	bool found = false;
@@ -213,20 +221,73 @@ static bool is_mount_point(const char *path)
 		return false;
 	lines = g_strsplit(contents, "\n", -1);
 	for (char **l = lines; *l != NULL && !found; l++) {
-		char **fields = g_strsplit(*l, " ", 6);
+		char **fields = g_strsplit(*l, " ", -1);
+		guint n = g_strv_length(fields);
 
-		if (g_strv_length(fields) >= 5) {
+		if (n >= 5) {
 			/* Field 5 is the mount point, with space, tab, newline and \ octal-escaped. */
 			char *unescaped = g_strcompress(fields[4]);
 
 			found = strcmp(unescaped, path) == 0;
 			g_free(unescaped);
 		}
+		if (found && type != NULL) {
+			/* The file system type follows the "-" that ends the optional fields. */
+			guint i = 6;
+
+			while (i < n && strcmp(fields[i], "-") != 0)
+				i++;
+			found = i + 1 < n && strcmp(fields[i + 1], type) == 0;
+		}
 		g_strfreev(fields);
 	}
 	g_strfreev(lines);
 	g_free(contents);
 	return found;
+}
+
+static bool is_mount_point(const char *path)
+{
+	return find_mount(path, NULL);
+}
+
+static bool mount_type_is(const char *path, const char *type)
+{
+	return find_mount(path, type);
+}
+
+/*
+ * A fusemirrord that was killed leaves its mount behind, dead ("Transport endpoint is not
+ * connected"): detach it so that a restart can serve again.  Only a dead fusemirror mount is
+ * touched.
+ */
+static void clear_dead_mount(const char *path)
+{
+	char *dir, *base, *canonical;
+	struct stat st;
+
+	if (stat(path, &st) == 0 || errno != ENOTCONN)
+		return;
+	dir = g_path_get_dirname(path);
+	base = g_path_get_basename(path);
+	canonical = realpath(dir, NULL);
+	if (canonical != NULL) {
+		char *full = g_build_filename(canonical, base, NULL);
+
+		if (mount_type_is(full, "fuse.fusemirror")) {
+			if (umount2(full, MNT_DETACH) == 0)
+				g_message("detached the dead mount on %s left by a fusemirrord that "
+					  "did not stop cleanly",
+					  full);
+			else
+				g_warning("cannot detach the dead mount on %s: %s", full,
+					  g_strerror(errno));
+		}
+		g_free(full);
+	}
+	free(canonical);
+	g_free(dir);
+	g_free(base);
 }
 
 /*
@@ -241,9 +302,11 @@ static char *prepare_mountpoint(struct daemon *d, const char *path)
 	unsigned int i;
 	int fd;
 
+	clear_dead_mount(path);
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd >= 0) {
 		close(fd);
+		d->created_mountpoint = g_strdup(path);
 		g_message("created the mountpoint %s", path);
 	} else if (errno != EEXIST) {
 		die(d, EXIT_RUNTIME, "cannot create the mountpoint %s: %s", path,
@@ -294,6 +357,8 @@ int main(int argc, char **argv)
 			 "configuration.\nSee fusemirrord(8) and fusemirror.conf(5).");
 	if (!g_option_context_parse(context, &argc, &argv, &error)) {
 		g_printerr("fusemirrord: %s\nTry 'fusemirrord --help'.\n", error->message);
+		g_error_free(error);
+		g_option_context_free(context);
 		return EXIT_USAGE;
 	}
 	g_option_context_free(context);
@@ -309,12 +374,20 @@ int main(int argc, char **argv)
 	}
 	if (opt_debug)
 		opt_foreground = TRUE;
+	/*
+	 * libfuse installs its stop handlers only over the default action: a daemon started with
+	 * '&' by a non-interactive shell inherits SIGINT ignored, and would not stop on it.
+	 */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	log_setup("fusemirrord", opt_debug);
 
 	config_path = opt_config != NULL ? opt_config : CONFIG_DEFAULT_PATH;
 	d.config = config_load(config_path, &error);
 	if (d.config == NULL) {
 		g_printerr("fusemirrord: %s\n", error->message);
+		g_error_free(error);
 		return EXIT_CONFIG;
 	}
 	mountpoint = opt_args != NULL && opt_args[0] != NULL ? opt_args[0] : d.config->mountpoint;
@@ -322,6 +395,7 @@ int main(int argc, char **argv)
 		g_printerr("fusemirrord: no mountpoint: give MOUNTPOINT or set 'mountpoint' in [mirror] "
 			   "of %s\nTry 'fusemirrord --help'.\n",
 			   config_path);
+		config_free(d.config);
 		return EXIT_USAGE;
 	}
 	if (opt_fuse != NULL)
@@ -363,6 +437,7 @@ int main(int argc, char **argv)
 	g_message("mirror %s: serving %" G_GUINT64_FORMAT " bytes on %s from %u legs (%s)",
 		  mirror_name(d.mirror), mirror_size(d.mirror), abs_mountpoint,
 		  mirror_num_legs(d.mirror), mirror_state_name(mirror_state(d.mirror)));
+	g_clear_pointer(&d.created_mountpoint, g_free);
 	daemon_ready(&d, 0);
 	notify_systemd("READY=1");
 	update_status(&d);
@@ -373,6 +448,10 @@ int main(int argc, char **argv)
 	g_message("mirror %s: stopping: finishing in-flight I/O, flushing the legs",
 		  mirror_name(d.mirror));
 	frontend_destroy(fe);
+	/* libfuse's handlers are gone: a second signal must not cut the final flush short. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	mirror_close(d.mirror);
 	g_thread_pool_free(d.event_pool, FALSE, TRUE);
 	g_message("stopped; %s unmounted", abs_mountpoint);

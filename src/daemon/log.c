@@ -76,10 +76,21 @@ static GLogWriterOutput writer(GLogLevelFlags level, const GLogField *fields, gs
 	return G_LOG_WRITER_HANDLED;
 }
 
+/* libfuse builds one message from several calls: gather them until the newline. */
+static __thread GString *fuse_line;
+
 static void fuse_logger(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	GLogLevelFlags glevel;
-	char *message = g_strdup_vprintf(fmt, ap);
+	char *message;
+
+	if (fuse_line == NULL)
+		fuse_line = g_string_new(NULL);
+	g_string_append_vprintf(fuse_line, fmt, ap);
+	if (fuse_line->len == 0 || fuse_line->str[fuse_line->len - 1] != '\n')
+		return;
+	message = g_string_free(fuse_line, FALSE);
+	fuse_line = NULL;
 
 	switch (level) {
 	case FUSE_LOG_EMERG:

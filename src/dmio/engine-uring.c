@@ -236,33 +236,50 @@ static unsigned int uring_reap(struct uring *u)
 	return total;
 }
 
+/* True when the engine thread has nothing to do until a completion or a new job; under lock. */
+static bool uring_idle(struct uring *u)
+{
+	/* SQEs a failed submission left queued would bring no completion. */
+	if (u->stopping || io_uring_sq_ready(&u->ring) > 0)
+		return false;
+	/* Queued jobs that did not fit wait for room in the ring, which a completion brings. */
+	return g_queue_is_empty(&u->queue) || u->inflight >= u->limit;
+}
+
 static gpointer uring_run(gpointer data)
 {
 	struct uring *u = data;
 	uint64_t count;
+	bool idle;
+	int r;
 
 	dmio_set_engine_thread();
 	for (;;) {
-		bool idle;
-		int r;
-
 		g_mutex_lock(&u->lock);
+		u->sleeping = false;
 		if (u->stopping) {
 			/* Every job has completed: nothing is queued and nothing is in flight. */
 			g_mutex_unlock(&u->lock);
 			break;
 		}
 		uring_fill(u);
-		/* Jobs left queued wait for room in the ring, which a completion will bring. */
-		u->sleeping = g_queue_is_empty(&u->queue);
-		idle = u->sleeping || u->inflight >= u->limit;
 		g_mutex_unlock(&u->lock);
 
-		r = io_uring_submit(&u->ring);
-		/* The kernel is short of resources (the SQEs stay queued): back off, never spin. */
-		if (r < 0 && r != -EINTR)
-			g_usleep(1000);
-		if (uring_reap(u) > 0 || !idle)
+		if (io_uring_sq_ready(&u->ring) > 0) {
+			r = io_uring_submit(&u->ring);
+			/* The kernel is short of resources (the SQEs stay queued): back off. */
+			if (r < 0 && r != -EINTR)
+				g_usleep(1000);
+		}
+		if (uring_reap(u) > 0)
+			continue;
+
+		g_mutex_lock(&u->lock);
+		idle = uring_idle(u);
+		/* From here a new job must wake us; the ring signals completions itself. */
+		u->sleeping = idle && g_queue_is_empty(&u->queue);
+		g_mutex_unlock(&u->lock);
+		if (!idle)
 			continue;
 		/*
 		 * Sleep in read(), not in io_uring_enter(): the count covers every completion and

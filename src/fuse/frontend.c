@@ -144,8 +144,6 @@ static void fill_attr(struct frontend *fe, struct stat *st)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	struct frontend *fe = userdata;
-
 	conn->max_write = MAX_WRITE;
 	conn->max_background = 128;
 	conn->congestion_threshold = 96;
@@ -154,8 +152,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_ASYNC_DIO)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
-	if (fe->cache == CACHE_WRITEBACK && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
-		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * cache = writeback is the kernel's page cache in front of the file, without FUSE's
+	 * writeback-cache mode: in that mode the kernel keeps its own idea of the size of the root
+	 * inode (0) and lets writes grow it, and the mirror's size is fixed.
+	 */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/* Nobody holds locks on a disk image across machines; let the kernel do them locally. */
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 }
