@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define LEG_SIZE (64ull << 20)
-#define CHUNK (1u << 20)
+#define CHUNK	 (1u << 20)
 
 static int make_leg(const char *dir, const char *name, uint64_t size, struct dmio_dev **dev)
 {
@@ -84,7 +84,7 @@ static double time_writes(struct dmio_dev **legs, unsigned int n, unsigned char 
 
 	for (i = 0; i < 10000; i++) {
 		for (k = 0; k < n; k++)
-			where[k] = (struct dmio_region){ legs[k], (uint64_t)(i % 4096) * 8, 8 };
+			where[k] = (struct dmio_region){legs[k], (uint64_t)(i % 4096) * 8, 8};
 		if (dmio_sync_vm(n, where, DMIO_WRITE, buf, &bits) < 0) {
 			fprintf(stderr, "dmio-demo: timed write failed, error bits 0x%lx\n", bits);
 			return -1;
@@ -98,7 +98,7 @@ static int fault_demo(const char *dir, struct dmio_dev **legs, unsigned char *bu
 	char small[4096];
 	struct dmio_dev *bad = NULL;
 	struct dmio_region where[3];
-	struct dmio_request req = { .op = DMIO_WRITE, .mem.type = DMIO_MEM_VM };
+	struct dmio_request req = {.op = DMIO_WRITE, .mem.type = DMIO_MEM_VM};
 	int errors[3];
 	unsigned long bits = 0;
 	unsigned int i;
@@ -118,9 +118,9 @@ static int fault_demo(const char *dir, struct dmio_dev **legs, unsigned char *bu
 	req.mem.ptr.vma = buf;
 	req.region_errors = errors;
 	for (i = 0; i < 4; i++) {
-		where[0] = (struct dmio_region){ legs[0], (uint64_t)i * (CHUNK >> 9), CHUNK >> 9 };
-		where[1] = (struct dmio_region){ legs[1], (uint64_t)i * (CHUNK >> 9), CHUNK >> 9 };
-		where[2] = (struct dmio_region){ bad, (uint64_t)i * (CHUNK >> 9), CHUNK >> 9 };
+		where[0] = (struct dmio_region){legs[0], (uint64_t)i * (CHUNK >> 9), CHUNK >> 9};
+		where[1] = (struct dmio_region){legs[1], (uint64_t)i * (CHUNK >> 9), CHUNK >> 9};
+		where[2] = (struct dmio_region){bad, (uint64_t)i * (CHUNK >> 9), CHUNK >> 9};
 		r = dmio(&req, 3, where, &bits);
 		printf("write MiB %u to legs 0,1,2: %s, error bits 0x%lx", i,
 		       r == 0 ? "ok" : strerror(-r), bits);
@@ -141,11 +141,11 @@ out:
 int main(int argc, char **argv)
 {
 	const char *dir = argc > 1 ? argv[1] : ".";
-	struct dmio_dev *legs[3] = { NULL, NULL, NULL };
+	struct dmio_dev *legs[3] = {NULL, NULL, NULL};
 	struct dmio_region where[3];
 	unsigned char *buf, *back;
 	unsigned long bits = 0;
-	struct wait w = { 0, 0 };
+	struct wait w = {0, 0};
 	double t1, t3, start;
 	unsigned int i, k;
 	int r, status = 1;
@@ -176,8 +176,8 @@ int main(int argc, char **argv)
 	for (i = 0; i < 16; i++) {
 		fill(buf, CHUNK, i);
 		for (k = 0; k < 2; k++)
-			where[k] = (struct dmio_region){ legs[k], (uint64_t)i * (CHUNK >> 9),
-							 CHUNK >> 9 };
+			where[k] =
+			    (struct dmio_region){legs[k], (uint64_t)i * (CHUNK >> 9), CHUNK >> 9};
 		r = dmio_sync_vm(2, where, DMIO_WRITE, buf, &bits);
 		if (r < 0) {
 			fprintf(stderr, "dmio-demo: write failed: error bits 0x%lx\n", bits);
@@ -189,8 +189,8 @@ int main(int argc, char **argv)
 
 	for (k = 0; k < 2; k++) {
 		for (i = 0; i < 16; i++) {
-			where[0] = (struct dmio_region){ legs[k], (uint64_t)i * (CHUNK >> 9),
-							 CHUNK >> 9 };
+			where[0] =
+			    (struct dmio_region){legs[k], (uint64_t)i * (CHUNK >> 9), CHUNK >> 9};
 			fill(buf, CHUNK, i);
 			if (dmio_sync_vm(1, where, DMIO_READ, back, &bits) < 0 ||
 			    memcmp(buf, back, CHUNK) != 0) {
@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 
 	fill(buf, CHUNK, 99);
 	for (k = 0; k < 2; k++)
-		where[k] = (struct dmio_region){ legs[k], 16 * (CHUNK >> 9), CHUNK >> 9 };
+		where[k] = (struct dmio_region){legs[k], 16 * (CHUNK >> 9), CHUNK >> 9};
 	if (dmio_async_vm(2, where, DMIO_WRITE, buf, notify, &w) < 0)
 		goto out;
 	while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE))

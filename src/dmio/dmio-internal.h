@@ -19,12 +19,13 @@ struct dmio_dev_ops {
 	 * One attempt each; the caller loops over short transfers and EINTR/EAGAIN.
 	 * Return bytes transferred or -errno.
 	 */
-	ssize_t (*preadv)(struct dmio_dev *dev, const struct iovec *iov, int iovcnt, uint64_t offset);
+	ssize_t (*preadv)(struct dmio_dev *dev, const struct iovec *iov, int iovcnt,
+			  uint64_t offset);
 	ssize_t (*pwritev)(struct dmio_dev *dev, const struct iovec *iov, int iovcnt,
 			   uint64_t offset, int rwf_flags);
-	int (*flush)(struct dmio_dev *dev);				 /* 0 or -errno */
+	int (*flush)(struct dmio_dev *dev);				     /* 0 or -errno */
 	int (*discard)(struct dmio_dev *dev, uint64_t offset, uint64_t len); /* 0 or -errno */
-	int (*zero)(struct dmio_dev *dev, uint64_t offset, uint64_t len);	 /* 0 or -errno */
+	int (*zero)(struct dmio_dev *dev, uint64_t offset, uint64_t len);    /* 0 or -errno */
 	void (*close)(struct dmio_dev *dev);
 };
 
@@ -72,7 +73,8 @@ struct dmio_job {
 	const struct iovec *iov;
 	unsigned int iovcnt;
 	struct iovec *iov_own;
-	/* Set by whoever runs the job: an engine worker, or a synchronous caller raiding the queue. */
+	/* Set by whoever runs the job: an engine worker, or a synchronous caller raiding the queue.
+	 */
 	atomic_bool claimed;
 };
 

@@ -20,7 +20,7 @@
 G_STATIC_ASSERT(sizeof(unsigned long) * CHAR_BIT >= DMIO_MAX_REGIONS);
 
 #define ZERO_BUFFER_SIZE (64u * 1024u)
-#define SYNC_SPIN_USEC 50
+#define SYNC_SPIN_USEC	 50
 
 static bool op_writes(enum dmio_op op)
 {
@@ -138,8 +138,8 @@ static bool iov_aligned(const struct iovec *iov, unsigned int count, unsigned in
 }
 
 /* Copy len bytes between an iovec array and a flat run of bounce pages. */
-static void copy_iov_pages(const struct iovec *iov, unsigned int count, void **pages,
-			   uint64_t len, bool to_pages)
+static void copy_iov_pages(const struct iovec *iov, unsigned int count, void **pages, uint64_t len,
+			   bool to_pages)
 {
 	uint64_t pos = 0;
 	unsigned int i;
@@ -258,7 +258,8 @@ static int write_zero_pages(struct dmio_dev *dev, uint64_t offset, uint64_t len)
 	}
 	while (pos < len) {
 		uint64_t chunk = MIN(len - pos, (uint64_t)ZERO_BUFFER_SIZE * G_N_ELEMENTS(iov));
-		unsigned int count = (unsigned int)((chunk + ZERO_BUFFER_SIZE - 1) / ZERO_BUFFER_SIZE);
+		unsigned int count =
+		    (unsigned int)((chunk + ZERO_BUFFER_SIZE - 1) / ZERO_BUFFER_SIZE);
 		uint64_t done;
 		int r;
 
@@ -612,7 +613,8 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	if (io->region_errors != NULL)
 		memset(io->region_errors, 0, num_regions * sizeof(int));
 
-	if (iovcnt > 0 && mem_align > 1 && !iov_aligned(io->iov, io->iovcnt, mem_align, len_align)) {
+	if (iovcnt > 0 && mem_align > 1 &&
+	    !iov_aligned(io->iov, io->iovcnt, mem_align, len_align)) {
 		r = io_bounce(io);
 		if (r < 0) {
 			g_free(io);
@@ -688,9 +690,9 @@ static int seed_call(unsigned int num_regions, struct dmio_region *where, int rw
 		     unsigned long *error_bits)
 {
 	struct dmio_request req = {
-		.op = (enum dmio_op)rw,
-		.mem = mem,
-		.notify = { .fn = fn, .context = context },
+	    .op = (enum dmio_op)rw,
+	    .mem = mem,
+	    .notify = {.fn = fn, .context = context},
 	};
 
 	if (rw != DMIO_READ && rw != DMIO_WRITE)
@@ -700,7 +702,7 @@ static int seed_call(unsigned int num_regions, struct dmio_region *where, int rw
 
 static struct dmio_memory mem_page_list(struct dmio_page_list *pl, unsigned int offset)
 {
-	struct dmio_memory mem = { .type = DMIO_MEM_PAGE_LIST, .offset = offset };
+	struct dmio_memory mem = {.type = DMIO_MEM_PAGE_LIST, .offset = offset};
 
 	mem.ptr.pl = pl;
 	return mem;
@@ -708,7 +710,7 @@ static struct dmio_memory mem_page_list(struct dmio_page_list *pl, unsigned int 
 
 static struct dmio_memory mem_bvec(struct dmio_bvec *bvec)
 {
-	struct dmio_memory mem = { .type = DMIO_MEM_BVEC };
+	struct dmio_memory mem = {.type = DMIO_MEM_BVEC};
 
 	mem.ptr.bvec = bvec;
 	return mem;
@@ -716,7 +718,7 @@ static struct dmio_memory mem_bvec(struct dmio_bvec *bvec)
 
 static struct dmio_memory mem_vm(void *data)
 {
-	struct dmio_memory mem = { .type = DMIO_MEM_VM };
+	struct dmio_memory mem = {.type = DMIO_MEM_VM};
 
 	mem.ptr.vma = data;
 	return mem;

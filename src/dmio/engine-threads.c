@@ -45,9 +45,9 @@ static void threads_destroy(void *priv)
 }
 
 const struct dmio_engine_ops dmio_engine_threads = {
-	.name = "threads",
-	.create = threads_create,
-	.submit = threads_submit,
-	.destroy = threads_destroy,
-	.stealable = true,
+    .name = "threads",
+    .create = threads_create,
+    .submit = threads_submit,
+    .destroy = threads_destroy,
+    .stealable = true,
 };
