@@ -127,7 +127,11 @@ int dmio_client_create(const struct dmio_client_opts *opts, struct dmio_client *
  */
 int dmio_client_resize(struct dmio_client *client, unsigned int num_pages);
 
-/* Wait for the client's in-flight I/O, then free it.  NULL is ignored. */
+/*
+ * Wait for the client's in-flight I/O, then free it.  NULL is ignored.  Never call it from a
+ * notify fn of the same client (nor the last dmio_put() from one of the default client's): it
+ * would wait for the very call that is running it.
+ */
 void dmio_client_destroy(struct dmio_client *client);
 
 /* The name of the client's engine: "threads" or "io_uring". */

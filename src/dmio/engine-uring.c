@@ -47,7 +47,7 @@ struct uring {
 	/* Under lock. */
 	GMutex lock;
 	GQueue queue;  /* jobs waiting for the engine thread */
-	bool sleeping; /* the engine thread may block in the ring: wake it for a new job */
+	bool sleeping; /* the engine thread may be asleep on event_fd: wake it for a new job */
 	bool stopping;
 	GThread *thread;
 	GThreadPool *fallback;
@@ -301,7 +301,7 @@ static int uring_create(const struct dmio_client_opts *opts, void **priv)
 	unsigned int depth = opts->queue_depth ? opts->queue_depth : URING_DEFAULT_DEPTH;
 	unsigned int threads = CLAMP(opts->threads, 1u, URING_FALLBACK_THREADS);
 	/* Too large a depth is clamped to the kernel's maximum rather than refused. */
-	struct io_uring_params params = { .flags = IORING_SETUP_CLAMP };
+	struct io_uring_params params = {.flags = IORING_SETUP_CLAMP};
 	GError *error = NULL;
 	struct uring *u;
 	int r;
@@ -373,8 +373,8 @@ static void uring_destroy(void *priv)
 }
 
 const struct dmio_engine_ops dmio_engine_io_uring = {
-	.name = "io_uring",
-	.create = uring_create,
-	.submit = uring_submit,
-	.destroy = uring_destroy,
+    .name = "io_uring",
+    .create = uring_create,
+    .submit = uring_submit,
+    .destroy = uring_destroy,
 };
