@@ -42,6 +42,8 @@ struct dmio_dev {
 	atomic_bool can_discard;
 	atomic_bool can_zero;
 	atomic_bool can_fua;
+	/* Moving average of one region's I/O time, ns: decides whether a fan-out pays (dmio.c). */
+	atomic_ullong avg_ns;
 };
 
 /* The file and block-device kind (dev-file.c). */

@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dmio-internal.h"
@@ -20,6 +21,11 @@
 G_STATIC_ASSERT(sizeof(unsigned long) * CHAR_BIT >= DMIO_MAX_REGIONS);
 
 #define ZERO_BUFFER_SIZE (64u * 1024u)
+/*
+ * A synchronous call whose regions all take less than this on average runs them one after the
+ * other in the caller: handing a region to another thread costs about this much here.
+ */
+#define INLINE_BELOW_NS 20000ull
 #define SYNC_SPIN_USEC	 50
 
 static bool op_writes(enum dmio_op op)
@@ -328,6 +334,45 @@ static int execute_write_zeroes(struct dmio_job *job)
 	return write_zero_pages(dev, job->offset, job->len);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Run a job and fold its duration into its device's moving average (weight 1/8). */
+static int job_execute_timed(struct dmio_job *job)
+{
+	struct dmio_dev *dev = job->region.dev;
+	uint64_t start, took, avg;
+	int r;
+
+	if (job->kind == DMIO_JOB_NOP)
+		return 0;
+	start = now_ns();
+	r = dmio_job_execute(job);
+	took = now_ns() - start;
+	avg = atomic_load(&dev->avg_ns);
+	atomic_store(&dev->avg_ns, avg - avg / 8 + took / 8);
+	return r;
+}
+
+/* Whether every region of a call is, lately, cheaper to run than to hand to another thread. */
+static bool io_is_cheap(const struct dmio_io *io)
+{
+	unsigned int i;
+
+	for (i = 0; i < io->num_jobs; i++) {
+		struct dmio_dev *dev = io->jobs[i].region.dev;
+
+		if (io->jobs[i].kind == DMIO_JOB_IO && atomic_load(&dev->avg_ns) >= INLINE_BELOW_NS)
+			return false;
+	}
+	return true;
+}
+
 int dmio_job_execute(struct dmio_job *job)
 {
 	struct dmio_dev *dev = job->region.dev;
@@ -432,7 +477,7 @@ void dmio_job_run(struct dmio_job *job)
 	struct dmio_io *io = job->io;
 
 	if (!atomic_exchange(&job->claimed, true))
-		job_finish(job, dmio_job_execute(job));
+		job_finish(job, job_execute_timed(job));
 	io_unref(io);
 }
 
@@ -440,7 +485,7 @@ void dmio_job_run(struct dmio_job *job)
 static void job_run_inline(struct dmio_job *job)
 {
 	if (!atomic_exchange(&job->claimed, true))
-		job_finish(job, dmio_job_execute(job));
+		job_finish(job, job_execute_timed(job));
 }
 
 /*
@@ -644,8 +689,11 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	}
 	num_jobs = io->num_jobs;
 	sync = io->fn == NULL;
-	/* Inline: a synchronous call in an engine thread must not wait for the threads it holds. */
-	inline_all = sync && dmio_in_engine_thread();
+	/*
+	 * Inline: a synchronous call in an engine thread must not wait for the threads it holds,
+	 * and regions that take less time than a thread hop are faster run one after the other.
+	 */
+	inline_all = sync && (dmio_in_engine_thread() || io_is_cheap(io));
 	/* References: one per job handed to the engine, plus the synchronous caller's. */
 	atomic_init(&io->refs, (sync ? 1 : 0) + (inline_all ? 0 : num_jobs - (sync ? 1 : 0)));
 	if (sync) {
