@@ -369,11 +369,31 @@ TEST(ConfigErrors, BadEnumValues)
 		  "a.conf:2: cache '' is not one of none, writeback");
 }
 
-TEST(ConfigErrors, MetadataInternalIsRefused)
+TEST(ConfigMetadata, InternalAndItsKeys)
 {
-	EXPECT_EQ(parse_error(mirror_with("metadata = internal"), CONFIG_ERROR_VALUE),
-		  "a.conf:2: metadata = internal (superblocks, write-intent bitmap) is not "
-		  "available yet in this version: use metadata = none");
+	ConfigPtr config = parse_ok(mirror_with("metadata = internal\nregion-size = 4M\n"
+						"resync-rate-min = 8M\nresync-rate-max = 1G"));
+	ASSERT_TRUE(config);
+	EXPECT_EQ(config->metadata, METADATA_INTERNAL);
+	EXPECT_EQ(config->region_size, 4ull << 20);
+	EXPECT_EQ(config->resync_rate_min, 8ull << 20);
+	EXPECT_EQ(config->resync_rate_max, 1ull << 30);
+
+	ConfigPtr defaults = parse_ok(mirror_with("metadata = internal"));
+	ASSERT_TRUE(defaults);
+	EXPECT_EQ(defaults->region_size, 0u);
+	EXPECT_EQ(defaults->resync_rate_min, 16ull << 20);
+	EXPECT_EQ(defaults->resync_rate_max, 0u);
+}
+
+TEST(ConfigErrors, BadRegionSizeAndRates)
+{
+	EXPECT_EQ(parse_error(mirror_with("region-size = 3K"), CONFIG_ERROR_VALUE),
+		  "a.conf:2: region-size '3K' is not a power of two from 4K to 1G (e.g. 512K, 4M)");
+	EXPECT_EQ(parse_error(mirror_with("region-size = 2G"), CONFIG_ERROR_VALUE),
+		  "a.conf:2: region-size '2G' is not a power of two from 4K to 1G (e.g. 512K, 4M)");
+	EXPECT_EQ(parse_error(mirror_with("resync-rate-max = fast"), CONFIG_ERROR_VALUE),
+		  "a.conf:2: resync-rate-max 'fast' is not a rate in bytes per second (e.g. 50M)");
 }
 
 TEST(ConfigErrors, BadBoolean)

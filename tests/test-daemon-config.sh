@@ -97,11 +97,6 @@ bad_config boolean "boolean.conf:2: allow-other 'sure' is not a boolean" <<EOF
 allow-other = sure
 $legs
 EOF
-bad_config metadata-internal "metadata-internal.conf:2: metadata = internal" <<EOF
-[mirror]
-metadata = internal
-$legs
-EOF
 bad_config missing-path "missing-path.conf:6: [leg b]: no path" <<EOF
 [mirror]
 name = m
@@ -207,6 +202,14 @@ bad_leg directory-leg "leg 'b' ($tmpdir/leg-dir): cannot open" <<EOF
 path = $a
 [leg b]
 path = $tmpdir/leg-dir
+EOF
+bad_leg no-superblock "leg 'a' ($a) has no fusemirror superblock: create the mirror with 'fusemirrorctl create' first" <<EOF
+[mirror]
+metadata = internal
+[leg a]
+path = $a
+[leg b]
+path = $b
 EOF
 bad_leg char-device-leg "leg 'b' (/dev/null): cannot open: not a regular file or block device" <<EOF
 [leg a]

@@ -73,7 +73,8 @@ class Xattr : public MirrorTest
 	}
 };
 
-const char *const kMirrorKeys[] = {"name", "state", "legs", "error_bits", "events"};
+const char *const kMirrorKeys[] = {"name",	"state",	  "legs",	  "error_bits",
+				   "events", "resync.done", "resync.total", "resync.rate"};
 const char *const kLegFields[] = {"name", "path", "state", "read_errors", "write_errors"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
@@ -208,7 +209,7 @@ TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
 		}
 
 		std::vector<std::string> names = list();
-		EXPECT_EQ(5u + 5u * n, names.size());
+		EXPECT_EQ(8u + 5u * n, names.size());
 		std::set<std::string> listed(names.begin(), names.end());
 		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
 		for (const std::string &name : names) {

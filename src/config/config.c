@@ -68,6 +68,7 @@ void config_free(struct mirror_config *config)
 	g_free(config->name);
 	g_free(config->mountpoint);
 	g_free(config->on_event);
+	g_free(config->force_source);
 	g_free(config);
 }
 
@@ -272,14 +273,42 @@ static gboolean parse_metadata(struct parser *p, const char *key, const char *va
 	if (!parse_enum(p, key, value, line, metadata_names, G_N_ELEMENTS(metadata_names), &v,
 			error))
 		return FALSE;
-	if (v == METADATA_INTERNAL) {
-		config_set_error(&p->ctx, error, CONFIG_ERROR_VALUE, line,
-				 "metadata = internal (superblocks, write-intent bitmap) is not "
-				 "available yet in this version: use metadata = none");
-		return FALSE;
-	}
 	p->config->metadata = v;
 	return TRUE;
+}
+
+static gboolean parse_region_size(struct parser *p, const char *key, const char *value,
+				  unsigned int line, GError **error)
+{
+	uint64_t v;
+
+	if (!config_parse_size(value, &v) || v < 4096 || v > (1ull << 30) || (v & (v - 1)) != 0)
+		return bad_value(p, error, line, key, value,
+				 "is not a power of two from 4K to 1G (e.g. 512K, 4M)");
+	p->config->region_size = v;
+	return TRUE;
+}
+
+/* A rate in bytes per second: a size (K, M, G suffixes) per second; 0 means no limit. */
+static gboolean parse_rate(struct parser *p, const char *key, const char *value,
+			   unsigned int line, uint64_t *out, GError **error)
+{
+	if (!config_parse_size(value, out))
+		return bad_value(p, error, line, key, value,
+				 "is not a rate in bytes per second (e.g. 50M)");
+	return TRUE;
+}
+
+static gboolean parse_resync_rate_min(struct parser *p, const char *key, const char *value,
+				      unsigned int line, GError **error)
+{
+	return parse_rate(p, key, value, line, &p->config->resync_rate_min, error);
+}
+
+static gboolean parse_resync_rate_max(struct parser *p, const char *key, const char *value,
+				      unsigned int line, GError **error)
+{
+	return parse_rate(p, key, value, line, &p->config->resync_rate_max, error);
 }
 
 static gboolean parse_allow_other(struct parser *p, const char *key, const char *value,
@@ -330,6 +359,9 @@ static const struct key_parser mirror_keys[] = {
 	{ "threads", parse_threads },
 	{ "cache", parse_cache },
 	{ "metadata", parse_metadata },
+	{ "region-size", parse_region_size },
+	{ "resync-rate-min", parse_resync_rate_min },
+	{ "resync-rate-max", parse_resync_rate_max },
 	{ "allow-other", parse_allow_other },
 	{ "on-event", parse_on_event },
 	{ NULL, NULL },
@@ -593,6 +625,7 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 	config_ctx_init(&p.ctx, filename != NULL ? filename : "<string>");
 	p.config = g_new0(struct mirror_config, 1);
 	p.config->file = g_strdup(filename != NULL ? filename : "<string>");
+	p.config->resync_rate_min = 16ull << 20;
 	p.keyfile = g_key_file_new();
 	p.leg_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 

@@ -65,6 +65,10 @@ struct mirror_config {
 	enum metadata_mode metadata;
 	bool allow_other;
 	char *on_event; /* program run on each event, or NULL */
+	uint64_t region_size;	  /* bytes per bitmap bit for fusemirrorctl create; 0 = default */
+	uint64_t resync_rate_min; /* bytes/s a resync always gets */
+	uint64_t resync_rate_max; /* bytes/s a resync gets at most; 0 = unlimited */
+	char *force_source;	  /* not in the file: fusemirrord --force-source LEG */
 	unsigned int num_legs;
 	struct leg_config *legs; /* in the order of the file */
 };

@@ -38,6 +38,7 @@ static gboolean opt_foreground;
 static gboolean opt_debug;
 static gboolean opt_version;
 static char *opt_config;
+static char *opt_force_source;
 static char **opt_fuse;
 static char **opt_args;
 
@@ -48,6 +49,8 @@ static const GOptionEntry options[] = {
 	  "Log debug messages and trace FUSE requests; implies -f", NULL },
 	{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
 	  "The mirror's config file (default " CONFIG_DEFAULT_PATH ")", "FILE" },
+	{ "force-source", 0, 0, G_OPTION_ARG_STRING, &opt_force_source,
+	  "After a split brain: trust leg LEG and resync the others from it in full", "LEG" },
 	{ "options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &opt_fuse,
 	  "Extra FUSE mount options, comma-separated (may be repeated)", "OPTS" },
 	{ "version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit",
@@ -390,6 +393,7 @@ int main(int argc, char **argv)
 		g_error_free(error);
 		return EXIT_CONFIG;
 	}
+	d.config->force_source = g_steal_pointer(&opt_force_source);
 	mountpoint = opt_args != NULL && opt_args[0] != NULL ? opt_args[0] : d.config->mountpoint;
 	if (mountpoint == NULL) {
 		g_printerr("fusemirrord: no mountpoint: give MOUNTPOINT or set 'mountpoint' in [mirror] "

@@ -49,6 +49,18 @@ char *xattr_status_get(struct mirror *m, const char *name)
 		return g_strdup_printf("0x%lx", mirror_error_bits(m));
 	if (strcmp(key, "events") == 0)
 		return g_strdup_printf("%" PRIu64, mirror_events(m));
+	if (strncmp(key, "resync.", 7) == 0) {
+		struct resync_status rs;
+
+		mirror_resync_status(m, &rs);
+		if (strcmp(key + 7, "done") == 0)
+			return g_strdup_printf("%" PRIu64, rs.done);
+		if (strcmp(key + 7, "total") == 0)
+			return g_strdup_printf("%" PRIu64, rs.total);
+		if (strcmp(key + 7, "rate") == 0)
+			return g_strdup_printf("%" PRIu64, rs.active ? rs.rate : 0);
+		return NULL;
+	}
 	if (strncmp(key, "leg.", 4) == 0) {
 		const char *p = key + 4;
 		char *end;
@@ -67,7 +79,10 @@ char *xattr_status_get(struct mirror *m, const char *name)
 
 char *xattr_status_list(struct mirror *m, size_t *length)
 {
-	static const char *const mirror_keys[] = { "name", "state", "legs", "error_bits", "events" };
+	static const char *const mirror_keys[] = {
+		"name",	  "state",	  "legs",	  "error_bits",
+		"events", "resync.done", "resync.total", "resync.rate",
+	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;
 

@@ -6,7 +6,10 @@
 #include <stdatomic.h>
 
 #include "dmio.h"
+#include "mirror/assemble.h"
+#include "mirror/bitmap.h"
 #include "mirror/mirror.h"
+#include "mirror/superblock.h"
 
 #define RMW_STRIPE_BITS 6
 
@@ -33,6 +36,11 @@ struct leg {
 	gint64 log_window_start;
 	unsigned int log_count;
 	unsigned long log_suppressed;
+	/* metadata = internal */
+	uint8_t uuid[16];
+	enum assemble_resync resync;	  /* how a stale leg catches up */
+	atomic_ullong recovery_offset;	  /* in sync below this (bytes of data) */
+	gint64 recovery_saved;		  /* when recovery_offset was last written to its superblock */
 };
 
 struct mirror {
@@ -51,7 +59,40 @@ struct mirror {
 	atomic_uint inflight;
 	mirror_event_fn event_fn;
 	void *event_opaque;
+
+	/* ---- metadata = internal ---- */
+	enum metadata_mode metadata;
+	uint64_t data_offset; /* bytes of every leg before the data (0 without metadata) */
+	struct superblock array; /* the array's superblock; per-leg fields filled on write */
+	GMutex sb_lock;		 /* serializes superblock updates */
+	struct bitmap *bitmap;
+	GThread *cleaner; /* clears idle bits */
+	GMutex cleaner_lock;
+	GCond cleaner_cond;
+	bool stopping; /* under cleaner_lock */
+
+	/* ---- resync ---- */
+	GThread *resync_thread;
+	atomic_bool resync_active;	 /* writes take region locks while set */
+	atomic_bool resync_stop;
+	bool unclean;			 /* resync the dirty regions among the in-sync legs */
+	atomic_int resync_source;	 /* leg the unsynced regions are read from */
+	atomic_ullong resync_cursor;	 /* regions below it are done */
+	atomic_ullong resync_done;	 /* bytes copied */
+	atomic_ullong resync_total;	 /* bytes to copy */
+	atomic_ullong resync_rate;	 /* bytes/s, recent */
+	atomic_ullong resync_rate_min;	 /* bytes/s */
+	atomic_ullong resync_rate_max;	 /* bytes/s */
+	GMutex region_lock;
+	GCond region_cond;
+	uint64_t region_busy; /* the region being copied, or UINT64_MAX */
+	GHashTable *region_writers; /* region -> writes in flight, while resync_active */
 };
+
+static inline enum leg_state leg_state(const struct leg *leg)
+{
+	return (enum leg_state)atomic_load(&((struct leg *)leg)->state);
+}
 
 /* Log an event (g_log_structured with FUSEMIRROR_* fields) and pass it to the event handler. */
 void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int leg,
@@ -59,5 +100,38 @@ void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int
 
 /* The leg the read policy would choose now (for tests); -1 when none can serve. */
 int mirror_pick_read_leg(struct mirror *m);
+
+/* Whether a leg takes writes (in sync, or catching up). */
+bool leg_is_written(const struct leg *leg);
+
+/* ---- metadata.c ---- */
+
+/* Read the superblocks, decide, set leg states, load the bitmap.  0 or -errno with *error. */
+int metadata_assemble(struct mirror *m, int force_source, GError **error);
+/*
+ * Write every live leg's superblock: events bumped when bump, the clean flag as clean.
+ * Caller holds no mirror lock except possibly m->lock.  0 when an in-sync leg took it.
+ */
+int metadata_write(struct mirror *m, bool bump, bool clean);
+/* Start / stop the thread that clears idle bitmap bits. */
+void metadata_start_cleaner(struct mirror *m);
+void metadata_stop(struct mirror *m);
+/* A synchronous dmio call on one or more legs of the mirror: 0 or -errno of the first failure. */
+int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct leg **legs,
+		   unsigned int n, void *buf, uint64_t leg_offset, uint64_t len, int *errors);
+/* Fail a leg outside any lock (takes m->lock). */
+void mirror_fail_leg_because(struct mirror *m, struct leg *leg, const char *why);
+
+/* ---- resync.c ---- */
+
+/* Start the background resync if any leg needs it. */
+void resync_start(struct mirror *m);
+/* Stop it (the progress is kept in the superblocks) and wait. */
+void resync_stop(struct mirror *m);
+/* Writes during a resync: wait while the region is being copied, count the write in. */
+bool resync_write_enter(struct mirror *m, uint64_t offset, uint64_t len);
+void resync_write_exit(struct mirror *m, uint64_t offset, uint64_t len);
+/* Whether a read of the range must come from the resync source (unsynced after a crash). */
+bool resync_read_needs_source(struct mirror *m, uint64_t offset, uint64_t len);
 
 #endif /* FUSEMIRROR_MIRROR_INTERNAL_H */

@@ -44,6 +44,9 @@ struct mirror_io {
 	int leg;
 	uint64_t tried;
 	int last_error;
+	/* Writes with metadata: the bitmap and the resync's region locks were entered. */
+	bool bitmap_entered;
+	bool region_entered;
 };
 
 const char *mirror_state_name(enum mirror_state state)
@@ -55,6 +58,8 @@ const char *mirror_state_name(enum mirror_state state)
 		return "degraded";
 	case MIRROR_FAILED:
 		return "failed";
+	case MIRROR_RESYNCING:
+		return "resyncing";
 	}
 	return "unknown";
 }
@@ -66,13 +71,19 @@ const char *leg_state_name(enum leg_state state)
 		return "in_sync";
 	case LEG_FAILED:
 		return "failed";
+	case LEG_STALE:
+		return "stale";
+	case LEG_RESYNCING:
+		return "resyncing";
 	}
 	return "unknown";
 }
 
-static enum leg_state leg_state(const struct leg *leg)
+bool leg_is_written(const struct leg *leg)
 {
-	return (enum leg_state)atomic_load(&((struct leg *)leg)->state);
+	enum leg_state st = leg_state(leg);
+
+	return leg->dev != NULL && (st == LEG_IN_SYNC || st == LEG_STALE || st == LEG_RESYNCING);
 }
 
 static unsigned int count_in_sync(const struct mirror *m)
@@ -165,14 +176,17 @@ static void log_io_error(struct mirror *m, struct leg *leg, const char *what, ui
 static bool leg_fail_locked(struct mirror *m, struct leg *leg, const char *why,
 			    unsigned long leg_bits)
 {
+	enum leg_state st = leg_state(leg);
 	unsigned int left;
 
-	if (leg_state(leg) != LEG_IN_SYNC)
+	if (st == LEG_FAILED)
 		return true;
-	if (count_in_sync(m) <= 1)
+	/* The last in-sync leg is the mirror: never fail it.  A leg catching up is no loss. */
+	if (st == LEG_IN_SYNC && count_in_sync(m) <= 1)
 		return false;
 	atomic_store(&leg->state, LEG_FAILED);
 	atomic_fetch_add(&m->events, 1);
+	metadata_write(m, true, false);
 	left = count_in_sync(m);
 	mirror_event(m, "LegFailed", G_LOG_LEVEL_WARNING, (int)leg->index,
 		     "leg %u (%s, %s) failed: %s (error bits 0x%lx); %u of %u legs in sync",
@@ -180,6 +194,13 @@ static bool leg_fail_locked(struct mirror *m, struct leg *leg, const char *why,
 	mirror_event(m, "DegradedArray", G_LOG_LEVEL_WARNING, -1,
 		     "mirror %s is degraded: %u of %u legs in sync", m->name, left, m->num_legs);
 	return true;
+}
+
+void mirror_fail_leg_because(struct mirror *m, struct leg *leg, const char *why)
+{
+	g_mutex_lock(&m->lock);
+	leg_fail_locked(m, leg, why, 1ul << leg->index);
+	g_mutex_unlock(&m->lock);
 }
 
 int mirror_fail_leg(struct mirror *m, unsigned int index)
@@ -191,7 +212,7 @@ int mirror_fail_leg(struct mirror *m, unsigned int index)
 		return -EINVAL;
 	leg = &m->legs[index];
 	g_mutex_lock(&m->lock);
-	if (leg_state(leg) != LEG_IN_SYNC)
+	if (leg_state(leg) == LEG_FAILED)
 		r = -EALREADY;
 	else if (!leg_fail_locked(m, leg, "failed by the operator", 0))
 		r = -EBUSY;
@@ -210,6 +231,10 @@ static void io_finish(struct mirror_io *io, ssize_t result)
 {
 	struct mirror *m = io->m;
 
+	if (io->region_entered)
+		resync_write_exit(m, io->offset, io->len);
+	if (io->bitmap_entered)
+		bitmap_end_write(m->bitmap, io->offset, io->len);
 	io->done(io->opaque, result);
 	g_free(io);
 	atomic_fetch_sub(&m->inflight, 1);
@@ -363,21 +388,32 @@ static void fanout_issue(struct mirror_io *io)
 	unsigned int i, n = 0;
 	int r;
 
+	/* Before the first write to a clean region its bit is durable on every leg. */
+	if (m->bitmap != NULL && io->op != DMIO_FLUSH && !io->bitmap_entered) {
+		io->region_entered = resync_write_enter(m, io->offset, io->len);
+		io->bitmap_entered = true;
+		r = bitmap_start_write(m->bitmap, io->offset, io->len);
+		if (r < 0) {
+			io_finish(io, r);
+			return;
+		}
+	}
 	req.mem.type = DMIO_MEM_VM;
 	req.mem.ptr.vma = io->buf;
 	for (i = 0; i < m->num_legs; i++) {
 		struct leg *leg = &m->legs[i];
 
-		if (leg_state(leg) != LEG_IN_SYNC)
+		/* Legs catching up take every write; only in-sync legs count for success. */
+		if (!leg_is_written(leg))
 			continue;
 		io->leg_of[n] = i;
 		io->where[n].dev = leg->dev;
-		io->where[n].sector = io->offset >> DMIO_SECTOR_SHIFT;
+		io->where[n].sector = (m->data_offset + io->offset) >> DMIO_SECTOR_SHIFT;
 		io->where[n].count = io->op == DMIO_FLUSH ? 0 : io->len >> DMIO_SECTOR_SHIFT;
 		n++;
 	}
 	io->num_regions = n;
-	if (n == 0) {
+	if (n == 0 || count_in_sync(m) == 0) {
 		io_finish(io, -EIO);
 		return;
 	}
@@ -477,6 +513,15 @@ static void read_issue(struct mirror_io *io)
 	int leg = pick_read_leg(m, io->tried);
 	int r;
 
+	/* After a crash, a dirty region not yet resynced is read from the resync's source. */
+	if (leg >= 0 && resync_read_needs_source(m, io->offset, io->len)) {
+		int source = atomic_load(&m->resync_source);
+
+		if (source >= 0 && leg_state(&m->legs[source]) == LEG_IN_SYNC &&
+		    !(io->tried & (1ull << source)))
+			leg = source;
+	}
+
 	if (leg < 0) {
 		io_finish(io, io->last_error != 0 ? -io->last_error : -EIO);
 		return;
@@ -486,7 +531,7 @@ static void read_issue(struct mirror_io *io)
 	io->num_regions = 1;
 	io->leg_of[0] = (unsigned int)leg;
 	io->where[0].dev = m->legs[leg].dev;
-	io->where[0].sector = io->offset >> DMIO_SECTOR_SHIFT;
+	io->where[0].sector = (m->data_offset + io->offset) >> DMIO_SECTOR_SHIFT;
 	io->where[0].count = io->len >> DMIO_SECTOR_SHIFT;
 	req.mem.type = DMIO_MEM_VM;
 	req.mem.ptr.vma = io->buf;
@@ -809,14 +854,87 @@ GQuark mirror_error_quark(void)
 	return g_quark_from_static_string("mirror-error-quark");
 }
 
-static bool fstat_path(const char *path, struct stat *st)
-{
-	return stat(path, st) == 0;
-}
-
 static char *format_size(uint64_t bytes)
 {
 	return g_format_size_full(bytes, G_FORMAT_SIZE_IEC_UNITS);
+}
+
+/* Whether two paths name one file (or one block device). */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+		return false;
+	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+		return sa.st_rdev == sb.st_rdev;
+	return !S_ISBLK(sa.st_mode) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static int open_leg(struct mirror *m, const struct mirror_config *config, unsigned int i,
+		    GError **error)
+{
+	const struct leg_config *lc = &config->legs[i];
+	struct leg *leg = &m->legs[i];
+	unsigned int j;
+	uint64_t bytes;
+	int r;
+
+	leg->m = m;
+	leg->index = i;
+	leg->name = g_strdup(lc->name);
+	leg->path = g_strdup(lc->path);
+	leg->write_mostly = lc->write_mostly;
+	atomic_init(&leg->state, LEG_IN_SYNC);
+	atomic_init(&leg->recovery_offset, SB_RECOVERY_DONE);
+	r = dmio_dev_open(lc->path, 0, &leg->dev);
+	if (r == -ENOENT && m->metadata == METADATA_INTERNAL) {
+		/* The superblocks of the others tell what it missed when it comes back. */
+		g_warning("leg %u (%s): %s is missing: the mirror starts without it", i, lc->name,
+			  lc->path);
+		atomic_store(&leg->state, LEG_FAILED);
+		leg->dev = NULL;
+		return 0;
+	}
+	if (r < 0) {
+		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "leg '%s' (%s): cannot open: %s",
+			    lc->name, lc->path,
+			    r == -EINVAL ? "not a regular file or block device" : g_strerror(-r));
+		return r;
+	}
+	/* Two legs on one file would mirror nothing. */
+	for (j = 0; j < i; j++) {
+		if (m->legs[j].dev != NULL && same_file(lc->path, config->legs[j].path)) {
+			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+				    "legs '%s' (%s) and '%s' (%s) are the same file",
+				    config->legs[j].name, config->legs[j].path, lc->name, lc->path);
+			return -EINVAL;
+		}
+	}
+	bytes = dmio_dev_sectors(leg->dev) << DMIO_SECTOR_SHIFT;
+	bytes -= bytes % MIRROR_ALIGN;
+	if (bytes == 0) {
+		char *have = format_size(dmio_dev_sectors(leg->dev) << DMIO_SECTOR_SHIFT);
+
+		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+			    "leg '%s' (%s) is %s: a leg needs at least 4 KiB", lc->name, lc->path,
+			    have);
+		g_free(have);
+		return -ENOSPC;
+	}
+	if (m->metadata == METADATA_NONE)
+		m->size = MIN(m->size, bytes);
+	return 0;
+}
+
+static int leg_index_by_name(const struct mirror_config *config, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < config->num_legs; i++)
+		if (strcmp(config->legs[i].name, name) == 0)
+			return (int)i;
+	return -1;
 }
 
 int mirror_open(const struct mirror_config *config, struct mirror **out, GError **error)
@@ -826,8 +944,9 @@ int mirror_open(const struct mirror_config *config, struct mirror **out, GError 
 		.threads = config->threads,
 		.reserved_pages = RESERVED_PAGES,
 	};
+	int force_source = -1;
 	struct mirror *m;
-	unsigned int i, j;
+	unsigned int i;
 	int r;
 
 	*out = NULL;
@@ -837,12 +956,32 @@ int mirror_open(const struct mirror_config *config, struct mirror **out, GError 
 			    config->num_legs);
 		return -EINVAL;
 	}
+	if (config->force_source != NULL) {
+		force_source = leg_index_by_name(config, config->force_source);
+		if (force_source < 0) {
+			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+				    "--force-source: the mirror has no leg named '%s'",
+				    config->force_source);
+			return -EINVAL;
+		}
+	}
 	m = g_new0(struct mirror, 1);
 	m->name = g_strdup(config->name);
 	m->policy = config->read_policy;
+	m->metadata = config->metadata;
 	m->num_legs = config->num_legs;
 	m->legs = g_new0(struct leg, m->num_legs);
 	g_mutex_init(&m->lock);
+	g_mutex_init(&m->sb_lock);
+	g_mutex_init(&m->cleaner_lock);
+	g_cond_init(&m->cleaner_cond);
+	g_mutex_init(&m->region_lock);
+	g_cond_init(&m->region_cond);
+	m->region_busy = UINT64_MAX;
+	m->region_writers = g_hash_table_new(g_direct_hash, g_direct_equal);
+	atomic_init(&m->resync_source, -1);
+	atomic_init(&m->resync_rate_min, config->resync_rate_min);
+	atomic_init(&m->resync_rate_max, config->resync_rate_max);
 	for (i = 0; i < G_N_ELEMENTS(m->rmw_locks); i++)
 		g_mutex_init(&m->rmw_locks[i]);
 	m->size = UINT64_MAX;
@@ -854,72 +993,45 @@ int mirror_open(const struct mirror_config *config, struct mirror **out, GError 
 			    config_engine_name(config->engine), g_strerror(-r));
 		goto fail;
 	}
-
 	for (i = 0; i < m->num_legs; i++) {
-		const struct leg_config *lc = &config->legs[i];
-		struct leg *leg = &m->legs[i];
-		struct stat st_i, st_j;
-		uint64_t bytes;
+		r = open_leg(m, config, i, error);
+		if (r < 0)
+			goto fail;
+	}
 
-		leg->m = m;
-		leg->index = i;
-		leg->name = g_strdup(lc->name);
-		leg->path = g_strdup(lc->path);
-		leg->write_mostly = lc->write_mostly;
-		atomic_init(&leg->state, LEG_IN_SYNC);
-		r = dmio_dev_open(lc->path, 0, &leg->dev);
+	if (m->metadata == METADATA_INTERNAL) {
+		r = metadata_assemble(m, force_source, error);
+		if (r < 0)
+			goto fail;
+		m->assembled = true;
+		/* Running: dirty until a clean stop says otherwise. */
+		r = metadata_write(m, true, false);
 		if (r < 0) {
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-				    "leg '%s' (%s): cannot open: %s", lc->name, lc->path,
-				    r == -EINVAL ? "not a regular file or block device"
-						 : g_strerror(-r));
+				    "cannot write the superblocks: %s", g_strerror(-r));
 			goto fail;
 		}
-		/* Two legs on one file would mirror nothing. */
-		for (j = 0; j < i && fstat_path(lc->path, &st_i); j++) {
-			if (fstat_path(config->legs[j].path, &st_j) &&
-			    ((S_ISBLK(st_i.st_mode) && S_ISBLK(st_j.st_mode) &&
-			      st_i.st_rdev == st_j.st_rdev) ||
-			     (!S_ISBLK(st_i.st_mode) && st_i.st_dev == st_j.st_dev &&
-			      st_i.st_ino == st_j.st_ino))) {
-				r = -EINVAL;
-				g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-					    "legs '%s' (%s) and '%s' (%s) are the same file",
-					    config->legs[j].name, config->legs[j].path, lc->name,
-					    lc->path);
-				goto fail;
+		metadata_start_cleaner(m);
+		resync_start(m);
+	} else {
+		for (i = 0; i < m->num_legs; i++) {
+			uint64_t bytes = dmio_dev_sectors(m->legs[i].dev) << DMIO_SECTOR_SHIFT;
+
+			if (bytes - bytes % MIRROR_ALIGN > m->size) {
+				char *a = format_size(bytes), *b = format_size(m->size);
+
+				g_message("leg %u (%s) is %s; the mirror uses the first %s of it",
+					  i, m->legs[i].name, a, b);
+				g_free(a);
+				g_free(b);
 			}
 		}
-		bytes = dmio_dev_sectors(leg->dev) << DMIO_SECTOR_SHIFT;
-		bytes -= bytes % MIRROR_ALIGN;
-		if (bytes == 0) {
-			char *have = format_size(dmio_dev_sectors(leg->dev) << DMIO_SECTOR_SHIFT);
-
-			r = -ENOSPC;
-			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-				    "leg '%s' (%s) is %s: a leg needs at least 4 KiB", lc->name,
-				    lc->path, have);
-			g_free(have);
-			goto fail;
-		}
-		m->size = MIN(m->size, bytes);
+		m->assembled = true;
 	}
-	for (i = 0; i < m->num_legs; i++) {
-		uint64_t bytes = dmio_dev_sectors(m->legs[i].dev) << DMIO_SECTOR_SHIFT;
-
-		if (bytes - bytes % MIRROR_ALIGN > m->size) {
-			char *a = format_size(bytes), *b = format_size(m->size);
-
-			g_message("leg %u (%s) is %s; the mirror uses the first %s of it", i,
-				  m->legs[i].name, a, b);
-			g_free(a);
-			g_free(b);
-		}
-	}
-	m->assembled = true;
 	*out = m;
 	return 0;
 fail:
+	m->assembled = false;
 	mirror_close(m);
 	return r;
 }
@@ -930,6 +1042,7 @@ void mirror_close(struct mirror *m)
 
 	if (m == NULL)
 		return;
+	resync_stop(m);
 	/* In-flight requests complete on engine threads; wait for the last reply. */
 	while (atomic_load(&m->inflight) > 0)
 		g_usleep(1000);
@@ -946,6 +1059,7 @@ void mirror_close(struct mirror *m)
 			while (atomic_load(&m->inflight) > 0)
 				g_usleep(1000);
 		}
+		metadata_stop(m);
 		dmio_client_destroy(m->client);
 	}
 	for (i = 0; i < m->num_legs; i++) {
@@ -955,6 +1069,13 @@ void mirror_close(struct mirror *m)
 	}
 	for (i = 0; i < G_N_ELEMENTS(m->rmw_locks); i++)
 		g_mutex_clear(&m->rmw_locks[i]);
+	bitmap_free(m->bitmap);
+	g_hash_table_destroy(m->region_writers);
+	g_cond_clear(&m->region_cond);
+	g_mutex_clear(&m->region_lock);
+	g_cond_clear(&m->cleaner_cond);
+	g_mutex_clear(&m->cleaner_lock);
+	g_mutex_clear(&m->sb_lock);
 	g_mutex_clear(&m->lock);
 	g_free(m->legs);
 	g_free(m->name);
@@ -979,7 +1100,25 @@ enum mirror_state mirror_state(const struct mirror *m)
 
 	if (n == 0)
 		return MIRROR_FAILED;
+	if (atomic_load(&((struct mirror *)m)->resync_active))
+		return MIRROR_RESYNCING;
 	return n == m->num_legs ? MIRROR_CLEAN : MIRROR_DEGRADED;
+}
+
+void mirror_resync_status(const struct mirror *m, struct resync_status *out)
+{
+	struct mirror *mm = (struct mirror *)m;
+
+	out->active = atomic_load(&mm->resync_active);
+	out->done = atomic_load(&mm->resync_done);
+	out->total = atomic_load(&mm->resync_total);
+	out->rate = atomic_load(&mm->resync_rate);
+}
+
+void mirror_set_resync_rate(struct mirror *m, uint64_t min, uint64_t max)
+{
+	atomic_store(&m->resync_rate_min, min);
+	atomic_store(&m->resync_rate_max, max);
 }
 
 unsigned int mirror_num_legs(const struct mirror *m)
@@ -1007,5 +1146,14 @@ unsigned long mirror_error_bits(const struct mirror *m)
 
 uint64_t mirror_events(const struct mirror *m)
 {
-	return atomic_load(&((struct mirror *)m)->events);
+	struct mirror *mm = (struct mirror *)m;
+	uint64_t events;
+
+	/* With superblocks, the events counter is theirs. */
+	if (m->metadata != METADATA_INTERNAL)
+		return atomic_load(&mm->events);
+	g_mutex_lock(&mm->sb_lock);
+	events = mm->array.events;
+	g_mutex_unlock(&mm->sb_lock);
+	return events;
 }

@@ -25,13 +25,16 @@ extern "C" {
 
 enum leg_state {
 	LEG_IN_SYNC = 0, /* holds every acknowledged write; may be read */
-	LEG_FAILED,	 /* an I/O error or the operator failed it; never read or written again */
+	LEG_FAILED,	 /* an I/O error, the operator, or missing: never read or written again */
+	LEG_STALE,	 /* missed writes (metadata = internal): written, never read, to resync */
+	LEG_RESYNCING,	 /* being copied onto: written, never read until done */
 };
 
 enum mirror_state {
 	MIRROR_CLEAN = 0, /* every leg in sync */
-	MIRROR_DEGRADED,  /* some legs failed, at least one in sync */
+	MIRROR_DEGRADED,  /* some legs failed or stale, at least one in sync */
 	MIRROR_FAILED,	  /* no leg in sync */
+	MIRROR_RESYNCING, /* a resync is copying regions */
 };
 
 /* Flags for mirror_write() and mirror_write_zeroes(). */
@@ -116,6 +119,16 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 unsigned long mirror_error_bits(const struct mirror *m);
 /* Bumped on every change of state (a leg failed, ...). */
 uint64_t mirror_events(const struct mirror *m);
+
+struct resync_status {
+	bool active;
+	uint64_t done;	/* bytes copied */
+	uint64_t total; /* bytes to copy */
+	uint64_t rate;	/* bytes/s */
+};
+void mirror_resync_status(const struct mirror *m, struct resync_status *out);
+/* Runtime tunables: bytes/s; 0 = unlimited (max only). */
+void mirror_set_resync_rate(struct mirror *m, uint64_t min, uint64_t max);
 
 const char *mirror_state_name(enum mirror_state state);
 const char *leg_state_name(enum leg_state state);

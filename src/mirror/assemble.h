@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Assembly: from the superblocks found on the configured legs, decide which legs are
+ * authoritative, which are stale and how each must be resynced - or refuse, naming the leg.
+ * A pure function over decoded superblocks, so that every case is unit-testable.
+ */
+#ifndef FUSEMIRROR_ASSEMBLE_H
+#define FUSEMIRROR_ASSEMBLE_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mirror/superblock.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ASSEMBLE_ERROR (assemble_error_quark())
+GQuark assemble_error_quark(void);
+
+enum assemble_error {
+	ASSEMBLE_ERROR_NO_SUPERBLOCK, /* a leg was never created (or was wiped) */
+	ASSEMBLE_ERROR_CORRUPT,	      /* bad checksum, unknown version, field out of range */
+	ASSEMBLE_ERROR_FOREIGN,	      /* a leg of another array */
+	ASSEMBLE_ERROR_DUPLICATE,     /* two legs with one leg UUID (a copy) */
+	ASSEMBLE_ERROR_TOO_SMALL,     /* a leg shorter than its data area (truncated) */
+	ASSEMBLE_ERROR_SPLIT_BRAIN,   /* two legs that each went on without the other */
+	ASSEMBLE_ERROR_NO_LEG,	      /* no leg present at all */
+	ASSEMBLE_ERROR_FORCE_SOURCE,  /* --force-source names no usable leg */
+};
+
+/* What assembly found on one configured leg. */
+struct assemble_input {
+	const char *name; /* config name, for messages */
+	const char *path;
+	bool present;	    /* opened */
+	uint64_t dev_bytes; /* its size */
+	enum sb_error sb_error;
+	const char *sb_why; /* decode explanation when sb_error != SB_ERROR_NONE */
+	struct superblock sb;
+};
+
+enum assemble_role {
+	ASSEMBLE_IN_SYNC = 0, /* authoritative: may be read */
+	ASSEMBLE_STALE,	      /* missed writes: never read, resynced */
+	ASSEMBLE_MISSING,     /* not present: the mirror runs degraded */
+};
+
+enum assemble_resync {
+	RESYNC_NONE = 0,
+	RESYNC_BITMAP, /* copy the regions whose bits are set */
+	RESYNC_FULL,   /* copy everything from recovery_offset on */
+};
+
+struct assemble_leg {
+	enum assemble_role role;
+	enum assemble_resync resync;
+	uint64_t recovery_offset; /* for RESYNC_FULL: where the copy starts */
+};
+
+struct assemble_result {
+	unsigned int authority;	 /* index of the leg whose superblock is the array's */
+	struct superblock array; /* that superblock */
+	bool unclean;		 /* not shut down cleanly: resync the dirty regions */
+	unsigned int missing;	 /* legs not present */
+	struct assemble_leg legs[SB_MAX_LEGS];
+};
+
+/*
+ * Decide.  force_source, when not negative, is the index of the leg to trust in a split brain
+ * (every other leg is then resynced from it in full).  Returns TRUE with *out filled, or FALSE
+ * with *error saying which leg and why.
+ */
+gboolean assemble_decide(const struct assemble_input *legs, unsigned int num_legs,
+			 int force_source, struct assemble_result *out, GError **error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FUSEMIRROR_ASSEMBLE_H */
