@@ -77,15 +77,18 @@ demo() {
 		umount "$file"
 		sleep 1
 	fi
+	fresh=
 	for leg in a b; do
-		[ -f "$dir/leg-$leg.img" ] || truncate -s 256M "$dir/leg-$leg.img"
+		if [ ! -f "$dir/leg-$leg.img" ]; then
+			truncate -s 256M "$dir/leg-$leg.img"
+			fresh=1
+		fi
 	done
 	cat >"$dir/demo.conf" <<CONF
 # The quick start's mirror: two image files, served as $file.
 [mirror]
 name = demo
 mountpoint = $file
-metadata = none
 
 [leg a]
 path = $dir/leg-a.img
@@ -94,14 +97,24 @@ path = $dir/leg-a.img
 path = $dir/leg-b.img
 CONF
 	echo "quickstart: legs $dir/leg-a.img and $dir/leg-b.img, config $dir/demo.conf"
+	if [ -n "$fresh" ]; then
+		# New, all-zero legs already hold the same data: no initial sync needed.
+		rm -f "$dir/leg-a.img" "$dir/leg-b.img"
+		truncate -s 256M "$dir/leg-a.img" "$dir/leg-b.img"
+		"$bin/ctl/fusemirrorctl" create --assume-clean "$dir/demo.conf"
+	fi
 	"$bin/daemon/fusemirrord" -c "$dir/demo.conf"
 	echo "quickstart: fusemirrord serves $file"
 
 	head -c 16M /dev/urandom >"$dir/data.bin"
 	dd if="$dir/data.bin" of="$file" bs=1M oflag=direct conv=notrunc,fsync status=none
 	echo "quickstart: wrote 16 MiB through the mirror; checksums of the first 16 MiB:"
-	for f in "$dir/data.bin" "$file" "$dir/leg-a.img" "$dir/leg-b.img"; do
-		printf '  %s  %s\n' "$(head -c 16M "$f" | sha256sum | cut -c1-16)" "$f"
+	printf '  %s  %s\n' "$(head -c 16M "$dir/data.bin" | sha256sum | cut -c1-16)" "$dir/data.bin"
+	printf '  %s  %s\n' "$(head -c 16M "$file" | sha256sum | cut -c1-16)" "$file"
+	# The legs' data starts after their 1 MiB of superblock and write-intent bitmap.
+	for f in "$dir/leg-a.img" "$dir/leg-b.img"; do
+		printf '  %s  %s (from 1 MiB on)\n' \
+			"$(tail -c +1048577 "$f" | head -c 16M | sha256sum | cut -c1-16)" "$f"
 	done
 	rm -f "$dir/data.bin"
 	echo
@@ -111,6 +124,7 @@ CONF
 quickstart: the mirror keeps running.  Try:
   losetup --direct-io=on -f --show $file     # then mkfs.ext4 and mount it
   $bin/ctl/fusemirrorctl status --json $file
+  $bin/ctl/fusemirrorctl examine $dir/leg-a.img
   getfattr -d -m - $file
 Stop it with:  umount $file     (the daemon flushes both legs and exits)
 EOT

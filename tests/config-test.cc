@@ -123,7 +123,7 @@ TEST(ConfigParse, Defaults)
 	EXPECT_EQ(config->engine, DMIO_ENGINE_THREADS);
 	EXPECT_EQ(config->threads, 0u);
 	EXPECT_EQ(config->cache, CACHE_NONE);
-	EXPECT_EQ(config->metadata, METADATA_NONE);
+	EXPECT_EQ(config->metadata, METADATA_INTERNAL);
 	EXPECT_FALSE(config->allow_other);
 	EXPECT_EQ(config->on_event, nullptr);
 	ASSERT_EQ(config->num_legs, 1u);

@@ -16,11 +16,14 @@
 
 using namespace dmio_test;
 
-namespace {
+namespace
+{
 
 /* ---- Devices ------------------------------------------------------------------------------ */
 
-class Devices : public DmioTest {};
+class Devices : public DmioTest
+{
+};
 
 TEST_F(Devices, OpenErrors)
 {
@@ -29,7 +32,7 @@ TEST_F(Devices, OpenErrors)
 	EXPECT_EQ(-ENOENT, dmio_dev_open((tmp_ / "missing").c_str(), DMIO_DEV_RDONLY, &dev));
 	EXPECT_EQ(-EISDIR, dmio_dev_open(tmp_.path().c_str(), 0, &dev)) << "a directory";
 	EXPECT_EQ(-EISDIR, dmio_dev_open(tmp_.path().c_str(), DMIO_DEV_RDONLY, &dev))
-		<< "a directory, read-only";
+	    << "a directory, read-only";
 	EXPECT_EQ(-EINVAL, dmio_dev_open("/dev/null", 0, &dev)) << "a character device";
 	/* A fifo: refused, and without waiting for a writer (one shows up after 2 s to unblock). */
 	std::string fifo = tmp_ / "fifo";
@@ -50,7 +53,7 @@ TEST_F(Devices, OpenErrors)
 	opened = true;
 	unblocker.join();
 	EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500))
-		<< "dmio_dev_open blocked on a fifo";
+	    << "dmio_dev_open blocked on a fifo";
 
 	std::string path = tmp_ / "file.img";
 	create_sparse(path, 1024 * 1024);
@@ -116,7 +119,9 @@ TEST_F(Devices, LoopDevices)
 
 /* ---- Clients ------------------------------------------------------------------------------ */
 
-class Clients : public DmioTest {};
+class Clients : public DmioTest
+{
+};
 
 TEST_F(Clients, CreateResizeDestroy)
 {
@@ -138,8 +143,8 @@ TEST_F(Clients, CreateResizeDestroy)
 		std::vector<Dev> devs(3);
 		std::vector<dmio_region> where;
 		for (int i = 0; i < 3; i++) {
-			std::string path = tmp_ / ("c" + std::to_string(threads) + "_" +
-						   std::to_string(i));
+			std::string path =
+			    tmp_ / ("c" + std::to_string(threads) + "_" + std::to_string(i));
 			create_sparse(path, 64 * 1024);
 			ASSERT_EQ(0, open_dev(path, 0, &devs[i]));
 			where.push_back({devs[i].get(), (uint64_t)i, 8});
@@ -170,7 +175,7 @@ TEST_F(Clients, IoUringEngine)
 	Client c;
 	int r = make_client(Engine::IoUring, &c, 0, 4);
 	if (r == -ENOTSUP)
-		GTEST_SKIP() << "the io_uring engine is not built in (-ENOTSUP)";
+		GTEST_SKIP() << io_uring_skip_reason();
 	ASSERT_EQ(0, r);
 	EXPECT_STREQ("io_uring", dmio_client_engine_name(c.get()));
 	EXPECT_EQ(0, dmio_client_resize(c.get(), 16));
@@ -240,8 +245,9 @@ TEST_F(Clients, GetAndPut)
  * Every case runs against a file holding a known pattern and a Completion; at the end the file
  * must be unchanged and the notify fn never called.
  */
-class ArgumentErrors : public DefaultClientParamTest<Engine> {
-protected:
+class ArgumentErrors : public DefaultClientParamTest<Engine>
+{
+      protected:
 	void SetUp() override
 	{
 		DefaultClientParamTest<Engine>::SetUp();
@@ -263,7 +269,7 @@ protected:
 			std::this_thread::sleep_for(std::chrono::milliseconds(50));
 			EXPECT_EQ(0, done_.calls()) << "notify was called for a refused request";
 			EXPECT_TRUE(same_bytes(image_, read_at(path_, 0, kFileSize)))
-				<< "a refused request changed the file";
+			    << "a refused request changed the file";
 		}
 		DefaultClientParamTest<Engine>::TearDown();
 	}
@@ -295,8 +301,9 @@ protected:
 				r.notify.context = &done_;
 			}
 			unsigned long bits = 0x5a5a;
-			EXPECT_EQ(expected, dmio(&r, num_regions, where.data(), async ? nullptr : &bits))
-				<< (async ? "async" : "sync");
+			EXPECT_EQ(expected,
+				  dmio(&r, num_regions, where.data(), async ? nullptr : &bits))
+			    << (async ? "async" : "sync");
 		}
 	}
 
@@ -329,8 +336,8 @@ TEST_P(ArgumentErrors, RegionCounts)
 					 &Completion::notify, &done_));
 	EXPECT_EQ(-EINVAL, dmio_async_vm(65, many.data(), DMIO_WRITE, mem_->vm(),
 					 &Completion::notify, &done_));
-	EXPECT_EQ(-EINVAL, dmio_async_vm(2, many.data(), DMIO_READ, mem_->vm(),
-					 &Completion::notify, &done_));
+	EXPECT_EQ(-EINVAL, dmio_async_vm(2, many.data(), DMIO_READ, mem_->vm(), &Completion::notify,
+					 &done_));
 }
 
 TEST_P(ArgumentErrors, NullBuffers)
@@ -359,14 +366,14 @@ TEST_P(ArgumentErrors, NullBuffers)
 		unsigned long bits = 0;
 		int rw = (int)op;
 		EXPECT_EQ(-EINVAL, dmio_sync(1, where.data(), rw, nullptr, 0, &bits));
-		EXPECT_EQ(-EINVAL, dmio_async(1, where.data(), rw, nullptr, 0, &Completion::notify,
-					      &done_));
+		EXPECT_EQ(-EINVAL,
+			  dmio_async(1, where.data(), rw, nullptr, 0, &Completion::notify, &done_));
 		EXPECT_EQ(-EINVAL, dmio_sync_bvec(1, where.data(), rw, nullptr, &bits));
-		EXPECT_EQ(-EINVAL, dmio_async_bvec(1, where.data(), rw, nullptr, &Completion::notify,
-						   &done_));
+		EXPECT_EQ(-EINVAL, dmio_async_bvec(1, where.data(), rw, nullptr,
+						   &Completion::notify, &done_));
 		EXPECT_EQ(-EINVAL, dmio_sync_vm(1, where.data(), rw, nullptr, &bits));
-		EXPECT_EQ(-EINVAL, dmio_async_vm(1, where.data(), rw, nullptr, &Completion::notify,
-						 &done_));
+		EXPECT_EQ(-EINVAL,
+			  dmio_async_vm(1, where.data(), rw, nullptr, &Completion::notify, &done_));
 	}
 }
 
@@ -412,8 +419,8 @@ TEST_P(ArgumentErrors, BadRegions)
 	dmio_region past = {dev_.get(), kSectors - 1, 2};
 	unsigned long bits = 0;
 	EXPECT_EQ(-EINVAL, dmio_sync_vm(1, &past, DMIO_WRITE, mem_->vm(), &bits));
-	EXPECT_EQ(-EINVAL, dmio_async_vm(1, &past, DMIO_WRITE, mem_->vm(), &Completion::notify,
-					 &done_));
+	EXPECT_EQ(-EINVAL,
+		  dmio_async_vm(1, &past, DMIO_WRITE, mem_->vm(), &Completion::notify, &done_));
 	/* The last sector exactly is fine (and is the only thing written). */
 	dmio_region last = {dev_.get(), kSectors - 1, 1};
 	EXPECT_EQ(0, dmio_sync_vm(1, &last, DMIO_READ, mem_->vm(), &bits));
@@ -446,15 +453,15 @@ TEST_P(ArgumentErrors, UnknownOpFlagAndOffset)
 	req.mem.offset = UINT_MAX;
 	expect_refused(-EINVAL, req, where, 1, "page-list offset UINT_MAX");
 	unsigned long bits = 0;
-	EXPECT_EQ(-EINVAL, dmio_sync(1, where.data(), DMIO_WRITE, pl.page_list(), DMIO_PAGE_SIZE,
-				     &bits));
+	EXPECT_EQ(-EINVAL,
+		  dmio_sync(1, where.data(), DMIO_WRITE, pl.page_list(), DMIO_PAGE_SIZE, &bits));
 	EXPECT_EQ(-EINVAL, dmio_async(1, where.data(), DMIO_WRITE, pl.page_list(),
 				      DMIO_PAGE_SIZE + 512, &Completion::notify, &done_));
 	/* The seed's rw is DMIO_READ or DMIO_WRITE only. */
 	EXPECT_EQ(-EINVAL, dmio_sync_vm(1, where.data(), DMIO_DISCARD, mem_->vm(), &bits));
 	EXPECT_EQ(-EINVAL, dmio_sync_vm(1, where.data(), 7, mem_->vm(), &bits));
-	EXPECT_EQ(-EINVAL, dmio_async_vm(1, where.data(), -1, mem_->vm(), &Completion::notify,
-					 &done_));
+	EXPECT_EQ(-EINVAL,
+		  dmio_async_vm(1, where.data(), -1, mem_->vm(), &Completion::notify, &done_));
 }
 
 TEST_P(ArgumentErrors, ReadOnlyDevice)
@@ -496,14 +503,17 @@ TEST_P(ArgumentErrors, UnalignedDirectRegion)
 	ASSERT_EQ(4096u, dmio_dev_logical_block_size(direct.get()));
 	for (dmio_op op : {DMIO_WRITE, DMIO_READ}) {
 		dmio_request req = request(op, false);
-		expect_refused(-EINVAL, req, {{direct.get(), 1, 8}}, 1, "sector 1 of 4096-byte blocks");
-		expect_refused(-EINVAL, req, {{direct.get(), 8, 4}}, 1, "count 4 of 4096-byte blocks");
+		expect_refused(-EINVAL, req, {{direct.get(), 1, 8}}, 1,
+			       "sector 1 of 4096-byte blocks");
+		expect_refused(-EINVAL, req, {{direct.get(), 8, 4}}, 1,
+			       "count 4 of 4096-byte blocks");
 		expect_refused(-EINVAL, req, {{direct.get(), 12, 8}}, 1, "sector 12");
 	}
 	expect_refused(-EINVAL, request(DMIO_WRITE, false),
 		       {{dev_.get(), 0, 8}, {direct.get(), 4, 8}}, 2,
 		       "an unaligned direct region after a good one");
-	EXPECT_TRUE(all_bytes_are(read_at(backing, 0, 64 * 1024), 0)) << "the loop device was written";
+	EXPECT_TRUE(all_bytes_are(read_at(backing, 0, 64 * 1024), 0))
+	    << "the loop device was written";
 	/* Aligned, it works. */
 	unsigned long bits = ~0ul;
 	dmio_region ok = {direct.get(), 8, 8};

@@ -12,7 +12,8 @@
 
 using namespace dmio_test;
 
-namespace {
+namespace
+{
 
 constexpr size_t kSlot = 1024; /* bytes per request: two sectors */
 constexpr uint64_t kSlotSectors = kSlot / DMIO_SECTOR_SIZE;
@@ -53,7 +54,9 @@ void request_done(unsigned long error, void *context)
 	}
 }
 
-class Async : public DefaultClientParamTest<Engine> {};
+class Async : public DefaultClientParamTest<Engine>
+{
+};
 
 TEST_P(Async, TenThousandConcurrentRequestsEachNotifiedOnceWithItsContext)
 {
@@ -99,7 +102,8 @@ TEST_P(Async, TenThousandConcurrentRequestsEachNotifiedOnceWithItsContext)
 			memcpy(buf, data.data(), kSlot);
 			for (int f = 0; f < r.file; f++) {
 				where[f] = {devs[f].get(), i * kSlotSectors, kSlotSectors};
-				std::copy(data.begin(), data.end(), expected[f].begin() + (size_t)i * kSlot);
+				std::copy(data.begin(), data.end(),
+					  expected[f].begin() + (size_t)i * kSlot);
 			}
 			nregions = (unsigned)r.file;
 		}
@@ -116,8 +120,8 @@ TEST_P(Async, TenThousandConcurrentRequestsEachNotifiedOnceWithItsContext)
 			req.notify.context = &r;
 			ret = dmio(&req, nregions, where.data(), nullptr);
 		} else {
-			ret = dmio_async_vm(nregions, where.data(), r.read ? DMIO_READ : DMIO_WRITE, buf,
-					    request_done, &r);
+			ret = dmio_async_vm(nregions, where.data(), r.read ? DMIO_READ : DMIO_WRITE,
+					    buf, request_done, &r);
 		}
 		if (ret == 0)
 			submitted++;
@@ -142,7 +146,8 @@ TEST_P(Async, TenThousandConcurrentRequestsEachNotifiedOnceWithItsContext)
 	for (unsigned i = 0; i < n; i++) {
 		Request &r = requests[i];
 		if (r.calls.load() != 1 && bad_calls++ < 5)
-			ADD_FAILURE() << "request " << i << " notified " << r.calls.load() << " times";
+			ADD_FAILURE()
+			    << "request " << i << " notified " << r.calls.load() << " times";
 		if (r.seen_index.load() != i && bad_calls++ < 5)
 			ADD_FAILURE() << "request " << i << " was notified with another context";
 		if (r.error.load() != 0 && bad_errors++ < 5)
@@ -166,7 +171,7 @@ TEST_P(Async, TenThousandConcurrentRequestsEachNotifiedOnceWithItsContext)
 	EXPECT_EQ(0u, bad_data);
 	for (int f = 0; f < kFiles; f++)
 		EXPECT_TRUE(same_bytes(expected[f], read_at(paths[f], 0, (size_t)n * kSlot)))
-			<< paths[f];
+		    << paths[f];
 }
 
 /* The largest fan-out, asynchronously: one notify for 64 regions. */
@@ -190,9 +195,9 @@ TEST_P(Async, SixtyFourRegionsOneNotify)
 	IoOutcome o = run_io(Call::DmioAsync, client.get(), DMIO_WRITE, &mem, where);
 	expect_success(o, Call::DmioAsync, DMIO_MAX_REGIONS, "64-region write");
 	for (unsigned i = 0; i < DMIO_MAX_REGIONS; i++)
-		EXPECT_TRUE(same_bytes(data, read_at(paths[i % 4], where[i].sector * DMIO_SECTOR_SIZE,
-						     data.size())))
-			<< "region " << i;
+		EXPECT_TRUE(same_bytes(
+		    data, read_at(paths[i % 4], where[i].sector * DMIO_SECTOR_SIZE, data.size())))
+		    << "region " << i;
 }
 
 /* A completion counter that outlives the client. */
@@ -237,7 +242,7 @@ TEST_P(Async, ClientDestroyWaitsForInFlightCalls)
 	EXPECT_EQ(kCalls, submitted);
 	client.reset(); /* dmio_client_destroy */
 	EXPECT_EQ(submitted, counter.calls.load())
-		<< "dmio_client_destroy returned before every notify had run";
+	    << "dmio_client_destroy returned before every notify had run";
 	EXPECT_EQ(0ul, counter.errors.load());
 }
 
@@ -246,7 +251,9 @@ INSTANTIATE_TEST_SUITE_P(Engines, Async, ::testing::Values(Engine::Threads, Engi
 				 return std::string(engine_name(info.param));
 			 });
 
-class DefaultClient : public DmioTest {};
+class DefaultClient : public DmioTest
+{
+};
 
 /* The last dmio_put waits for the default client's in-flight I/O. */
 TEST_F(DefaultClient, LastPutWaitsForInFlightCalls)
@@ -263,12 +270,12 @@ TEST_F(DefaultClient, LastPutWaitsForInFlightCalls)
 	for (unsigned i = 0; i < kCalls; i++) {
 		dmio_region where = {dev.get(), (i % 256) * 8, 8};
 		submitted +=
-			dmio_async_vm(1, &where, DMIO_WRITE, data.data(), count_done, &counter) == 0;
+		    dmio_async_vm(1, &where, DMIO_WRITE, data.data(), count_done, &counter) == 0;
 	}
 	EXPECT_EQ(kCalls, submitted);
 	dmio_put(4);
 	EXPECT_EQ(submitted, counter.calls.load())
-		<< "the last dmio_put returned before every notify had run";
+	    << "the last dmio_put returned before every notify had run";
 	/* The default client comes back on the next dmio_get. */
 	ASSERT_EQ(0, dmio_get(1));
 	dmio_region where = {dev.get(), 0, 8};

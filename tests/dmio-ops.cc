@@ -15,7 +15,8 @@
 
 using namespace dmio_test;
 
-namespace {
+namespace
+{
 
 constexpr uint64_t kSize = 4 * 1024 * 1024;
 /* A 4 KiB-aligned range inside the file: 128 KiB at 256 KiB. */
@@ -29,6 +30,12 @@ struct OpsParam {
 	bool async;
 };
 
+/* gtest would print the raw bytes, padding included (valgrind: uninitialised). */
+void PrintTo(const OpsParam &p, std::ostream *os)
+{
+	*os << engine_name(p.engine) << (p.async ? " async" : " sync");
+}
+
 /* The expected image after zeroing the range. */
 std::vector<uint8_t> with_zeroed_range(std::vector<uint8_t> image, uint64_t offset, uint64_t len)
 {
@@ -36,8 +43,9 @@ std::vector<uint8_t> with_zeroed_range(std::vector<uint8_t> image, uint64_t offs
 	return image;
 }
 
-class Ops : public DefaultClientParamTest<OpsParam> {
-protected:
+class Ops : public DefaultClientParamTest<OpsParam>
+{
+      protected:
 	void SetUp() override
 	{
 		DefaultClientParamTest<OpsParam>::SetUp();
@@ -45,7 +53,10 @@ protected:
 			return;
 		DMIO_REQUIRE_CLIENT(GetParam().engine, client_);
 	}
-	Call call() const { return GetParam().async ? Call::DmioAsync : Call::DmioSync; }
+	Call call() const
+	{
+		return GetParam().async ? Call::DmioAsync : Call::DmioSync;
+	}
 
 	/* A file of kSize pattern bytes at path, opened. */
 	void make_file(const std::string &path, uint32_t seed, Dev *dev, unsigned flags = 0)
@@ -66,7 +77,10 @@ protected:
 		images_[loop->path()] = images_[backing];
 		ASSERT_EQ(0, open_dev(loop->path(), 0, dev));
 	}
-	std::vector<uint8_t> &image(const std::string &path) { return images_[path]; }
+	std::vector<uint8_t> &image(const std::string &path)
+	{
+		return images_[path];
+	}
 
 	Client client_;
 	std::map<std::string, std::vector<uint8_t>> images_;
@@ -74,14 +88,15 @@ protected:
 
 std::string ops_name(const ::testing::TestParamInfo<OpsParam> &info)
 {
-	return std::string(engine_name(info.param.engine)) + (info.param.async ? "_async" : "_sync");
+	return std::string(engine_name(info.param.engine)) +
+	       (info.param.async ? "_async" : "_sync");
 }
 
-#define MAKE_LOOP(loop, backing, seed, dev)                                                    \
-	do {                                                                                   \
-		make_loop(&(loop), (backing), (seed), &(dev));                                 \
-		if (IsSkipped() || HasFatalFailure())                                          \
-			return;                                                                \
+#define MAKE_LOOP(loop, backing, seed, dev)                                                        \
+	do {                                                                                       \
+		make_loop(&(loop), (backing), (seed), &(dev));                                     \
+		if (IsSkipped() || HasFatalFailure())                                              \
+			return;                                                                    \
 	} while (0)
 
 TEST_P(Ops, FlushFilesAndLoopDevice)
@@ -109,12 +124,14 @@ TEST_P(Ops, FlushFilesAndLoopDevice)
 /*
  * A flush that fails for real: a loop device over a sparse file on a full tmpfs accepts buffered
  * writes into its page cache; writing them back fails, and the flush reports it for that region.
+ * The tmpfs is filled to the last byte first (see fill_filesystem).
  */
 TEST_P(Ops, FlushOfLoopDeviceOverFullTmpfsFailsItsRegion)
 {
 	Mount small;
 	DMIO_REQUIRE_TMPFS(small, tmp_ / "small", "1M");
 	create_sparse(tmp_ / "small/loop.img", 8 * 1024 * 1024);
+	ASSERT_NO_FATAL_FAILURE(fill_filesystem(tmp_ / "small"));
 	LoopDevice loop;
 	DMIO_REQUIRE_LOOP(loop, tmp_ / "small/loop.img");
 	Dev good, bad;
@@ -160,7 +177,8 @@ TEST_P(Ops, DiscardPunchesAHoleInAFile)
 		EXPECT_LT(allocated_blocks(path), blocks_before) << "no blocks were freed";
 		int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
 		ASSERT_GE(fd, 0);
-		EXPECT_EQ((off_t)kRangeOffset, lseek(fd, 0, SEEK_HOLE)) << "SEEK_HOLE finds no hole";
+		EXPECT_EQ((off_t)kRangeOffset, lseek(fd, 0, SEEK_HOLE))
+		    << "SEEK_HOLE finds no hole";
 		EXPECT_EQ((off_t)(kRangeOffset + kRangeBytes), lseek(fd, kRangeOffset, SEEK_DATA));
 		close(fd);
 		EXPECT_TRUE(dmio_dev_can_discard(dev.get()));
@@ -188,12 +206,12 @@ TEST_P(Ops, DiscardWithoutKernelSupportFailsTheRegion)
 		EXPECT_EQ(0, o.region_errors[0]);
 		EXPECT_EQ(EOPNOTSUPP, o.region_errors[1]);
 		EXPECT_FALSE(dmio_dev_can_discard(dev.get()))
-			<< "the capability must be switched off after EOPNOTSUPP";
+		    << "the capability must be switched off after EOPNOTSUPP";
 		EXPECT_TRUE(same_bytes(image(path), read_at(path, 0, kSize)))
-			<< "a failed discard changed the data";
+		    << "a failed discard changed the data";
 		EXPECT_TRUE(same_bytes(
-			with_zeroed_range(image(tmp_ / "good.img"), kRangeOffset, kRangeBytes),
-			read_at(tmp_ / "good.img", 0, kSize)));
+		    with_zeroed_range(image(tmp_ / "good.img"), kRangeOffset, kRangeBytes),
+		    read_at(tmp_ / "good.img", 0, kSize)));
 	}
 }
 
@@ -243,8 +261,9 @@ TEST_P(Ops, WriteZeroesOnFiles)
 							 2048 * DMIO_SECTOR_SIZE),
 				       read_at(c.path, 0, kSize)));
 		EXPECT_EQ(c.zero_range, dmio_dev_can_zero(dev.get()))
-			<< (c.zero_range ? "ZERO_RANGE works here; the capability must stay on"
-					 : "ZERO_RANGE answered EOPNOTSUPP; the capability must be off");
+		    << (c.zero_range
+			    ? "ZERO_RANGE works here; the capability must stay on"
+			    : "ZERO_RANGE answered EOPNOTSUPP; the capability must be off");
 		/* Once off, it still works (by writing zeroes). */
 		o = run_io(call(), client_.get(), DMIO_WRITE_ZEROES, nullptr, {{dev.get(), 0, 1}});
 		expect_success(o, call(), 1, "second write-zeroes");
@@ -263,17 +282,17 @@ TEST_P(Ops, WriteZeroesToThreeRegions)
 	ASSERT_NO_FATAL_FAILURE(make_file(tmp_ / "tmpfs/b.img", 11, &b));
 	MAKE_LOOP(loop, tmp_ / "loop.img", 12, l);
 	const uint64_t sectors[3] = {0, 77, 4000};
-	IoOutcome o = run_io(call(), client_.get(), DMIO_WRITE_ZEROES, nullptr,
-			     {{a.get(), sectors[0], 64}, {b.get(), sectors[1], 64},
-			      {l.get(), sectors[2], 64}});
+	IoOutcome o = run_io(
+	    call(), client_.get(), DMIO_WRITE_ZEROES, nullptr,
+	    {{a.get(), sectors[0], 64}, {b.get(), sectors[1], 64}, {l.get(), sectors[2], 64}});
 	expect_success(o, call(), 3, "write-zeroes");
 	const std::string paths[3] = {tmp_ / "a.img", tmp_ / "tmpfs/b.img", loop.path()};
 	for (int i = 0; i < 3; i++)
-		EXPECT_TRUE(same_bytes(with_zeroed_range(image(paths[i]),
-							 sectors[i] * DMIO_SECTOR_SIZE,
-							 64 * DMIO_SECTOR_SIZE),
-				       read_at(paths[i], 0, kSize)))
-			<< paths[i];
+		EXPECT_TRUE(
+		    same_bytes(with_zeroed_range(image(paths[i]), sectors[i] * DMIO_SECTOR_SIZE,
+						 64 * DMIO_SECTOR_SIZE),
+			       read_at(paths[i], 0, kSize)))
+		    << paths[i];
 }
 
 TEST_P(Ops, FuaWritesLand)
@@ -291,7 +310,8 @@ TEST_P(Ops, FuaWritesLand)
 	EXPECT_TRUE(same_bytes(data, read_at(tmp_ / "a.img", 40 * DMIO_SECTOR_SIZE, data.size())));
 	EXPECT_TRUE(same_bytes(data, read_at(loop.path(), 80 * DMIO_SECTOR_SIZE, data.size())));
 	/* FUA on a loop device is durable: the backing file has it without any further sync. */
-	EXPECT_TRUE(same_bytes(data, read_at(tmp_ / "loop.img", 80 * DMIO_SECTOR_SIZE, data.size())));
+	EXPECT_TRUE(
+	    same_bytes(data, read_at(tmp_ / "loop.img", 80 * DMIO_SECTOR_SIZE, data.size())));
 }
 
 INSTANTIATE_TEST_SUITE_P(EnginesSyncAsync, Ops,
@@ -301,7 +321,9 @@ INSTANTIATE_TEST_SUITE_P(EnginesSyncAsync, Ops,
 					   OpsParam{Engine::IoUring, true}),
 			 ops_name);
 
-class Capabilities : public DefaultClientTest {};
+class Capabilities : public DefaultClientTest
+{
+};
 
 /* Fresh devices: files are optimistic; loop devices say what sysfs says; probes are stable. */
 TEST_F(Capabilities, ProbesAreConsistent)

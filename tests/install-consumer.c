@@ -16,15 +16,15 @@
 #include <unistd.h>
 
 #define FILE_SIZE (1024 * 1024)
-#define SECTORS 16 /* 8 KiB per request */
-#define LEN (SECTORS * DMIO_SECTOR_SIZE)
+#define SECTORS	  16 /* 8 KiB per request */
+#define LEN	  (SECTORS * DMIO_SECTOR_SIZE)
 
 static int failures;
 
 #define CHECK(cond, ...)                                                                           \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			fprintf(stderr, "install-consumer: line %d: ", __LINE__);                   \
+			fprintf(stderr, "install-consumer: line %d: ", __LINE__);                  \
 			fprintf(stderr, __VA_ARGS__);                                              \
 			fputc('\n', stderr);                                                       \
 			failures++;                                                                \
@@ -287,7 +287,8 @@ int main(int argc, char **argv)
 		r = dmio_client_create(&opts, &client);
 		CHECK(r == 0, "dmio_client_create: %d", r);
 		if (r == 0) {
-			CHECK(strcmp(dmio_client_engine_name(client), "threads") == 0, "engine name");
+			CHECK(strcmp(dmio_client_engine_name(client), "threads") == 0,
+			      "engine name");
 			CHECK(dmio_client_resize(client, 8) == 0, "dmio_client_resize");
 			fill(data, LEN, 7);
 			iov[0] = (struct iovec){data, 3000};

@@ -6,19 +6,7 @@
  * mirror's feet), the read policies, operator failure, flush, discard and write-zeroes.  Every
  * check looks at the leg files themselves with plain POSIX calls, not only through the mirror.
  */
-#include <atomic>
-
-/*
- * mirror-internal.h uses C11 atomics; before C++23, <stdatomic.h> gives C++ nothing, so name
- * the same types the way C++23's <stdatomic.h> does (same size and alignment as _Atomic T).
- */
-#if __cplusplus <= 202002L
-using atomic_int = std::atomic<int>;
-using atomic_uint = std::atomic<unsigned int>;
-using atomic_ulong = std::atomic<unsigned long>;
-using atomic_ullong = std::atomic<unsigned long long>;
-#endif
-
+/* mirror/atomics.h names the C11 atomic types for C++. */
 #include "mirror-util.h"
 
 extern "C" {

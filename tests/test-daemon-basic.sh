@@ -71,6 +71,9 @@ user.fusemirror.leg.1.state
 user.fusemirror.leg.1.write_errors
 user.fusemirror.legs
 user.fusemirror.name
+user.fusemirror.resync.done
+user.fusemirror.resync.rate
+user.fusemirror.resync.total
 user.fusemirror.state
 EOF
 diff -u "$tmpdir/expected" "$tmpdir/listed" >&2 || daemon_fail "listxattr lists other names"

@@ -182,7 +182,10 @@ fi
 bad_leg ()
 {
 	_conf=$tmpdir/$1.conf
-	cat >"$_conf"
+	cat >"$_conf.in"
+	# Without a [mirror] group the legs are plain data (the default, internal, wants superblocks).
+	grep -q '^\[mirror\]' "$_conf.in" || printf '[mirror]\nmetadata = none\n' >"$_conf"
+	cat "$_conf.in" >>"$_conf"
 	expect_daemon_exit 1 "$2" -f -c "$_conf" "$mirror"
 	echo "$1: $run_output" >&2
 	is_mounted "$mirror" && fail "$1: $mirror got mounted"
@@ -231,7 +234,7 @@ path = $a
 [leg b]
 path = $tmpdir/empty-leg
 EOF
-printf '[leg a]\npath = %s\n[leg b]\npath = %s\n' "$a" "$b" >"$tmpdir/good.conf"
+printf '[mirror]\nmetadata = none\n[leg a]\npath = %s\n[leg b]\npath = %s\n' "$a" "$b" >"$tmpdir/good.conf"
 # (libfuse's own complaint comes first, as "critical" lines: not checked here.)
 run_daemon -f -c "$tmpdir/good.conf" -o no_such_fuse_option "$mirror"
 assert_eq "$run_status" 1 "exit status for an unknown FUSE option"
@@ -275,6 +278,7 @@ cat >"$tmpdir/from-config.conf" <<EOF
 # The smallest config but for the mountpoint; the mirror is named after the file.
 [mirror]
 mountpoint = $mirror
+metadata = none
 $legs
 EOF
 start_daemon -n "$tmpdir/from-config.conf" "$mirror" -o ro

@@ -17,9 +17,11 @@
 #include <cstdlib>
 #include <fstream>
 
-namespace dmio_test {
+namespace dmio_test
+{
 
-namespace {
+namespace
+{
 
 constexpr uint8_t kGuard = 0x5c;
 
@@ -30,7 +32,7 @@ constexpr uint8_t kGuard = 0x5c;
 const bool private_mount_namespace = [] {
 	if (unshare(CLONE_NEWNS) != 0)
 		return false;
-	return mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
+	return mount("none", "/", "none", MS_REC | MS_PRIVATE, nullptr) == 0;
 }();
 
 char watchdog_message[512];
@@ -75,8 +77,8 @@ std::vector<uint8_t> pattern(size_t len, uint32_t seed)
 				      const std::vector<uint8_t> &actual)
 {
 	if (expected.size() != actual.size())
-		return ::testing::AssertionFailure() << "size " << actual.size() << ", expected "
-						     << expected.size();
+		return ::testing::AssertionFailure()
+		       << "size " << actual.size() << ", expected " << expected.size();
 	for (size_t i = 0; i < expected.size(); i++) {
 		if (expected[i] != actual[i]) {
 			size_t n = 0;
@@ -169,8 +171,8 @@ void write_at(const std::string &path, uint64_t offset, const std::vector<uint8_
 	}
 	size_t done = 0;
 	while (done < data.size()) {
-		ssize_t n = pwrite(fd, data.data() + done, data.size() - done,
-				   (off_t)(offset + done));
+		ssize_t n =
+		    pwrite(fd, data.data() + done, data.size() - done, (off_t)(offset + done));
 		if (n <= 0) {
 			ADD_FAILURE() << "pwrite " << path << ": " << strerror(errno);
 			break;
@@ -190,6 +192,30 @@ uint64_t allocated_blocks(const std::string &path)
 		return 0;
 	}
 	return (uint64_t)st.st_blocks;
+}
+
+void fill_filesystem(const std::string &dir)
+{
+	std::string path = dir + "/filler";
+	int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		ADD_FAILURE() << "open " << path << ": " << strerror(errno);
+		return;
+	}
+	std::vector<uint8_t> chunk(64 * 1024, 0x66);
+	for (size_t size = chunk.size(); size > 0; size /= 2) {
+		while (write(fd, chunk.data(), size) == (ssize_t)size)
+			;
+		if (errno != ENOSPC && errno != 0) {
+			ADD_FAILURE() << "write " << path << ": " << strerror(errno);
+			break;
+		}
+	}
+	/* Full: not even one byte more. */
+	errno = 0;
+	EXPECT_EQ(-1, write(fd, chunk.data(), 1)) << path << " is not full";
+	EXPECT_EQ(ENOSPC, errno);
+	close(fd);
 }
 
 /* ---- Resources ---------------------------------------------------------------------------- */
@@ -212,9 +238,9 @@ TempDir::~TempDir()
 	if (path_.empty())
 		return;
 	nftw(
-		path_.c_str(),
-		[](const char *p, const struct stat *, int, struct FTW *) { return remove(p); },
-		16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	    path_.c_str(),
+	    [](const char *p, const struct stat *, int, struct FTW *) { return remove(p); }, 16,
+	    FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
 Mount::~Mount()
@@ -321,8 +347,25 @@ const char *engine_name(Engine engine)
 	return engine == Engine::Threads ? "threads" : "io_uring";
 }
 
+static bool io_uring_disabled()
+{
+	const char *v = getenv("DMIO_TEST_NO_IO_URING");
+	return v && *v && strcmp(v, "0") != 0;
+}
+
+const char *io_uring_skip_reason()
+{
+	if (io_uring_disabled())
+		return "io_uring variants are off (DMIO_TEST_NO_IO_URING): valgrind serialises "
+		       "threads and deadlocks when one waits in io_uring_enter while another "
+		       "submits (liburing issue #657)";
+	return "the io_uring engine is not built in (dmio_client_create: -ENOTSUP)";
+}
+
 int make_client(Engine engine, Client *out, unsigned threads, unsigned reserved_pages)
 {
+	if (engine == Engine::IoUring && io_uring_disabled())
+		return -ENOTSUP;
 	dmio_client_opts opts;
 	memset(&opts, 0, sizeof(opts));
 	opts.engine = engine == Engine::Threads ? DMIO_ENGINE_THREADS : DMIO_ENGINE_IO_URING;
@@ -383,7 +426,8 @@ Memory::Memory(MemKind kind, size_t size, unsigned twist) : kind_(kind), size_(s
 				guards_.push_back({page, start});
 			data_.push_back({page + start, len});
 			if (start + len < DMIO_PAGE_SIZE)
-				guards_.push_back({page + start + len, DMIO_PAGE_SIZE - start - len});
+				guards_.push_back(
+				    {page + start + len, DMIO_PAGE_SIZE - start - len});
 			left -= len;
 		}
 		break;
@@ -393,9 +437,10 @@ Memory::Memory(MemKind kind, size_t size, unsigned twist) : kind_(kind), size_(s
 			bool new_page;
 			unsigned offset, len;
 		};
-		static const Piece even[] = {{true, 512, 1024}, {false, 2048, 2048}, {true, 0, 4096}};
+		static const Piece even[] = {
+		    {true, 512, 1024}, {false, 2048, 2048}, {true, 0, 4096}};
 		static const Piece odd[] = {
-			{true, 100, 1000}, {false, 1500, 2000}, {true, 0, 4096}, {true, 7, 519}};
+		    {true, 100, 1000}, {false, 1500, 2000}, {true, 0, 4096}, {true, 7, 519}};
 		const Piece *pieces = twist ? odd : even;
 		size_t npieces = twist ? 4 : 3;
 		size_t left = size;
@@ -536,7 +581,8 @@ std::vector<uint8_t> Memory::contents() const
 		for (size_t i = 0; i < s.len; i++)
 			if (s.p[i] != kGuard)
 				return ::testing::AssertionFailure()
-				       << mem_kind_name(kind_) << " memory: a guard byte outside the "
+				       << mem_kind_name(kind_)
+				       << " memory: a guard byte outside the "
 				       << "data was overwritten";
 	return ::testing::AssertionSuccess();
 }
@@ -622,18 +668,19 @@ IoOutcome run_io(Call call, dmio_client *client, dmio_op op, Memory *mem,
 		dmio_notify_fn fn = &Completion::notify;
 		switch (mem ? mem->kind() : MemKind::Vm) {
 		case MemKind::PageList:
-			out.ret = async ? dmio_async(n, where, rw, mem->page_list(), mem->page_offset(),
-						     fn, done)
-					: dmio_sync(n, where, rw, mem->page_list(), mem->page_offset(),
-						    bits);
+			out.ret = async ? dmio_async(n, where, rw, mem->page_list(),
+						     mem->page_offset(), fn, done)
+					: dmio_sync(n, where, rw, mem->page_list(),
+						    mem->page_offset(), bits);
 			break;
 		case MemKind::Bvec:
 			out.ret = async ? dmio_async_bvec(n, where, rw, mem->bvec(), fn, done)
 					: dmio_sync_bvec(n, where, rw, mem->bvec(), bits);
 			break;
 		case MemKind::Vm:
-			out.ret = async ? dmio_async_vm(n, where, rw, mem ? mem->vm() : nullptr, fn, done)
-					: dmio_sync_vm(n, where, rw, mem ? mem->vm() : nullptr, bits);
+			out.ret =
+			    async ? dmio_async_vm(n, where, rw, mem ? mem->vm() : nullptr, fn, done)
+				  : dmio_sync_vm(n, where, rw, mem ? mem->vm() : nullptr, bits);
 			break;
 		case MemKind::Iovec:
 			ADD_FAILURE() << "the seed calls take no iovec memory";

@@ -20,11 +20,13 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
 
-namespace dmio_test {
+namespace dmio_test
+{
 
 /*
  * DMIO_TEST_SCALE (an integer >= 1, set by `make check-valgrind`): big workloads are divided by
@@ -54,26 +56,41 @@ std::vector<uint8_t> read_at(const std::string &path, uint64_t offset, size_t le
 void write_at(const std::string &path, uint64_t offset, const std::vector<uint8_t> &data);
 /* st_blocks of a file. */
 uint64_t allocated_blocks(const std::string &path);
+/*
+ * Fill the filesystem holding dir to the last byte with dir/filler.  A loop device over a file
+ * there then fails every write with ENOSPC: with some room left, the kernel's loop driver takes a
+ * short write to its backing file as a complete one when its requests run concurrently, and a
+ * direct write "succeeds" with half its data missing (seen on 6.18).
+ */
+void fill_filesystem(const std::string &dir);
 
 /* ---- Resources that clean up after themselves --------------------------------------------- */
 
 /* A directory made with mkdtemp under $TMPDIR (or /tmp), removed with its contents. */
-class TempDir {
-public:
+class TempDir
+{
+      public:
 	TempDir();
 	~TempDir();
 	TempDir(const TempDir &) = delete;
 	TempDir &operator=(const TempDir &) = delete;
-	const std::string &path() const { return path_; }
-	std::string operator/(const std::string &name) const { return path_ + "/" + name; }
+	const std::string &path() const
+	{
+		return path_;
+	}
+	std::string operator/(const std::string &name) const
+	{
+		return path_ + "/" + name;
+	}
 
-private:
+      private:
 	std::string path_;
 };
 
 /* A filesystem mounted for the duration of a test (lazily unmounted by the destructor). */
-class Mount {
-public:
+class Mount
+{
+      public:
 	Mount() = default;
 	~Mount();
 	Mount(const Mount &) = delete;
@@ -81,7 +98,7 @@ public:
 	/* mkdir dir and mount fstype there with options; 0 or an errno. */
 	int mount(const std::string &dir, const std::string &fstype, const std::string &options);
 
-private:
+      private:
 	std::string dir_;
 };
 
@@ -89,19 +106,23 @@ private:
  * A loop device over a file, configured with LO_FLAGS_AUTOCLEAR and held open by this object, so
  * it is detached when the object goes away or the process dies, whichever comes first.
  */
-class LoopDevice {
-public:
+class LoopDevice
+{
+      public:
 	LoopDevice() = default;
 	~LoopDevice();
 	LoopDevice(const LoopDevice &) = delete;
 	LoopDevice &operator=(const LoopDevice &) = delete;
 	/* 0 or an errno.  block_size 0 keeps the default (512). */
 	int attach(const std::string &backing, bool read_only = false, unsigned block_size = 0);
-	const std::string &path() const { return path_; }
+	const std::string &path() const
+	{
+		return path_;
+	}
 	/* /sys/block/loopN/queue/<name> as a number (0 when absent). */
 	uint64_t queue_attribute(const std::string &name) const;
 
-private:
+      private:
 	int holder_ = -1;
 	std::string path_;
 };
@@ -113,29 +134,35 @@ bool environment_refuses(int err);
  * Mount, or attach a loop device, or skip the test when the machine does not allow it; any other
  * failure fails the test.  Use in a test body or SetUp().
  */
-#define DMIO_REQUIRE(expr, what)                                                               \
-	do {                                                                                   \
-		int dmio_require_err_ = (expr);                                                \
+#define DMIO_REQUIRE(expr, what)                                                                   \
+	do {                                                                                       \
+		int dmio_require_err_ = (expr);                                                    \
 		if (dmio_require_err_ != 0 && ::dmio_test::environment_refuses(dmio_require_err_)) \
-			GTEST_SKIP() << (what) << ": " << strerror(dmio_require_err_);         \
-		ASSERT_EQ(0, dmio_require_err_) << (what) << ": " << strerror(dmio_require_err_); \
+			GTEST_SKIP() << (what) << ": " << strerror(dmio_require_err_);             \
+		ASSERT_EQ(0, dmio_require_err_) << (what) << ": " << strerror(dmio_require_err_);  \
 	} while (0)
 
-#define DMIO_REQUIRE_TMPFS(mnt, dir, size)                                                     \
-	DMIO_REQUIRE((mnt).mount((dir), "tmpfs", std::string("size=") + (size)),               \
+#define DMIO_REQUIRE_TMPFS(mnt, dir, size)                                                         \
+	DMIO_REQUIRE((mnt).mount((dir), "tmpfs", std::string("size=") + (size)),                   \
 		     "mount -t tmpfs " + std::string(dir))
-#define DMIO_REQUIRE_LOOP(loop, ...)                                                           \
+#define DMIO_REQUIRE_LOOP(loop, ...)                                                               \
 	DMIO_REQUIRE((loop).attach(__VA_ARGS__), std::string("attach a loop device"))
 
 /* ---- Library handles --------------------------------------------------------------------- */
 
 struct DevCloser {
-	void operator()(dmio_dev *dev) const { dmio_dev_close(dev); }
+	void operator()(dmio_dev *dev) const
+	{
+		dmio_dev_close(dev);
+	}
 };
 using Dev = std::unique_ptr<dmio_dev, DevCloser>;
 
 struct ClientDestroyer {
-	void operator()(dmio_client *client) const { dmio_client_destroy(client); }
+	void operator()(dmio_client *client) const
+	{
+		dmio_client_destroy(client);
+	}
 };
 using Client = std::unique_ptr<dmio_client, ClientDestroyer>;
 
@@ -144,15 +171,24 @@ int open_dev(const std::string &path, unsigned int flags, Dev *out);
 
 enum class Engine { Threads, IoUring };
 const char *engine_name(Engine engine);
-/* dmio_client_create on that engine; returns its result (-ENOTSUP: not built in). */
+inline void PrintTo(Engine engine, std::ostream *os)
+{
+	*os << engine_name(engine);
+}
+/*
+ * dmio_client_create on that engine; returns its result (-ENOTSUP: not built in).  With
+ * DMIO_TEST_NO_IO_URING set (check-valgrind sets it) the io_uring engine is not tried: -ENOTSUP.
+ */
 int make_client(Engine engine, Client *out, unsigned threads = 0, unsigned reserved_pages = 0);
+/* Why an io_uring client could not be had, for GTEST_SKIP. */
+const char *io_uring_skip_reason();
 
-#define DMIO_REQUIRE_CLIENT(engine, client)                                                    \
-	do {                                                                                   \
-		int dmio_client_err_ = ::dmio_test::make_client((engine), &(client));          \
-		if (dmio_client_err_ == -ENOTSUP)                                              \
-			GTEST_SKIP() << "the io_uring engine is not built in (-ENOTSUP)";      \
-		ASSERT_EQ(0, dmio_client_err_) << "dmio_client_create";                        \
+#define DMIO_REQUIRE_CLIENT(engine, client)                                                        \
+	do {                                                                                       \
+		int dmio_client_err_ = ::dmio_test::make_client((engine), &(client));              \
+		if (dmio_client_err_ == -ENOTSUP)                                                  \
+			GTEST_SKIP() << ::dmio_test::io_uring_skip_reason();                       \
+		ASSERT_EQ(0, dmio_client_err_) << "dmio_client_create";                            \
 	} while (0)
 
 /* ---- Memory descriptors -------------------------------------------------------------------- */
@@ -173,21 +209,40 @@ const char *mem_kind_name(MemKind kind);
  */
 constexpr unsigned kPageAligned = DMIO_PAGE_SIZE;
 
-class Memory {
-public:
+class Memory
+{
+      public:
 	Memory(MemKind kind, size_t size, unsigned twist = 0);
 	~Memory();
 	Memory(const Memory &) = delete;
 	Memory &operator=(const Memory &) = delete;
 
-	MemKind kind() const { return kind_; }
-	size_t size() const { return size_; }
+	MemKind kind() const
+	{
+		return kind_;
+	}
+	size_t size() const
+	{
+		return size_;
+	}
 	/* The descriptor for dmio(). */
 	dmio_memory desc();
-	dmio_page_list *page_list() { return pl_.data(); }
-	unsigned page_offset() const { return page_offset_; }
-	dmio_bvec *bvec() { return bvec_.data(); }
-	void *vm() { return vm_; }
+	dmio_page_list *page_list()
+	{
+		return pl_.data();
+	}
+	unsigned page_offset() const
+	{
+		return page_offset_;
+	}
+	dmio_bvec *bvec()
+	{
+		return bvec_.data();
+	}
+	void *vm()
+	{
+		return vm_;
+	}
 
 	void fill(const std::vector<uint8_t> &data);
 	void fill_byte(uint8_t value);
@@ -195,7 +250,7 @@ public:
 	/* The bytes around the data still hold the guard value. */
 	::testing::AssertionResult guards_intact() const;
 
-private:
+      private:
 	struct Span {
 		uint8_t *p;
 		size_t len;
@@ -217,8 +272,9 @@ private:
 /* ---- Completions ----------------------------------------------------------------------------- */
 
 /* Counts the notify calls it receives and remembers the last error and calling thread. */
-class Completion {
-public:
+class Completion
+{
+      public:
 	static void notify(unsigned long error, void *context);
 	/* Wait until at least one call arrived; false on timeout. */
 	bool wait(std::chrono::milliseconds timeout = completion_timeout());
@@ -226,7 +282,7 @@ public:
 	unsigned long error() const;
 	std::thread::id thread() const;
 
-private:
+      private:
 	mutable std::mutex lock_;
 	std::condition_variable cond_;
 	int calls_ = 0;
@@ -247,9 +303,9 @@ bool is_seed(Call call);
 bool is_async(Call call);
 
 struct IoOutcome {
-	int ret = 0;		    /* what the call returned */
-	unsigned long bits = 0;	    /* *error_bits (sync) or the notify's error (async) */
-	int notify_calls = 0;	    /* async: calls seen once the first one arrived */
+	int ret = 0;		/* what the call returned */
+	unsigned long bits = 0; /* *error_bits (sync) or the notify's error (async) */
+	int notify_calls = 0;	/* async: calls seen once the first one arrived */
 	bool notify_in_caller = false;
 	std::vector<int> region_errors; /* dmio() only; filled with kUnsetRegionError first */
 };
@@ -272,27 +328,30 @@ void expect_success(const IoOutcome &o, Call call, size_t regions, const std::st
  * 120 s (times the scale) prints its name and exits the binary, which the driver reports as an
  * error, instead of hanging `make check`.
  */
-class DmioTest : public ::testing::Test {
-protected:
+class DmioTest : public ::testing::Test
+{
+      protected:
 	void SetUp() override;
 	void TearDown() override;
 	TempDir tmp_;
 };
 
 /* DmioTest holding a reservation on the default client (dmio_get) for the seed calls. */
-class DefaultClientTest : public DmioTest {
-protected:
+class DefaultClientTest : public DmioTest
+{
+      protected:
 	static constexpr unsigned kReservedPages = 16;
 	void SetUp() override;
 	void TearDown() override;
 
-private:
+      private:
 	bool got_ = false;
 };
 
 template <class Param>
-class DefaultClientParamTest : public DefaultClientTest,
-			       public ::testing::WithParamInterface<Param> {};
+class DefaultClientParamTest : public DefaultClientTest, public ::testing::WithParamInterface<Param>
+{
+};
 
 /* A name fit for a gtest parameter suffix. */
 std::string sanitize_name(std::string name);

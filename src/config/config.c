@@ -626,6 +626,7 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 	p.config = g_new0(struct mirror_config, 1);
 	p.config->file = g_strdup(filename != NULL ? filename : "<string>");
 	p.config->resync_rate_min = 16ull << 20;
+	p.config->metadata = METADATA_INTERNAL;
 	p.keyfile = g_key_file_new();
 	p.leg_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 

@@ -44,8 +44,8 @@ enum cache_mode {
 };
 
 enum metadata_mode {
-	METADATA_NONE = 0, /* nothing on the legs (for now the only mode that works) */
-	METADATA_INTERNAL, /* superblock + write-intent bitmap on each leg */
+	METADATA_NONE = 0, /* nothing on the legs: full trust in them at every start */
+	METADATA_INTERNAL, /* superblock + write-intent bitmap on each leg (the default) */
 };
 
 struct leg_config {

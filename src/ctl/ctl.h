@@ -38,6 +38,8 @@ struct ctl_command {
 
 extern const struct ctl_command ctl_cmd_status;
 extern const struct ctl_command ctl_cmd_fail;
+extern const struct ctl_command ctl_cmd_create;
+extern const struct ctl_command ctl_cmd_examine;
 
 /* ---- fusemirrorctl.c: messages and option parsing ------------------------------------------ */
 

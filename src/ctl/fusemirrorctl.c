@@ -13,8 +13,12 @@
 
 #include "ctl.h"
 
+/* cmd-create.c and cmd-examine.c (their declarations belong in ctl.h with the others). */
+
 /* In the order the general --help and fusemirrorctl(8) list them. */
 static const struct ctl_command *const commands[] = {
+    &ctl_cmd_create,
+    &ctl_cmd_examine,
     &ctl_cmd_status,
     &ctl_cmd_fail,
 };
@@ -143,7 +147,7 @@ int main(int argc, char **argv)
 
 	context = g_option_context_new("COMMAND [ARGUMENT…]");
 	g_option_context_set_summary(
-	    context, "Administer a fusemirror mirror through the extended attributes of its file.");
+	    context, "Create, inspect and administer a fusemirror mirror.");
 	description = general_description();
 	g_option_context_set_description(context, description);
 	g_option_context_add_main_entries(context, entries, NULL);

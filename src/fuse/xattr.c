@@ -49,17 +49,16 @@ char *xattr_status_get(struct mirror *m, const char *name)
 		return g_strdup_printf("0x%lx", mirror_error_bits(m));
 	if (strcmp(key, "events") == 0)
 		return g_strdup_printf("%" PRIu64, mirror_events(m));
-	if (strncmp(key, "resync.", 7) == 0) {
+	if (strcmp(key, "resync.done") == 0 || strcmp(key, "resync.total") == 0 ||
+	    strcmp(key, "resync.rate") == 0) {
 		struct resync_status rs;
 
 		mirror_resync_status(m, &rs);
-		if (strcmp(key + 7, "done") == 0)
+		if (key[7] == 'd')
 			return g_strdup_printf("%" PRIu64, rs.done);
-		if (strcmp(key + 7, "total") == 0)
+		if (key[7] == 't')
 			return g_strdup_printf("%" PRIu64, rs.total);
-		if (strcmp(key + 7, "rate") == 0)
-			return g_strdup_printf("%" PRIu64, rs.active ? rs.rate : 0);
-		return NULL;
+		return g_strdup_printf("%" PRIu64, rs.active ? rs.rate : 0);
 	}
 	if (strncmp(key, "leg.", 4) == 0) {
 		const char *p = key + 4;

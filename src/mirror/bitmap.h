@@ -15,7 +15,7 @@
 #define FUSEMIRROR_BITMAP_H
 
 #include <glib.h>
-#include <stdatomic.h>
+#include "mirror/atomics.h"
 #include <stdbool.h>
 #include <stdint.h>
 

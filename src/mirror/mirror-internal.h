@@ -3,7 +3,7 @@
 #ifndef FUSEMIRROR_MIRROR_INTERNAL_H
 #define FUSEMIRROR_MIRROR_INTERNAL_H
 
-#include <stdatomic.h>
+#include "mirror/atomics.h"
 
 #include "dmio.h"
 #include "mirror/assemble.h"

@@ -246,15 +246,23 @@ static bool is_power_of_two(uint64_t v)
 	return v != 0 && (v & (v - 1)) == 0;
 }
 
-/* The name: printable ASCII, then only NUL up to its 64 bytes. */
+/*
+ * The name: UTF-8 without control characters (fusemirror.conf(5) takes printable names of up to
+ * 64 bytes, not only ASCII), then only NUL up to its 64 bytes.
+ */
 static char *check_name(const uint8_t *name)
 {
-	unsigned int i, len = (unsigned int)strnlen((const char *)name, SB_NAME_MAX);
+	const char *text = (const char *)name, *end, *c;
+	unsigned int i, len = (unsigned int)strnlen(text, SB_NAME_MAX);
 
-	for (i = 0; i < len; i++)
-		if (name[i] < 0x20 || name[i] > 0x7e)
-			return g_strdup_printf("name byte %u (0x%02x) is not printable ASCII", i,
-					       name[i]);
+	if (!g_utf8_validate(text, len, &end))
+		return g_strdup_printf("name is not valid UTF-8 (byte %u)",
+				       (unsigned int)(end - text));
+	for (c = text; c < text + len; c = g_utf8_next_char(c))
+		if (g_unichar_iscntrl(g_utf8_get_char(c)))
+			return g_strdup_printf(
+			    "name byte %u (U+%04" PRIX32 ") is a control character",
+			    (unsigned int)(c - text), (uint32_t)g_utf8_get_char(c));
 	for (i = len; i < SB_NAME_MAX; i++)
 		if (name[i] != 0)
 			return g_strdup_printf("name is not NUL-padded: byte %u (0x%02x) follows "

@@ -7,7 +7,7 @@
  *   offset data_offset       the mirror's data (1 MiB by default)
  *
  * The codec only converts between bytes and struct superblock; reading and writing go through
- * libdmio (superblock_read / superblock_write).
+ * libdmio (superblock_read_raw / superblock_write).
  */
 #ifndef FUSEMIRROR_SUPERBLOCK_H
 #define FUSEMIRROR_SUPERBLOCK_H
