@@ -264,8 +264,8 @@ function_body "$daemon_c" main | grep -o -E '(return|exit\() *[0-9]+' | grep -o 
 
 # ---- Extended attributes ------------------------------------------------------------------------
 
-prefix=$(sed -n 's/^#define XATTR_STATUS_PREFIX "\(.*\)".*/\1/p' "$xattr_h")
-ctl=$(sed -n 's/^#define XATTR_CTL "\(.*\)".*/\1/p' "$xattr_h")
+prefix=$(sed -n 's/^#define[[:space:]]\{1,\}XATTR_STATUS_PREFIX[[:space:]]\{1,\}"\(.*\)".*/\1/p' "$xattr_h")
+ctl=$(sed -n 's/^#define[[:space:]]\{1,\}XATTR_CTL[[:space:]]\{1,\}"\(.*\)".*/\1/p' "$xattr_h")
 test -n "$prefix" || fail "XATTR_STATUS_PREFIX not found in $xattr_h"
 test -n "$ctl" || fail "XATTR_CTL not found in $xattr_h"
 xflat=$tmpdir/xattr.flat
@@ -395,7 +395,7 @@ grep -o 'notify_systemd("[A-Z]*=[^"]*")\|"STATUS=' "$daemon_c" |
 grep -q -F 'fusemirror@.service' "$tmpdir/systemd.txt" ||
 	echo "fusemirrord.8: SYSTEMD does not name fusemirror@.service" >>"$tmpdir/out"
 
-default_config=$(sed -n 's/^#define CONFIG_DEFAULT_PATH "\(.*\)".*/\1/p' "$config_h")
+default_config=$(sed -n 's/^#define[[:space:]]\{1,\}CONFIG_DEFAULT_PATH[[:space:]]\{1,\}"\(.*\)".*/\1/p' "$config_h")
 test -n "$default_config" || fail "CONFIG_DEFAULT_PATH not found in $config_h"
 section FILES | tags | grep -qxF -- "$default_config" ||
 	echo "fusemirrord.8: the default config $default_config is not a tag under FILES" >>"$tmpdir/out"

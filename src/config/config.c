@@ -290,8 +290,8 @@ static gboolean parse_region_size(struct parser *p, const char *key, const char 
 }
 
 /* A rate in bytes per second: a size (K, M, G suffixes) per second; 0 means no limit. */
-static gboolean parse_rate(struct parser *p, const char *key, const char *value,
-			   unsigned int line, uint64_t *out, GError **error)
+static gboolean parse_rate(struct parser *p, const char *key, const char *value, unsigned int line,
+			   uint64_t *out, GError **error)
 {
 	if (!config_parse_size(value, out))
 		return bad_value(p, error, line, key, value,

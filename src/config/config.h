@@ -64,7 +64,7 @@ struct mirror_config {
 	enum cache_mode cache;
 	enum metadata_mode metadata;
 	bool allow_other;
-	char *on_event; /* program run on each event, or NULL */
+	char *on_event;		  /* program run on each event, or NULL */
 	uint64_t region_size;	  /* bytes per bitmap bit for fusemirrorctl create; 0 = default */
 	uint64_t resync_rate_min; /* bytes/s a resync always gets */
 	uint64_t resync_rate_max; /* bytes/s a resync gets at most; 0 = unlimited */

@@ -31,8 +31,8 @@
 #endif
 
 #define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
-#define EXIT_CONFIG 78
+#define EXIT_USAGE   2
+#define EXIT_CONFIG  78
 
 static gboolean opt_foreground;
 static gboolean opt_debug;
@@ -43,21 +43,19 @@ static char **opt_fuse;
 static char **opt_args;
 
 static const GOptionEntry options[] = {
-	{ "foreground", 'f', 0, G_OPTION_ARG_NONE, &opt_foreground,
-	  "Stay in the foreground (and log to stderr or journald)", NULL },
-	{ "debug", 'd', 0, G_OPTION_ARG_NONE, &opt_debug,
-	  "Log debug messages and trace FUSE requests; implies -f", NULL },
-	{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
-	  "The mirror's config file (default " CONFIG_DEFAULT_PATH ")", "FILE" },
-	{ "force-source", 0, 0, G_OPTION_ARG_STRING, &opt_force_source,
-	  "After a split brain: trust leg LEG and resync the others from it in full", "LEG" },
-	{ "options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &opt_fuse,
-	  "Extra FUSE mount options, comma-separated (may be repeated)", "OPTS" },
-	{ "version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit",
-	  NULL },
-	{ G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_args, NULL,
-	  "[MOUNTPOINT]" },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+    {"foreground", 'f', 0, G_OPTION_ARG_NONE, &opt_foreground,
+     "Stay in the foreground (and log to stderr or journald)", NULL},
+    {"debug", 'd', 0, G_OPTION_ARG_NONE, &opt_debug,
+     "Log debug messages and trace FUSE requests; implies -f", NULL},
+    {"config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
+     "The mirror's config file (default " CONFIG_DEFAULT_PATH ")", "FILE"},
+    {"force-source", 0, 0, G_OPTION_ARG_STRING, &opt_force_source,
+     "After a split brain: trust leg LEG and resync the others from it in full", "LEG"},
+    {"options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &opt_fuse,
+     "Extra FUSE mount options, comma-separated (may be repeated)", "OPTS"},
+    {"version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL},
+    {G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_args, NULL, "[MOUNTPOINT]"},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
 };
 
 struct daemon {
@@ -190,7 +188,7 @@ static void daemon_ready(struct daemon *d, unsigned char status)
 }
 
 static G_NORETURN void die(struct daemon *d, int status, const char *format, ...)
-	G_GNUC_PRINTF(3, 4);
+    G_GNUC_PRINTF(3, 4);
 
 static void die(struct daemon *d, int status, const char *format, ...)
 {
@@ -228,7 +226,8 @@ static bool find_mount(const char *path, const char *type)
 		guint n = g_strv_length(fields);
 
 		if (n >= 5) {
-			/* Field 5 is the mount point, with space, tab, newline and \ octal-escaped. */
+			/* Field 5 is the mount point, with space, tab, newline and \ octal-escaped.
+			 */
 			char *unescaped = g_strcompress(fields[4]);
 
 			found = strcmp(unescaped, path) == 0;
@@ -279,9 +278,10 @@ static void clear_dead_mount(const char *path)
 
 		if (mount_type_is(full, "fuse.fusemirror")) {
 			if (umount2(full, MNT_DETACH) == 0)
-				g_message("detached the dead mount on %s left by a fusemirrord that "
-					  "did not stop cleanly",
-					  full);
+				g_message(
+				    "detached the dead mount on %s left by a fusemirrord that "
+				    "did not stop cleanly",
+				    full);
 			else
 				g_warning("cannot detach the dead mount on %s: %s", full,
 					  g_strerror(errno));
@@ -319,7 +319,8 @@ static char *prepare_mountpoint(struct daemon *d, const char *path)
 		die(d, EXIT_RUNTIME, "mountpoint %s: %s", path, g_strerror(errno));
 	if (S_ISDIR(st.st_mode))
 		die(d, EXIT_RUNTIME,
-		    "mountpoint %s is a directory: fusemirror serves the mirror as one file; name a "
+		    "mountpoint %s is a directory: fusemirror serves the mirror as one file; name "
+		    "a "
 		    "file (it is created if missing)",
 		    path);
 	if (!S_ISREG(st.st_mode))
@@ -343,8 +344,8 @@ static char *prepare_mountpoint(struct daemon *d, const char *path)
 
 int main(int argc, char **argv)
 {
-	struct daemon d = { .ready_fd = -1 };
-	struct frontend_options fo = { 0 };
+	struct daemon d = {.ready_fd = -1};
+	struct frontend_options fo = {0};
 	struct frontend *fe = NULL;
 	GOptionContext *context;
 	GError *error = NULL;
@@ -356,8 +357,8 @@ int main(int argc, char **argv)
 				       "file through FUSE");
 	g_option_context_add_main_entries(context, options, NULL);
 	g_option_context_set_description(
-		context, "Exit status: 0 clean stop, 1 runtime failure, 2 usage error, 78 bad "
-			 "configuration.\nSee fusemirrord(8) and fusemirror.conf(5).");
+	    context, "Exit status: 0 clean stop, 1 runtime failure, 2 usage error, 78 bad "
+		     "configuration.\nSee fusemirrord(8) and fusemirror.conf(5).");
 	if (!g_option_context_parse(context, &argc, &argv, &error)) {
 		g_printerr("fusemirrord: %s\nTry 'fusemirrord --help'.\n", error->message);
 		g_error_free(error);
@@ -396,9 +397,10 @@ int main(int argc, char **argv)
 	d.config->force_source = g_steal_pointer(&opt_force_source);
 	mountpoint = opt_args != NULL && opt_args[0] != NULL ? opt_args[0] : d.config->mountpoint;
 	if (mountpoint == NULL) {
-		g_printerr("fusemirrord: no mountpoint: give MOUNTPOINT or set 'mountpoint' in [mirror] "
-			   "of %s\nTry 'fusemirrord --help'.\n",
-			   config_path);
+		g_printerr(
+		    "fusemirrord: no mountpoint: give MOUNTPOINT or set 'mountpoint' in [mirror] "
+		    "of %s\nTry 'fusemirrord --help'.\n",
+		    config_path);
 		config_free(d.config);
 		return EXIT_USAGE;
 	}
@@ -412,14 +414,16 @@ int main(int argc, char **argv)
 	abs_mountpoint = prepare_mountpoint(&d, mountpoint);
 
 	if (d.config->metadata == METADATA_NONE)
-		g_warning("mirror %s: metadata = none: the legs carry no superblock or write-intent "
-			  "bitmap, so after a crash they are not checked or resynced",
-			  d.config->name);
+		g_warning(
+		    "mirror %s: metadata = none: the legs carry no superblock or write-intent "
+		    "bitmap, so after a crash they are not checked or resynced",
+		    d.config->name);
 	/* Our writes may be what frees memory (a loop device on the file): never throttle them. */
 	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
-		g_warning("PR_SET_IO_FLUSHER: %s; under memory pressure a loop device on the mirror "
-			  "may deadlock",
-			  g_strerror(errno));
+		g_warning(
+		    "PR_SET_IO_FLUSHER: %s; under memory pressure a loop device on the mirror "
+		    "may deadlock",
+		    g_strerror(errno));
 
 	r = mirror_open(d.config, &d.mirror, &error);
 	if (r < 0)

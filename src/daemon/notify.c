@@ -16,7 +16,7 @@
 void notify_systemd(const char *state)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	socklen_t addr_len;
 	size_t path_len;
 	int fd;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* systemd's notification protocol (sd_notify(3)) without libsystemd: a datagram to $NOTIFY_SOCKET. */
+/* systemd's notification protocol (sd_notify(3)) without libsystemd: a datagram to $NOTIFY_SOCKET.
+ */
 #ifndef FUSEMIRROR_NOTIFY_H
 #define FUSEMIRROR_NOTIFY_H
 

@@ -24,10 +24,10 @@
 #include "fuse/frontend.h"
 #include "fuse/xattr.h"
 
-#define MAX_WRITE (1u << 20)
-#define BUFFER_SIZE MAX_WRITE
+#define MAX_WRITE	(1u << 20)
+#define BUFFER_SIZE	MAX_WRITE
 #define BUFFER_POOL_MAX 64 /* buffers kept for reuse */
-#define ATTR_TIMEOUT 1.0
+#define ATTR_TIMEOUT	1.0
 
 struct frontend {
 	struct mirror *m;
@@ -329,8 +329,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) &&
-	    mode != FALLOC_FL_ZERO_RANGE && mode != (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) {
+	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) && mode != FALLOC_FL_ZERO_RANGE &&
+	    mode != (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -413,21 +413,21 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 }
 
 static const struct fuse_lowlevel_ops frontend_ops = {
-	.init = op_init,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	.flush = op_flush,
-	.fsync = op_fsync,
-	.release = op_release,
-	.fallocate = op_fallocate,
-	.statfs = op_statfs,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.setxattr = op_setxattr,
-	.removexattr = op_removexattr,
+    .init = op_init,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .fsync = op_fsync,
+    .release = op_release,
+    .fallocate = op_fallocate,
+    .statfs = op_statfs,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .setxattr = op_setxattr,
+    .removexattr = op_removexattr,
 };
 
 /* ---- Session ------------------------------------------------------------------------------- */
@@ -449,10 +449,11 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 		return r;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-			    "mountpoint %s is not a regular file: fusemirror mounts the mirror onto a "
-			    "file",
-			    o->mountpoint);
+		g_set_error(
+		    error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+		    "mountpoint %s is not a regular file: fusemirror mounts the mirror onto a "
+		    "file",
+		    o->mountpoint);
 		return -EINVAL;
 	}
 
@@ -473,7 +474,8 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 			       o->fuse_opts != NULL && *o->fuse_opts ? "," : "",
 			       o->fuse_opts != NULL ? o->fuse_opts : "");
 	if (fuse_opt_add_arg(&args, "fusemirrord") != 0 || fuse_opt_add_arg(&args, "-o") != 0 ||
-	    fuse_opt_add_arg(&args, opts) != 0 || (o->debug && fuse_opt_add_arg(&args, "-d") != 0)) {
+	    fuse_opt_add_arg(&args, opts) != 0 ||
+	    (o->debug && fuse_opt_add_arg(&args, "-d") != 0)) {
 		r = -ENOMEM;
 		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "out of memory");
 		goto fail;

@@ -21,8 +21,8 @@ struct frontend_options {
 	const char *mountpoint; /* an absolute path to a regular file */
 	enum cache_mode cache;
 	bool allow_other;
-	bool debug;		/* libfuse's request tracing */
-	const char *fuse_opts;	/* extra comma-separated -o options, or NULL */
+	bool debug;		  /* libfuse's request tracing */
+	const char *fuse_opts;	  /* extra comma-separated -o options, or NULL */
 	unsigned int max_threads; /* FUSE worker threads; 0 = libfuse's default */
 };
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The mirror's extended attributes (xattr.h); names and values are documented in fusemirrorctl(8). */
+/* The mirror's extended attributes (xattr.h); names and values are documented in fusemirrorctl(8).
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -11,7 +12,7 @@
 
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
-	"name", "path", "state", "read_errors", "write_errors",
+    "name", "path", "state", "read_errors", "write_errors",
 };
 
 static char *leg_value(struct mirror *m, unsigned int index, const char *field)
@@ -79,8 +80,8 @@ char *xattr_status_get(struct mirror *m, const char *name)
 char *xattr_status_list(struct mirror *m, size_t *length)
 {
 	static const char *const mirror_keys[] = {
-		"name",	  "state",	  "legs",	  "error_bits",
-		"events", "resync.done", "resync.total", "resync.rate",
+	    "name",   "state",	     "legs",	     "error_bits",
+	    "events", "resync.done", "resync.total", "resync.rate",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;
@@ -91,7 +92,8 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	}
 	for (i = 0; i < mirror_num_legs(m); i++) {
 		for (f = 0; f < G_N_ELEMENTS(leg_fields); f++) {
-			g_string_append_printf(s, XATTR_STATUS_PREFIX "leg.%u.%s", i, leg_fields[f]);
+			g_string_append_printf(s, XATTR_STATUS_PREFIX "leg.%u.%s", i,
+					       leg_fields[f]);
 			g_string_append_c(s, '\0');
 		}
 	}

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define XATTR_STATUS_PREFIX "user.fusemirror."
-#define XATTR_CTL "trusted.fusemirror.ctl"
+#define XATTR_CTL	    "trusted.fusemirror.ctl"
 
 /* The value of a status attribute (g_free it), or NULL when there is none (ENODATA). */
 char *xattr_status_get(struct mirror *m, const char *name);

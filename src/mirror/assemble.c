@@ -99,10 +99,11 @@ static gboolean check_legs(const struct assemble_input *legs, unsigned int n, GE
 		if (memcmp(l->sb.array_uuid, array, 16) != 0) {
 			uuid_format(l->sb.array_uuid, uuid);
 			uuid_format(array, other);
-			g_set_error(error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_FOREIGN,
-				    "leg '%s' (%s) belongs to another array ('%s', uuid %s), not to "
-				    "this one (uuid %s)",
-				    l->name, l->path, l->sb.name, uuid, other);
+			g_set_error(
+			    error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_FOREIGN,
+			    "leg '%s' (%s) belongs to another array ('%s', uuid %s), not to "
+			    "this one (uuid %s)",
+			    l->name, l->path, l->sb.name, uuid, other);
 			return FALSE;
 		}
 		if (l->dev_bytes < l->sb.data_offset + l->sb.data_size) {
@@ -110,16 +111,18 @@ static gboolean check_legs(const struct assemble_input *legs, unsigned int n, GE
 				    "leg '%s' (%s) is %" G_GUINT64_FORMAT
 				    " bytes, smaller than its data area ends (%" G_GUINT64_FORMAT
 				    "): truncated?",
-				    l->name, l->path, l->dev_bytes, l->sb.data_offset + l->sb.data_size);
+				    l->name, l->path, l->dev_bytes,
+				    l->sb.data_offset + l->sb.data_size);
 			return FALSE;
 		}
 		for (j = 0; j < i; j++) {
 			if (legs[j].present &&
 			    memcmp(legs[j].sb.leg_uuid, l->sb.leg_uuid, 16) == 0) {
-				g_set_error(error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_DUPLICATE,
-					    "legs '%s' (%s) and '%s' (%s) carry the same leg UUID: one "
-					    "is a copy of the other",
-					    legs[j].name, legs[j].path, l->name, l->path);
+				g_set_error(
+				    error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_DUPLICATE,
+				    "legs '%s' (%s) and '%s' (%s) carry the same leg UUID: one "
+				    "is a copy of the other",
+				    legs[j].name, legs[j].path, l->name, l->path);
 				return FALSE;
 			}
 		}
@@ -150,13 +153,14 @@ gboolean assemble_decide(const struct assemble_input *legs, unsigned int n, int 
 				continue;
 			if (records_failed(&legs[i].sb, &legs[j].sb) &&
 			    records_failed(&legs[j].sb, &legs[i].sb)) {
-				g_set_error(error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_SPLIT_BRAIN,
-					    "split brain: legs '%s' (events %" G_GUINT64_FORMAT
-					    ") and '%s' (events %" G_GUINT64_FORMAT
-					    ") each went on without the other; choose the one to keep "
-					    "with --force-source LEG (the other is overwritten)",
-					    legs[i].name, legs[i].sb.events, legs[j].name,
-					    legs[j].sb.events);
+				g_set_error(
+				    error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_SPLIT_BRAIN,
+				    "split brain: legs '%s' (events %" G_GUINT64_FORMAT
+				    ") and '%s' (events %" G_GUINT64_FORMAT
+				    ") each went on without the other; choose the one to keep "
+				    "with --force-source LEG (the other is overwritten)",
+				    legs[i].name, legs[i].sb.events, legs[j].name,
+				    legs[j].sb.events);
 				return FALSE;
 			}
 		}
@@ -200,7 +204,7 @@ gboolean assemble_decide(const struct assemble_input *legs, unsigned int n, int 
 			l->role = ASSEMBLE_STALE;
 			l->resync = RESYNC_FULL;
 			l->recovery_offset =
-				sb->recovery_offset == SB_RECOVERY_DONE ? 0 : sb->recovery_offset;
+			    sb->recovery_offset == SB_RECOVERY_DONE ? 0 : sb->recovery_offset;
 		} else if (sb->events >= auth->events_cleared && sb->events < auth->events &&
 			   sb->recovery_offset == SB_RECOVERY_DONE) {
 			/* Fell behind while the bitmap kept every region it missed. */

@@ -73,8 +73,8 @@ struct assemble_result {
  * (every other leg is then resynced from it in full).  Returns TRUE with *out filled, or FALSE
  * with *error saying which leg and why.
  */
-gboolean assemble_decide(const struct assemble_input *legs, unsigned int num_legs,
-			 int force_source, struct assemble_result *out, GError **error);
+gboolean assemble_decide(const struct assemble_input *legs, unsigned int num_legs, int force_source,
+			 struct assemble_result *out, GError **error);
 
 #ifdef __cplusplus
 }

@@ -22,7 +22,7 @@ struct bitmap {
 	unsigned int region_shift;
 	uint64_t words;
 	atomic_ullong *bits;
-	atomic_uint *inflight;	 /* writes in flight per region */
+	atomic_uint *inflight;	  /* writes in flight per region */
 	atomic_llong *last_write; /* g_get_monotonic_time() of each region's last finished write */
 	GMutex persist_lock;
 	uint8_t *disk; /* the on-disk image, built under persist_lock */

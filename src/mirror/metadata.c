@@ -15,7 +15,7 @@
 #include "mirror/mirror-internal.h"
 
 #define CLEAN_INTERVAL_US (1 * G_USEC_PER_SEC) /* how often the cleaner looks */
-#define IDLE_US (5 * G_USEC_PER_SEC)	       /* a region idle this long gets its bit cleared */
+#define IDLE_US		  (5 * G_USEC_PER_SEC) /* a region idle this long gets its bit cleared */
 
 int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct leg **legs,
 		   unsigned int n, void *buf, uint64_t leg_offset, uint64_t len, int *errors)
@@ -23,10 +23,10 @@ int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct
 	struct dmio_region where[DMIO_MAX_REGIONS];
 	int region_errors[DMIO_MAX_REGIONS];
 	struct dmio_request req = {
-		.op = op,
-		.flags = flags,
-		.client = m->client,
-		.region_errors = region_errors,
+	    .op = op,
+	    .flags = flags,
+	    .client = m->client,
+	    .region_errors = region_errors,
 	};
 	unsigned long bits = 0;
 	unsigned int i;
@@ -96,8 +96,8 @@ int metadata_write(struct mirror *m, bool bump, bool clean)
 		memcpy(sb.leg_uuid, leg->uuid, 16);
 		sb.leg_index = i;
 		sb.recovery_offset = leg_state(leg) == LEG_IN_SYNC
-					     ? SB_RECOVERY_DONE
-					     : atomic_load(&leg->recovery_offset);
+					 ? SB_RECOVERY_DONE
+					 : atomic_load(&leg->recovery_offset);
 		r = superblock_write(leg->dev, &sb);
 		wrote++;
 		if (r == 0 && leg_state(leg) == LEG_IN_SYNC)
@@ -196,14 +196,17 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 			atomic_store(&leg->recovery_offset,
 				     a->resync == RESYNC_FULL ? a->recovery_offset : 0);
 			if (in[i].sb.events == res->array.events) {
-				/* Not behind: a new array's initial sync, or one a crash cut short. */
-				g_message("leg %u (%s, %s) is being rebuilt: its resync goes on from "
-					  "offset %" PRIu64,
-					  i, leg->name, leg->path, a->recovery_offset);
+				/* Not behind: a new array's initial sync, or one a crash cut short.
+				 */
+				g_message(
+				    "leg %u (%s, %s) is being rebuilt: its resync goes on from "
+				    "offset %" PRIu64,
+				    i, leg->name, leg->path, a->recovery_offset);
 				break;
 			}
 			mirror_event(m, "StaleLegRejected", G_LOG_LEVEL_WARNING, (int)i,
-				     "leg %u (%s, %s) is stale (events %" PRIu64 ", the array is at %" PRIu64
+				     "leg %u (%s, %s) is stale (events %" PRIu64
+				     ", the array is at %" PRIu64
 				     "): it is not read, and is resynced (%s)",
 				     i, leg->name, leg->path, in[i].sb.events, res->array.events,
 				     a->resync == RESYNC_BITMAP ? "the regions the bitmap recorded"

@@ -38,9 +38,9 @@ struct leg {
 	unsigned long log_suppressed;
 	/* metadata = internal */
 	uint8_t uuid[16];
-	enum assemble_resync resync;	  /* how a stale leg catches up */
-	atomic_ullong recovery_offset;	  /* in sync below this (bytes of data) */
-	gint64 recovery_saved;		  /* when recovery_offset was last written to its superblock */
+	enum assemble_resync resync;   /* how a stale leg catches up */
+	atomic_ullong recovery_offset; /* in sync below this (bytes of data) */
+	gint64 recovery_saved;	       /* when recovery_offset was last written to its superblock */
 };
 
 struct mirror {
@@ -62,7 +62,7 @@ struct mirror {
 
 	/* ---- metadata = internal ---- */
 	enum metadata_mode metadata;
-	uint64_t data_offset; /* bytes of every leg before the data (0 without metadata) */
+	uint64_t data_offset;	 /* bytes of every leg before the data (0 without metadata) */
 	struct superblock array; /* the array's superblock; per-leg fields filled on write */
 	GMutex sb_lock;		 /* serializes superblock updates */
 	struct bitmap *bitmap;
@@ -73,19 +73,19 @@ struct mirror {
 
 	/* ---- resync ---- */
 	GThread *resync_thread;
-	atomic_bool resync_active;	 /* writes take region locks while set */
+	atomic_bool resync_active; /* writes take region locks while set */
 	atomic_bool resync_stop;
-	bool unclean;			 /* resync the dirty regions among the in-sync legs */
-	atomic_int resync_source;	 /* leg the unsynced regions are read from */
-	atomic_ullong resync_cursor;	 /* regions below it are done */
-	atomic_ullong resync_done;	 /* bytes copied */
-	atomic_ullong resync_total;	 /* bytes to copy */
-	atomic_ullong resync_rate;	 /* bytes/s, recent */
-	atomic_ullong resync_rate_min;	 /* bytes/s */
-	atomic_ullong resync_rate_max;	 /* bytes/s */
+	bool unclean;		       /* resync the dirty regions among the in-sync legs */
+	atomic_int resync_source;      /* leg the unsynced regions are read from */
+	atomic_ullong resync_cursor;   /* regions below it are done */
+	atomic_ullong resync_done;     /* bytes copied */
+	atomic_ullong resync_total;    /* bytes to copy */
+	atomic_ullong resync_rate;     /* bytes/s, recent */
+	atomic_ullong resync_rate_min; /* bytes/s */
+	atomic_ullong resync_rate_max; /* bytes/s */
 	GMutex region_lock;
 	GCond region_cond;
-	uint64_t region_busy; /* the region being copied, or UINT64_MAX */
+	uint64_t region_busy;	    /* the region being copied, or UINT64_MAX */
 	GHashTable *region_writers; /* region -> writes in flight, while resync_active */
 };
 

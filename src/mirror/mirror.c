@@ -20,9 +20,9 @@
 
 #include "mirror/mirror-internal.h"
 
-#define MIRROR_ALIGN 4096u	 /* the mirror's size is a multiple of this */
-#define RESERVED_PAGES 256u	 /* bounce pages kept for O_DIRECT legs */
-#define IO_ERROR_LOG_BURST 10	 /* I/O error messages per leg per window */
+#define MIRROR_ALIGN	       4096u /* the mirror's size is a multiple of this */
+#define RESERVED_PAGES	       256u  /* bounce pages kept for O_DIRECT legs */
+#define IO_ERROR_LOG_BURST     10    /* I/O error messages per leg per window */
 #define IO_ERROR_LOG_WINDOW_US (10 * G_USEC_PER_SEC)
 
 struct mirror_io {
@@ -109,9 +109,8 @@ void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int
 	va_end(ap);
 	/* Plain key/value fields first: everything after MESSAGE is its format's arguments. */
 	g_log_structured(G_LOG_DOMAIN, level, "FUSEMIRROR_EVENT", event, "FUSEMIRROR_MIRROR",
-			 m->name, "FUSEMIRROR_LEG", l != NULL ? l->name : "",
-			 "FUSEMIRROR_LEG_PATH", l != NULL ? l->path : "", "MESSAGE", "%s: %s",
-			 event, message);
+			 m->name, "FUSEMIRROR_LEG", l != NULL ? l->name : "", "FUSEMIRROR_LEG_PATH",
+			 l != NULL ? l->path : "", "MESSAGE", "%s: %s", event, message);
 	if (m->event_fn != NULL)
 		m->event_fn(m->event_opaque, event, level, leg, message);
 	g_free(message);
@@ -158,14 +157,13 @@ static void log_io_error(struct mirror *m, struct leg *leg, const char *what, ui
 		char errno_text[16];
 
 		g_snprintf(errno_text, sizeof(errno_text), "%d", err);
-		g_log_structured(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError",
-				 "FUSEMIRROR_MIRROR", m->name, "FUSEMIRROR_LEG", leg->name,
-				 "FUSEMIRROR_LEG_PATH", leg->path, "FUSEMIRROR_ERRNO", errno_text,
-				 "MESSAGE",
-				 "IOError: %s error on leg %u (%s, %s) at offset %" PRIu64
-				 " length %" PRIu64 ": %s (error bits 0x%lx)",
-				 what, leg->index, leg->name, leg->path, offset, len, g_strerror(err),
-				 leg_bits);
+		g_log_structured(
+		    G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError",
+		    "FUSEMIRROR_MIRROR", m->name, "FUSEMIRROR_LEG", leg->name,
+		    "FUSEMIRROR_LEG_PATH", leg->path, "FUSEMIRROR_ERRNO", errno_text, "MESSAGE",
+		    "IOError: %s error on leg %u (%s, %s) at offset %" PRIu64 " length %" PRIu64
+		    ": %s (error bits 0x%lx)",
+		    what, leg->index, leg->name, leg->path, offset, len, g_strerror(err), leg_bits);
 	}
 }
 
@@ -272,7 +270,8 @@ static int majority_errno(const struct mirror_io *io, unsigned long error)
 		if (!(error & (1ul << i)) || io->region_errors[i] == 0)
 			continue;
 		for (j = 0; j < io->num_regions; j++)
-			count += (error & (1ul << j)) && io->region_errors[j] == io->region_errors[i];
+			count +=
+			    (error & (1ul << j)) && io->region_errors[j] == io->region_errors[i];
 		if (count > best_count) {
 			best = io->region_errors[i];
 			best_count = count;
@@ -379,11 +378,11 @@ static void fanout_issue(struct mirror_io *io)
 {
 	struct mirror *m = io->m;
 	struct dmio_request req = {
-		.op = io->op,
-		.flags = (io->flags & MIRROR_FUA) ? DMIO_REQ_FUA : 0,
-		.notify = { .fn = fanout_done, .context = io },
-		.client = m->client,
-		.region_errors = io->region_errors,
+	    .op = io->op,
+	    .flags = (io->flags & MIRROR_FUA) ? DMIO_REQ_FUA : 0,
+	    .notify = {.fn = fanout_done, .context = io},
+	    .client = m->client,
+	    .region_errors = io->region_errors,
 	};
 	unsigned int i, n = 0;
 	int r;
@@ -452,7 +451,8 @@ static int pick_read_leg(struct mirror *m, uint64_t tried)
 	case READ_POLICY_PRIMARY:
 		return (int)eligible[0];
 	case READ_POLICY_ROUND_ROBIN:
-		/* Turn over the legs that can serve, so a failed leg's turn is not its successor's. */
+		/* Turn over the legs that can serve, so a failed leg's turn is not its successor's.
+		 */
 		return (int)eligible[atomic_fetch_add(&m->round_robin, 1) % count];
 	case READ_POLICY_LEAST_PENDING:
 		break;
@@ -505,10 +505,10 @@ static void read_issue(struct mirror_io *io)
 {
 	struct mirror *m = io->m;
 	struct dmio_request req = {
-		.op = DMIO_READ,
-		.notify = { .fn = read_done, .context = io },
-		.client = m->client,
-		.region_errors = io->region_errors,
+	    .op = DMIO_READ,
+	    .notify = {.fn = read_done, .context = io},
+	    .client = m->client,
+	    .region_errors = io->region_errors,
 	};
 	int leg = pick_read_leg(m, io->tried);
 	int r;
@@ -940,9 +940,9 @@ static int leg_index_by_name(const struct mirror_config *config, const char *nam
 int mirror_open(const struct mirror_config *config, struct mirror **out, GError **error)
 {
 	struct dmio_client_opts opts = {
-		.engine = config->engine,
-		.threads = config->threads,
-		.reserved_pages = RESERVED_PAGES,
+	    .engine = config->engine,
+	    .threads = config->threads,
+	    .reserved_pages = RESERVED_PAGES,
 	};
 	int force_source = -1;
 	struct mirror *m;

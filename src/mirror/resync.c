@@ -21,7 +21,7 @@
 
 #include "mirror/mirror-internal.h"
 
-#define COPY_CHUNK (1u << 20)		       /* bytes per read/write inside a region */
+#define COPY_CHUNK	 (1u << 20)	      /* bytes per read/write inside a region */
 #define SAVE_RECOVERY_US (1 * G_USEC_PER_SEC) /* how often recovery offsets are persisted */
 
 static uint64_t region_of(const struct mirror *m, uint64_t offset)
@@ -45,10 +45,10 @@ bool resync_write_enter(struct mirror *m, uint64_t offset, uint64_t len)
 	for (r = first; r <= last; r++) {
 		gpointer key = GSIZE_TO_POINTER(r + 1);
 
-		g_hash_table_insert(m->region_writers, key,
-				    GSIZE_TO_POINTER(GPOINTER_TO_SIZE(
-							     g_hash_table_lookup(m->region_writers, key)) +
-						     1));
+		g_hash_table_insert(
+		    m->region_writers, key,
+		    GSIZE_TO_POINTER(GPOINTER_TO_SIZE(g_hash_table_lookup(m->region_writers, key)) +
+				     1));
 	}
 	g_mutex_unlock(&m->region_lock);
 	return true;
@@ -170,7 +170,8 @@ static int copy_region(struct mirror *m, struct leg *source, struct leg **target
 		err = mirror_sync_io(m, DMIO_READ, 0, &source, 1, buf, m->data_offset + pos, len,
 				     NULL);
 		if (err < 0) {
-			mirror_fail_leg_because(m, source, "read error while it was the resync source");
+			mirror_fail_leg_because(m, source,
+						"read error while it was the resync source");
 			return err;
 		}
 		if (mirror_sync_io(m, DMIO_WRITE, 0, targets, n, buf, m->data_offset + pos, len,
@@ -189,7 +190,7 @@ static void throttle(struct mirror *m, gint64 started, uint64_t copied)
 {
 	/* Foreground I/O in flight: only the minimum rate is due to the resync. */
 	uint64_t rate = atomic_load(&m->inflight) > 0 ? atomic_load(&m->resync_rate_min)
-						       : atomic_load(&m->resync_rate_max);
+						      : atomic_load(&m->resync_rate_max);
 	gint64 elapsed = g_get_monotonic_time() - started;
 	gint64 due;
 
@@ -268,7 +269,8 @@ static gpointer resync_thread(gpointer data)
 		for (i = 0; i < m->num_legs; i++)
 			if (leg_state(&m->legs[i]) == LEG_RESYNCING &&
 			    m->legs[i].resync == RESYNC_FULL)
-				atomic_store(&m->legs[i].recovery_offset, MIN((r + 1) * rs, m->size));
+				atomic_store(&m->legs[i].recovery_offset,
+					     MIN((r + 1) * rs, m->size));
 		atomic_store(&m->resync_cursor, r + 1);
 		if (n > 0) {
 			region_unlock(m);

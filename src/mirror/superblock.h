@@ -22,13 +22,13 @@
 extern "C" {
 #endif
 
-#define SB_MAGIC 0x314d52494d4d5346ull /* "FSMMIRM1" read as little-endian bytes */
-#define SB_VERSION 1u
-#define SB_SIZE 4096u		     /* bytes at offset 0 of every leg */
-#define SB_BITMAP_OFFSET 4096u	     /* the bitmap follows the superblock */
-#define SB_DATA_OFFSET (1u << 20)    /* default: data starts at 1 MiB */
-#define SB_NAME_MAX 64u		     /* bytes of the array name, NUL-padded */
-#define SB_MAX_LEGS 64u
+#define SB_MAGIC	 0x314d52494d4d5346ull /* "FSMMIRM1" read as little-endian bytes */
+#define SB_VERSION	 1u
+#define SB_SIZE		 4096u	    /* bytes at offset 0 of every leg */
+#define SB_BITMAP_OFFSET 4096u	    /* the bitmap follows the superblock */
+#define SB_DATA_OFFSET	 (1u << 20) /* default: data starts at 1 MiB */
+#define SB_NAME_MAX	 64u	    /* bytes of the array name, NUL-padded */
+#define SB_MAX_LEGS	 64u
 #define SB_RECOVERY_DONE UINT64_MAX /* recovery_offset of a leg that is fully in sync */
 
 /* Array state flags. */
@@ -58,13 +58,14 @@ struct superblock {
 	uint64_t data_size;   /* bytes of mirror data on every leg */
 	uint64_t region_size; /* bytes covered by one bitmap bit (a power of two >= 4 KiB) */
 	uint64_t events;      /* bumped on every change of state, on every live leg */
-	uint64_t events_cleared; /* events when bits were last cleared: older legs need a full sync */
-	uint32_t flags;		 /* SB_FLAG_* */
+	uint64_t
+	    events_cleared; /* events when bits were last cleared: older legs need a full sync */
+	uint32_t flags;	    /* SB_FLAG_* */
 	uint64_t recovery_offset; /* this leg is in sync below it; SB_RECOVERY_DONE when whole */
 	uint64_t bitmap_offset;
-	uint64_t bitmap_bytes; /* bytes of bitmap in use: ceil(regions / 8) */
-	uint64_t ctime;	       /* seconds since the epoch: creation */
-	uint64_t utime;	       /* last update */
+	uint64_t bitmap_bytes;	    /* bytes of bitmap in use: ceil(regions / 8) */
+	uint64_t ctime;		    /* seconds since the epoch: creation */
+	uint64_t utime;		    /* last update */
 	char name[SB_NAME_MAX + 1]; /* NUL-terminated */
 	struct sb_leg_role roles[SB_MAX_LEGS];
 };
