@@ -17,6 +17,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -266,9 +267,10 @@ static bool mount_type_is(const char *path, const char *type)
 static void clear_dead_mount(const char *path)
 {
 	char *dir, *base, *canonical;
-	struct stat st;
+	struct statfs sfs;
 
-	if (stat(path, &st) == 0 || errno != ENOTCONN)
+	/* statfs, not stat: the kernel answers stat from its attribute cache for a second. */
+	if (statfs(path, &sfs) == 0 || errno != ENOTCONN)
 		return;
 	dir = g_path_get_dirname(path);
 	base = g_path_get_basename(path);

@@ -121,9 +121,9 @@ static int persist_blocks(struct bitmap *b, uint64_t first, uint64_t last)
 	uint64_t byte;
 
 	for (byte = first * BLOCK; byte < (last + 1) * BLOCK && byte < b->disk_bytes; byte++) {
-		uint64_t word = atomic_load(&b->bits[byte / 8]);
+		uint64_t word = byte / 8 < b->words ? atomic_load(&b->bits[byte / 8]) : 0;
 
-		b->disk[byte] = (byte / 8 < b->words) ? (uint8_t)(word >> (8 * (byte % 8))) : 0;
+		b->disk[byte] = (uint8_t)(word >> (8 * (byte % 8)));
 	}
 	return b->persist(b->opaque, b->disk + first * BLOCK, first, last - first + 1);
 }

@@ -118,7 +118,9 @@ static bool leg_needs(struct mirror *m, struct leg *leg, unsigned int source, ui
 	if (st == LEG_STALE || st == LEG_RESYNCING) {
 		if (leg->resync == RESYNC_BITMAP)
 			return bitmap_test(m->bitmap, r);
-		return end > atomic_load(&leg->recovery_offset);
+		/* Below the recovery offset a crash may still have left a dirty region. */
+		return end > atomic_load(&leg->recovery_offset) ||
+		       (m->unclean && bitmap_test(m->bitmap, r));
 	}
 	/* After a crash the in-sync legs may differ where writes were in flight. */
 	return st == LEG_IN_SYNC && m->unclean && bitmap_test(m->bitmap, r);
@@ -269,8 +271,10 @@ static gpointer resync_thread(gpointer data)
 		for (i = 0; i < m->num_legs; i++)
 			if (leg_state(&m->legs[i]) == LEG_RESYNCING &&
 			    m->legs[i].resync == RESYNC_FULL)
-				atomic_store(&m->legs[i].recovery_offset,
-					     MIN((r + 1) * rs, m->size));
+				if (MIN((r + 1) * rs, m->size) >
+				    atomic_load(&m->legs[i].recovery_offset))
+					atomic_store(&m->legs[i].recovery_offset,
+						     MIN((r + 1) * rs, m->size));
 		atomic_store(&m->resync_cursor, r + 1);
 		if (n > 0) {
 			region_unlock(m);
