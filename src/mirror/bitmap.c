@@ -3,8 +3,9 @@
  * The write-intent bitmap (bitmap.h).
  *
  * In memory the bits are 64-bit atomic words; on disk bit i is bit (i % 8) of byte i / 8.  The
- * invariant, outside persist_lock: a bit set in memory is set on disk.  Setting happens under
- * the lock together with the write to disk; clearing in memory first is always safe.
+ * invariant, at every instant: a bit set in memory is set on disk.  A bit is set in memory only
+ * after the disk image carrying it was persisted (under persist_lock), so a writer that finds it
+ * set on the lock-free fast path may go ahead; clearing in memory first is always safe.
  */
 #include "config.h"
 
@@ -115,8 +116,8 @@ uint64_t bitmap_next_set(const struct bitmap *b, uint64_t region)
 	return b->regions;
 }
 
-/* Copy blocks [first, last] of the in-memory bits into the disk image and persist them. */
-static int persist_blocks(struct bitmap *b, uint64_t first, uint64_t last)
+/* Copy blocks [first, last] of the in-memory bits into the disk image (under persist_lock). */
+static void build_blocks(struct bitmap *b, uint64_t first, uint64_t last)
 {
 	uint64_t byte;
 
@@ -125,7 +126,22 @@ static int persist_blocks(struct bitmap *b, uint64_t first, uint64_t last)
 
 		b->disk[byte] = (uint8_t)(word >> (8 * (byte % 8)));
 	}
+}
+
+static int write_blocks(struct bitmap *b, uint64_t first, uint64_t last)
+{
 	return b->persist(b->opaque, b->disk + first * BLOCK, first, last - first + 1);
+}
+
+static int persist_blocks(struct bitmap *b, uint64_t first, uint64_t last)
+{
+	build_blocks(b, first, last);
+	return write_blocks(b, first, last);
+}
+
+static void disk_set(struct bitmap *b, uint64_t region)
+{
+	b->disk[region / 8] |= (uint8_t)(1u << (region % 8));
 }
 
 static uint64_t block_of(uint64_t region)
@@ -156,21 +172,27 @@ int bitmap_start_write(struct bitmap *b, uint64_t offset, uint64_t len)
 	if (all_set)
 		return 0;
 
-	/* A clean region: set its bit and make it durable before the write goes out. */
+	/*
+	 * A clean region: make its bit durable, then set it in memory, so that a concurrent writer
+	 * of the same region cannot take the fast path before the bit is on disk.
+	 */
 	g_mutex_lock(&b->persist_lock);
 	for (r = first; r <= last; r++) {
 		if (bitmap_test(b, r))
 			continue;
-		atomic_fetch_or(&b->bits[r / 64], 1ull << (r % 64));
-		lo = MIN(lo, block_of(r));
-		hi = MAX(hi, block_of(r));
+		if (lo == UINT64_MAX)
+			lo = block_of(r);
+		hi = block_of(r);
 	}
 	if (lo != UINT64_MAX) {
-		err = persist_blocks(b, lo, hi);
-		/* Not on disk: take the bits back so that memory never claims more than disk. */
-		if (err < 0)
+		build_blocks(b, lo, hi);
+		for (r = first; r <= last; r++)
+			disk_set(b, r);
+		err = write_blocks(b, lo, hi);
+		/* On failure memory keeps only what was durable before: the older writers' bits. */
+		if (err == 0)
 			for (r = first; r <= last; r++)
-				atomic_fetch_and(&b->bits[r / 64], ~(1ull << (r % 64)));
+				atomic_fetch_or(&b->bits[r / 64], 1ull << (r % 64));
 	}
 	g_mutex_unlock(&b->persist_lock);
 	return err;
@@ -183,7 +205,11 @@ void bitmap_end_write(struct bitmap *b, uint64_t offset, uint64_t len)
 
 	region_range(b, offset, len, &first, &last);
 	for (r = first; r <= last; r++) {
-		atomic_store(&b->last_write[r], now);
+		long long prev = atomic_load(&b->last_write[r]);
+
+		/* Never back: a write that overtook this one may have stored a later time. */
+		while (prev < now && !atomic_compare_exchange_weak(&b->last_write[r], &prev, now))
+			;
 		atomic_fetch_sub(&b->inflight[r], 1);
 	}
 }
@@ -197,8 +223,11 @@ int bitmap_set_all(struct bitmap *b)
 		return 0;
 	g_mutex_lock(&b->persist_lock);
 	for (i = 0; i < b->regions; i++)
-		atomic_fetch_or(&b->bits[i / 64], 1ull << (i % 64));
-	err = persist_blocks(b, 0, block_of(b->regions - 1));
+		disk_set(b, i);
+	err = write_blocks(b, 0, block_of(b->regions - 1));
+	if (err == 0)
+		for (i = 0; i < b->regions; i++)
+			atomic_fetch_or(&b->bits[i / 64], 1ull << (i % 64));
 	g_mutex_unlock(&b->persist_lock);
 	return err;
 }
