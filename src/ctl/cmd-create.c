@@ -10,7 +10,6 @@
  */
 #include "config.h"
 
-#include <blkid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -63,12 +62,6 @@ static bool region_size_valid(uint64_t size)
 static bool bitmap_fits(uint64_t data_size, uint64_t region_size)
 {
 	return superblock_bitmap_space(data_size, region_size) <= SB_DATA_OFFSET - SB_BITMAP_OFFSET;
-}
-
-/* "an ext4", "a btrfs": the article that goes before a signature type. */
-static const char *article(const char *type)
-{
-	return type[0] != '\0' && strchr("aeiouxAEIOUX", type[0]) != NULL ? "an" : "a";
 }
 
 /* ---- Opening and checking the legs --------------------------------------------------------- */
@@ -156,65 +149,28 @@ static bool check_distinct(struct create *c)
 }
 
 /*
- * A fusemirror superblock on leg: sets *what to "belongs to ..." when there is one (even a
- * damaged one: the magic is enough to say that the leg was a member).  Returns false after a
+ * A fusemirror superblock on leg: sets *what to "already belongs to ..." when there is one (even
+ * a damaged one: the magic is enough to say that the leg was a member).  Returns false after a
  * message when the leg cannot be read.
  */
 static bool find_superblock(struct create *c, struct create_leg *leg, char **what)
 {
 	g_autofree char *why = NULL;
 	struct superblock sb;
-	enum sb_error e;
-	void *buf;
 	int r;
 
-	/* Page-aligned: a leg may be opened with O_DIRECT by a later version. */
-	buf = aligned_alloc(DMIO_PAGE_SIZE, SB_SIZE);
-	if (buf == NULL) {
-		ctl_message("create %s: out of memory", c->shown_file);
-		return false;
-	}
-	r = superblock_read_raw(leg->dev, buf);
+	r = ctl_superblock_probe(leg->dev, &sb, &why);
 	if (r < 0) {
 		ctl_message("create %s: leg '%s' (%s): cannot read its first %u bytes: %s",
 			    c->shown_file, leg->shown_name, leg->shown_path, SB_SIZE,
 			    g_strerror(-r));
-		free(buf);
 		return false;
 	}
-	e = superblock_decode(buf, &sb, &why);
-	free(buf);
-	if (e == SB_ERROR_NONE) {
-		g_autofree char *name = ctl_printable(sb.name);
-		char uuid[37];
-
-		uuid_format(sb.array_uuid, uuid);
-		*what = g_strdup_printf("already belongs to fusemirror array '%s' (uuid %s, leg "
-					"index %u of %u)",
-					name, uuid, sb.leg_index, sb.num_legs);
-	} else if (e != SB_ERROR_MAGIC) {
-		g_autofree char *shown_why = ctl_printable(why != NULL ? why : "corrupt");
-
-		*what = g_strdup_printf("holds a damaged fusemirror superblock (%s)", shown_why);
-	}
+	if (r == CTL_SB_VALID)
+		*what = ctl_superblock_owner(&sb);
+	else if (r == CTL_SB_DAMAGED)
+		*what = ctl_superblock_damaged(why);
 	return true;
-}
-
-/* What libblkid's USAGE and TYPE (or PTTYPE) say a leg holds, as "holds ...". */
-static char *describe_signature(const char *usage, const char *type)
-{
-	g_autofree char *shown = ctl_printable(type);
-
-	if (usage == NULL)
-		return g_strdup_printf("holds %s %s signature", article(shown), shown);
-	if (strcmp(usage, "filesystem") == 0)
-		return g_strdup_printf("holds %s %s file system", article(shown), shown);
-	if (strcmp(usage, "raid") == 0)
-		return g_strdup_printf("holds %s metadata (a RAID or volume manager member)",
-				       shown);
-	if (strcmp(usage, "crypto") == 0)
-		return g_strdup_printf("holds %s %s encrypted volume", article(shown), shown);
-	return g_strdup_printf("holds %s %s signature", article(shown), shown);
 }
 
 /*
@@ -223,45 +179,13 @@ static char *describe_signature(const char *usage, const char *type)
  */
 static bool find_blkid_signature(struct create *c, struct create_leg *leg, char **what)
 {
-	const char *type = NULL, *usage = NULL;
-	blkid_probe probe;
-	int r;
+	g_autoptr(GError) error = NULL;
 
-	errno = 0;
-	probe = blkid_new_probe_from_filename(leg->config->path);
-	if (probe == NULL) {
-		int err = errno != 0 ? errno : EIO;
-
-		ctl_message("create %s: leg '%s' (%s): cannot look for signatures on it with "
-			    "libblkid: %s",
-			    c->shown_file, leg->shown_name, leg->shown_path, g_strerror(err));
+	if (!ctl_blkid_signature(leg->config->path, what, &error)) {
+		ctl_message("create %s: leg '%s' (%s): %s", c->shown_file, leg->shown_name,
+			    leg->shown_path, error->message);
 		return false;
 	}
-	blkid_probe_enable_superblocks(probe, 1);
-	blkid_probe_set_superblocks_flags(probe, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE);
-	blkid_probe_enable_partitions(probe, 1);
-	r = blkid_do_safeprobe(probe);
-	if (r == -2) {
-		*what = g_strdup("holds several signatures that contradict each other (libblkid "
-				 "finds them ambiguous)");
-	} else if (r < 0) {
-		ctl_message("create %s: leg '%s' (%s): libblkid cannot probe it for signatures",
-			    c->shown_file, leg->shown_name, leg->shown_path);
-		blkid_free_probe(probe);
-		return false;
-	} else if (r == 0) {
-		if (blkid_probe_lookup_value(probe, "TYPE", &type, NULL) == 0) {
-			if (blkid_probe_lookup_value(probe, "USAGE", &usage, NULL) != 0)
-				usage = NULL;
-			*what = describe_signature(usage, type);
-		} else if (blkid_probe_lookup_value(probe, "PTTYPE", &type, NULL) == 0) {
-			g_autofree char *shown = ctl_printable(type);
-
-			*what =
-			    g_strdup_printf("holds %s %s partition table", article(shown), shown);
-		}
-	}
-	blkid_free_probe(probe);
 	return true;
 }
 

@@ -8,24 +8,8 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <string.h>
-#include <sys/xattr.h>
 
 #include "ctl.h"
-
-/* "a (0), b (1)": what LEG may be, for the message about one that is not there. */
-static char *leg_choices(const struct ctl_status *st)
-{
-	GString *text = g_string_new(NULL);
-
-	for (unsigned int i = 0; i < st->nlegs; i++) {
-		g_autofree char *name = ctl_printable(st->legs[i].name);
-
-		g_string_append_printf(text, "%s%s (%u)", i > 0 ? ", " : "", name,
-				       st->legs[i].index);
-	}
-	return g_string_free(text, FALSE);
-}
 
 /* Why the daemon may say no, after the errno's own text (fusemirrorctl(8) lists them). */
 static const char *refusal_reason(int err)
@@ -51,51 +35,43 @@ static int run_fail(const struct ctl_command *cmd, int argc, char **argv)
 	g_autofree char *shown_leg = NULL;
 	g_autofree char *shown_name = NULL;
 	g_autofree char *command = NULL;
+	g_autofree char *quoted = NULL;
+	g_autofree char *context = NULL;
+	g_autofree char *explanation = NULL;
 	const struct ctl_leg_status *leg;
 	struct ctl_status *st;
-	const char *file, *reason;
-	int status = CTL_EXIT_FAILED;
+	const char *file;
+	int status = CTL_EXIT_FAILED, r;
 
 	if (!ctl_parse_options(cmd, NULL, &argc, &argv, 2, 2))
 		return CTL_EXIT_USAGE;
 	file = argv[1];
 	shown_file = ctl_printable(file);
 	shown_leg = ctl_printable(argv[2]);
+	context = g_strdup_printf("fail %s %s", shown_file, shown_leg);
 
 	st = ctl_status_read(file, &error);
 	if (st == NULL) {
-		ctl_message("fail %s %s: %s", shown_file, shown_leg, error->message);
+		ctl_message("%s: %s", context, error->message);
 		return CTL_EXIT_FAILED;
 	}
 	leg = ctl_status_find_leg(st, argv[2]);
 	if (leg == NULL) {
 		g_autofree char *name = ctl_printable(st->name);
-		g_autofree char *choices = leg_choices(st);
+		g_autofree char *choices = ctl_status_leg_choices(st);
 
-		ctl_message("fail %s %s: mirror '%s' has no leg '%s'; its legs are: %s", shown_file,
-			    shown_leg, name, shown_leg, choices);
+		ctl_message("%s: mirror '%s' has no leg '%s'; its legs are: %s", context, name,
+			    shown_leg, choices);
 		goto out;
 	}
 
 	command = g_strdup_printf("fail %u", leg->index);
-	/* On a plain file, root's setxattr would just store the command and report success. */
-	if (!st->live) {
-		ctl_message(
-		    "fail %s %s: not sending '%s': the file is not on a FUSE file system, so "
-		    "no fusemirrord serves it (its %s* attributes are a copy)",
-		    shown_file, shown_leg, command, CTL_XATTR_PREFIX);
+	quoted = g_strdup_printf("'%s'", command);
+	if (!ctl_check_live(st, context, quoted))
 		goto out;
-	}
-	if (setxattr(file, CTL_XATTR_CTL, command, strlen(command), 0) < 0) {
-		int err = errno;
-
-		reason = refusal_reason(err);
-		if (reason != NULL)
-			ctl_message("fail %s %s: the daemon refused: %s%s", shown_file, shown_leg,
-				    g_strerror(err), reason);
-		else
-			ctl_message("fail %s %s: cannot send '%s' through %s: %s", shown_file,
-				    shown_leg, command, CTL_XATTR_CTL, g_strerror(err));
+	r = ctl_send(file, command, &explanation);
+	if (r < 0) {
+		ctl_report_refusal(context, command, -r, explanation, refusal_reason(-r));
 		goto out;
 	}
 	/* On stderr, as mdadm reports "set /dev/sdb faulty in /dev/md0". */

@@ -17,7 +17,7 @@
 #define CTL_EXIT_FAILED 1  /* the operation failed; the message says why */
 #define CTL_EXIT_USAGE	64 /* bad command, option or argument (EX_USAGE of sysexits.h) */
 
-/* Exit statuses of status: the state of the mirror, or that it could not be read. */
+/* Exit statuses of status and wait: the state of the mirror, or that it could not be read. */
 #define CTL_STATUS_CLEAN      0
 #define CTL_STATUS_DEGRADED   1 /* also resyncing, checking and states this version does not know */
 #define CTL_STATUS_FAILED     2
@@ -25,7 +25,9 @@
 
 #define CTL_XATTR_PREFIX "user.fusemirror."
 #define CTL_XATTR_CTL	 "trusted.fusemirror.ctl"
-#define CTL_MAX_LEGS	 64
+/* The daemon's one-line explanation of the last command it refused. */
+#define CTL_XATTR_LAST_ERROR "last_error"
+#define CTL_MAX_LEGS	     64
 
 struct ctl_command {
 	const char *name;
@@ -40,6 +42,11 @@ extern const struct ctl_command ctl_cmd_status;
 extern const struct ctl_command ctl_cmd_fail;
 extern const struct ctl_command ctl_cmd_create;
 extern const struct ctl_command ctl_cmd_examine;
+extern const struct ctl_command ctl_cmd_wait;
+extern const struct ctl_command ctl_cmd_add;
+extern const struct ctl_command ctl_cmd_remove;
+extern const struct ctl_command ctl_cmd_resync;
+extern const struct ctl_command ctl_cmd_set;
 
 /* ---- fusemirrorctl.c: messages and option parsing ------------------------------------------ */
 
@@ -82,6 +89,17 @@ struct ctl_status {
 	uint64_t events;
 	uint64_t error_bits; /* bit i set: leg i failed the last failed request */
 	/*
+	 * Attributes of the daemons that keep superblocks and resync; each is NULL, or false,
+	 * when the daemon does not report it.
+	 */
+	char *uuid; /* the array UUID of the superblocks, as 36 characters */
+	bool has_resync;
+	uint64_t resync_done;  /* bytes copied by the running (or last) resync */
+	uint64_t resync_total; /* bytes it has to copy */
+	uint64_t resync_rate;  /* bytes per second; 0 when none is running */
+	bool has_rate_min, has_rate_max;
+	uint64_t resync_rate_min, resync_rate_max; /* bytes per second; max 0: no limit */
+	/*
 	 * The file is on a FUSE file system, as a mirror served by fusemirrord always is.  When it
 	 * is not, its attributes are a copy (cp -a of the mirror file keeps them): no daemon is
 	 * behind them to report the present or to take a command.
@@ -99,6 +117,13 @@ enum ctl_error_code {
 };
 
 /*
+ * Read the attribute CTL_XATTR_PREFIX attr of file into a new NUL-terminated string (free it).
+ * Returns 0, or -errno (-ENODATA when there is no such attribute, -EILSEQ for a value with a
+ * NUL byte).
+ */
+int ctl_read_attribute(const char *file, const char *attr, char **value);
+
+/*
  * Read the status of the mirror whose file is file.  Returns a new ctl_status (free with
  * ctl_status_free()), or NULL and sets error to a message naming the attribute and the reason
  * (the caller names the file).
@@ -112,8 +137,70 @@ void ctl_status_free(struct ctl_status *status);
  */
 const struct ctl_leg_status *ctl_status_find_leg(const struct ctl_status *status, const char *leg);
 
+/* "a (0), b (1)": the legs, for a message about a LEG that is not one of them. */
+char *ctl_status_leg_choices(const struct ctl_status *status);
+
+/* Whether a resync is running: the mirror's state is resyncing. */
+bool ctl_status_resyncing(const struct ctl_status *status);
+
 /* The exit status of the status command for this state: CTL_STATUS_CLEAN, _DEGRADED or _FAILED. */
 int ctl_status_exit_code(const struct ctl_status *status);
+
+/* ---- control.c: sending commands to the daemon ------------------------------------------- */
+
+/*
+ * Whether the daemon serves status->file (status->live).  When it does not, a message
+ * "CONTEXT: not sending COMMANDS: ..." and false: root's setxattr on a plain file would store the
+ * command and succeed, with nobody to run it.
+ */
+bool ctl_check_live(const struct ctl_status *status, const char *context, const char *commands);
+
+/*
+ * Send command (one line) to the daemon that serves file, through trusted.fusemirror.ctl.
+ * Returns 0 once the daemon has done it, or -errno when it refused or the command could not be
+ * sent; then *explanation is set to the daemon's user.fusemirror.last_error (free it), or to NULL
+ * when it gave none.
+ */
+int ctl_send(const char *file, const char *command, char **explanation);
+
+/*
+ * Report a command that ctl_send() could not get done, on one line after "CONTEXT: ": the
+ * daemon's explanation when it gave one; else the errno's text and reason (" (why)") when there
+ * is one; else that the command could not be sent.
+ */
+void ctl_report_refusal(const char *context, const char *command, int err, const char *explanation,
+			const char *reason);
+
+/* ---- signature.c: what a leg already holds ------------------------------------------------ */
+
+struct superblock;
+struct dmio_dev;
+
+enum {
+	CTL_SB_NONE,	/* no fusemirror superblock magic */
+	CTL_SB_VALID,	/* a superblock that decodes */
+	CTL_SB_DAMAGED, /* the magic, but a bad checksum, version or field */
+};
+
+/*
+ * Look for a fusemirror superblock at the start of dev, through libdmio (started by the caller).
+ * Returns CTL_SB_VALID and fills *sb; CTL_SB_DAMAGED and sets *why (free it); CTL_SB_NONE; or
+ * -errno when the superblock cannot be read.
+ */
+int ctl_superblock_probe(struct dmio_dev *dev, struct superblock *sb, char **why);
+
+/* "already belongs to fusemirror array 'NAME' (uuid UUID, leg index I of N)" (free it). */
+char *ctl_superblock_owner(const struct superblock *sb);
+
+/* "holds a damaged fusemirror superblock (WHY)" (free it). */
+char *ctl_superblock_damaged(const char *why);
+
+/*
+ * Another signature on path that libblkid recognises (a file system, a partition table, RAID,
+ * LVM or crypto metadata, swap): sets *what to "holds ..." (free it), or NULL when there is none.
+ * Returns false and sets error when path cannot be probed.
+ */
+bool ctl_blkid_signature(const char *path, char **what, GError **error);
 
 /* ---- output.c: text, JSON and shell output ------------------------------------------------- */
 
@@ -128,6 +215,9 @@ char *ctl_printable(const char *s);
 
 /* bytes in binary units with two decimals, "1.00 GiB" ("512 B" below 1 KiB). */
 char *ctl_format_size(uint64_t bytes);
+
+/* A rate in bytes per second as "50.00 MiB/s", or "unlimited" for 0 when zero_is_unlimited. */
+char *ctl_format_rate(uint64_t bytes_per_second, bool zero_is_unlimited);
 
 /* Write out to stdout and flush it.  Returns false (after a message) when that fails. */
 bool ctl_write_stdout(const GString *out);

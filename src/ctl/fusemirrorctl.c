@@ -13,15 +13,20 @@
 
 #include "ctl.h"
 
-/* cmd-create.c and cmd-examine.c (their declarations belong in ctl.h with the others). */
-
-/* In the order the general --help and fusemirrorctl(8) list them. */
+/* In the order the general --help and fusemirrorctl(8) list them, one per line. */
+/* clang-format off */
 static const struct ctl_command *const commands[] = {
     &ctl_cmd_create,
     &ctl_cmd_examine,
     &ctl_cmd_status,
+    &ctl_cmd_wait,
     &ctl_cmd_fail,
+    &ctl_cmd_add,
+    &ctl_cmd_remove,
+    &ctl_cmd_resync,
+    &ctl_cmd_set,
 };
+/* clang-format on */
 
 void ctl_message(const char *fmt, ...)
 {
@@ -126,7 +131,8 @@ static char *general_description(void)
 			"Run 'fusemirrorctl COMMAND --help' for the options of a command.\n"
 			"\n"
 			"Exit status: 0 success, 1 the operation failed, 64 usage error;\n"
-			"status exits 0 clean, 1 degraded, 2 failed, 4 the status cannot be read.\n"
+			"status and wait exit 0 clean, 1 degraded, 2 failed, 4 the status cannot\n"
+			"be read.\n"
 			"See fusemirrorctl(8).");
 	return g_string_free(text, FALSE);
 }
@@ -146,8 +152,8 @@ int main(int argc, char **argv)
 	setlocale(LC_ALL, "");
 
 	context = g_option_context_new("COMMAND [ARGUMENT…]");
-	g_option_context_set_summary(
-	    context, "Create, inspect and administer a fusemirror mirror.");
+	g_option_context_set_summary(context,
+				     "Create, inspect and administer a fusemirror mirror.");
 	description = general_description();
 	g_option_context_set_description(context, description);
 	g_option_context_add_main_entries(context, entries, NULL);

@@ -105,3 +105,13 @@ bool ctl_write_stdout(const GString *out)
 	}
 	return true;
 }
+
+char *ctl_format_rate(uint64_t bytes_per_second, bool zero_is_unlimited)
+{
+	g_autofree char *size = NULL;
+
+	if (bytes_per_second == 0 && zero_is_unlimited)
+		return g_strdup("unlimited");
+	size = ctl_format_size(bytes_per_second);
+	return g_strdup_printf("%s/s", size);
+}

@@ -20,11 +20,7 @@
 
 G_DEFINE_QUARK(fusemirror - ctl - error - quark, ctl_error)
 
-/*
- * Read the attribute CTL_XATTR_PREFIX attr of file into a new NUL-terminated string.  Returns 0,
- * or -errno (-EILSEQ for a value with a NUL byte, which no attribute of ours has).
- */
-static int read_attribute(const char *file, const char *attr, char **value)
+int ctl_read_attribute(const char *file, const char *attr, char **value)
 {
 	g_autofree char *name = g_strconcat(CTL_XATTR_PREFIX, attr, NULL);
 	size_t size = 256;
@@ -49,7 +45,7 @@ static int read_attribute(const char *file, const char *attr, char **value)
 
 static bool read_string(const char *file, const char *attr, char **value, GError **error)
 {
-	int r = read_attribute(file, attr, value);
+	int r = ctl_read_attribute(file, attr, value);
 
 	if (r < 0) {
 		g_set_error(error, CTL_ERROR, CTL_ERROR_VALUE, "cannot read %s%s: %s",
@@ -59,16 +55,13 @@ static bool read_string(const char *file, const char *attr, char **value, GError
 	return true;
 }
 
-static bool read_number(const char *file, const char *attr, uint64_t max, uint64_t *value,
-			GError **error)
+/* The value text of attribute attr as a decimal number from 0 to max. */
+static bool parse_number(const char *attr, const char *text, uint64_t max, uint64_t *value,
+			 GError **error)
 {
-	g_autofree char *text = NULL;
-	g_autoptr(GError) parse_error = NULL;
 	guint64 number;
 
-	if (!read_string(file, attr, &text, error))
-		return false;
-	if (!g_ascii_string_to_unsigned(text, 10, 0, max, &number, &parse_error)) {
+	if (!g_ascii_string_to_unsigned(text, 10, 0, max, &number, NULL)) {
 		g_autofree char *shown = ctl_printable(text);
 
 		g_set_error(error, CTL_ERROR, CTL_ERROR_VALUE,
@@ -77,6 +70,81 @@ static bool read_number(const char *file, const char *attr, uint64_t max, uint64
 		return false;
 	}
 	*value = number;
+	return true;
+}
+
+static bool read_number(const char *file, const char *attr, uint64_t max, uint64_t *value,
+			GError **error)
+{
+	g_autofree char *text = NULL;
+
+	return read_string(file, attr, &text, error) && parse_number(attr, text, max, value, error);
+}
+
+/*
+ * An attribute that older daemons do not have: *present is false when the file has none.  One
+ * that is there is checked as any other.
+ */
+static bool read_optional_string(const char *file, const char *attr, bool *present, char **value,
+				 GError **error)
+{
+	int r = ctl_read_attribute(file, attr, value);
+
+	*present = r == 0;
+	if (r == -ENODATA)
+		return true;
+	if (r < 0) {
+		g_set_error(error, CTL_ERROR, CTL_ERROR_VALUE, "cannot read %s%s: %s",
+			    CTL_XATTR_PREFIX, attr, g_strerror(-r));
+		return false;
+	}
+	return true;
+}
+
+static bool read_optional_number(const char *file, const char *attr, bool *present, uint64_t *value,
+				 GError **error)
+{
+	g_autofree char *text = NULL;
+
+	if (!read_optional_string(file, attr, present, &text, error))
+		return false;
+	return !*present || parse_number(attr, text, G_MAXUINT64, value, error);
+}
+
+/* The UUID as the daemon gives it: 36 characters of hex digits and dashes. */
+static bool read_uuid(const char *file, struct ctl_status *status, GError **error)
+{
+	bool present;
+
+	if (!read_optional_string(file, "uuid", &present, &status->uuid, error))
+		return false;
+	if (present && !g_uuid_string_is_valid(status->uuid)) {
+		g_autofree char *shown = ctl_printable(status->uuid);
+
+		g_set_error(error, CTL_ERROR, CTL_ERROR_VALUE, "%suuid is '%s', not a UUID",
+			    CTL_XATTR_PREFIX, shown);
+		return false;
+	}
+	return true;
+}
+
+/* The resync attributes come as a set: done and total, or none. */
+static bool read_resync(const char *file, struct ctl_status *status, GError **error)
+{
+	bool has_total = false, has_rate = false;
+
+	if (!read_optional_number(file, "resync.done", &status->has_resync, &status->resync_done,
+				  error) ||
+	    !read_optional_number(file, "resync.total", &has_total, &status->resync_total, error) ||
+	    !read_optional_number(file, "resync.rate", &has_rate, &status->resync_rate, error) ||
+	    !read_optional_number(file, "resync.rate_min", &status->has_rate_min,
+				  &status->resync_rate_min, error) ||
+	    !read_optional_number(file, "resync.rate_max", &status->has_rate_max,
+				  &status->resync_rate_max, error))
+		return false;
+	status->has_resync = status->has_resync && has_total;
+	if (!has_rate)
+		status->resync_rate = 0;
 	return true;
 }
 
@@ -133,7 +201,7 @@ struct ctl_status *ctl_status_read(const char *file, GError **error)
 	status->live = statfs(file, &fs) == 0 && fs.f_type == FUSE_SUPER_MAGIC;
 
 	/* state is what makes a file a mirror: tell "not a mirror" apart from a broken one. */
-	r = read_attribute(file, "state", &status->state);
+	r = ctl_read_attribute(file, "state", &status->state);
 	if (r == -ENODATA || r == -ENOTSUP) {
 		g_set_error(error, CTL_ERROR, CTL_ERROR_NOT_MIRROR,
 			    "not a fusemirror mirror (it has no %sstate attribute)",
@@ -150,7 +218,8 @@ struct ctl_status *ctl_status_read(const char *file, GError **error)
 	if (!read_string(file, "name", &status->name, error) ||
 	    !read_number(file, "legs", CTL_MAX_LEGS, &nlegs, error) ||
 	    !read_number(file, "events", G_MAXUINT64, &status->events, error) ||
-	    !read_bitset(file, "error_bits", &status->error_bits, error))
+	    !read_bitset(file, "error_bits", &status->error_bits, error) ||
+	    !read_uuid(file, status, error) || !read_resync(file, status, error))
 		goto fail;
 
 	status->nlegs = nlegs;
@@ -180,6 +249,7 @@ void ctl_status_free(struct ctl_status *status)
 	g_free(status->file);
 	g_free(status->name);
 	g_free(status->state);
+	g_free(status->uuid);
 	g_free(status);
 }
 
@@ -195,6 +265,24 @@ const struct ctl_leg_status *ctl_status_find_leg(const struct ctl_status *status
 	    index < status->nlegs)
 		return &status->legs[index];
 	return NULL;
+}
+
+char *ctl_status_leg_choices(const struct ctl_status *status)
+{
+	GString *text = g_string_new(NULL);
+
+	for (unsigned int i = 0; i < status->nlegs; i++) {
+		g_autofree char *name = ctl_printable(status->legs[i].name);
+
+		g_string_append_printf(text, "%s%s (%u)", i > 0 ? ", " : "", name,
+				       status->legs[i].index);
+	}
+	return g_string_free(text, FALSE);
+}
+
+bool ctl_status_resyncing(const struct ctl_status *status)
+{
+	return strcmp(status->state, "resyncing") == 0;
 }
 
 int ctl_status_exit_code(const struct ctl_status *status)

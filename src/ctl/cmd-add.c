@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fusemirrorctl add [--force] FILE PATH: hot add a leg to a running mirror, as mdadm --add does,
+ * by writing "add PATH" to trusted.fusemirror.ctl.  The daemon opens PATH itself, from its own
+ * working directory, so PATH goes as an absolute path.  What the daemon would overwrite is checked
+ * here first, as create checks its legs: a file system, a partition table or the superblock of
+ * another fusemirror array is refused unless --force.  The superblock of this very array is
+ * welcome: that is a re-add, which the daemon resyncs from its write-intent bitmap.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ctl.h"
+#include "dmio.h"
+#include "mirror/superblock.h"
+
+struct add {
+	const char *file;
+	char *path;	  /* PATH made absolute, symbolic links resolved */
+	char *shown_path; /* path, printable */
+	char *context;	  /* "add FILE PATH", printable, to start every message */
+	bool force;
+	struct ctl_status *st;
+};
+
+/* Why the daemon may say no, after the errno's own text (fusemirrorctl(8) lists them). */
+static const char *refusal_reason(int err)
+{
+	switch (err) {
+	case EEXIST:
+		return " (it is a leg of this mirror already, or holds the superblock of another "
+		       "array: --force overwrites that)";
+	case ENOSPC:
+		return " (it is too small for the mirror's data and metadata)";
+	case EMLINK:
+		return " (the mirror has no free leg slot: remove a leg first)";
+	case EINVAL:
+		return " (it does not accept this command)";
+	case EPERM:
+		return " (only root may control a mirror)";
+	case ENOENT:
+	case EACCES:
+	case EROFS:
+	case EBUSY:
+		return " (fusemirrord cannot open it)";
+	default:
+		return NULL;
+	}
+}
+
+/*
+ * A path that the daemon can read back from one line of "add PATH": no control character, no
+ * blank at its end (the daemon strips trailing white space from a command).
+ */
+static bool path_sendable(const char *path)
+{
+	size_t len = strlen(path);
+
+	for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return len > 0 && !g_ascii_isspace(path[len - 1]);
+}
+
+/*
+ * Resolve PATH and check that it is a file or block device other than the mirror file.  Returns
+ * false after a message.
+ */
+static bool resolve_path(struct add *a, const char *path)
+{
+	struct stat st, mirror;
+	char *resolved = realpath(path, NULL);
+
+	if (resolved == NULL) {
+		int err = errno;
+
+		ctl_message("%s: %s", a->context, g_strerror(err));
+		return false;
+	}
+	a->path = resolved;
+	a->shown_path = ctl_printable(resolved);
+	if (stat(a->path, &st) < 0) {
+		int err = errno;
+
+		ctl_message("%s: %s", a->context, g_strerror(err));
+		return false;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		ctl_message("%s: not a regular file or a block device", a->context);
+		return false;
+	}
+	/* The mirror as its own leg: every write would wait for itself. */
+	if (stat(a->file, &mirror) == 0 && S_ISREG(st.st_mode) && st.st_dev == mirror.st_dev &&
+	    st.st_ino == mirror.st_ino) {
+		ctl_message("%s: that is the mirror file itself, not a leg", a->context);
+		return false;
+	}
+	if (!path_sendable(a->path)) {
+		ctl_message("%s: the path '%s' has a control character or ends with a blank, which "
+			    "one line of %s cannot carry: use a symbolic link without them",
+			    a->context, a->shown_path, CTL_XATTR_CTL);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * What the leg holds that adding it would overwrite: sets *what to "holds ..." or "already
+ * belongs to ..." (NULL when nothing, or a superblock of this array: a re-add).  Sets *former to
+ * the superblock's leg index when it is this array's, else to -1.  Returns false after a message
+ * when the leg cannot be read.
+ */
+static bool find_signature(struct add *a, char **what, int *former)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *why = NULL;
+	struct dmio_dev *dev;
+	struct superblock sb;
+	int r;
+
+	*what = NULL;
+	*former = -1;
+	r = dmio_dev_open(a->path, DMIO_DEV_RDONLY, &dev);
+	if (r < 0) {
+		ctl_message("%s: cannot open it: %s", a->context, g_strerror(-r));
+		return false;
+	}
+	/* A leg shorter than a superblock holds none; libblkid still looks at it. */
+	if ((dmio_dev_sectors(dev) << DMIO_SECTOR_SHIFT) < SB_SIZE)
+		r = CTL_SB_NONE;
+	else
+		r = ctl_superblock_probe(dev, &sb, &why);
+	dmio_dev_close(dev);
+	if (r < 0) {
+		ctl_message("%s: cannot read its first %u bytes: %s", a->context, SB_SIZE,
+			    g_strerror(-r));
+		return false;
+	}
+	if (r == CTL_SB_VALID) {
+		char uuid[37];
+
+		uuid_format(sb.array_uuid, uuid);
+		if (a->st->uuid != NULL && g_ascii_strcasecmp(uuid, a->st->uuid) == 0) {
+			*former = (int)sb.leg_index;
+			return true;
+		}
+		*what = ctl_superblock_owner(&sb);
+		if (a->st->uuid == NULL) {
+			/* Without the mirror's UUID, a former member cannot be told apart. */
+			char *longer = g_strdup_printf("%s, and the mirror reports no %suuid to "
+						       "compare it with",
+						       *what, CTL_XATTR_PREFIX);
+
+			g_free(*what);
+			*what = longer;
+		}
+		return true;
+	}
+	if (r == CTL_SB_DAMAGED) {
+		*what = ctl_superblock_damaged(why);
+		return true;
+	}
+	/* A fusemirror leg's superblock hides nothing that libblkid would name. */
+	if (!ctl_blkid_signature(a->path, what, &error)) {
+		ctl_message("%s: %s", a->context, error->message);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The leg that the daemon added: the one with the path sent, preferring one that is not
+ * removed (a removed leg may keep the path that it had).  NULL when the status has none.
+ */
+static const struct ctl_leg_status *find_added_leg(const struct ctl_status *st, const char *path)
+{
+	const struct ctl_leg_status *found = NULL;
+
+	for (unsigned int i = 0; i < st->nlegs; i++) {
+		if (strcmp(st->legs[i].path, path) != 0)
+			continue;
+		if (found == NULL || strcmp(found->state, "removed") == 0)
+			found = &st->legs[i];
+	}
+	return found;
+}
+
+/* The line that says what the daemon did, once it has. */
+static void report_added(struct add *a)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *shown_file = ctl_printable(a->file);
+	const char *shown_path = a->shown_path;
+	const struct ctl_leg_status *leg;
+	struct ctl_status *st = ctl_status_read(a->file, &error);
+
+	leg = st != NULL ? find_added_leg(st, a->path) : NULL;
+	if (leg == NULL) {
+		ctl_message("%s added to %s; its leg index is not in the status (%s)", shown_path,
+			    shown_file, error != NULL ? error->message : "no leg has its path");
+	} else if (strcmp(leg->state, "in_sync") == 0) {
+		ctl_message("leg added as index %u of %s: %s, in sync (nothing to copy)",
+			    leg->index, shown_file, shown_path);
+	} else {
+		g_autofree char *state = ctl_printable(leg->state);
+
+		ctl_message("leg added as index %u of %s: %s, %s, resync started ('fusemirrorctl "
+			    "wait %s' follows it)",
+			    leg->index, shown_file, shown_path, state, shown_file);
+	}
+	ctl_status_free(st);
+}
+
+static int add(struct add *a, const char *path)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *signature = NULL;
+	g_autofree char *command = NULL;
+	g_autofree char *quoted = NULL;
+	g_autofree char *explanation = NULL;
+	int former, r;
+
+	a->st = ctl_status_read(a->file, &error);
+	if (a->st == NULL) {
+		ctl_message("%s: %s", a->context, error->message);
+		return CTL_EXIT_FAILED;
+	}
+	if (!resolve_path(a, path) || !find_signature(a, &signature, &former))
+		return CTL_EXIT_FAILED;
+	if (signature != NULL && !a->force) {
+		ctl_message("%s: %s %s: use --force to overwrite it", a->context, a->shown_path,
+			    signature);
+		return CTL_EXIT_FAILED;
+	}
+
+	command = g_strdup_printf("add %s%s", a->force ? "--force " : "", a->path);
+	quoted = g_strdup_printf("'%s'", command);
+	if (!ctl_check_live(a->st, a->context, quoted))
+		return CTL_EXIT_FAILED;
+	/* Only now that nothing else stops it: what --force is about to destroy. */
+	if (signature != NULL)
+		ctl_message("warning: %s %s: overwriting it (--force)", a->shown_path, signature);
+	else if (former >= 0)
+		ctl_message("%s was leg index %d of this array: re-adding it", a->shown_path,
+			    former);
+
+	r = ctl_send(a->file, command, &explanation);
+	if (r < 0) {
+		ctl_report_refusal(a->context, command, -r, explanation, refusal_reason(-r));
+		return CTL_EXIT_FAILED;
+	}
+	report_added(a);
+	return CTL_EXIT_OK;
+}
+
+static int run_add(const struct ctl_command *cmd, int argc, char **argv)
+{
+	gboolean force = FALSE;
+	const GOptionEntry entries[] = {
+	    {"force", 0, 0, G_OPTION_ARG_NONE, &force,
+	     "Add a leg that holds a file system, another signature or another array's "
+	     "superblock",
+	     NULL},
+	    G_OPTION_ENTRY_NULL,
+	};
+	g_autofree char *shown_file = NULL;
+	g_autofree char *shown_arg = NULL;
+	struct add a = {0};
+	int status;
+
+	if (!ctl_parse_options(cmd, entries, &argc, &argv, 2, 2))
+		return CTL_EXIT_USAGE;
+	a.file = argv[1];
+	a.force = force;
+	shown_file = ctl_printable(argv[1]);
+	shown_arg = ctl_printable(argv[2]);
+	a.context = g_strdup_printf("add %s %s", shown_file, shown_arg);
+
+	/* One client for the superblock read, freed (threads and all) by dmio_put(). */
+	status = dmio_get(1);
+	if (status < 0) {
+		ctl_message("%s: cannot start libdmio: %s", a.context, g_strerror(-status));
+		g_free(a.context);
+		return CTL_EXIT_FAILED;
+	}
+	status = add(&a, argv[2]);
+	dmio_put(1);
+	ctl_status_free(a.st);
+	free(a.path);
+	g_free(a.shown_path);
+	g_free(a.context);
+	return status;
+}
+
+const struct ctl_command ctl_cmd_add = {
+    .name = "add",
+    .parameters = "FILE PATH",
+    .summary = "Add a leg to a running mirror, or re-add a former one, and resync it",
+    .description =
+	"PATH is a file or block device; fusemirrord opens it, by its absolute path.  One that\n"
+	"holds a file system, a partition table or another array's superblock is refused\n"
+	"unless --force; a former leg of this mirror is re-added, resynced from the bitmap.\n"
+	"Exit status: 0 added, 1 refused or failed, 64 usage error.",
+    .run = run_add,
+};

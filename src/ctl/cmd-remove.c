@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fusemirrorctl remove [--force] FILE LEG: take a failed leg out of a running mirror, as mdadm
+ * --remove does, by writing "remove I" to trusted.fusemirror.ctl; the daemon closes it and frees
+ * its slot.  With --force ("remove --force I") a leg in any state is failed first.  LEG is
+ * resolved to an index as fail does it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "ctl.h"
+
+/* Why the daemon may say no, after the errno's own text; the leg's state tells EBUSY apart. */
+static const char *refusal_reason(int err, const struct ctl_leg_status *leg, bool force)
+{
+	switch (err) {
+	case EBUSY:
+		if (!force &&
+		    (strcmp(leg->state, "in_sync") == 0 || strcmp(leg->state, "resyncing") == 0))
+			return " (the leg is in use: fail it first, or use --force)";
+		return " (it is the last in-sync leg)";
+	case EALREADY:
+		return " (the leg is removed already)";
+	case EINVAL:
+		return " (it does not accept this command or leg index)";
+	case EPERM:
+		return " (only root may control a mirror)";
+	default:
+		return NULL;
+	}
+}
+
+static int run_remove(const struct ctl_command *cmd, int argc, char **argv)
+{
+	gboolean force = FALSE;
+	const GOptionEntry entries[] = {
+	    {"force", 0, 0, G_OPTION_ARG_NONE, &force,
+	     "Remove a leg in any state: fail it first when it is in use", NULL},
+	    G_OPTION_ENTRY_NULL,
+	};
+	g_autoptr(GError) error = NULL;
+	g_autofree char *shown_file = NULL;
+	g_autofree char *shown_leg = NULL;
+	g_autofree char *shown_name = NULL;
+	g_autofree char *context = NULL;
+	g_autofree char *command = NULL;
+	g_autofree char *quoted = NULL;
+	g_autofree char *explanation = NULL;
+	const struct ctl_leg_status *leg;
+	struct ctl_status *st;
+	int status = CTL_EXIT_FAILED, r;
+
+	if (!ctl_parse_options(cmd, entries, &argc, &argv, 2, 2))
+		return CTL_EXIT_USAGE;
+	shown_file = ctl_printable(argv[1]);
+	shown_leg = ctl_printable(argv[2]);
+	context = g_strdup_printf("remove %s %s", shown_file, shown_leg);
+
+	st = ctl_status_read(argv[1], &error);
+	if (st == NULL) {
+		ctl_message("%s: %s", context, error->message);
+		return CTL_EXIT_FAILED;
+	}
+	leg = ctl_status_find_leg(st, argv[2]);
+	if (leg == NULL) {
+		g_autofree char *name = ctl_printable(st->name);
+		g_autofree char *choices = ctl_status_leg_choices(st);
+
+		ctl_message("%s: mirror '%s' has no leg '%s'; its legs are: %s", context, name,
+			    shown_leg, choices);
+		goto out;
+	}
+
+	command = g_strdup_printf("remove %s%u", force ? "--force " : "", leg->index);
+	quoted = g_strdup_printf("'%s'", command);
+	if (!ctl_check_live(st, context, quoted))
+		goto out;
+	r = ctl_send(argv[1], command, &explanation);
+	if (r < 0) {
+		ctl_report_refusal(context, command, -r, explanation,
+				   refusal_reason(-r, leg, force));
+		goto out;
+	}
+	shown_name = ctl_printable(leg->name);
+	ctl_message("leg '%s' (index %u) removed from %s", shown_name, leg->index, shown_file);
+	status = CTL_EXIT_OK;
+out:
+	ctl_status_free(st);
+	return status;
+}
+
+const struct ctl_command ctl_cmd_remove = {
+    .name = "remove",
+    .parameters = "FILE LEG",
+    .summary = "Remove a failed leg from a running mirror (any leg with --force)",
+    .description = "LEG is the leg's name in the config file, or its index (0 for the first).\n"
+		   "The daemon refuses a leg that is in sync or resyncing unless --force, and\n"
+		   "never removes the last in-sync leg.\n"
+		   "Exit status: 0 removed, 1 refused or failed, 64 usage error.",
+    .run = run_remove,
+};
