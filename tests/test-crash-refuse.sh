@@ -52,7 +52,7 @@ new_mirror ()
 	_nm_name=$1
 	shift
 	truncate -s $((size + mib)) "$@"
-	write_config "$tmpdir/$_nm_name.conf" "$_nm_name" metadata=internal region-size=1M "$@"
+	write_config "$tmpdir/$_nm_name.conf" "$_nm_name" metadata=internal region-size=1M assemble-timeout=1 "$@"
 	"$fusemirrorctl" create --assume-clean "$tmpdir/$_nm_name.conf" >/dev/null ||
 		fail "fusemirrorctl create $_nm_name"
 }

@@ -113,7 +113,7 @@ deroff ()
 		rest = $0; sub(/^\.[A-Za-z]+[ \t]*/, "", rest)
 		delete a; n = args(rest)
 		if (m == "SH" || m == "SS") { print "@@" m " " join(n, " "); tag = 0; next }
-		if (m == "TP") { tag = 1; next }
+		if (m == "TP" || m == "TQ") { tag = 1; next }
 		if (m ~ /^(PP|LP|P|IP)$/) { print "@@PP"; tag = 0; next }
 		if (m == "B" || m == "I" || m == "SM" || m == "SB") { emit(join(n, " ")); next }
 		if (m ~ /^(BR|BI|IB|IR|RB|RI)$/) { emit(join(n, "")); next }
@@ -304,8 +304,8 @@ done >>"$tmpdir/out"
 tags <"$tmpdir/xattr.txt" | grep -qxF -- "$ctl" ||
 	echo "fusemirrord.8: control attribute $ctl is not a tag under EXTENDED ATTRIBUTES" >>"$tmpdir/out"
 
-# Control commands: strcmp(words[0], "fail") -> a tag "fail I".
-grep -o 'strcmp(words\[0\], "[^"]*")' "$xflat" | sed 's/.*"\(.*\)".*/\1/' | sort -u |
+# Control commands: strcmp(verb, "fail") -> a tag "fail I".
+grep -o 'strcmp(verb, "[^"]*")' "$xflat" | sed 's/.*"\(.*\)".*/\1/' | sort -u |
 	while IFS= read -r c; do
 		tags <"$tmpdir/xattr.txt" | grep -q -E "^$c( |\$)" ||
 			echo "fusemirrord.8: control command '$c' (src/fuse/xattr.c) is not a tag under EXTENDED ATTRIBUTES"

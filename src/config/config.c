@@ -16,11 +16,13 @@
 #include "config/config.h"
 #include "config-internal.h"
 
-#define MIRROR_GROUP	 "mirror"
-#define LEG_GROUP_PREFIX "leg "
-#define MAX_NAME_BYTES	 64
-#define MAX_THREADS	 1024
-#define MAX_PATH_BYTES	 4095
+#define MAX_ASSEMBLE_TIMEOUT	 3600u
+#define DEFAULT_ASSEMBLE_TIMEOUT 10u
+#define MIRROR_GROUP		 "mirror"
+#define LEG_GROUP_PREFIX	 "leg "
+#define MAX_NAME_BYTES		 64
+#define MAX_THREADS		 1024
+#define MAX_PATH_BYTES		 4095
 /* Bigger than any sensible config; stops -c /dev/zero from eating the memory. */
 #define MAX_FILE_BYTES (1024 * 1024)
 
@@ -254,6 +256,19 @@ static gboolean parse_threads(struct parser *p, const char *key, const char *val
 	return TRUE;
 }
 
+static gboolean parse_assemble_timeout(struct parser *p, const char *key, const char *value,
+				       unsigned int line, GError **error)
+{
+	guint64 v;
+
+	if (strspn(value, "0123456789") != strlen(value) ||
+	    !g_ascii_string_to_unsigned(value, 10, 0, MAX_ASSEMBLE_TIMEOUT, &v, NULL))
+		return bad_value(p, error, line, key, value,
+				 "is not a number of seconds from 0 to 3600");
+	p->config->assemble_timeout = (unsigned int)v;
+	return TRUE;
+}
+
 static gboolean parse_cache(struct parser *p, const char *key, const char *value, unsigned int line,
 			    GError **error)
 {
@@ -364,6 +379,7 @@ static const struct key_parser mirror_keys[] = {
 	{ "resync-rate-max", parse_resync_rate_max },
 	{ "allow-other", parse_allow_other },
 	{ "on-event", parse_on_event },
+	{ "assemble-timeout", parse_assemble_timeout },
 	{ NULL, NULL },
 };
 
@@ -626,6 +642,7 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 	p.config = g_new0(struct mirror_config, 1);
 	p.config->file = g_strdup(filename != NULL ? filename : "<string>");
 	p.config->resync_rate_min = 16ull << 20;
+	p.config->assemble_timeout = DEFAULT_ASSEMBLE_TIMEOUT;
 	p.config->metadata = METADATA_INTERNAL;
 	p.keyfile = g_key_file_new();
 	p.leg_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);

@@ -68,7 +68,8 @@ struct mirror_config {
 	uint64_t region_size;	  /* bytes per bitmap bit for fusemirrorctl create; 0 = default */
 	uint64_t resync_rate_min; /* bytes/s a resync always gets */
 	uint64_t resync_rate_max; /* bytes/s a resync gets at most; 0 = unlimited */
-	char *force_source;	  /* not in the file: fusemirrord --force-source LEG */
+	unsigned int assemble_timeout; /* seconds to wait for a missing leg at start */
+	char *force_source;	       /* not in the file: fusemirrord --force-source LEG */
 	unsigned int num_legs;
 	struct leg_config *legs; /* in the order of the file */
 };

@@ -50,6 +50,16 @@ char *xattr_status_get(struct mirror *m, const char *name)
 		return g_strdup_printf("0x%lx", mirror_error_bits(m));
 	if (strcmp(key, "events") == 0)
 		return g_strdup_printf("%" PRIu64, mirror_events(m));
+	if (strcmp(key, "uuid") == 0)
+		return mirror_uuid(m);
+	if (strcmp(key, "last_error") == 0)
+		return mirror_last_error(m);
+	if (strcmp(key, "resync.rate_min") == 0 || strcmp(key, "resync.rate_max") == 0) {
+		uint64_t min, max;
+
+		mirror_get_resync_rate(m, &min, &max);
+		return g_strdup_printf("%" PRIu64, strcmp(key, "resync.rate_min") == 0 ? min : max);
+	}
 	if (strcmp(key, "resync.done") == 0 || strcmp(key, "resync.total") == 0 ||
 	    strcmp(key, "resync.rate") == 0) {
 		struct resync_status rs;
@@ -80,8 +90,10 @@ char *xattr_status_get(struct mirror *m, const char *name)
 char *xattr_status_list(struct mirror *m, size_t *length)
 {
 	static const char *const mirror_keys[] = {
-	    "name",   "state",	     "legs",	     "error_bits",
-	    "events", "resync.done", "resync.total", "resync.rate",
+	    "name",	   "state",	      "legs",
+	    "error_bits",  "events",	      "uuid",
+	    "last_error",  "resync.done",     "resync.total",
+	    "resync.rate", "resync.rate_min", "resync.rate_max",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;
@@ -101,33 +113,112 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	return g_string_free(s, FALSE);
 }
 
-/* Run one control command. */
+/* A leg index in canonical decimal, below the number of legs; -1 otherwise. */
+static int parse_index(struct mirror *m, const char *word)
+{
+	unsigned long index;
+	char *end;
+
+	if (!g_ascii_isdigit(*word) || (*word == '0' && word[1] != '\0'))
+		return -1;
+	errno = 0;
+	index = strtoul(word, &end, 10);
+	if (*end != '\0' || errno != 0 || index >= mirror_num_legs(m))
+		return -1;
+	return (int)index;
+}
+
+/* A byte rate in plain decimal. */
+static bool parse_rate(const char *word, uint64_t *out)
+{
+	guint64 v;
+
+	if (*word == '\0' || strspn(word, "0123456789") != strlen(word) ||
+	    !g_ascii_string_to_unsigned(word, 10, 0, G_MAXUINT64, &v, NULL))
+		return false;
+	*out = v;
+	return true;
+}
+
+/*
+ * Run one control command (fusemirrorctl(8), CONTROL COMMANDS):
+ *   fail N | remove [--force] N | add [--force] PATH | resync [--full] |
+ *   set resync-rate-min|resync-rate-max BYTES
+ * A refusal leaves its one-line reason in user.fusemirror.last_error.
+ */
 static int ctl_command(struct mirror *m, const char *command)
 {
-	char **words = g_strsplit_set(command, " \t", -1);
-	unsigned int n = 0;
+	g_autoptr(GError) error = NULL;
+	const char *rest;
+	char *verb;
+	bool force = false;
 	int r = -EINVAL;
+	size_t len;
 
-	/* Drop the empty words of repeated blanks. */
-	for (unsigned int i = 0; words[i] != NULL; i++) {
-		if (*words[i] != '\0')
-			words[n++] = words[i];
-		else
-			g_free(words[i]);
+	/* A refusal's reason is only ever the last command's. */
+	mirror_set_last_error(m, "");
+	while (*command == ' ' || *command == '\t')
+		command++;
+	len = strcspn(command, " \t");
+	verb = g_strndup(command, len);
+	rest = command + len;
+	while (*rest == ' ' || *rest == '\t')
+		rest++;
+	if (g_str_has_prefix(rest, "--force") && (rest[7] == ' ' || rest[7] == '\t')) {
+		force = true;
+		rest += 7;
+		while (*rest == ' ' || *rest == '\t')
+			rest++;
 	}
-	words[n] = NULL;
 
-	if (n == 2 && strcmp(words[0], "fail") == 0) {
-		char *end;
-		unsigned long index;
+	if (strcmp(verb, "fail") == 0 && !force) {
+		int index = parse_index(m, rest);
 
-		errno = 0;
-		index = strtoul(words[1], &end, 10);
-		if (g_ascii_isdigit(*words[1]) && *end == '\0' && errno == 0 &&
-		    index < mirror_num_legs(m))
+		if (index >= 0) {
 			r = mirror_fail_leg(m, (unsigned int)index);
+			if (r == -EBUSY)
+				mirror_set_last_error(m, "it is the last in-sync leg");
+			else if (r == -EALREADY)
+				mirror_set_last_error(m, "the leg is not in sync: it has failed "
+							 "already");
+		}
+	} else if (strcmp(verb, "remove") == 0) {
+		int index = parse_index(m, rest);
+
+		if (index >= 0)
+			r = mirror_remove_leg(m, (unsigned int)index, force, &error);
+	} else if (strcmp(verb, "add") == 0 && *rest != '\0') {
+		r = *rest == '/' ? mirror_add_leg(m, rest, force, &error) : -EINVAL;
+		if (*rest != '/')
+			mirror_set_last_error(m, "add needs an absolute path");
+		if (r > 0)
+			r = 0;
+	} else if (strcmp(verb, "resync") == 0 && !force &&
+		   (*rest == '\0' || strcmp(rest, "--full") == 0)) {
+		r = mirror_resync(m, *rest != '\0', &error);
+	} else if (strcmp(verb, "set") == 0 && !force) {
+		char **words = g_strsplit_set(rest, " \t", -1);
+		uint64_t min, max, v;
+
+		mirror_get_resync_rate(m, &min, &max);
+		if (g_strv_length(words) == 2 && parse_rate(words[1], &v)) {
+			const char *name = words[0];
+
+			if (strcmp(name, "resync-rate-min") == 0) {
+				mirror_set_resync_rate(m, v, max);
+				r = 0;
+			} else if (strcmp(name, "resync-rate-max") == 0) {
+				mirror_set_resync_rate(m, min, v);
+				r = 0;
+			}
+		}
+		g_strfreev(words);
 	}
-	g_strfreev(words);
+	if (r == -EINVAL && error == NULL)
+		mirror_set_last_error(m, "not a control command, or a bad argument");
+	if (error != NULL)
+		g_message("control command '%s' refused: %s", command, error->message);
+	g_free(verb);
 	return r;
 }
 

@@ -62,6 +62,8 @@ static enum sb_role leg_role(const struct leg *leg)
 		return SB_ROLE_RESYNCING;
 	case LEG_FAILED:
 		return SB_ROLE_FAILED;
+	case LEG_REMOVED:
+		return SB_ROLE_EMPTY;
 	}
 	return SB_ROLE_FAILED;
 }
@@ -82,6 +84,8 @@ int metadata_write(struct mirror *m, bool bump, bool clean)
 	else
 		m->array.flags &= ~SB_FLAG_CLEAN;
 	m->array.utime = (uint64_t)time(NULL);
+	/* Slots past the configured legs (a leg hot-added, not in the config) keep their role. */
+	m->array.num_legs = MAX(m->array.num_legs, m->num_legs);
 	for (i = 0; i < m->num_legs; i++) {
 		m->array.roles[i].role = leg_role(&m->legs[i]);
 		memcpy(m->array.roles[i].uuid, m->legs[i].uuid, 16);
@@ -315,9 +319,8 @@ static gpointer cleaner_thread(gpointer data)
 		g_cond_wait_until(&m->cleaner_cond, &m->cleaner_lock, deadline);
 		if (m->stopping)
 			break;
-		g_mutex_unlock(&m->cleaner_lock);
+		/* Under cleaner_lock: fusemirrorctl remove closes a leg only between two looks. */
 		clean_idle(m);
-		g_mutex_lock(&m->cleaner_lock);
 	}
 	g_mutex_unlock(&m->cleaner_lock);
 	return NULL;

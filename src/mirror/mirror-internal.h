@@ -11,8 +11,6 @@
 #include "mirror/mirror.h"
 #include "mirror/superblock.h"
 
-#define RMW_STRIPE_BITS 6
-
 #define MIRROR_ERROR (mirror_error_quark())
 GQuark mirror_error_quark(void);
 
@@ -49,10 +47,20 @@ struct mirror {
 	struct dmio_client *client;
 	uint64_t size; /* bytes */
 	bool assembled;
-	unsigned int num_legs;
+	/* Slots in use; grows on hot add (the array holds SB_MAX_LEGS, so legs never moves). */
+	atomic_uint num_legs;
 	struct leg *legs;
-	GMutex lock; /* changes of leg state */
-	GMutex rmw_locks[1u << RMW_STRIPE_BITS];
+	/*
+	 * Freezing: no request enters while frozen (io_begin waits), and the freezer waits for the
+	 * ones in flight, so that a change of the leg set (hot add, remove, a resync starting) or a
+	 * read-modify-write sees no request half issued.
+	 */
+	atomic_int frozen;
+	GMutex freeze_lock;
+	GCond freeze_cond;
+	GPtrArray *retired; /* names and paths of replaced legs, freed at close */
+	char *last_error;   /* under lock */
+	GMutex lock;	    /* changes of leg state */
 	atomic_ulong error_bits;
 	atomic_ullong events;
 	atomic_uint round_robin;
@@ -73,9 +81,11 @@ struct mirror {
 
 	/* ---- resync ---- */
 	GThread *resync_thread;
-	atomic_bool resync_active; /* writes take region locks while set */
+	atomic_bool resync_running; /* the thread has not finished */
+	atomic_bool resync_active;  /* writes take region locks while set */
 	atomic_bool resync_stop;
 	bool unclean;		       /* resync the dirty regions among the in-sync legs */
+	bool full_requested;	       /* ... every region of them: fusemirrorctl resync --full */
 	atomic_int resync_source;      /* leg the unsynced regions are read from */
 	atomic_ullong resync_cursor;   /* regions below it are done */
 	atomic_ullong resync_done;     /* bytes copied */
@@ -119,6 +129,9 @@ void metadata_stop(struct mirror *m);
 /* A synchronous dmio call on one or more legs of the mirror: 0 or -errno of the first failure. */
 int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct leg **legs,
 		   unsigned int n, void *buf, uint64_t leg_offset, uint64_t len, int *errors);
+/* Freeze the mirror (no request in flight, none may enter but the caller's own) and thaw it. */
+void mirror_freeze(struct mirror *m);
+void mirror_thaw(struct mirror *m);
 /* Fail a leg outside any lock (takes m->lock). */
 void mirror_fail_leg_because(struct mirror *m, struct leg *leg, const char *why);
 

@@ -75,6 +75,8 @@ const char *leg_state_name(enum leg_state state)
 		return "stale";
 	case LEG_RESYNCING:
 		return "resyncing";
+	case LEG_REMOVED:
+		return "removed";
 	}
 	return "unknown";
 }
@@ -220,9 +222,44 @@ int mirror_fail_leg(struct mirror *m, unsigned int index)
 
 /* ---- In-flight accounting ------------------------------------------------------------------ */
 
+/* The mirror this thread froze (its own requests go through), or NULL. */
+static __thread struct mirror *freezer;
+
 static void io_begin(struct mirror *m)
 {
-	atomic_fetch_add(&m->inflight, 1);
+	for (;;) {
+		atomic_fetch_add(&m->inflight, 1);
+		if (G_LIKELY(atomic_load(&m->frozen) == 0) || freezer == m)
+			return;
+		/* Frozen: step back out and wait for the thaw. */
+		atomic_fetch_sub(&m->inflight, 1);
+		g_mutex_lock(&m->freeze_lock);
+		while (atomic_load(&m->frozen) != 0)
+			g_cond_wait(&m->freeze_cond, &m->freeze_lock);
+		g_mutex_unlock(&m->freeze_lock);
+	}
+}
+
+void mirror_freeze(struct mirror *m)
+{
+	g_mutex_lock(&m->freeze_lock);
+	while (atomic_load(&m->frozen) != 0)
+		g_cond_wait(&m->freeze_cond, &m->freeze_lock);
+	atomic_store(&m->frozen, 1);
+	g_mutex_unlock(&m->freeze_lock);
+	freezer = m;
+	/* Requests complete on engine threads; none of them waits for a new one to enter. */
+	while (atomic_load(&m->inflight) > 0)
+		g_usleep(50);
+}
+
+void mirror_thaw(struct mirror *m)
+{
+	freezer = NULL;
+	g_mutex_lock(&m->freeze_lock);
+	atomic_store(&m->frozen, 0);
+	g_cond_broadcast(&m->freeze_cond);
+	g_mutex_unlock(&m->freeze_lock);
 }
 
 static void io_finish(struct mirror_io *io, ssize_t result)
@@ -600,39 +637,6 @@ static void *aligned_buffer(size_t len)
 	return buf;
 }
 
-/*
- * Lock the sectors a read-modify-write touches against other read-modify-writes, so that two
- * writers of different bytes of one sector both survive.  Striped by sector.
- */
-static GMutex *rmw_stripe(struct mirror *m, uint64_t sector)
-{
-	return &m->rmw_locks[(sector * 0x9e3779b97f4a7c15ull) >> (64 - RMW_STRIPE_BITS)];
-}
-
-static void rmw_lock(struct mirror *m, uint64_t first, uint64_t last)
-{
-	GMutex *a = rmw_stripe(m, first), *b = rmw_stripe(m, last);
-
-	if (a > b) {
-		GMutex *t = a;
-
-		a = b;
-		b = t;
-	}
-	g_mutex_lock(a);
-	if (b != a)
-		g_mutex_lock(b);
-}
-
-static void rmw_unlock(struct mirror *m, uint64_t first, uint64_t last)
-{
-	GMutex *a = rmw_stripe(m, first), *b = rmw_stripe(m, last);
-
-	if (b != a)
-		g_mutex_unlock(b);
-	g_mutex_unlock(a);
-}
-
 /* Read or write whole sectors and wait. */
 static ssize_t aligned_io_wait(struct mirror *m, enum dmio_op op, void *buf, size_t len,
 			       uint64_t offset, unsigned int flags)
@@ -669,7 +673,12 @@ static ssize_t rmw_write(struct mirror *m, const void *data, size_t len, uint64_
 
 	if (buf == NULL)
 		return -ENOMEM;
-	rmw_lock(m, first, last);
+	/*
+	 * Nothing else may touch these sectors between our read and our write: not another
+	 * read-modify-write, nor an aligned write whose bytes we would put back to the old ones.
+	 * Such requests are rare enough to hold every other request back meanwhile.
+	 */
+	mirror_freeze(m);
 	if (offset != start)
 		r = aligned_io_wait(m, DMIO_READ, buf, DMIO_SECTOR_SIZE, start, 0);
 	if (r >= 0 && offset + len != end && (last != first || offset == start))
@@ -682,7 +691,7 @@ static ssize_t rmw_write(struct mirror *m, const void *data, size_t len, uint64_
 			memset(buf + (offset - start), 0, len);
 		r = aligned_io_wait(m, DMIO_WRITE, buf, span, start, flags);
 	}
-	rmw_unlock(m, first, last);
+	mirror_thaw(m);
 	free(buf);
 	return r < 0 ? r : (ssize_t)len;
 }
@@ -872,7 +881,7 @@ static bool same_file(const char *a, const char *b)
 }
 
 static int open_leg(struct mirror *m, const struct mirror_config *config, unsigned int i,
-		    GError **error)
+		    gint64 deadline, GError **error)
 {
 	const struct leg_config *lc = &config->legs[i];
 	struct leg *leg = &m->legs[i];
@@ -888,6 +897,17 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 	atomic_init(&leg->state, LEG_IN_SYNC);
 	atomic_init(&leg->recovery_offset, SB_RECOVERY_DONE);
 	r = dmio_dev_open(lc->path, 0, &leg->dev);
+	if (r == -ENOENT && m->metadata == METADATA_INTERNAL && g_get_monotonic_time() < deadline) {
+		/* A device may still be coming up (udev, iSCSI login): give it assemble-timeout. */
+		g_message("leg %u (%s): waiting up to %d s for %s to appear", i, lc->name,
+			  (int)((deadline - g_get_monotonic_time() + G_USEC_PER_SEC - 1) /
+				G_USEC_PER_SEC),
+			  lc->path);
+		do {
+			g_usleep(100 * 1000);
+			r = dmio_dev_open(lc->path, 0, &leg->dev);
+		} while (r == -ENOENT && g_get_monotonic_time() < deadline);
+	}
 	if (r == -ENOENT && m->metadata == METADATA_INTERNAL) {
 		/* The superblocks of the others tell what it missed when it comes back. */
 		g_warning("leg %u (%s): %s is missing: the mirror starts without it", i, lc->name,
@@ -945,6 +965,7 @@ int mirror_open(const struct mirror_config *config, struct mirror **out, GError 
 	    .reserved_pages = RESERVED_PAGES,
 	};
 	int force_source = -1;
+	gint64 deadline;
 	struct mirror *m;
 	unsigned int i;
 	int r;
@@ -970,7 +991,7 @@ int mirror_open(const struct mirror_config *config, struct mirror **out, GError 
 	m->policy = config->read_policy;
 	m->metadata = config->metadata;
 	m->num_legs = config->num_legs;
-	m->legs = g_new0(struct leg, m->num_legs);
+	m->legs = g_new0(struct leg, SB_MAX_LEGS);
 	g_mutex_init(&m->lock);
 	g_mutex_init(&m->sb_lock);
 	g_mutex_init(&m->cleaner_lock);
@@ -982,8 +1003,9 @@ int mirror_open(const struct mirror_config *config, struct mirror **out, GError 
 	atomic_init(&m->resync_source, -1);
 	atomic_init(&m->resync_rate_min, config->resync_rate_min);
 	atomic_init(&m->resync_rate_max, config->resync_rate_max);
-	for (i = 0; i < G_N_ELEMENTS(m->rmw_locks); i++)
-		g_mutex_init(&m->rmw_locks[i]);
+	g_mutex_init(&m->freeze_lock);
+	g_cond_init(&m->freeze_cond);
+	m->retired = g_ptr_array_new_with_free_func(g_free);
 	m->size = UINT64_MAX;
 
 	r = dmio_client_create(&opts, &m->client);
@@ -993,8 +1015,10 @@ int mirror_open(const struct mirror_config *config, struct mirror **out, GError 
 			    config_engine_name(config->engine), g_strerror(-r));
 		goto fail;
 	}
+	/* One assemble-timeout for all the legs, from now. */
+	deadline = g_get_monotonic_time() + (gint64)config->assemble_timeout * G_USEC_PER_SEC;
 	for (i = 0; i < m->num_legs; i++) {
-		r = open_leg(m, config, i, error);
+		r = open_leg(m, config, i, deadline, error);
 		if (r < 0)
 			goto fail;
 	}
@@ -1067,8 +1091,10 @@ void mirror_close(struct mirror *m)
 		g_free(m->legs[i].name);
 		g_free(m->legs[i].path);
 	}
-	for (i = 0; i < G_N_ELEMENTS(m->rmw_locks); i++)
-		g_mutex_clear(&m->rmw_locks[i]);
+	g_ptr_array_unref(m->retired);
+	g_free(m->last_error);
+	g_cond_clear(&m->freeze_cond);
+	g_mutex_clear(&m->freeze_lock);
 	bitmap_free(m->bitmap);
 	g_hash_table_destroy(m->region_writers);
 	g_cond_clear(&m->region_cond);

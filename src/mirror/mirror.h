@@ -28,6 +28,7 @@ enum leg_state {
 	LEG_FAILED,	 /* an I/O error, the operator, or missing: never read or written again */
 	LEG_STALE,	 /* missed writes (metadata = internal): written, never read, to resync */
 	LEG_RESYNCING,	 /* being copied onto: written, never read until done */
+	LEG_REMOVED,	 /* an empty slot: the operator removed its leg (fusemirrorctl remove) */
 };
 
 enum mirror_state {
@@ -99,6 +100,39 @@ void mirror_write_zeroes(struct mirror *m, uint64_t offset, uint64_t len, unsign
  */
 int mirror_fail_leg(struct mirror *m, unsigned int index);
 
+/*
+ * Hot add (fusemirrorctl add): open path and make it a leg while the mirror serves I/O.  A former
+ * member of this array (its superblock names a slot of it) is re-added into its slot and catches
+ * up from the write-intent bitmap when the bitmap covers what it missed; any other leg goes into
+ * the first removed slot (or a new one) and is copied in full.  force accepts a leg that carries
+ * another array's or a damaged superblock.  Returns the leg's index, or -errno with *error:
+ * -EEXIST (already a live leg, or another array's), -ENOSPC (too small), -EMLINK (no free
+ * slot), -ENOTSUP (metadata = none), or the error of opening it.
+ */
+int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **error);
+
+/*
+ * Remove leg index: only a failed leg, or any leg but the last in-sync one with force (it is
+ * failed first).  Its slot becomes LEG_REMOVED and its device is closed.  Returns 0, or -errno
+ * with *error: -EINVAL (no such leg), -EALREADY (removed already), -EBUSY.
+ */
+int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError **error);
+
+/*
+ * Start the resync of every leg that needs it (e.g. after one stopped for want of a source), or
+ * with full, re-copy every region from an in-sync leg onto the other in-sync legs.  Returns 0,
+ * or -errno with *error: -EALREADY (a resync is running), -EBUSY (full: nothing to copy onto),
+ * -ENOTSUP (metadata = none).
+ */
+int mirror_resync(struct mirror *m, bool full, GError **error);
+
+/* The message of the last refused control command ("" when none); free with g_free. */
+char *mirror_last_error(struct mirror *m);
+void mirror_set_last_error(struct mirror *m, const char *message);
+
+/* The array UUID as text ("" with metadata = none); free with g_free. */
+char *mirror_uuid(struct mirror *m);
+
 /* ---- Status ------------------------------------------------------------------------------- */
 
 struct leg_status {
@@ -129,6 +163,7 @@ struct resync_status {
 void mirror_resync_status(const struct mirror *m, struct resync_status *out);
 /* Runtime tunables: bytes/s; 0 = unlimited (max only). */
 void mirror_set_resync_rate(struct mirror *m, uint64_t min, uint64_t max);
+void mirror_get_resync_rate(const struct mirror *m, uint64_t *min, uint64_t *max);
 
 const char *mirror_state_name(enum mirror_state state);
 const char *leg_state_name(enum leg_state state);

@@ -245,7 +245,10 @@ static gpointer resync_thread(gpointer data)
 	mirror_event(m, "ResyncStarted", G_LOG_LEVEL_MESSAGE, -1,
 		     "mirror %s: resync of %" PRIu64 " bytes from leg %d (%s) started%s", m->name,
 		     total, source, m->legs[source].name,
-		     m->unclean ? " after an unclean shutdown" : "");
+		     m->full_requested ? " (every region, on request)"
+		     : m->unclean      ? " after an unclean shutdown"
+				       : "");
+	m->full_requested = false;
 
 	for (r = 0; r < regions && !atomic_load(&m->resync_stop); r++) {
 		struct leg *targets[DMIO_MAX_REGIONS];
@@ -316,6 +319,7 @@ out:
 				     "mirror %s: resync stopped: no in-sync leg left to copy from",
 				     m->name);
 	}
+	atomic_store(&m->resync_running, false);
 	return NULL;
 }
 
@@ -327,7 +331,8 @@ void resync_start(struct mirror *m)
 	if (m->metadata != METADATA_INTERNAL || m->bitmap == NULL)
 		return;
 	for (i = 0; i < m->num_legs; i++)
-		needed |= leg_state(&m->legs[i]) == LEG_STALE;
+		needed |=
+		    leg_state(&m->legs[i]) == LEG_STALE || leg_state(&m->legs[i]) == LEG_RESYNCING;
 	if (!needed) {
 		m->unclean = false;
 		return;
@@ -335,6 +340,7 @@ void resync_start(struct mirror *m)
 	atomic_store(&m->resync_cursor, 0);
 	atomic_store(&m->resync_stop, false);
 	atomic_store(&m->resync_active, true);
+	atomic_store(&m->resync_running, true);
 	m->resync_thread = g_thread_new("fm-resync", resync_thread, m);
 }
 
