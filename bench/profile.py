@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """bench/profile.py: the arithmetic of bench/profile.
 
-  profile.py callgrind SELF.txt INCL.txt NREQ
-      SELF.txt and INCL.txt are `callgrind_annotate --threshold=100` without and with
-      --inclusive=yes; print instructions per request: in total, by object (self cost), our code
-      by source directory, the inclusive cost of the write path's entry points, and the top
-      functions.
+  profile.py callgrind SELF.txt INCL.txt CALLERS.txt NREQ
+      SELF.txt, INCL.txt and CALLERS.txt are `callgrind_annotate --auto=no --threshold=100`
+      without options, with --inclusive=yes and with --tree=caller; print instructions per
+      request: in total, by object (self cost), our code by source directory, the inclusive cost
+      of the write path's entry points, who calls the zeroing allocator, and the top functions.
   profile.py perf SCRIPT.txt HZ NREQ COMM[,COMM...]
       SCRIPT.txt is `perf script -F comm,ip,sym,dso` of a `perf record -e cpu-clock -F HZ -g -a`;
       print, per command name, µs of CPU per request, split into user space by object and kernel
@@ -64,7 +64,7 @@ def category(fn, obj):
         return "glib (thread pool, queues, g_malloc)"
     if base.startswith("libc.so") or base.startswith("ld-linux"):
         return "libc (malloc/free, memset/memcpy, locks, syscall stubs)"
-    m = re.search(r"/src/(dmio|mirror|fuse|daemon|config)/", fn)
+    m = re.search(r"(?:^|/)src/(dmio|mirror|fuse|daemon|config)/", fn)
     if m:
         return {"dmio": "ours: libdmio (src/dmio)", "mirror": "ours: mirror (src/mirror)",
                 "fuse": "ours: frontend (src/fuse)", "daemon": "ours: daemon (src/daemon)",
@@ -74,7 +74,26 @@ def category(fn, obj):
     return "other: " + (base or "?")
 
 
-def cmd_callgrind(self_path, incl_path, nreq):
+def callers(path, func):
+    """The callers of FUNC (inclusive cost of the calls) from a --tree=caller listing."""
+    block, out = [], []
+    with open(path, errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                block = []
+                continue
+            m = LINE.match(line)
+            if not m:
+                continue
+            block.append((line, m))
+            if "*  " in line and m.group(2).endswith(":" + func):
+                out = [(int(mm.group(1).replace(",", "")), mm.group(2)) for l, mm in block[:-1]
+                       if "<" in l.split("%)", 1)[-1][:4]]
+                break
+    return out
+
+
+def cmd_callgrind(self_path, incl_path, callers_path, nreq):
     nreq = float(nreq)
     total = total_of(self_path)
     print("instructions per request (callgrind Ir / %d requests): %.0f" % (nreq, total / nreq))
@@ -100,6 +119,13 @@ def cmd_callgrind(self_path, incl_path, nreq):
             print("\n  the write path, inclusive cost (callees included):")
             shown = True
         print("    %-58s %7.0f" % (label, best / nreq))
+    calls = callers(callers_path, "g_malloc0")
+    if calls:
+        print("\n  g_malloc0 (calloc + memset) per request, by caller:")
+        for ir, fn in sorted(calls, key=lambda c: -c[0]):
+            if ir / nreq >= 10:
+                print("    %-58s %7.0f" % (re.sub(r" \(\d[\d,]*x\)$", "", fn.split(":", 1)[-1]),
+                                          ir / nreq))
     print("\n  top functions, self cost:")
     for ir, fn, obj in sorted(rows, key=lambda r: -r[0])[:15]:
         name = fn.split(":", 1)[-1]
@@ -181,8 +207,8 @@ def cmd_perf(script, hz, nreq, comms):
 
 
 def main(argv):
-    if len(argv) == 5 and argv[1] == "callgrind":
-        return cmd_callgrind(argv[2], argv[3], argv[4])
+    if len(argv) == 6 and argv[1] == "callgrind":
+        return cmd_callgrind(argv[2], argv[3], argv[4], argv[5])
     if len(argv) == 6 and argv[1] == "perf":
         return cmd_perf(argv[2], argv[3], argv[4], argv[5])
     sys.stderr.write(__doc__)
