@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""bench/report.py: the arithmetic of bench/run.
+
+  report.py line JSON STDERR          one progress line for a finished fio run
+  report.py report OUTDIR [--strict]  read OUTDIR/runs.tsv and the fio JSON it names; write
+                                      OUTDIR/results.csv, OUTDIR/table.txt, OUTDIR/ratios.dat and
+                                      OUTDIR/ratios.gp; print the table; exit 1 when a check of
+                                      the limit or of a fusemirror target failed (with --strict,
+                                      of the peer too), else 0
+
+runs.tsv (written by bench/run, tab-separated, one line per fio run or per target-level problem):
+  target  nlegs  job  json  stderr  fio_rc  cpu_s  identical  state  note
+cpu_s is the daemon's utime+stime over the run ("-" for the limit), identical is yes|no|- (every
+leg byte-identical over the mirror's size after the run), state is the mirror's
+user.fusemirror.state after the run ("-" when not asked), note is a problem bench/run saw.
+"""
+
+import csv
+import json
+import os
+import re
+import sys
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+LIMIT = "limit"
+PEER = "qsd-quorum"
+FLOOR = "null"
+MAIN = "fm-2legs"
+
+# fio prints one line per verify failure (on stderr, or before the JSON on stdout).
+VERIFY_LINE = re.compile(r"^(verify: |.*verify failed|.*bad (magic|header|pattern))", re.M)
+EILSEQ = 84
+
+
+def load_fio(path):
+    """fio's JSON, skipping any text fio printed around it (e.g. "fio: pid=..., err=84")."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None, ""
+    start = text.find("{\n")
+    if start < 0:
+        start = text.find("{")
+    if start < 0:
+        return None, text
+    try:
+        obj, end = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        return None, text
+    return obj, text[:start] + text[start + end:]
+
+
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def pct99(lat):
+    p = lat.get("percentile") or {}
+    v = p.get("99.000000")
+    return v / 1000.0 if v is not None else None
+
+
+def direction(d):
+    """MiB/s, IOPS, mean and p99 latency (µs) of one direction of a fio job."""
+    n = d.get("total_ios", 0)
+    out = {
+        "bytes": d.get("io_bytes", 0),
+        "ios": n,
+        "mib_s": d.get("bw_bytes", 0) / MIB,
+        "iops": d.get("iops", 0.0),
+        "lat_mean_us": None,
+        "lat_p99_us": None,
+    }
+    if n:
+        lat = d.get("lat_ns") or {}
+        out["lat_mean_us"] = lat.get("mean", 0.0) / 1000.0
+        out["lat_p99_us"] = pct99(lat)
+        if out["lat_p99_us"] is None:
+            out["lat_p99_us"] = pct99(d.get("clat_ns") or {})
+    return out
+
+
+def job_metrics(job, noise):
+    """The numbers of one fio job (one section): totals over reads and writes.
+
+    MiB/s and IOPS are all bytes and I/Os over the job's whole run time, so that a write-then-
+    verify job is measured over both of its phases; the mean latency is weighted by I/O count,
+    the p99 is the larger of the two directions'."""
+    r, w = direction(job.get("read", {})), direction(job.get("write", {}))
+    runtime_s = (job.get("job_runtime") or 0) / 1000.0
+    ios = r["ios"] + w["ios"]
+    nbytes = r["bytes"] + w["bytes"]
+    m = {
+        "read": r,
+        "write": w,
+        "bytes": nbytes,
+        "runtime_s": runtime_s,
+        "mib_s": nbytes / MIB / runtime_s if runtime_s else 0.0,
+        "iops": ios / runtime_s if runtime_s else 0.0,
+        "lat_mean_us": None,
+        "lat_p99_us": None,
+        "fio_error": job.get("error", 0),
+        "verify_errors": 0,
+    }
+    if ios:
+        m["lat_mean_us"] = sum((d["lat_mean_us"] or 0) * d["ios"] for d in (r, w)) / ios
+        p = [d["lat_p99_us"] for d in (r, w) if d["ios"] and d["lat_p99_us"] is not None]
+        m["lat_p99_us"] = max(p) if p else None
+    # Verify failures: fio prints one message per failed block, naming the file; the error code
+    # EILSEQ without a message still counts.
+    name = job.get("job options", {}).get("filename", "")
+    n = sum(1 for l in noise.splitlines() if VERIFY_LINE.match(l) and (not name or name in l))
+    if n == 0 and m["fio_error"] == EILSEQ:
+        n = max(1, job.get("total_err", 0))
+    m["verify_errors"] = n
+    return m
+
+
+def fmt(v, spec):
+    if v is None or v == "":
+        return "-"
+    return format(v, spec)
+
+
+def cmd_line(json_path, stderr_path):
+    data, noise = load_fio(json_path)
+    if not data or not data.get("jobs"):
+        print("no fio result")
+        return 0
+    noise += read_text(stderr_path)
+    parts = []
+    for job in data["jobs"]:
+        m = job_metrics(job, noise)
+        s = "%s %.0f MiB/s %.0f IOPS %s µs" % (job.get("jobname", "?"), m["mib_s"], m["iops"],
+                                             fmt(m["lat_mean_us"], ".0f"))
+        if m["verify_errors"]:
+            s += " %d VERIFY ERRORS" % m["verify_errors"]
+        parts.append(s)
+    print("; ".join(parts))
+    return 0
+
+
+def target_order(t):
+    base = t.split("/")[0]
+    order = [LIMIT, FLOOR, "fm-1leg", "fm-2legs", "fm-3legs", PEER]
+    return (order.index(base) if base in order else len(order), t)
+
+
+def cmd_report(outdir, strict):
+    runs = []
+    with open(os.path.join(outdir, "runs.tsv")) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#"):
+                continue
+            cols = line.split("\t")
+            cols += [""] * (10 - len(cols))
+            runs.append(dict(zip(("target", "nlegs", "job", "json", "stderr", "fio_rc", "cpu_s",
+                                  "identical", "state", "note"), cols)))
+
+    rows = []      # one per job x target (and per limit leg)
+    jobs = []      # job names in run order
+    problems = []  # (target, job, text, fatal)
+
+    def problem(target, job, text):
+        fatal = target.split("/")[0] != PEER or strict
+        problems.append((target, job, text, fatal))
+        return text
+
+    for run in runs:
+        t, job = run["target"], run["job"]
+        if job == "-":  # a problem of the target as a whole (start, stop)
+            problem(t, "-", run["note"])
+            continue
+        if job not in jobs:
+            jobs.append(job)
+        status = []
+        if run["note"] and not run["note"].startswith("legs were re-copied"):
+            status.append(problem(t, job, run["note"]))
+        data, noise = load_fio(os.path.join(outdir, run["json"]))
+        noise += read_text(os.path.join(outdir, run["stderr"]))
+        rc = run["fio_rc"]
+        if rc not in ("0", ""):
+            status.append(problem(t, job, "fio exited %s" % rc))
+        if not data or not data.get("jobs"):
+            status.append(problem(t, job, "no fio result"))
+            rows.append({"job": job, "target": t, "nlegs": run["nlegs"], "m": None,
+                         "status": status, "cpu_s": None, "identical": run["identical"],
+                         "state": run["state"], "fio_rc": rc})
+            continue
+        if run["identical"] == "no":
+            status.append(problem(t, job, "LEGS DIFFER"))
+        if run["state"] not in ("", "-", "clean"):
+            status.append(problem(t, job, "mirror state %s" % run["state"]))
+        cpu = float(run["cpu_s"]) if run["cpu_s"] not in ("", "-") else None
+        per = []
+        for j in data["jobs"]:
+            m = job_metrics(j, noise)
+            if m["fio_error"] and m["fio_error"] != EILSEQ:
+                status.append(problem(t, job, "fio error %d in %s" % (m["fio_error"],
+                                                                  j.get("jobname"))))
+            per.append((j.get("jobname", "?"), m))
+        for name, m in per:
+            if m["verify_errors"]:
+                status.append(problem(t if len(per) == 1 else "%s/%s" % (t, name), job,
+                                      "%d VERIFY ERRORS" % m["verify_errors"]))
+        if len(per) > 1:  # the limit: one row per leg, and the slowest leg as "limit"
+            for name, m in per:
+                rows.append({"job": job, "target": "%s/%s" % (t, name), "nlegs": "1", "m": m,
+                             "status": [], "cpu_s": None, "identical": "-", "state": "-",
+                             "fio_rc": rc})
+            slowest = min(per, key=lambda x: x[1]["mib_s"])[1]
+            m = dict(slowest)
+            m["verify_errors"] = sum(x[1]["verify_errors"] for x in per)
+        else:
+            m = per[0][1]
+        rows.append({"job": job, "target": t, "nlegs": run["nlegs"], "m": m, "status": status,
+                     "cpu_s": cpu, "identical": run["identical"], "state": run["state"],
+                     "fio_rc": rc})
+
+    def find(job, target):
+        for r in rows:
+            if r["job"] == job and r["target"] == target and r["m"]:
+                return r
+        return None
+
+    def ratio(a, b):
+        if not a or not b or not a["m"] or not b["m"] or not b["m"]["mib_s"]:
+            return None
+        return a["m"]["mib_s"] / b["m"]["mib_s"]
+
+    for r in rows:
+        r["vs_limit"] = r["vs_peer"] = r["vs_floor"] = None
+        base = r["target"].split("/")[0]
+        if base != LIMIT and r["target"] == base:
+            r["vs_limit"] = ratio(r, find(r["job"], LIMIT))
+            if base not in (PEER, FLOOR):
+                r["vs_peer"] = ratio(r, find(r["job"], PEER))
+            if base != FLOOR:
+                r["vs_floor"] = ratio(r, find(r["job"], FLOOR))
+        m = r["m"]
+        r["cpu_per_gib"] = (r["cpu_s"] / (m["bytes"] / GIB)
+                            if r["cpu_s"] is not None and m and m["bytes"] else None)
+
+    rows.sort(key=lambda r: (jobs.index(r["job"]), target_order(r["target"])))
+
+    # results.csv: every number of every row.
+    cols = ["job", "target", "legs", "mib_s", "iops", "lat_mean_us", "lat_p99_us",
+            "read_mib_s", "read_iops", "read_lat_mean_us", "read_lat_p99_us",
+            "write_mib_s", "write_iops", "write_lat_mean_us", "write_lat_p99_us",
+            "bytes", "runtime_s", "daemon_cpu_s", "daemon_cpu_s_per_gib",
+            "ratio_vs_limit", "ratio_vs_peer", "ratio_vs_floor", "verify_errors", "legs_identical",
+            "mirror_state", "fio_rc", "status"]
+    with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in rows:
+            m = r["m"] or {}
+            rd, wr = m.get("read", {}), m.get("write", {})
+
+            def g(d, k, spec=".3f"):
+                v = d.get(k)
+                return "" if v is None else format(v, spec)
+
+            w.writerow([r["job"], r["target"], r["nlegs"],
+                        g(m, "mib_s"), g(m, "iops", ".1f"), g(m, "lat_mean_us", ".2f"),
+                        g(m, "lat_p99_us", ".2f"),
+                        g(rd, "mib_s"), g(rd, "iops", ".1f"), g(rd, "lat_mean_us", ".2f"),
+                        g(rd, "lat_p99_us", ".2f"),
+                        g(wr, "mib_s"), g(wr, "iops", ".1f"), g(wr, "lat_mean_us", ".2f"),
+                        g(wr, "lat_p99_us", ".2f"),
+                        m.get("bytes", ""), g(m, "runtime_s"),
+                        "" if r["cpu_s"] is None else "%.3f" % r["cpu_s"],
+                        "" if r["cpu_per_gib"] is None else "%.4f" % r["cpu_per_gib"],
+                        "" if r["vs_limit"] is None else "%.4f" % r["vs_limit"],
+                        "" if r["vs_peer"] is None else "%.4f" % r["vs_peer"],
+                        "" if r["vs_floor"] is None else "%.4f" % r["vs_floor"],
+                        m.get("verify_errors", ""), r["identical"], r["state"], r["fio_rc"],
+                        "; ".join(r["status"]) or "ok"])
+
+    have_peer = any(r["target"] == PEER and r["m"] for r in rows)
+    out = []
+    hdr = "%-21s %-16s %9s %9s %9s %9s %9s  %s" % ("job", "target", "MiB/s", "IOPS", "mean µs",
+                                                   "p99 µs", "CPU s/GiB", "checks")
+    out.append(hdr)
+    out.append("-" * len(hdr))
+    last = None
+    for r in rows:
+        m = r["m"] or {}
+        if last is not None and r["job"] != last:
+            out.append("")
+        checks = "; ".join(r["status"])
+        if not checks:
+            checks = "ok" if r["target"].split("/")[0] != LIMIT or "/" not in r["target"] else ""
+            if r["target"] == LIMIT:
+                checks = "ok (slowest leg)"
+        else:
+            checks = "FAIL: " + checks
+        out.append("%-21s %-16s %9s %9s %9s %9s %9s  %s" % (
+            r["job"] if r["job"] != last else "", r["target"],
+            fmt(m.get("mib_s"), ".1f"), fmt(m.get("iops"), ".0f"),
+            fmt(m.get("lat_mean_us"), ".1f"), fmt(m.get("lat_p99_us"), ".1f"),
+            fmt(r["cpu_per_gib"], ".3f"), checks))
+        last = r["job"]
+
+    out.append("")
+    have_floor = any(r["target"] == FLOOR and r["m"] for r in rows)
+    out.append("Ratios (MiB/s of the first over the second, = IOPS ratio; at QD1 the inverse of the "
+               "latency ratio).")
+    out.append("limit = slowest leg written/read directly; peer = %s%s; floor = null FUSE "
+               "file%s:" % (PEER, "" if have_peer else " (skipped)",
+                            "" if have_floor else " (skipped)"))
+    pairs = ((MAIN, LIMIT), (MAIN, PEER), (MAIN, FLOOR), ("fm-3legs", LIMIT), ("fm-1leg", FLOOR))
+    rh = "%-21s" % "job" + "".join(" %14s" % ("%s/%s" % (a, "floor" if b == FLOOR else
+                                                          "peer" if b == PEER else b))
+                                   for a, b in pairs)
+    out.append(rh)
+    out.append("-" * len(rh))
+    dat = ["# job fm-2legs/limit fm-2legs/peer fm-2legs/floor (NaN: not measured; *: the peer "
+           "failed a check)"]
+    peer_failed = {j for t, j, _, _ in problems if t.split("/")[0] == PEER}
+    for job in jobs:
+        v = [ratio(find(job, a), find(job, b)) for a, b in pairs]
+        out.append("%-21s" % job + "".join(" %14s" % ("n/a" if x is None else "%.2f" % x)
+                                           for x in v))
+        dat.append("%s %s" % (job + ("*" if job in peer_failed else ""), " ".join(
+            "NaN" if x is None else "%.4f" % x for x in v[:3])))
+
+    fatal = [p for p in problems if p[3]]
+    out.append("")
+    if problems:
+        out.append("!" * 78)
+        out.append("!!! CHECKS FAILED: %d problem(s)%s" % (
+            len(problems), "" if fatal else " (all of them the peer's: not fatal without --strict)"))
+        for t, job, text, is_fatal in problems:
+            out.append("!!!   %-16s %-21s %s%s" % (t, job, text, "" if is_fatal else
+                                                     "   [peer: reported, not fatal]"))
+        out.append("!" * 78)
+    else:
+        out.append("Checks: every verify job without error, every leg byte-identical after "
+                   "every writing job, every mirror clean.")
+
+    text = "\n".join(out) + "\n"
+    with open(os.path.join(outdir, "table.txt"), "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+
+    with open(os.path.join(outdir, "ratios.dat"), "w") as f:
+        f.write("\n".join(dat) + "\n")
+    with open(os.path.join(outdir, "ratios.gp"), "w") as f:
+        f.write(GNUPLOT % {"png": "ratios.png", "dat": "ratios.dat",
+                           "peer": "fm-2legs / peer (qsd quorum)" if have_peer
+                           else "fm-2legs / peer (skipped)",
+                           "floor": "fm-2legs / floor (null FUSE file)" if have_floor
+                           else "fm-2legs / floor (skipped)",
+                           "sub": "\\n* the peer failed the data checks of this job (corrupt or "
+                                  "diverged legs)" if peer_failed else ""})
+    return 1 if fatal else 0
+
+
+GNUPLOT = """# bench/run's chart: gnuplot -c ratios.gp, in the output directory.
+set terminal pngcairo size 1200,600 noenhanced font ",10"
+set output "%(png)s"
+set title "fusemirror with 2 legs: MiB/s relative to the limit, the peer and the floor (same invocation)%(sub)s"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set xtics rotate by -30 left
+set ylabel "ratio (1 = equal)"
+set yrange [0:*]
+set grid ytics
+set key top left
+set datafile missing "NaN"
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dashtype 2 lw 2 lc rgb "black" front
+plot "%(dat)s" using 2:xtic(1) title "fm-2legs / limit (slowest leg direct)" lc rgb "#3b7dd8", \\
+     "" using 3 title "%(peer)s" lc rgb "#e07b28", \\
+     "" using 4 title "%(floor)s" lc rgb "#5aa55a", \\
+     "" using ($0-0.9/4):2:(sprintf("%%.2f", $2)) with labels offset 0,0.7 font ",8" notitle, \\
+     "" using ($0):3:(sprintf("%%.2f", $3)) with labels offset 0,0.7 font ",8" notitle, \\
+     "" using ($0+0.9/4):4:(sprintf("%%.2f", $4)) with labels offset 0,0.7 font ",8" notitle
+"""
+
+
+def main(argv):
+    if len(argv) >= 4 and argv[1] == "line":
+        return cmd_line(argv[2], argv[3])
+    if len(argv) >= 3 and argv[1] == "report":
+        return cmd_report(argv[2], "--strict" in argv[3:])
+    sys.stderr.write(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
