@@ -29,26 +29,6 @@ a=$tmpdir/a
 b=$tmpdir/b
 mirror=$tmpdir/mirror
 
-# wait_until SECONDS WHAT CMD [ARGS...]: run CMD every 0.1 s until it succeeds; fail (with the
-# daemon's log) after SECONDS.
-wait_until ()
-{
-	_wu_tries=$(($1 * 10))
-	_wu_what=$2
-	shift 2
-	until "$@" >/dev/null 2>&1; do
-		_wu_tries=$((_wu_tries - 1))
-		test "$_wu_tries" -gt 0 || daemon_fail "timed out waiting for $_wu_what"
-		sleep 0.1
-	done
-}
-
-# state_is STATE: whether the mirror's state is STATE.
-state_is ()
-{
-	test "$(xattr "$mirror" user.fusemirror.state 2>/dev/null)" = "$1"
-}
-
 # examine LEG: fusemirrorctl examine --json LEG into $tmpdir/LEG-NAME.json.
 examine ()
 {

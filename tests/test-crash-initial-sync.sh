@@ -23,58 +23,10 @@ python=$(python3 -S -c 'import sys; print(sys.executable)') || fail "python3 doe
 mib=1048576
 mirror=$tmpdir/mirror
 
-# wait_until SECONDS WHAT CMD [ARGS...]: run CMD every 0.1 s until it succeeds; fail (with the
-# daemon's log) after SECONDS.
-wait_until ()
-{
-	_wu_tries=$(($1 * 10))
-	_wu_what=$2
-	shift 2
-	until "$@" >/dev/null 2>&1; do
-		_wu_tries=$((_wu_tries - 1))
-		test "$_wu_tries" -gt 0 || daemon_fail "timed out waiting for $_wu_what"
-		sleep 0.1
-	done
-}
-
-# state_is STATE: whether the mirror's state is STATE.
-state_is ()
-{
-	test "$(xattr "$mirror" user.fusemirror.state 2>/dev/null)" = "$1"
-}
-
 # resynced_at_least BYTES: whether resync.done reached BYTES.
 resynced_at_least ()
 {
 	test "$(xattr "$mirror" user.fusemirror.resync.done 2>/dev/null)" -ge "$1"
-}
-
-# examine_field LEG KEY: a field of fusemirrorctl examine --json LEG.
-examine_field ()
-{
-	"$fusemirrorctl" examine --json "$1" >"$tmpdir/examine.json" ||
-		fail "fusemirrorctl examine --json $1"
-	"$python" -S -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
-		"$tmpdir/examine.json" "$2"
-}
-
-# bit_set LEG REGION: whether REGION's bit is set in LEG's on-disk write-intent bitmap.
-bit_set ()
-{
-	_bs_byte=$(od -An -tu1 -j $((4096 + $2 / 8)) -N1 "$1" | tr -d ' ')
-	test $(((_bs_byte >> ($2 % 8)) & 1)) -eq 1
-}
-
-# data_equal SIZE LEG...: fail unless the data areas of the legs equal the first one's.
-data_equal ()
-{
-	_de_size=$1
-	_de_ref=$2
-	shift 2
-	for _de_leg in "$@"; do
-		cmp -i $mib:$mib -n "$_de_size" "$_de_ref" "$_de_leg" >&2 ||
-			daemon_fail "the data areas of $_de_ref and $_de_leg differ"
-	done
 }
 
 # new_legs A B SIZE NAME [KEY=VALUE...]: legs A and B of SIZE bytes of data, B full of garbage,

@@ -162,20 +162,6 @@ else:
     sys.exit("crashio.py: unknown command " + cmd)
 EOF
 
-# wait_until SECONDS WHAT CMD [ARGS...]: run CMD every 0.1 s until it succeeds; fail (with the
-# daemon's log) after SECONDS.
-wait_until ()
-{
-	_wu_tries=$(($1 * 10))
-	_wu_what=$2
-	shift 2
-	until "$@" >/dev/null 2>&1; do
-		_wu_tries=$((_wu_tries - 1))
-		test "$_wu_tries" -gt 0 || daemon_fail "timed out waiting for $_wu_what"
-		sleep 0.1
-	done
-}
-
 # wait_attr_timeout: after a SIGKILL, let the kernel's cache of the dead mount's attributes (1 s)
 # expire, so that the restart's stat() finds the mount dead.  (A restart at once: the end of
 # test-crash-sigkill.sh.)
@@ -184,34 +170,10 @@ wait_attr_timeout ()
 	sleep 1.5
 }
 
-# state_is STATE: whether the mirror's state is STATE.
-state_is ()
-{
-	test "$(xattr "$mirror" user.fusemirror.state 2>/dev/null)" = "$1"
-}
-
 # acked_at_least N: whether the writer logged N acknowledged writes.
 acked_at_least ()
 {
 	test "$(cat "$tmpdir"/log/log.* 2>/dev/null | grep -c '^A ')" -ge "$1"
-}
-
-# bit_set LEG REGION: whether REGION's bit is set in LEG's on-disk write-intent bitmap.
-bit_set ()
-{
-	_bs_byte=$(od -An -tu1 -j $((4096 + $2 / 8)) -N1 "$1" | tr -d ' ')
-	test $(((_bs_byte >> ($2 % 8)) & 1)) -eq 1
-}
-
-# data_equal LEG...: fail unless the data areas of the legs equal the first one's.
-data_equal ()
-{
-	_de_ref=$1
-	shift
-	for _de_leg in "$@"; do
-		cmp -i $mib:$mib -n $size "$_de_ref" "$_de_leg" >&2 ||
-			daemon_fail "the data areas of $_de_ref and $_de_leg differ"
-	done
 }
 
 # ---- Create, write, kill -----------------------------------------------------------------------
@@ -316,7 +278,7 @@ assert_eq "$(xattr "$mirror" user.fusemirror.resync.done)" "$total" "resync.done
 assert_eq "$(leg_state "$mirror" 0)" in_sync "leg.0.state after the resync"
 assert_eq "$(leg_state "$mirror" 1)" in_sync "leg.1.state after the resync"
 stop_daemon
-data_equal "$a" "$b"
+data_equal $size "$a" "$b"
 
 # ---- Restarted after a clean stop: the data verifies -------------------------------------------
 
@@ -348,5 +310,5 @@ start_daemon "$tmpdir/m.conf" "$mirror"
 assert_grep "detached the dead mount on $mirror" "$daemon_log" "the log of a restart at once"
 wait_until 30 "state clean" state_is clean
 stop_daemon
-data_equal "$a" "$b"
+data_equal $size "$a" "$b"
 exit 0

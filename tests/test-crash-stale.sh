@@ -34,41 +34,12 @@ mirror=$tmpdir/mirror
 boff=$((8 * mib))
 blen=$((8 * mib))
 
-# wait_until SECONDS WHAT CMD [ARGS...]: run CMD every 0.1 s until it succeeds; fail (with the
-# daemon's log) after SECONDS.
-wait_until ()
-{
-	_wu_tries=$(($1 * 10))
-	_wu_what=$2
-	shift 2
-	until "$@" >/dev/null 2>&1; do
-		_wu_tries=$((_wu_tries - 1))
-		test "$_wu_tries" -gt 0 || daemon_fail "timed out waiting for $_wu_what"
-		sleep 0.1
-	done
-}
-
 # wait_attr_timeout: after a SIGKILL, let the kernel's cache of the dead mount's attributes (1 s)
 # expire, so that the restart's stat() finds the mount dead.  (A restart at once: the end of
 # test-crash-sigkill.sh.)
 wait_attr_timeout ()
 {
 	sleep 1.5
-}
-
-# state_is STATE: whether the mirror's state is STATE.
-state_is ()
-{
-	test "$(xattr "$mirror" user.fusemirror.state 2>/dev/null)" = "$1"
-}
-
-# examine_field LEG KEY: a field of fusemirrorctl examine --json LEG.
-examine_field ()
-{
-	"$fusemirrorctl" examine --json "$1" >"$tmpdir/examine.json" ||
-		fail "fusemirrorctl examine --json $1"
-	"$python" -S -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
-		"$tmpdir/examine.json" "$2"
 }
 
 # no_dirty_regions LEG: whether LEG's on-disk bitmap is all clear.
@@ -91,17 +62,6 @@ check_reads ()
 		fi
 		daemon_fail "$1: the mirror does not serve what was written"
 	fi
-}
-
-# data_equal LEG...: fail unless the data areas of the legs equal the first one's.
-data_equal ()
-{
-	_de_ref=$1
-	shift
-	for _de_leg in "$@"; do
-		cmp -i $mib:$mib -n $size "$_de_ref" "$_de_leg" >&2 ||
-			daemon_fail "the data areas of $_de_ref and $_de_leg differ"
-	done
 }
 
 # ---- Create, write A, fail b, write B, stop ----------------------------------------------------
@@ -193,7 +153,7 @@ assert_eq "$(leg_state "$mirror" 1)" in_sync "leg.1.state after the resync"
 wait_until 10 "ResyncFinished in the log" grep -q "ResyncFinished: " "$daemon_log"
 check_reads "after the resync"
 stop_daemon
-data_equal "$a" "$b"
+data_equal $size "$a" "$b"
 cmp -i 0:$mib -n $size "$tmpdir/expect" "$b" >&2 || fail "leg b does not hold A and B"
 
 # ---- Nothing left to do ------------------------------------------------------------------------
@@ -226,5 +186,5 @@ state_is resyncing || echo "(the full resync ended before the reads)" >&2
 wait_until 30 "state clean after the full resync" state_is clean
 check_reads "after the full resync"
 stop_daemon
-data_equal "$a" "$b"
+data_equal $size "$a" "$b"
 exit 0

@@ -52,13 +52,15 @@ for i in 0 1; do
 done
 
 # listxattr lists exactly what getxattr answers: every listed name has the value getxattr gives,
-# and the list is the 5 mirror attributes plus 5 per leg.
+# and the list is the 12 mirror attributes plus 5 per leg.  (getfattr -d shows an empty value,
+# uuid with metadata = none and last_error, as the bare name.)
 getfattr --absolute-names -d -m - "$mirror" >"$tmpdir/dump" ||
 	daemon_fail "getfattr -d -m - $mirror"
-grep '=' "$tmpdir/dump" | sed 's/=.*//' | sort >"$tmpdir/listed"
+grep '^user\.' "$tmpdir/dump" | sed 's/=.*//' | sort >"$tmpdir/listed"
 cat >"$tmpdir/expected" <<EOF
 user.fusemirror.error_bits
 user.fusemirror.events
+user.fusemirror.last_error
 user.fusemirror.leg.0.name
 user.fusemirror.leg.0.path
 user.fusemirror.leg.0.read_errors
@@ -73,8 +75,11 @@ user.fusemirror.legs
 user.fusemirror.name
 user.fusemirror.resync.done
 user.fusemirror.resync.rate
+user.fusemirror.resync.rate_max
+user.fusemirror.resync.rate_min
 user.fusemirror.resync.total
 user.fusemirror.state
+user.fusemirror.uuid
 EOF
 diff -u "$tmpdir/expected" "$tmpdir/listed" >&2 || daemon_fail "listxattr lists other names"
 while IFS= read -r name; do

@@ -109,9 +109,15 @@ assert_eq "$(grep -c LegFailed "$daemon_log")" 2 "LegFailed lines in the log"
 
 # ---- Bad commands, other users -----------------------------------------------------------------
 for command in bogus "fail" "fail 3" "fail 99999999999999999999" "fail -1" "fail x" \
-    "fail 1 2" "fail 01x" "add /dev/null" " "; do
+    "fail 1 2" "fail 01x" "add relative/path" "remove 7" "resync now" "set resync-rate-min" \
+    "set resync-rate-min 10M" "set bogus 1" "fail --force 1" " "; do
 	expect_setxattr_error "$mirror" trusted.fusemirror.ctl "$command" "Invalid argument"
 done
+# Hot add and resync on request need superblocks; this mirror has metadata = none.
+expect_setxattr_error "$mirror" trusted.fusemirror.ctl "add /dev/null" "Operation not supported"
+assert_eq "$(xattr "$mirror" user.fusemirror.last_error)" \
+	"hot add needs metadata = internal (the superblocks remember the legs)" "last_error"
+expect_setxattr_error "$mirror" trusted.fusemirror.ctl "resync" "Operation not supported"
 if test -n "$as_nobody"; then
 	# Anyone who may read the file reads the status...
 	assert_eq "$($as_nobody getfattr --only-values --absolute-names -n user.fusemirror.state \

@@ -29,17 +29,6 @@ b=$tmpdir/b
 c=$tmpdir/c
 mirror=$tmpdir/mirror
 
-# data_equal LEG...: fail unless the data areas of the legs equal the first one's.
-data_equal ()
-{
-	_de_ref=$1
-	shift
-	for _de_leg in "$@"; do
-		cmp -i $mib:$mib -n $size "$_de_ref" "$_de_leg" >&2 ||
-			daemon_fail "the data areas of $_de_ref and $_de_leg differ"
-	done
-}
-
 # ctl_fails WHAT MESSAGE CMD...: fusemirrorctl CMD must exit 1 and say MESSAGE.
 ctl_fails ()
 {
@@ -90,7 +79,7 @@ timeout 60 "$fusemirrorctl" wait "$mirror" >"$tmpdir/wait.out" 2>&1 ||
 assert_eq "$(xattr "$mirror" user.fusemirror.state)" clean "state after wait"
 assert_eq "$(leg_state "$mirror" 2)" in_sync "leg 2 after wait"
 assert_eq "$(xattr "$mirror" user.fusemirror.resync.total)" $size "resync.total of a new leg"
-data_equal "$a" "$b" "$c"
+data_equal $size "$a" "$b" "$c"
 # What the mirror serves is what the legs hold.
 read_mirror "$mirror" "$tmpdir/through"
 cmp -i 0:$mib -n $size "$tmpdir/through" "$c" >&2 || daemon_fail "the mirror does not serve leg c's data"
@@ -115,7 +104,7 @@ assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.name)" b "leg 1 keeps its nam
 total=$(xattr "$mirror" user.fusemirror.resync.total)
 test "$total" -le $((4 * mib)) ||
 	daemon_fail "re-add copied $total bytes, not the 3 regions written while b was out"
-data_equal "$a" "$b" "$c"
+data_equal $size "$a" "$b" "$c"
 
 # ---- Refusals touch nothing ------------------------------------------------------------------------
 
@@ -147,7 +136,7 @@ dd if="$tmpdir/Y" of="$mirror" bs=1M seek=40 oflag=direct conv=notrunc status=no
 timeout 60 "$fusemirrorctl" wait "$mirror" >&2 || daemon_fail "fusemirrorctl wait after add again"
 assert_eq "$(xattr "$mirror" user.fusemirror.resync.total)" $size \
 	"a removed leg added back is copied in full"
-data_equal "$a" "$b" "$c"
+data_equal $size "$a" "$b" "$c"
 "$fusemirrorctl" fail "$mirror" 0 >&2 || daemon_fail "fail leg 0"
 "$fusemirrorctl" fail "$mirror" 1 >&2 || daemon_fail "fail leg 1"
 ctl_fails "remove the last in-sync leg" "last in-sync" remove --force "$mirror" 2

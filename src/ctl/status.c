@@ -118,6 +118,11 @@ static bool read_uuid(const char *file, struct ctl_status *status, GError **erro
 
 	if (!read_optional_string(file, "uuid", &present, &status->uuid, error))
 		return false;
+	/* Empty with metadata = none: no superblocks, no UUID. */
+	if (present && *status->uuid == '\0') {
+		g_clear_pointer(&status->uuid, g_free);
+		present = false;
+	}
 	if (present && !g_uuid_string_is_valid(status->uuid)) {
 		g_autofree char *shown = ctl_printable(status->uuid);
 

@@ -116,15 +116,18 @@ uint64_t bitmap_next_set(const struct bitmap *b, uint64_t region)
 	return b->regions;
 }
 
-/* Copy blocks [first, last] of the in-memory bits into the disk image (under persist_lock). */
+/*
+ * Copy blocks [first, last] of the in-memory bits into the disk image (under persist_lock): one
+ * little-endian 64-bit word per 8 bytes, so that bit i lands in byte i / 8, bit i % 8.
+ */
 static void build_blocks(struct bitmap *b, uint64_t first, uint64_t last)
 {
-	uint64_t byte;
+	uint64_t w = first * BLOCK / 8, end = MIN((last + 1) * BLOCK, b->disk_bytes) / 8;
 
-	for (byte = first * BLOCK; byte < (last + 1) * BLOCK && byte < b->disk_bytes; byte++) {
-		uint64_t word = byte / 8 < b->words ? atomic_load(&b->bits[byte / 8]) : 0;
+	for (; w < end; w++) {
+		uint64_t word = GUINT64_TO_LE(w < b->words ? atomic_load(&b->bits[w]) : 0);
 
-		b->disk[byte] = (uint8_t)(word >> (8 * (byte % 8)));
+		memcpy(b->disk + w * 8, &word, 8);
 	}
 }
 
