@@ -103,6 +103,19 @@ static void update_status(struct daemon *d)
 	}
 	status = g_strdup_printf("STATUS=%s, %u of %u legs in sync",
 				 mirror_state_name(mirror_state(m)), in_sync, mirror_num_legs(m));
+	if (mirror_state(m) == MIRROR_RESYNCING) {
+		struct resync_status rs;
+		char *with;
+
+		/* Called on every event, so at each ResyncProgress (10%). */
+		mirror_resync_status(m, &rs);
+		with = g_strdup_printf(
+		    "%s, resync %u%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " bytes)",
+		    status, rs.total > 0 ? (unsigned int)(rs.done * 100 / rs.total) : 0, rs.done,
+		    rs.total);
+		g_free(status);
+		status = with;
+	}
 	notify_systemd(status);
 	g_free(status);
 }
