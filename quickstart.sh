@@ -15,7 +15,7 @@ jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 # Build and test dependencies, all Debian 12 packages.
 PACKAGES="build-essential autoconf automake libtool pkg-config
 	libglib2.0-dev libfuse3-dev fuse3 libgtest-dev liburing-dev libblkid-dev
-	fio e2fsprogs util-linux attr python3 valgrind groff-base mandoc clang-format"
+	fio e2fsprogs util-linux attr python3 valgrind groff-base mandoc clang-format bindfs"
 
 die() {
 	echo "quickstart: $*" >&2
