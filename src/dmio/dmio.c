@@ -518,7 +518,8 @@ static int validate(const struct dmio_request *req, unsigned int num_regions,
 
 	if (req == NULL || where == NULL || num_regions == 0 || num_regions > DMIO_MAX_REGIONS)
 		return -EINVAL;
-	if ((unsigned int)req->op > DMIO_WRITE_ZEROES || (req->flags & ~DMIO_REQ_FUA))
+	if ((unsigned int)req->op > DMIO_WRITE_ZEROES ||
+	    (req->flags & ~(DMIO_REQ_FUA | DMIO_REQ_CALLER_RUNS)))
 		return -EINVAL;
 	if (req->op == DMIO_READ && num_regions != 1)
 		return -EINVAL;
@@ -623,7 +624,7 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	unsigned long bits;
 	uint64_t max_len;
 	long iovcnt = 0;
-	bool sync, inline_all;
+	bool sync, caller_runs, inline_all;
 	int r;
 
 	r = validate(req, num_regions, where, &max_len, &num_jobs, &mem_align, &len_align);
@@ -691,11 +692,14 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	sync = io->fn == NULL;
 	/*
 	 * Inline: a synchronous call in an engine thread must not wait for the threads it holds,
-	 * and regions that take less time than a thread hop are faster run one after the other.
+	 * and regions that take less time than a thread hop are faster run one after the other;
+	 * an asynchronous call may do the same when its caller lets it (DMIO_REQ_CALLER_RUNS).
 	 */
-	inline_all = sync && (dmio_in_engine_thread() || io_is_cheap(io));
-	/* References: one per job handed to the engine, plus the synchronous caller's. */
-	atomic_init(&io->refs, (sync ? 1 : 0) + (inline_all ? 0 : num_jobs - (sync ? 1 : 0)));
+	caller_runs = sync || (io->flags & DMIO_REQ_CALLER_RUNS);
+	inline_all = caller_runs && ((sync && dmio_in_engine_thread()) || io_is_cheap(io));
+	/* References: one per job handed to the engine, plus the running caller's. */
+	atomic_init(&io->refs,
+		    (caller_runs ? 1 : 0) + (inline_all ? 0 : num_jobs - (caller_runs ? 1 : 0)));
 	if (sync) {
 		g_mutex_init(&io->lock);
 		g_cond_init(&io->cond);
@@ -703,7 +707,7 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	}
 	dmio_client_call_begin(client);
 
-	if (!sync) {
+	if (!caller_runs) {
 		/* Once the last job is submitted the call may be gone: touch only locals. */
 		for (i = 0; i < num_jobs; i++)
 			client->engine->submit(client->engine_priv, &jobs[i]);
@@ -711,9 +715,9 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	}
 
 	/*
-	 * Synchronous: the engine starts regions 1..n-1 while the caller runs region 0; then the
-	 * caller runs whatever no worker has picked up yet, so fast devices cost no thread hop
-	 * and slow ones still proceed in parallel.
+	 * The caller takes part: the engine starts regions 1..n-1 while the caller runs region 0;
+	 * then the caller runs whatever no worker has picked up yet, so fast devices cost no
+	 * thread hop and slow ones still proceed in parallel.
 	 */
 	if (!inline_all)
 		for (i = 1; i < num_jobs; i++)
@@ -722,6 +726,11 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	if (inline_all || client->engine->stealable)
 		for (i = 1; i < num_jobs; i++)
 			job_run_inline(&jobs[i]);
+	if (!sync) {
+		/* The last job to finish, here or in the engine, ran the notify function. */
+		io_unref(io);
+		return 0;
+	}
 	io_wait(io);
 	bits = atomic_load(&io->error_bits);
 	io_unref(io);
