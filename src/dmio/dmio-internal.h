@@ -98,6 +98,7 @@ struct dmio_io {
 	GMutex lock;
 	GCond cond;
 	atomic_bool done;
+	bool sleeping; /* the caller waits on cond; under lock */
 	atomic_uint refs;
 	/* The data every job reads or writes: the caller's memory or one shared bounce copy. */
 	struct iovec *iov;
@@ -182,7 +183,8 @@ struct dmio_client {
 	struct dmio_pool pool;
 	GMutex lock;
 	GCond idle;
-	unsigned int inflight; /* calls submitted and not yet notified; under lock */
+	atomic_uint inflight; /* calls submitted and not yet notified */
+	atomic_bool destroying; /* dmio_client_destroy() waits for inflight to drop to 0 */
 };
 
 /* The default client of the seed's API, created on first use; NULL when it cannot be. */

@@ -458,9 +458,11 @@ static void job_finish(struct dmio_job *job, int err)
 		dmio_client_call_end(client);
 		return;
 	}
+	/* The caller is usually still spinning: wake it (a system call) only when it sleeps. */
 	g_mutex_lock(&io->lock);
 	atomic_store(&io->done, true);
-	g_cond_signal(&io->cond);
+	if (io->sleeping)
+		g_cond_signal(&io->cond);
 	g_mutex_unlock(&io->lock);
 }
 
@@ -499,6 +501,7 @@ static void io_wait(struct dmio_io *io)
 	while (!atomic_load(&io->done)) {
 		if (g_get_monotonic_time() > deadline) {
 			g_mutex_lock(&io->lock);
+			io->sleeping = true;
 			while (!atomic_load(&io->done))
 				g_cond_wait(&io->cond, &io->lock);
 			g_mutex_unlock(&io->lock);
