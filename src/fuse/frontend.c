@@ -14,10 +14,12 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/falloc.h>
+#include <linux/fuse.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -140,6 +142,37 @@ static void fill_attr(struct frontend *fe, struct stat *st)
 	g_mutex_unlock(&fe->attr_lock);
 }
 
+/* ---- The /dev/fuse channel ---------------------------------------------------------------- */
+
+/*
+ * Open flags to add to the open reply this thread is sending.  libfuse 3.14's fuse_file_info
+ * has no field for FOPEN_PARALLEL_DIRECT_WRITES, so op_open sets them here and channel_writev,
+ * which libfuse calls in the same thread to send the reply, adds them to fuse_open_out.
+ */
+static __thread uint32_t open_reply_flags;
+
+static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
+{
+	return read(fd, buf, len);
+}
+
+static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	if (open_reply_flags != 0 && count == 2 &&
+	    iov[0].iov_len == sizeof(struct fuse_out_header) &&
+	    iov[1].iov_len == sizeof(struct fuse_open_out)) {
+		struct fuse_open_out *out = iov[1].iov_base;
+
+		out->open_flags |= open_reply_flags;
+	}
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io channel_io = {
+    .read = channel_read,
+    .writev = channel_writev,
+};
+
 /* ---- Operations ---------------------------------------------------------------------------- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -217,11 +250,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (fe->cache == CACHE_NONE)
+	if (fe->cache == CACHE_NONE) {
 		fi->direct_io = 1;
-	else
+		/*
+		 * Without it the kernel takes the inode lock exclusively for every direct write,
+		 * serializing the writers of the file; the mirror orders nothing by it.
+		 */
+		open_reply_flags = FOPEN_PARALLEL_DIRECT_WRITES;
+	} else {
 		fi->keep_cache = 1;
+	}
 	fuse_reply_open(req, fi);
+	open_reply_flags = 0;
 }
 
 static void read_done(void *opaque, ssize_t result)
@@ -501,6 +541,12 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 		goto fail;
 	}
 	fe->mounted = true;
+	r = fuse_session_custom_io(fe->se, &channel_io, fuse_session_fd(fe->se));
+	if (r < 0) {
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+			    "cannot set up the FUSE channel: %s", g_strerror(-r));
+		goto fail;
+	}
 	g_free(opts);
 	fuse_opt_free_args(&args);
 	*out = fe;
