@@ -44,6 +44,8 @@ struct dmio_dev {
 	atomic_bool can_fua;
 	/* Moving average of one region's I/O time, ns: decides whether a fan-out pays (dmio.c). */
 	atomic_ullong avg_ns;
+	atomic_ullong timed_ns; /* CLOCK_MONOTONIC when avg_ns was last updated */
+	atomic_ullong probe_ns; /* when a call last ran inline only to update avg_ns */
 };
 
 /* The file and block-device kind (dev-file.c). */

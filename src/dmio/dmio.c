@@ -26,6 +26,7 @@ G_STATIC_ASSERT(sizeof(unsigned long) * CHAR_BIT >= DMIO_MAX_REGIONS);
  * other in the caller: handing a region to another thread costs about this much here.
  */
 #define INLINE_BELOW_NS 20000ull
+#define RETIME_AFTER_NS 100000000ull /* 100 ms */
 #define SYNC_SPIN_USEC	 50
 
 static bool op_writes(enum dmio_op op)
@@ -346,28 +347,49 @@ static uint64_t now_ns(void)
 static int job_execute_timed(struct dmio_job *job)
 {
 	struct dmio_dev *dev = job->region.dev;
-	uint64_t start, took, avg;
+	uint64_t start, end, took, avg;
 	int r;
 
 	if (job->kind == DMIO_JOB_NOP)
 		return 0;
 	start = now_ns();
 	r = dmio_job_execute(job);
-	took = now_ns() - start;
+	end = now_ns();
+	took = end - start;
 	avg = atomic_load(&dev->avg_ns);
+	/* An average older than RETIME_AFTER_NS says little about the device now. */
+	if (start > atomic_load(&dev->timed_ns) + RETIME_AFTER_NS)
+		avg = took;
 	atomic_store(&dev->avg_ns, avg - avg / 8 + took / 8);
+	atomic_store(&dev->timed_ns, end);
 	return r;
 }
 
-/* Whether every region of a call is, lately, cheaper to run than to hand to another thread. */
+/*
+ * Whether every region of a call is, lately, cheaper to run than to hand to another thread.
+ * Only regions run through job_execute_timed() are timed, and an engine that is not stealable
+ * (io_uring) never times the regions it runs: a device found slow once would stay "slow" for
+ * good.  So a device not timed for RETIME_AFTER_NS counts as cheap for one call, which times
+ * it again.
+ */
 static bool io_is_cheap(const struct dmio_io *io)
 {
+	uint64_t now = 0;
 	unsigned int i;
 
 	for (i = 0; i < io->num_jobs; i++) {
 		struct dmio_dev *dev = io->jobs[i].region.dev;
+		unsigned long long probed;
 
-		if (io->jobs[i].kind == DMIO_JOB_IO && atomic_load(&dev->avg_ns) >= INLINE_BELOW_NS)
+		if (io->jobs[i].kind != DMIO_JOB_IO || atomic_load(&dev->avg_ns) < INLINE_BELOW_NS)
+			continue;
+		if (now == 0)
+			now = now_ns();
+		probed = atomic_load(&dev->probe_ns);
+		/* One caller gets the retiming turn. */
+		if (now < atomic_load(&dev->timed_ns) + RETIME_AFTER_NS ||
+		    now < probed + RETIME_AFTER_NS ||
+		    !atomic_compare_exchange_strong(&dev->probe_ns, &probed, now))
 			return false;
 	}
 	return true;
