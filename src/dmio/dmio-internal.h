@@ -185,7 +185,7 @@ struct dmio_client {
 	struct dmio_pool pool;
 	GMutex lock;
 	GCond idle;
-	atomic_uint inflight; /* calls submitted and not yet notified */
+	atomic_uint inflight;	/* calls submitted and not yet notified */
 	atomic_bool destroying; /* dmio_client_destroy() waits for inflight to drop to 0 */
 };
 

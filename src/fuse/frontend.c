@@ -26,9 +26,9 @@
 #include "fuse/frontend.h"
 #include "fuse/xattr.h"
 
-#define MAX_WRITE	(1u << 20)
-#define BUFFER_SIZE	MAX_WRITE
-#define ATTR_TIMEOUT	1.0
+#define MAX_WRITE    (1u << 20)
+#define BUFFER_SIZE  MAX_WRITE
+#define ATTR_TIMEOUT 1.0
 
 struct frontend {
 	struct mirror *m;
