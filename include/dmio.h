@@ -148,6 +148,11 @@ enum dmio_op {
 
 /* Request flags. */
 #define DMIO_REQ_FUA (1u << 0) /* the write is durable when it completes (RWF_DSYNC) */
+/*
+ * Asynchronous calls: the calling thread may run regions itself (those cheaper than a thread
+ * hand-off, or the first one), so the notify function may run in it before dmio() returns.
+ */
+#define DMIO_REQ_CALLER_RUNS (1u << 1)
 
 enum dmio_mem_type {
 	DMIO_MEM_PAGE_LIST = 0, /* ptr.pl, starting offset bytes into the first page */

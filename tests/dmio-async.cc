@@ -4,7 +4,8 @@
  * several files, through dmio() on a client and dmio_async_vm on the default client.  Every
  * notify must arrive exactly once, with its own context, from an engine thread, and no extra call
  * may arrive afterwards.  Also: destroying a client (or giving back the last dmio_get reservation)
- * waits for the in-flight calls.
+ * waits for the in-flight calls.  With DMIO_REQ_CALLER_RUNS the caller does the work itself when
+ * it can, and the notify may then run in the submitting thread, before dmio() returns.
  */
 #include "test-util.h"
 
@@ -198,6 +199,92 @@ TEST_P(Async, SixtyFourRegionsOneNotify)
 		EXPECT_TRUE(same_bytes(
 		    data, read_at(paths[i % 4], where[i].sector * DMIO_SECTOR_SIZE, data.size())))
 		    << "region " << i;
+}
+
+/*
+ * DMIO_REQ_CALLER_RUNS: still exactly one notify per call with the right outcome and data; a
+ * one-region call runs its region in the caller, so it is notified there, before dmio() returns.
+ */
+TEST_P(Async, CallerRunsNotifiesOnceInTheCallerWhenItRanTheRegions)
+{
+	Client client;
+	DMIO_REQUIRE_CLIENT(GetParam(), client);
+	constexpr unsigned n = 2000;
+	std::vector<std::string> paths;
+	std::vector<std::vector<uint8_t>> images;
+	std::vector<Dev> devs(2);
+	for (int f = 0; f < 2; f++) {
+		paths.push_back(tmp_ / ("caller" + std::to_string(f) + ".img"));
+		images.push_back(pattern((size_t)n * kSlot, 3000 + f));
+		write_file(paths[f], images[f]);
+		ASSERT_EQ(0, open_dev(paths[f], 0, &devs[f]));
+	}
+	Shared shared;
+	shared.submitter = std::this_thread::get_id();
+	shared.expected = n;
+	std::vector<Request> requests(n);
+	std::vector<uint8_t> arena((size_t)n * kSlot);
+	std::vector<std::vector<uint8_t>> expected = images;
+	unsigned early_reads = 0, reads = 0;
+	for (unsigned i = 0; i < n; i++) {
+		Request &r = requests[i];
+		r.shared = &shared;
+		r.index = i;
+		r.read = i % 2 == 1;
+		r.file = r.read ? (int)(i % 4 / 2) : 2;
+		uint8_t *buf = arena.data() + (size_t)i * kSlot;
+		std::vector<dmio_region> where;
+		if (r.read) {
+			memset(buf, 0xaa, kSlot);
+			where.push_back({devs[r.file].get(), i * kSlotSectors, kSlotSectors});
+		} else {
+			std::vector<uint8_t> data = pattern(kSlot, 70000 + i);
+			memcpy(buf, data.data(), kSlot);
+			for (int f = 0; f < 2; f++) {
+				where.push_back({devs[f].get(), i * kSlotSectors, kSlotSectors});
+				std::copy(data.begin(), data.end(),
+					  expected[f].begin() + (size_t)i * kSlot);
+			}
+		}
+		dmio_request req;
+		memset(&req, 0, sizeof(req));
+		req.op = r.read ? DMIO_READ : DMIO_WRITE;
+		req.flags = DMIO_REQ_CALLER_RUNS;
+		req.mem.type = DMIO_MEM_VM;
+		req.mem.ptr.vma = buf;
+		req.client = client.get();
+		req.region_errors = r.region_errors;
+		req.notify.fn = request_done;
+		req.notify.context = &r;
+		ASSERT_EQ(0, dmio(&req, (unsigned)where.size(), where.data(), nullptr));
+		if (r.read) {
+			reads++;
+			early_reads += r.calls.load() == 1;
+		}
+	}
+	{
+		std::unique_lock<std::mutex> guard(shared.lock);
+		ASSERT_TRUE(shared.cond.wait_for(guard, completion_timeout() * 2,
+						 [&] { return shared.arrived.load() >= n; }))
+		    << "only " << shared.arrived.load() << " of " << n << " notify calls arrived";
+	}
+	std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	EXPECT_EQ(n, shared.arrived.load()) << "more notify calls than requests";
+	EXPECT_EQ(reads, early_reads) << "one-region reads not run and notified by the caller";
+	EXPECT_GE(shared.in_submitter.load(), reads);
+	for (unsigned i = 0; i < n; i++) {
+		Request &r = requests[i];
+		EXPECT_EQ(1, r.calls.load()) << "request " << i;
+		EXPECT_EQ(0ul, r.error.load()) << "request " << i;
+		if (r.read) {
+			EXPECT_EQ(0, memcmp(arena.data() + (size_t)i * kSlot,
+					    images[r.file].data() + (size_t)i * kSlot, kSlot))
+			    << "read " << i << " returned the wrong bytes";
+		}
+	}
+	for (int f = 0; f < 2; f++)
+		EXPECT_TRUE(same_bytes(expected[f], read_at(paths[f], 0, (size_t)n * kSlot)))
+		    << paths[f];
 }
 
 /* A completion counter that outlives the client. */

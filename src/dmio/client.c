@@ -91,8 +91,11 @@ void dmio_client_destroy(struct dmio_client *client)
 	if (client == NULL)
 		return;
 	g_mutex_lock(&client->lock);
-	while (client->inflight > 0)
-		g_cond_wait(&client->idle, &client->lock);
+	atomic_store(&client->destroying, true);
+	/* A call that ended before it saw destroying does not wake us: look again every ms. */
+	while (atomic_load(&client->inflight) > 0)
+		g_cond_wait_until(&client->idle, &client->lock,
+				  g_get_monotonic_time() + G_TIME_SPAN_MILLISECOND);
 	g_mutex_unlock(&client->lock);
 	client->engine->destroy(client->engine_priv);
 	dmio_pool_destroy(&client->pool);
@@ -108,15 +111,22 @@ const char *dmio_client_engine_name(const struct dmio_client *client)
 
 void dmio_client_call_begin(struct dmio_client *client)
 {
-	g_mutex_lock(&client->lock);
-	client->inflight++;
-	g_mutex_unlock(&client->lock);
+	atomic_fetch_add(&client->inflight, 1);
 }
 
+/*
+ * The data path pays one atomic per call; the lock and the wake-up (a system call) only once
+ * dmio_client_destroy() waits.  Without destroying set, the client is not touched after the
+ * decrement: the destroyer may free it as soon as it sees the count reach zero.
+ */
 void dmio_client_call_end(struct dmio_client *client)
 {
+	if (!atomic_load(&client->destroying)) {
+		atomic_fetch_sub(&client->inflight, 1);
+		return;
+	}
 	g_mutex_lock(&client->lock);
-	if (--client->inflight == 0)
+	if (atomic_fetch_sub(&client->inflight, 1) == 1)
 		g_cond_broadcast(&client->idle);
 	g_mutex_unlock(&client->lock);
 }

@@ -158,6 +158,8 @@ int dmio_dev_file_open(const char *path, unsigned int flags, struct dmio_dev **o
 	atomic_init(&dev->can_zero, true);
 	atomic_init(&dev->can_fua, true);
 	atomic_init(&dev->avg_ns, 0);
+	atomic_init(&dev->timed_ns, 0);
+	atomic_init(&dev->probe_ns, 0);
 
 	if (dev->is_block) {
 		uint64_t size;

@@ -44,6 +44,8 @@ struct dmio_dev {
 	atomic_bool can_fua;
 	/* Moving average of one region's I/O time, ns: decides whether a fan-out pays (dmio.c). */
 	atomic_ullong avg_ns;
+	atomic_ullong timed_ns; /* CLOCK_MONOTONIC when avg_ns was last updated */
+	atomic_ullong probe_ns; /* when a call last ran inline only to update avg_ns */
 };
 
 /* The file and block-device kind (dev-file.c). */
@@ -98,6 +100,7 @@ struct dmio_io {
 	GMutex lock;
 	GCond cond;
 	atomic_bool done;
+	bool sleeping; /* the caller waits on cond; under lock */
 	atomic_uint refs;
 	/* The data every job reads or writes: the caller's memory or one shared bounce copy. */
 	struct iovec *iov;
@@ -182,7 +185,8 @@ struct dmio_client {
 	struct dmio_pool pool;
 	GMutex lock;
 	GCond idle;
-	unsigned int inflight; /* calls submitted and not yet notified; under lock */
+	atomic_uint inflight;	/* calls submitted and not yet notified */
+	atomic_bool destroying; /* dmio_client_destroy() waits for inflight to drop to 0 */
 };
 
 /* The default client of the seed's API, created on first use; NULL when it cannot be. */

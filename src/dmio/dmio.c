@@ -26,6 +26,7 @@ G_STATIC_ASSERT(sizeof(unsigned long) * CHAR_BIT >= DMIO_MAX_REGIONS);
  * other in the caller: handing a region to another thread costs about this much here.
  */
 #define INLINE_BELOW_NS 20000ull
+#define RETIME_AFTER_NS 100000000ull /* 100 ms */
 #define SYNC_SPIN_USEC	 50
 
 static bool op_writes(enum dmio_op op)
@@ -346,28 +347,49 @@ static uint64_t now_ns(void)
 static int job_execute_timed(struct dmio_job *job)
 {
 	struct dmio_dev *dev = job->region.dev;
-	uint64_t start, took, avg;
+	uint64_t start, end, took, avg;
 	int r;
 
 	if (job->kind == DMIO_JOB_NOP)
 		return 0;
 	start = now_ns();
 	r = dmio_job_execute(job);
-	took = now_ns() - start;
+	end = now_ns();
+	took = end - start;
 	avg = atomic_load(&dev->avg_ns);
+	/* An average older than RETIME_AFTER_NS says little about the device now. */
+	if (start > atomic_load(&dev->timed_ns) + RETIME_AFTER_NS)
+		avg = took;
 	atomic_store(&dev->avg_ns, avg - avg / 8 + took / 8);
+	atomic_store(&dev->timed_ns, end);
 	return r;
 }
 
-/* Whether every region of a call is, lately, cheaper to run than to hand to another thread. */
+/*
+ * Whether every region of a call is, lately, cheaper to run than to hand to another thread.
+ * Only regions run through job_execute_timed() are timed, and an engine that is not stealable
+ * (io_uring) never times the regions it runs: a device found slow once would stay "slow" for
+ * good.  So a device not timed for RETIME_AFTER_NS counts as cheap for one call, which times
+ * it again.
+ */
 static bool io_is_cheap(const struct dmio_io *io)
 {
+	uint64_t now = 0;
 	unsigned int i;
 
 	for (i = 0; i < io->num_jobs; i++) {
 		struct dmio_dev *dev = io->jobs[i].region.dev;
+		unsigned long long probed;
 
-		if (io->jobs[i].kind == DMIO_JOB_IO && atomic_load(&dev->avg_ns) >= INLINE_BELOW_NS)
+		if (io->jobs[i].kind != DMIO_JOB_IO || atomic_load(&dev->avg_ns) < INLINE_BELOW_NS)
+			continue;
+		if (now == 0)
+			now = now_ns();
+		probed = atomic_load(&dev->probe_ns);
+		/* One caller gets the retiming turn. */
+		if (now < atomic_load(&dev->timed_ns) + RETIME_AFTER_NS ||
+		    now < probed + RETIME_AFTER_NS ||
+		    !atomic_compare_exchange_strong(&dev->probe_ns, &probed, now))
 			return false;
 	}
 	return true;
@@ -458,9 +480,11 @@ static void job_finish(struct dmio_job *job, int err)
 		dmio_client_call_end(client);
 		return;
 	}
+	/* The caller is usually still spinning: wake it (a system call) only when it sleeps. */
 	g_mutex_lock(&io->lock);
 	atomic_store(&io->done, true);
-	g_cond_signal(&io->cond);
+	if (io->sleeping)
+		g_cond_signal(&io->cond);
 	g_mutex_unlock(&io->lock);
 }
 
@@ -499,6 +523,7 @@ static void io_wait(struct dmio_io *io)
 	while (!atomic_load(&io->done)) {
 		if (g_get_monotonic_time() > deadline) {
 			g_mutex_lock(&io->lock);
+			io->sleeping = true;
 			while (!atomic_load(&io->done))
 				g_cond_wait(&io->cond, &io->lock);
 			g_mutex_unlock(&io->lock);
@@ -518,7 +543,8 @@ static int validate(const struct dmio_request *req, unsigned int num_regions,
 
 	if (req == NULL || where == NULL || num_regions == 0 || num_regions > DMIO_MAX_REGIONS)
 		return -EINVAL;
-	if ((unsigned int)req->op > DMIO_WRITE_ZEROES || (req->flags & ~DMIO_REQ_FUA))
+	if ((unsigned int)req->op > DMIO_WRITE_ZEROES ||
+	    (req->flags & ~(DMIO_REQ_FUA | DMIO_REQ_CALLER_RUNS)))
 		return -EINVAL;
 	if (req->op == DMIO_READ && num_regions != 1)
 		return -EINVAL;
@@ -623,7 +649,7 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	unsigned long bits;
 	uint64_t max_len;
 	long iovcnt = 0;
-	bool sync, inline_all;
+	bool sync, caller_runs, inline_all;
 	int r;
 
 	r = validate(req, num_regions, where, &max_len, &num_jobs, &mem_align, &len_align);
@@ -691,11 +717,14 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	sync = io->fn == NULL;
 	/*
 	 * Inline: a synchronous call in an engine thread must not wait for the threads it holds,
-	 * and regions that take less time than a thread hop are faster run one after the other.
+	 * and regions that take less time than a thread hop are faster run one after the other;
+	 * an asynchronous call may do the same when its caller lets it (DMIO_REQ_CALLER_RUNS).
 	 */
-	inline_all = sync && (dmio_in_engine_thread() || io_is_cheap(io));
-	/* References: one per job handed to the engine, plus the synchronous caller's. */
-	atomic_init(&io->refs, (sync ? 1 : 0) + (inline_all ? 0 : num_jobs - (sync ? 1 : 0)));
+	caller_runs = sync || (io->flags & DMIO_REQ_CALLER_RUNS);
+	inline_all = caller_runs && ((sync && dmio_in_engine_thread()) || io_is_cheap(io));
+	/* References: one per job handed to the engine, plus the running caller's. */
+	atomic_init(&io->refs,
+		    (caller_runs ? 1 : 0) + (inline_all ? 0 : num_jobs - (caller_runs ? 1 : 0)));
 	if (sync) {
 		g_mutex_init(&io->lock);
 		g_cond_init(&io->cond);
@@ -703,7 +732,7 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	}
 	dmio_client_call_begin(client);
 
-	if (!sync) {
+	if (!caller_runs) {
 		/* Once the last job is submitted the call may be gone: touch only locals. */
 		for (i = 0; i < num_jobs; i++)
 			client->engine->submit(client->engine_priv, &jobs[i]);
@@ -711,9 +740,9 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	}
 
 	/*
-	 * Synchronous: the engine starts regions 1..n-1 while the caller runs region 0; then the
-	 * caller runs whatever no worker has picked up yet, so fast devices cost no thread hop
-	 * and slow ones still proceed in parallel.
+	 * The caller takes part: the engine starts regions 1..n-1 while the caller runs region 0;
+	 * then the caller runs whatever no worker has picked up yet, so fast devices cost no
+	 * thread hop and slow ones still proceed in parallel.
 	 */
 	if (!inline_all)
 		for (i = 1; i < num_jobs; i++)
@@ -722,6 +751,11 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	if (inline_all || client->engine->stealable)
 		for (i = 1; i < num_jobs; i++)
 			job_run_inline(&jobs[i]);
+	if (!sync) {
+		/* The last job to finish, here or in the engine, ran the notify function. */
+		io_unref(io);
+		return 0;
+	}
 	io_wait(io);
 	bits = atomic_load(&io->error_bits);
 	io_unref(io);

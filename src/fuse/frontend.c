@@ -2,9 +2,9 @@
 /*
  * The FUSE front end (frontend.h).
  *
- * A write's payload lives in libfuse's request buffer only until the handler returns, and the
- * mirror completes later: so it is copied once, into an aligned buffer that every leg's write
- * shares, and the completion replies and recycles the buffer.
+ * Reads and writes are answered by the worker thread that received them, once the mirror is
+ * done (see struct wait): a write's payload goes to the legs from libfuse's request buffer, with
+ * no copy.  Flushes, fsyncs and fallocates are answered from the mirror's completion.
  */
 #include "config.h"
 
@@ -14,20 +14,21 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/falloc.h>
+#include <linux/fuse.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fuse/frontend.h"
 #include "fuse/xattr.h"
 
-#define MAX_WRITE	(1u << 20)
-#define BUFFER_SIZE	MAX_WRITE
-#define BUFFER_POOL_MAX 64 /* buffers kept for reuse */
-#define ATTR_TIMEOUT	1.0
+#define MAX_WRITE    (1u << 20)
+#define BUFFER_SIZE  MAX_WRITE
+#define ATTR_TIMEOUT 1.0
 
 struct frontend {
 	struct mirror *m;
@@ -42,58 +43,20 @@ struct frontend {
 	struct timespec atime, mtime, ctime;
 	/* Requests handed to the mirror and not yet replied to. */
 	atomic_uint inflight;
-	/* Recycled MAX_WRITE-byte aligned buffers. */
-	GMutex pool_lock;
-	void *pool[BUFFER_POOL_MAX];
-	unsigned int pool_count;
 };
 
+/* A flush, fsync or fallocate handed to the mirror: the completion replies. */
 struct request {
 	struct frontend *fe;
 	fuse_req_t req;
-	void *buf;
-	size_t len;
 };
 
-static void *buffer_get(struct frontend *fe)
-{
-	void *buf = NULL;
-
-	g_mutex_lock(&fe->pool_lock);
-	if (fe->pool_count > 0)
-		buf = fe->pool[--fe->pool_count];
-	g_mutex_unlock(&fe->pool_lock);
-	if (buf == NULL && posix_memalign(&buf, 4096, BUFFER_SIZE) != 0)
-		buf = NULL;
-	return buf;
-}
-
-static void buffer_put(struct frontend *fe, void *buf)
-{
-	if (buf == NULL)
-		return;
-	g_mutex_lock(&fe->pool_lock);
-	if (fe->pool_count < BUFFER_POOL_MAX) {
-		fe->pool[fe->pool_count++] = buf;
-		buf = NULL;
-	}
-	g_mutex_unlock(&fe->pool_lock);
-	free(buf);
-}
-
-static struct request *request_new(struct frontend *fe, fuse_req_t req, bool with_buffer)
+static struct request *request_new(struct frontend *fe, fuse_req_t req)
 {
 	struct request *r = g_new0(struct request, 1);
 
 	r->fe = fe;
 	r->req = req;
-	if (with_buffer) {
-		r->buf = buffer_get(fe);
-		if (r->buf == NULL) {
-			g_free(r);
-			return NULL;
-		}
-	}
 	atomic_fetch_add(&fe->inflight, 1);
 	return r;
 }
@@ -102,7 +65,6 @@ static void request_free(struct request *r)
 {
 	struct frontend *fe = r->fe;
 
-	buffer_put(fe, r->buf);
 	g_free(r);
 	atomic_fetch_sub(&fe->inflight, 1);
 }
@@ -139,6 +101,37 @@ static void fill_attr(struct frontend *fe, struct stat *st)
 	st->st_ctim = fe->ctime;
 	g_mutex_unlock(&fe->attr_lock);
 }
+
+/* ---- The /dev/fuse channel ---------------------------------------------------------------- */
+
+/*
+ * Open flags to add to the open reply this thread is sending.  libfuse 3.14's fuse_file_info
+ * has no field for FOPEN_PARALLEL_DIRECT_WRITES, so op_open sets them here and channel_writev,
+ * which libfuse calls in the same thread to send the reply, adds them to fuse_open_out.
+ */
+static __thread uint32_t open_reply_flags;
+
+static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
+{
+	return read(fd, buf, len);
+}
+
+static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	if (open_reply_flags != 0 && count == 2 &&
+	    iov[0].iov_len == sizeof(struct fuse_out_header) &&
+	    iov[1].iov_len == sizeof(struct fuse_open_out)) {
+		struct fuse_open_out *out = iov[1].iov_base;
+
+		out->open_flags |= open_reply_flags;
+	}
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io channel_io = {
+    .read = channel_read,
+    .writev = channel_writev,
+};
 
 /* ---- Operations ---------------------------------------------------------------------------- */
 
@@ -217,29 +210,86 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (fe->cache == CACHE_NONE)
+	if (fe->cache == CACHE_NONE) {
 		fi->direct_io = 1;
-	else
+		/*
+		 * Without it the kernel takes the inode lock exclusively for every direct write,
+		 * serializing the writers of the file; the mirror orders nothing by it.
+		 */
+		open_reply_flags = FOPEN_PARALLEL_DIRECT_WRITES;
+	} else {
 		fi->keep_cache = 1;
+	}
 	fuse_reply_open(req, fi);
+	open_reply_flags = 0;
 }
 
-static void read_done(void *opaque, ssize_t result)
-{
-	struct request *r = opaque;
+/*
+ * Reads and writes wait in the worker thread for the mirror's answer, which, with fast legs,
+ * the worker computed itself (the mirror lets the calling thread do the legs' I/O): so a write's
+ * payload is used where libfuse read it, with no copy, and a read's data lands in the worker's
+ * own buffer.  Other workers serve the requests that come meanwhile.
+ */
+struct wait {
+	GMutex lock;
+	GCond cond;
+	bool done;
+	bool sleeping;
+	ssize_t result;
+};
 
-	if (result < 0)
-		fuse_reply_err(r->req, (int)-result);
-	else
-		fuse_reply_buf(r->req, r->buf, (size_t)result);
-	request_free(r);
+static void wait_done(void *opaque, ssize_t result)
+{
+	struct wait *w = opaque;
+
+	g_mutex_lock(&w->lock);
+	w->result = result;
+	w->done = true;
+	/* Usually the worker itself is here: wake it (a system call) only when it sleeps. */
+	if (w->sleeping)
+		g_cond_signal(&w->cond);
+	g_mutex_unlock(&w->lock);
+}
+
+static void wait_init(struct wait *w)
+{
+	g_mutex_init(&w->lock);
+	g_cond_init(&w->cond);
+	w->done = false;
+	w->sleeping = false;
+}
+
+static ssize_t wait_for(struct wait *w)
+{
+	g_mutex_lock(&w->lock);
+	while (!w->done) {
+		w->sleeping = true;
+		g_cond_wait(&w->cond, &w->lock);
+	}
+	g_mutex_unlock(&w->lock);
+	g_cond_clear(&w->cond);
+	g_mutex_clear(&w->lock);
+	return w->result;
+}
+
+/* The worker's read buffer: BUFFER_SIZE bytes, page-aligned, freed when the worker exits. */
+static void *worker_buffer(void)
+{
+	static GPrivate key = G_PRIVATE_INIT(free);
+	void *buf = g_private_get(&key);
+
+	if (buf == NULL && posix_memalign(&buf, 4096, BUFFER_SIZE) == 0)
+		g_private_set(&key, buf);
+	return buf;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct frontend *fe = fuse_req_userdata(req);
-	struct request *r;
+	struct wait w;
+	ssize_t r;
+	void *buf;
 
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
@@ -247,45 +297,41 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (size > BUFFER_SIZE)
 		size = BUFFER_SIZE;
-	r = request_new(fe, req, true);
-	if (r == NULL) {
+	buf = worker_buffer();
+	if (buf == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	mirror_read(fe->m, r->buf, size, (uint64_t)off, read_done, r);
-}
-
-static void write_done(void *opaque, ssize_t result)
-{
-	struct request *r = opaque;
-
-	if (result < 0)
-		fuse_reply_err(r->req, (int)-result);
+	wait_init(&w);
+	mirror_read(fe->m, buf, size, (uint64_t)off, wait_done, &w);
+	r = wait_for(&w);
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
 	else
-		fuse_reply_write(r->req, (size_t)result);
-	request_free(r);
+		fuse_reply_buf(req, buf, (size_t)r);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	struct frontend *fe = fuse_req_userdata(req);
-	struct request *r;
+	struct wait w;
+	ssize_t r;
 
-	if (off < 0 || size > BUFFER_SIZE) {
+	if (off < 0 || size > MAX_WRITE) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	r = request_new(fe, req, true);
-	if (r == NULL) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	/* The one copy: libfuse reuses its buffer once we return. */
-	memcpy(r->buf, buf, size);
 	touch(fe, true);
-	mirror_write(fe->m, r->buf, size, (uint64_t)off,
-		     (fi->flags & (O_SYNC | O_DSYNC)) ? MIRROR_FUA : 0, write_done, r);
+	/* libfuse keeps buf until we return, and we return once every leg has it. */
+	wait_init(&w);
+	mirror_write(fe->m, buf, size, (uint64_t)off,
+		     (fi->flags & (O_SYNC | O_DSYNC)) ? MIRROR_FUA : 0, wait_done, &w);
+	r = wait_for(&w);
+	if (r < 0)
+		fuse_reply_err(req, (int)-r);
+	else
+		fuse_reply_write(req, (size_t)r);
 }
 
 static void status_done(void *opaque, ssize_t result)
@@ -299,7 +345,7 @@ static void status_done(void *opaque, ssize_t result)
 static void flush_legs(fuse_req_t req)
 {
 	struct frontend *fe = fuse_req_userdata(req);
-	struct request *r = request_new(fe, req, false);
+	struct request *r = request_new(fe, req);
 
 	mirror_flush(fe->m, status_done, r);
 }
@@ -334,7 +380,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
-	r = request_new(fe, req, false);
+	r = request_new(fe, req);
 	touch(fe, true);
 	if (mode & FALLOC_FL_PUNCH_HOLE)
 		mirror_discard(fe->m, (uint64_t)offset, (uint64_t)length, status_done, r);
@@ -467,7 +513,6 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	clock_gettime(CLOCK_REALTIME, &fe->mtime);
 	fe->ctime = fe->mtime;
 	g_mutex_init(&fe->attr_lock);
-	g_mutex_init(&fe->pool_lock);
 
 	opts = g_strdup_printf("fsname=fusemirror:%s,subtype=fusemirror,default_permissions%s%s%s",
 			       mirror_name(m), o->allow_other ? ",allow_other" : "",
@@ -501,6 +546,12 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 		goto fail;
 	}
 	fe->mounted = true;
+	r = fuse_session_custom_io(fe->se, &channel_io, fuse_session_fd(fe->se));
+	if (r < 0) {
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+			    "cannot set up the FUSE channel: %s", g_strerror(-r));
+		goto fail;
+	}
 	g_free(opts);
 	fuse_opt_free_args(&args);
 	*out = fe;
@@ -534,8 +585,6 @@ void frontend_exit(struct frontend *fe)
 
 void frontend_destroy(struct frontend *fe)
 {
-	unsigned int i;
-
 	if (fe == NULL)
 		return;
 	/* The mirror still owes replies for requests the loop handed over. */
@@ -547,9 +596,6 @@ void frontend_destroy(struct frontend *fe)
 		fuse_remove_signal_handlers(fe->se);
 		fuse_session_destroy(fe->se);
 	}
-	for (i = 0; i < fe->pool_count; i++)
-		free(fe->pool[i]);
-	g_mutex_clear(&fe->pool_lock);
 	g_mutex_clear(&fe->attr_lock);
 	g_free(fe);
 }

@@ -431,7 +431,7 @@ static void fanout_issue(struct mirror_io *io)
 	struct mirror *m = io->m;
 	struct dmio_request req = {
 	    .op = io->op,
-	    .flags = (io->flags & MIRROR_FUA) ? DMIO_REQ_FUA : 0,
+	    .flags = DMIO_REQ_CALLER_RUNS | ((io->flags & MIRROR_FUA) ? DMIO_REQ_FUA : 0),
 	    .notify = {.fn = fanout_done, .context = io},
 	    .client = m->client,
 	    .region_errors = io->region_errors,
@@ -558,6 +558,7 @@ static void read_issue(struct mirror_io *io)
 	struct mirror *m = io->m;
 	struct dmio_request req = {
 	    .op = DMIO_READ,
+	    .flags = DMIO_REQ_CALLER_RUNS,
 	    .notify = {.fn = read_done, .context = io},
 	    .client = m->client,
 	    .region_errors = io->region_errors,

@@ -5,9 +5,11 @@
  * dmio reports; this layer decides (as dm-raid1's write_callback -> fail_mirror).
  *
  * Every I/O call calls done exactly once.  Requests on whole 512-byte sectors are asynchronous:
- * they return at once and done runs on an engine thread.  Argument errors, and requests that
- * need a read-modify-write of partial sectors (rare: block-device users send whole sectors),
- * complete in the caller's thread before the call returns.
+ * done runs on an engine thread, or in the caller's thread before the call returns when that
+ * thread did the legs' I/O itself (fast legs, or a read's one leg: DMIO_REQ_CALLER_RUNS), so
+ * a caller must not hold across the call a lock that done takes.  Argument errors, and requests
+ * that need a read-modify-write of partial sectors (rare: block-device users send whole
+ * sectors), complete in the caller's thread before the call returns.
  */
 #ifndef FUSEMIRROR_MIRROR_H
 #define FUSEMIRROR_MIRROR_H
