@@ -12,8 +12,10 @@
 #include "ctl.h"
 
 /* Why the daemon may say no, after the errno's own text (fusemirrorctl(8) lists them). */
-static const char *refusal_reason(int err)
+static const char *refusal_reason(int err, const struct ctl_leg_status *leg, bool force)
 {
+	(void)leg;
+	(void)force;
 	switch (err) {
 	case EBUSY:
 		return " (it is the last in-sync leg)";
@@ -30,57 +32,19 @@ static const char *refusal_reason(int err)
 
 static int run_fail(const struct ctl_command *cmd, int argc, char **argv)
 {
-	g_autoptr(GError) error = NULL;
 	g_autofree char *shown_file = NULL;
-	g_autofree char *shown_leg = NULL;
-	g_autofree char *shown_name = NULL;
-	g_autofree char *command = NULL;
-	g_autofree char *quoted = NULL;
-	g_autofree char *context = NULL;
-	g_autofree char *explanation = NULL;
-	const struct ctl_leg_status *leg;
-	struct ctl_status *st;
-	const char *file;
-	int status = CTL_EXIT_FAILED, r;
+	g_autofree char *name = NULL;
+	unsigned int index;
 
 	if (!ctl_parse_options(cmd, NULL, &argc, &argv, 2, 2))
 		return CTL_EXIT_USAGE;
-	file = argv[1];
-	shown_file = ctl_printable(file);
-	shown_leg = ctl_printable(argv[2]);
-	context = g_strdup_printf("fail %s %s", shown_file, shown_leg);
-
-	st = ctl_status_read(file, &error);
-	if (st == NULL) {
-		ctl_message("%s: %s", context, error->message);
+	if (ctl_leg_command("fail", argv[1], argv[2], false, refusal_reason, &name, &index) !=
+	    CTL_EXIT_OK)
 		return CTL_EXIT_FAILED;
-	}
-	leg = ctl_status_find_leg(st, argv[2]);
-	if (leg == NULL) {
-		g_autofree char *name = ctl_printable(st->name);
-		g_autofree char *choices = ctl_status_leg_choices(st);
-
-		ctl_message("%s: mirror '%s' has no leg '%s'; its legs are: %s", context, name,
-			    shown_leg, choices);
-		goto out;
-	}
-
-	command = g_strdup_printf("fail %u", leg->index);
-	quoted = g_strdup_printf("'%s'", command);
-	if (!ctl_check_live(st, context, quoted))
-		goto out;
-	r = ctl_send(file, command, &explanation);
-	if (r < 0) {
-		ctl_report_refusal(context, command, -r, explanation, refusal_reason(-r));
-		goto out;
-	}
 	/* On stderr, as mdadm reports "set /dev/sdb faulty in /dev/md0". */
-	shown_name = ctl_printable(leg->name);
-	ctl_message("leg '%s' (index %u) of %s is now failed", shown_name, leg->index, shown_file);
-	status = CTL_EXIT_OK;
-out:
-	ctl_status_free(st);
-	return status;
+	shown_file = ctl_printable(argv[1]);
+	ctl_message("leg '%s' (index %u) of %s is now failed", name, index, shown_file);
+	return CTL_EXIT_OK;
 }
 
 const struct ctl_command ctl_cmd_fail = {

@@ -40,55 +40,18 @@ static int run_remove(const struct ctl_command *cmd, int argc, char **argv)
 	     "Remove a leg in any state: fail it first when it is in use", NULL},
 	    G_OPTION_ENTRY_NULL,
 	};
-	g_autoptr(GError) error = NULL;
 	g_autofree char *shown_file = NULL;
-	g_autofree char *shown_leg = NULL;
-	g_autofree char *shown_name = NULL;
-	g_autofree char *context = NULL;
-	g_autofree char *command = NULL;
-	g_autofree char *quoted = NULL;
-	g_autofree char *explanation = NULL;
-	const struct ctl_leg_status *leg;
-	struct ctl_status *st;
-	int status = CTL_EXIT_FAILED, r;
+	g_autofree char *name = NULL;
+	unsigned int index;
 
 	if (!ctl_parse_options(cmd, entries, &argc, &argv, 2, 2))
 		return CTL_EXIT_USAGE;
-	shown_file = ctl_printable(argv[1]);
-	shown_leg = ctl_printable(argv[2]);
-	context = g_strdup_printf("remove %s %s", shown_file, shown_leg);
-
-	st = ctl_status_read(argv[1], &error);
-	if (st == NULL) {
-		ctl_message("%s: %s", context, error->message);
+	if (ctl_leg_command("remove", argv[1], argv[2], force, refusal_reason, &name, &index) !=
+	    CTL_EXIT_OK)
 		return CTL_EXIT_FAILED;
-	}
-	leg = ctl_status_find_leg(st, argv[2]);
-	if (leg == NULL) {
-		g_autofree char *name = ctl_printable(st->name);
-		g_autofree char *choices = ctl_status_leg_choices(st);
-
-		ctl_message("%s: mirror '%s' has no leg '%s'; its legs are: %s", context, name,
-			    shown_leg, choices);
-		goto out;
-	}
-
-	command = g_strdup_printf("remove %s%u", force ? "--force " : "", leg->index);
-	quoted = g_strdup_printf("'%s'", command);
-	if (!ctl_check_live(st, context, quoted))
-		goto out;
-	r = ctl_send(argv[1], command, &explanation);
-	if (r < 0) {
-		ctl_report_refusal(context, command, -r, explanation,
-				   refusal_reason(-r, leg, force));
-		goto out;
-	}
-	shown_name = ctl_printable(leg->name);
-	ctl_message("leg '%s' (index %u) removed from %s", shown_name, leg->index, shown_file);
-	status = CTL_EXIT_OK;
-out:
-	ctl_status_free(st);
-	return status;
+	shown_file = ctl_printable(argv[1]);
+	ctl_message("leg '%s' (index %u) removed from %s", name, index, shown_file);
+	return CTL_EXIT_OK;
 }
 
 const struct ctl_command ctl_cmd_remove = {

@@ -60,3 +60,48 @@ void ctl_report_refusal(const char *context, const char *command, int err, const
 			    CTL_XATTR_CTL, g_strerror(err));
 	}
 }
+
+int ctl_leg_command(const char *verb, const char *file, const char *leg_arg, bool force,
+		    ctl_refusal_reason_fn reason, char **leg_name, unsigned int *leg_index)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *shown_file = ctl_printable(file);
+	g_autofree char *shown_leg = ctl_printable(leg_arg);
+	g_autofree char *context = g_strdup_printf("%s %s %s", verb, shown_file, shown_leg);
+	g_autofree char *command = NULL;
+	g_autofree char *quoted = NULL;
+	g_autofree char *explanation = NULL;
+	const struct ctl_leg_status *leg;
+	struct ctl_status *st;
+	int status = CTL_EXIT_FAILED, r;
+
+	st = ctl_status_read(file, &error);
+	if (st == NULL) {
+		ctl_message("%s: %s", context, error->message);
+		return CTL_EXIT_FAILED;
+	}
+	leg = ctl_status_find_leg(st, leg_arg);
+	if (leg == NULL) {
+		g_autofree char *name = ctl_printable(st->name);
+		g_autofree char *choices = ctl_status_leg_choices(st);
+
+		ctl_message("%s: mirror '%s' has no leg '%s'; its legs are: %s", context, name,
+			    shown_leg, choices);
+		goto out;
+	}
+	command = g_strdup_printf("%s %s%u", verb, force ? "--force " : "", leg->index);
+	quoted = g_strdup_printf("'%s'", command);
+	if (!ctl_check_live(st, context, quoted))
+		goto out;
+	r = ctl_send(file, command, &explanation);
+	if (r < 0) {
+		ctl_report_refusal(context, command, -r, explanation, reason(-r, leg, force));
+		goto out;
+	}
+	*leg_name = ctl_printable(leg->name);
+	*leg_index = leg->index;
+	status = CTL_EXIT_OK;
+out:
+	ctl_status_free(st);
+	return status;
+}

@@ -171,6 +171,17 @@ int ctl_send(const char *file, const char *command, char **explanation);
 void ctl_report_refusal(const char *context, const char *command, int err, const char *explanation,
 			const char *reason);
 
+/* The hint after the errno text of a refusal of a command on leg (NULL: none). */
+typedef const char *(*ctl_refusal_reason_fn)(int err, const struct ctl_leg_status *leg, bool force);
+
+/*
+ * A command on one leg, as fail and remove send it: read the status of file, find leg_arg (a
+ * name or an index), send "VERB [--force ]I" and report a refusal on one line.  Returns
+ * CTL_EXIT_OK with the leg's printable name (free it) and index, or CTL_EXIT_FAILED.
+ */
+int ctl_leg_command(const char *verb, const char *file, const char *leg_arg, bool force,
+		    ctl_refusal_reason_fn reason, char **leg_name, unsigned int *leg_index);
+
 /* ---- signature.c: what a leg already holds ------------------------------------------------ */
 
 struct superblock;
