@@ -11,6 +11,8 @@
 #     it in full;
 #   - refusals touch nothing: a leg too small, a live leg added twice, a leg of another array
 #     (each with its message and exit status 1);
+#   - a restart from a config that does not list the added leg: its slot is missing (degraded)
+#     until the leg is added back into it;
 #   - set changes the resync rates at run time;
 #   - a leg that appears within assemble-timeout is waited for; one that does not is left out
 #     (DegradedArray) once the timeout is over.
@@ -136,6 +138,22 @@ dd if="$tmpdir/Y" of="$mirror" bs=1M seek=40 oflag=direct conv=notrunc status=no
 timeout 60 "$fusemirrorctl" wait "$mirror" >&2 || daemon_fail "fusemirrorctl wait after add again"
 assert_eq "$(xattr "$mirror" user.fusemirror.resync.total)" $size \
 	"a removed leg added back is copied in full"
+data_equal $size "$a" "$b" "$c"
+# A restart from the config, which does not list c: its slot is missing, the mirror degraded,
+# until c is added back into it (by its leg UUID).
+stop_daemon
+start_daemon "$tmpdir/m.conf" "$mirror"
+assert_eq "$(xattr "$mirror" user.fusemirror.legs)" 3 "legs after a restart without c"
+assert_eq "$(leg_state "$mirror" 2)" failed "the unlisted slot after a restart"
+assert_eq "$(xattr "$mirror" user.fusemirror.state)" degraded "state without c"
+assert_grep "does not list" "$daemon_log" "the warning about the unlisted leg"
+head -c $((2 * mib)) /dev/urandom >"$tmpdir/Z"
+dd if="$tmpdir/Z" of="$mirror" bs=1M seek=50 oflag=direct conv=notrunc status=none ||
+	daemon_fail "dd Z"
+"$fusemirrorctl" add "$mirror" "$c" >&2 || daemon_fail "fusemirrorctl add $c after the restart"
+assert_eq "$(xattr "$mirror" user.fusemirror.legs)" 3 "c back in its own slot"
+timeout 60 "$fusemirrorctl" wait "$mirror" >&2 || daemon_fail "fusemirrorctl wait, c back"
+assert_eq "$(xattr "$mirror" user.fusemirror.state)" clean "state with c back"
 data_equal $size "$a" "$b" "$c"
 "$fusemirrorctl" fail "$mirror" 0 >&2 || daemon_fail "fail leg 0"
 "$fusemirrorctl" fail "$mirror" 1 >&2 || daemon_fail "fail leg 1"

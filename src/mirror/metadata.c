@@ -146,7 +146,8 @@ static int persist_bitmap(void *opaque, const void *bits, uint64_t first_block, 
 /* Read and decode every leg's superblock, then decide. */
 int metadata_assemble(struct mirror *m, int force_source, GError **error)
 {
-	struct assemble_input *in = g_new0(struct assemble_input, m->num_legs);
+	const unsigned int configured = m->num_legs;
+	struct assemble_input *in = g_new0(struct assemble_input, configured);
 	struct assemble_result *res = g_new0(struct assemble_result, 1);
 	char **whys = g_new0(char *, m->num_legs);
 	void *buf = aligned_alloc(4096, SB_SIZE);
@@ -222,6 +223,40 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 		}
 	}
 
+	/*
+	 * Slots the superblocks name beyond the config's legs: a leg hot-added and not listed in
+	 * the config since.  It is missing, as a configured leg that is not there: the mirror runs
+	 * degraded until it is added back (into its slot, by its UUID) or removed.
+	 */
+	for (i = m->num_legs; i < res->array.num_legs && i < SB_MAX_LEGS; i++) {
+		struct leg *leg = &m->legs[i];
+
+		if (res->array.roles[i].role == SB_ROLE_EMPTY)
+			continue;
+		while (m->num_legs < i) {
+			struct leg *gap = &m->legs[m->num_legs];
+
+			gap->m = m;
+			gap->index = m->num_legs;
+			gap->name = g_strdup("");
+			gap->path = g_strdup("");
+			atomic_store(&gap->state, LEG_REMOVED);
+			m->num_legs++;
+		}
+		leg->m = m;
+		leg->index = i;
+		leg->name = g_strdup("");
+		leg->path = g_strdup("");
+		memcpy(leg->uuid, res->array.roles[i].uuid, 16);
+		atomic_store(&leg->state, LEG_FAILED);
+		m->num_legs = i + 1;
+		res->missing++;
+		g_warning(
+		    "mirror %s: the superblocks name a leg in slot %u that the config does not "
+		    "list: it is missing (fusemirrorctl add puts it back, remove forgets it)",
+		    m->name, i);
+	}
+
 	/* The bits of every in-sync leg: writes go to all of them, a torn write to one. */
 	m->bitmap = bitmap_new(m->size, res->array.region_size, persist_bitmap, m);
 	if (bitmap_disk_bytes(m->bitmap) > 0) {
@@ -255,7 +290,7 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 			  m->name, bitmap_count(m->bitmap));
 	r = 0;
 out:
-	for (i = 0; i < m->num_legs; i++)
+	for (i = 0; i < configured; i++)
 		g_free(whys[i]);
 	g_free(whys);
 	g_free(in);
