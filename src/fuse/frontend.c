@@ -3,8 +3,9 @@
  * The FUSE front end (frontend.h).
  *
  * Reads and writes are answered by the worker thread that received them, once the mirror is
- * done (see struct wait): a write's payload goes to the legs from libfuse's request buffer, with
- * no copy.  Flushes, fsyncs and fallocates are answered from the mirror's completion.
+ * done (mirror_write_wait, mirror_read_wait): a write's payload goes to the legs from libfuse's
+ * request buffer, with no copy.  Flushes, fsyncs and fallocates are answered from the mirror's
+ * completion.
  */
 #include "config.h"
 
@@ -230,47 +231,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * payload is used where libfuse read it, with no copy, and a read's data lands in the worker's
  * own buffer.  Other workers serve the requests that come meanwhile.
  */
-struct wait {
-	GMutex lock;
-	GCond cond;
-	bool done;
-	bool sleeping;
-	ssize_t result;
-};
-
-static void wait_done(void *opaque, ssize_t result)
-{
-	struct wait *w = opaque;
-
-	g_mutex_lock(&w->lock);
-	w->result = result;
-	w->done = true;
-	/* Usually the worker itself is here: wake it (a system call) only when it sleeps. */
-	if (w->sleeping)
-		g_cond_signal(&w->cond);
-	g_mutex_unlock(&w->lock);
-}
-
-static void wait_init(struct wait *w)
-{
-	g_mutex_init(&w->lock);
-	g_cond_init(&w->cond);
-	w->done = false;
-	w->sleeping = false;
-}
-
-static ssize_t wait_for(struct wait *w)
-{
-	g_mutex_lock(&w->lock);
-	while (!w->done) {
-		w->sleeping = true;
-		g_cond_wait(&w->cond, &w->lock);
-	}
-	g_mutex_unlock(&w->lock);
-	g_cond_clear(&w->cond);
-	g_mutex_clear(&w->lock);
-	return w->result;
-}
 
 /* The worker's read buffer: BUFFER_SIZE bytes, page-aligned, freed when the worker exits. */
 static void *worker_buffer(void)
@@ -287,7 +247,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct frontend *fe = fuse_req_userdata(req);
-	struct wait w;
 	ssize_t r;
 	void *buf;
 
@@ -302,9 +261,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	wait_init(&w);
-	mirror_read(fe->m, buf, size, (uint64_t)off, wait_done, &w);
-	r = wait_for(&w);
+	r = mirror_read_wait(fe->m, buf, size, (uint64_t)off);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else
@@ -315,7 +272,6 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	struct frontend *fe = fuse_req_userdata(req);
-	struct wait w;
 	ssize_t r;
 
 	if (off < 0 || size > MAX_WRITE) {
@@ -324,10 +280,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	}
 	touch(fe, true);
 	/* libfuse keeps buf until we return, and we return once every leg has it. */
-	wait_init(&w);
-	mirror_write(fe->m, buf, size, (uint64_t)off,
-		     (fi->flags & (O_SYNC | O_DSYNC)) ? MIRROR_FUA : 0, wait_done, &w);
-	r = wait_for(&w);
+	r = mirror_write_wait(fe->m, buf, size, (uint64_t)off,
+			      (fi->flags & (O_SYNC | O_DSYNC)) ? MIRROR_FUA : 0);
 	if (r < 0)
 		fuse_reply_err(req, (int)-r);
 	else

@@ -598,10 +598,12 @@ static void read_issue(struct mirror_io *io)
 
 /* ---- Byte-granular requests: the sector is the legs' unit ---------------------------------- */
 
+/* A caller that waits for its own request: usually done before it waits (CALLER_RUNS). */
 struct waiter {
 	GMutex lock;
 	GCond cond;
 	bool done;
+	bool sleeping; /* the caller waits on cond */
 	ssize_t result;
 };
 
@@ -612,15 +614,19 @@ static void waiter_done(void *opaque, ssize_t result)
 	g_mutex_lock(&w->lock);
 	w->result = result;
 	w->done = true;
-	g_cond_signal(&w->cond);
+	/* Usually the waiter itself is here: wake it (a system call) only when it sleeps. */
+	if (w->sleeping)
+		g_cond_signal(&w->cond);
 	g_mutex_unlock(&w->lock);
 }
 
 static ssize_t waiter_wait(struct waiter *w)
 {
 	g_mutex_lock(&w->lock);
-	while (!w->done)
+	while (!w->done) {
+		w->sleeping = true;
 		g_cond_wait(&w->cond, &w->lock);
+	}
 	g_mutex_unlock(&w->lock);
 	return w->result;
 }
@@ -630,6 +636,7 @@ static void waiter_init(struct waiter *w)
 	g_mutex_init(&w->lock);
 	g_cond_init(&w->cond);
 	w->done = false;
+	w->sleeping = false;
 	w->result = 0;
 }
 
@@ -796,6 +803,31 @@ void mirror_read(struct mirror *m, void *buf, size_t len, uint64_t offset, mirro
 	u->done = done;
 	u->opaque = opaque;
 	read_issue(io_new(m, DMIO_READ, u->bounce, end - start, start, 0, unaligned_read_done, u));
+}
+
+ssize_t mirror_write_wait(struct mirror *m, const void *buf, size_t len, uint64_t offset,
+			  unsigned int flags)
+{
+	struct waiter w;
+	ssize_t r;
+
+	waiter_init(&w);
+	mirror_write(m, buf, len, offset, flags, waiter_done, &w);
+	r = waiter_wait(&w);
+	waiter_clear(&w);
+	return r;
+}
+
+ssize_t mirror_read_wait(struct mirror *m, void *buf, size_t len, uint64_t offset)
+{
+	struct waiter w;
+	ssize_t r;
+
+	waiter_init(&w);
+	mirror_read(m, buf, len, offset, waiter_done, &w);
+	r = waiter_wait(&w);
+	waiter_clear(&w);
+	return r;
 }
 
 void mirror_flush(struct mirror *m, mirror_done_fn done, void *opaque)

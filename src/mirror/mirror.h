@@ -85,6 +85,15 @@ void mirror_write(struct mirror *m, const void *buf, size_t len, uint64_t offset
 void mirror_read(struct mirror *m, void *buf, size_t len, uint64_t offset, mirror_done_fn done,
 		 void *opaque);
 
+/*
+ * mirror_write() and mirror_read() that block the calling thread until done, and return the
+ * result.  With fast legs the calling thread did the legs' I/O itself (DMIO_REQ_CALLER_RUNS) and
+ * the call returns without a wake-up.
+ */
+ssize_t mirror_write_wait(struct mirror *m, const void *buf, size_t len, uint64_t offset,
+			  unsigned int flags);
+ssize_t mirror_read_wait(struct mirror *m, void *buf, size_t len, uint64_t offset);
+
 /* fdatasync every in-sync leg. */
 void mirror_flush(struct mirror *m, mirror_done_fn done, void *opaque);
 
