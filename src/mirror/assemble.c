@@ -19,7 +19,7 @@ GQuark assemble_error_quark(void)
 }
 
 /* The slot of the roles table that holds uuid, or -1. */
-static int slot_of(const struct superblock *sb, const uint8_t uuid[16])
+int assemble_slot_of(const struct superblock *sb, const uint8_t uuid[16])
 {
 	unsigned int i;
 
@@ -32,7 +32,7 @@ static int slot_of(const struct superblock *sb, const uint8_t uuid[16])
 /* Whether x's superblock records y as failed. */
 static bool records_failed(const struct superblock *x, const struct superblock *y)
 {
-	int slot = slot_of(x, y->leg_uuid);
+	int slot = assemble_slot_of(x, y->leg_uuid);
 
 	return slot >= 0 && x->roles[slot].role == SB_ROLE_FAILED;
 }
@@ -189,7 +189,7 @@ gboolean assemble_decide(const struct assemble_input *legs, unsigned int n, int 
 			out->missing++;
 			continue;
 		}
-		slot = slot_of(auth, sb->leg_uuid);
+		slot = assemble_slot_of(auth, sb->leg_uuid);
 		if (force_source >= 0 && (int)i != force_source) {
 			/* After a split brain the bitmap cannot tell what differs. */
 			l->role = ASSEMBLE_STALE;

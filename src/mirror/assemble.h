@@ -68,6 +68,9 @@ struct assemble_result {
 	struct assemble_leg legs[SB_MAX_LEGS];
 };
 
+/* The slot of sb's roles table that holds the leg uuid, or -1. */
+int assemble_slot_of(const struct superblock *sb, const uint8_t uuid[16]);
+
 /*
  * Decide.  force_source, when not negative, is the index of the leg to trust in a split brain
  * (every other leg is then resynced from it in full).  Returns TRUE with *out filled, or FALSE

@@ -15,7 +15,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "mirror/mirror-internal.h"
 
@@ -65,37 +64,6 @@ char *mirror_uuid(struct mirror *m)
 	return g_strdup(text);
 }
 
-void mirror_get_resync_rate(const struct mirror *m, uint64_t *min, uint64_t *max)
-{
-	struct mirror *mm = (struct mirror *)m;
-
-	*min = atomic_load(&mm->resync_rate_min);
-	*max = atomic_load(&mm->resync_rate_max);
-}
-
-static bool same_inode(const char *path, struct stat *a)
-{
-	struct stat b;
-
-	if (path == NULL || *path == '\0' || stat(path, &b) < 0)
-		return false;
-	if (S_ISBLK(a->st_mode) || S_ISBLK(b.st_mode))
-		return S_ISBLK(a->st_mode) && S_ISBLK(b.st_mode) && a->st_rdev == b.st_rdev;
-	return a->st_dev == b.st_dev && a->st_ino == b.st_ino;
-}
-
-/* The slot of the array's roles table that holds uuid, or -1 (under sb_lock). */
-static int role_slot(const struct superblock *array, const uint8_t uuid[16])
-{
-	unsigned int i;
-
-	for (i = 0; i < array->num_legs && i < SB_MAX_LEGS; i++)
-		if (array->roles[i].role != SB_ROLE_EMPTY &&
-		    memcmp(array->roles[i].uuid, uuid, 16) == 0)
-			return (int)i;
-	return -1;
-}
-
 /* Replace a slot's strings; the old ones may still be read by a status request. */
 static void set_leg_strings(struct mirror *m, struct leg *leg, char *name, char *path)
 {
@@ -105,6 +73,33 @@ static void set_leg_strings(struct mirror *m, struct leg *leg, char *name, char 
 		g_ptr_array_add(m->retired, leg->path);
 	leg->name = name;
 	leg->path = path;
+}
+
+void mirror_empty_slot(struct mirror *m, unsigned int i, enum leg_state state)
+{
+	struct leg *leg = &m->legs[i];
+
+	leg->m = m;
+	leg->index = i;
+	set_leg_strings(m, leg, g_strdup(""), g_strdup(""));
+	atomic_store(&leg->state, state);
+}
+
+/*
+ * Take a leg's device away from the superblock writer and the bitmap cleaner, the only users of
+ * a device outside requests (none are in flight: the mirror is frozen).
+ */
+static struct dmio_dev *detach_dev(struct mirror *m, struct leg *leg)
+{
+	struct dmio_dev *dev;
+
+	g_mutex_lock(&m->cleaner_lock);
+	g_mutex_lock(&m->sb_lock);
+	dev = leg->dev;
+	leg->dev = NULL;
+	g_mutex_unlock(&m->sb_lock);
+	g_mutex_unlock(&m->cleaner_lock);
+	return dev;
 }
 
 /*
@@ -156,7 +151,7 @@ static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev 
 	} else {
 		/* A former member: back into its slot, from the bitmap when it covers the gap. */
 		g_mutex_lock(&m->sb_lock);
-		*slot = role_slot(&m->array, sb.leg_uuid);
+		*slot = assemble_slot_of(&m->array, sb.leg_uuid);
 		memcpy(uuid, sb.leg_uuid, 16);
 		if (*slot >= 0 && sb.events >= m->array.events_cleared &&
 		    sb.events <= m->array.events && sb.recovery_offset == SB_RECOVERY_DONE &&
@@ -176,7 +171,6 @@ int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **erro
 	uint8_t uuid[16];
 	bool readd;
 	struct dmio_dev *dev = NULL;
-	struct stat st;
 	struct leg *leg;
 	uint64_t bytes, need;
 	unsigned int i, n;
@@ -187,7 +181,7 @@ int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **erro
 			  "hot add needs metadata = internal (the superblocks remember the legs)");
 		return -ENOTSUP;
 	}
-	r = stat(path, &st) < 0 ? -errno : dmio_dev_open(path, 0, &dev);
+	r = dmio_dev_open(path, 0, &dev);
 	if (r < 0) {
 		if (r == -EINVAL)
 			set_error(m, error, "%s is not a regular file or block device", path);
@@ -198,7 +192,7 @@ int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **erro
 	n = m->num_legs;
 	for (i = 0; i < n; i++) {
 		if (m->legs[i].dev != NULL && leg_state(&m->legs[i]) != LEG_FAILED &&
-		    same_inode(m->legs[i].path, &st)) {
+		    mirror_same_file(path, m->legs[i].path)) {
 			set_error(m, error, "%s is already leg %u (%s) of mirror %s", path, i,
 				  m->legs[i].name, m->name);
 			r = -EEXIST;
@@ -243,21 +237,11 @@ int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **erro
 	mirror_freeze(m);
 	/* A failed leg re-added into its own slot: its old device goes. */
 	leg = &m->legs[slot];
-	if ((unsigned int)slot < n && leg->dev != NULL) {
-		g_mutex_lock(&m->cleaner_lock);
-		g_mutex_lock(&m->sb_lock);
-		dmio_dev_close(leg->dev);
-		leg->dev = NULL;
-		g_mutex_unlock(&m->sb_lock);
-		g_mutex_unlock(&m->cleaner_lock);
-	}
+	if ((unsigned int)slot < n)
+		dmio_dev_close(detach_dev(m, leg));
 	/* Slots skipped over (a member not in the config file) stay empty. */
-	for (i = n; i < (unsigned int)slot; i++) {
-		m->legs[i].m = m;
-		m->legs[i].index = i;
-		set_leg_strings(m, &m->legs[i], g_strdup(""), g_strdup(""));
-		atomic_store(&m->legs[i].state, LEG_REMOVED);
-	}
+	for (i = n; i < (unsigned int)slot; i++)
+		mirror_empty_slot(m, i, LEG_REMOVED);
 	leg->m = m;
 	leg->index = (unsigned int)slot;
 	/* A member back in its configured slot keeps its name; a new leg is named after its file.
@@ -346,12 +330,7 @@ int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError *
 
 	resync_stop(m);
 	mirror_freeze(m);
-	g_mutex_lock(&m->cleaner_lock);
-	g_mutex_lock(&m->sb_lock);
-	dev = leg->dev;
-	leg->dev = NULL;
-	g_mutex_unlock(&m->sb_lock);
-	g_mutex_unlock(&m->cleaner_lock);
+	dev = detach_dev(m, leg);
 	memset(leg->uuid, 0, sizeof(leg->uuid));
 	atomic_store(&leg->state, LEG_REMOVED);
 	/* A removed last slot goes: a hot-added leg removed again leaves the mirror as it was. */
@@ -379,7 +358,7 @@ int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError *
 
 int mirror_resync(struct mirror *m, bool full, GError **error)
 {
-	unsigned int i, in_sync = 0;
+	unsigned int in_sync;
 
 	if (m->metadata != METADATA_INTERNAL || m->bitmap == NULL) {
 		set_error(m, error,
@@ -391,8 +370,7 @@ int mirror_resync(struct mirror *m, bool full, GError **error)
 		set_error(m, error, "a resync of mirror %s is running already", m->name);
 		return -EALREADY;
 	}
-	for (i = 0; i < m->num_legs; i++)
-		in_sync += leg_state(&m->legs[i]) == LEG_IN_SYNC;
+	in_sync = mirror_count_in_sync(m);
 	if (full && in_sync < 2) {
 		set_error(m, error,
 			  "mirror %s has %u in-sync legs: a full resync needs two (add a leg "

@@ -229,26 +229,12 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 	 * degraded until it is added back (into its slot, by its UUID) or removed.
 	 */
 	for (i = m->num_legs; i < res->array.num_legs && i < SB_MAX_LEGS; i++) {
-		struct leg *leg = &m->legs[i];
-
 		if (res->array.roles[i].role == SB_ROLE_EMPTY)
 			continue;
-		while (m->num_legs < i) {
-			struct leg *gap = &m->legs[m->num_legs];
-
-			gap->m = m;
-			gap->index = m->num_legs;
-			gap->name = g_strdup("");
-			gap->path = g_strdup("");
-			atomic_store(&gap->state, LEG_REMOVED);
-			m->num_legs++;
-		}
-		leg->m = m;
-		leg->index = i;
-		leg->name = g_strdup("");
-		leg->path = g_strdup("");
-		memcpy(leg->uuid, res->array.roles[i].uuid, 16);
-		atomic_store(&leg->state, LEG_FAILED);
+		while (m->num_legs < i)
+			mirror_empty_slot(m, m->num_legs++, LEG_REMOVED);
+		mirror_empty_slot(m, i, LEG_FAILED);
+		memcpy(m->legs[i].uuid, res->array.roles[i].uuid, 16);
 		m->num_legs = i + 1;
 		res->missing++;
 		g_warning(

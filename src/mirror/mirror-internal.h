@@ -111,6 +111,18 @@ void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int
 /* The leg the read policy would choose now (for tests); -1 when none can serve. */
 int mirror_pick_read_leg(struct mirror *m);
 
+/* How many legs are in sync. */
+unsigned int mirror_count_in_sync(const struct mirror *m);
+
+/* Whether two paths name one file (or one block device). */
+bool mirror_same_file(const char *a, const char *b);
+
+/*
+ * Make slot i an empty (LEG_REMOVED) or missing (LEG_FAILED) slot with no name, path or device;
+ * its former strings are kept until close (a status request may still read them).
+ */
+void mirror_empty_slot(struct mirror *m, unsigned int i, enum leg_state state);
+
 /* Whether a leg takes writes (in sync, or catching up). */
 bool leg_is_written(const struct leg *leg);
 

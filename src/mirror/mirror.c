@@ -93,7 +93,7 @@ bool leg_is_written(const struct leg *leg)
 	return leg->dev != NULL && (st == LEG_IN_SYNC || st == LEG_STALE || st == LEG_RESYNCING);
 }
 
-static unsigned int count_in_sync(const struct mirror *m)
+unsigned int mirror_count_in_sync(const struct mirror *m)
 {
 	unsigned int i, n = 0;
 
@@ -187,12 +187,12 @@ static bool leg_fail_locked(struct mirror *m, struct leg *leg, const char *why,
 	if (st == LEG_FAILED)
 		return true;
 	/* The last in-sync leg is the mirror: never fail it.  A leg catching up is no loss. */
-	if (st == LEG_IN_SYNC && count_in_sync(m) <= 1)
+	if (st == LEG_IN_SYNC && mirror_count_in_sync(m) <= 1)
 		return false;
 	atomic_store(&leg->state, LEG_FAILED);
 	atomic_fetch_add(&m->events, 1);
 	metadata_write(m, true, false);
-	left = count_in_sync(m);
+	left = mirror_count_in_sync(m);
 	mirror_event(m, "LegFailed", G_LOG_LEVEL_WARNING, (int)leg->index,
 		     "leg %u (%s, %s) failed: %s (error bits 0x%lx); %u of %u legs in sync",
 		     leg->index, leg->name, leg->path, why, leg_bits, left, m->num_legs);
@@ -464,7 +464,7 @@ static void fanout_issue(struct mirror_io *io)
 		n++;
 	}
 	io->num_regions = n;
-	if (n == 0 || count_in_sync(m) == 0) {
+	if (n == 0 || mirror_count_in_sync(m) == 0) {
 		io_finish(io, -EIO);
 		return;
 	}
@@ -916,8 +916,7 @@ static char *format_size(uint64_t bytes)
 	return g_format_size_full(bytes, G_FORMAT_SIZE_IEC_UNITS);
 }
 
-/* Whether two paths name one file (or one block device). */
-static bool same_file(const char *a, const char *b)
+bool mirror_same_file(const char *a, const char *b)
 {
 	struct stat sa, sb;
 
@@ -972,7 +971,7 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 	}
 	/* Two legs on one file would mirror nothing. */
 	for (j = 0; j < i; j++) {
-		if (m->legs[j].dev != NULL && same_file(lc->path, config->legs[j].path)) {
+		if (m->legs[j].dev != NULL && mirror_same_file(lc->path, config->legs[j].path)) {
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
 				    "legs '%s' (%s) and '%s' (%s) are the same file",
 				    config->legs[j].name, config->legs[j].path, lc->name, lc->path);
@@ -1121,7 +1120,7 @@ void mirror_close(struct mirror *m)
 	if (m->client != NULL) {
 		struct waiter w;
 
-		if (m->assembled && count_in_sync(m) > 0) {
+		if (m->assembled && mirror_count_in_sync(m) > 0) {
 			waiter_init(&w);
 			mirror_flush(m, waiter_done, &w);
 			if (waiter_wait(&w) < 0)
@@ -1170,7 +1169,7 @@ const char *mirror_name(const struct mirror *m)
 
 enum mirror_state mirror_state(const struct mirror *m)
 {
-	unsigned int n = count_in_sync(m);
+	unsigned int n = mirror_count_in_sync(m);
 
 	if (n == 0)
 		return MIRROR_FAILED;
@@ -1193,6 +1192,14 @@ void mirror_set_resync_rate(struct mirror *m, uint64_t min, uint64_t max)
 {
 	atomic_store(&m->resync_rate_min, min);
 	atomic_store(&m->resync_rate_max, max);
+}
+
+void mirror_get_resync_rate(const struct mirror *m, uint64_t *min, uint64_t *max)
+{
+	struct mirror *mm = (struct mirror *)m;
+
+	*min = atomic_load(&mm->resync_rate_min);
+	*max = atomic_load(&mm->resync_rate_max);
 }
 
 unsigned int mirror_num_legs(const struct mirror *m)
