@@ -436,7 +436,7 @@ static void fanout_issue(struct mirror_io *io)
 	    .client = m->client,
 	    .region_errors = io->region_errors,
 	};
-	unsigned int i, n = 0;
+	unsigned int i, n = 0, in_sync = 0;
 	int r;
 
 	/* Before the first write to a clean region its bit is durable on every leg. */
@@ -457,6 +457,7 @@ static void fanout_issue(struct mirror_io *io)
 		/* Legs catching up take every write; only in-sync legs count for success. */
 		if (!leg_is_written(leg))
 			continue;
+		in_sync += leg_state(leg) == LEG_IN_SYNC;
 		io->leg_of[n] = i;
 		io->where[n].dev = leg->dev;
 		io->where[n].sector = (m->data_offset + io->offset) >> DMIO_SECTOR_SHIFT;
@@ -464,7 +465,8 @@ static void fanout_issue(struct mirror_io *io)
 		n++;
 	}
 	io->num_regions = n;
-	if (n == 0 || mirror_count_in_sync(m) == 0) {
+	/* Legs catching up alone cannot make a write succeed. */
+	if (in_sync == 0) {
 		io_finish(io, -EIO);
 		return;
 	}
