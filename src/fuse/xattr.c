@@ -33,6 +33,26 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 	return NULL;
 }
 
+/*
+ * A leg index in canonical decimal ("01" is not one) followed by the character stop, below the
+ * number of legs; -1 otherwise.  *rest (when not NULL) is set to the character after stop.
+ */
+static int parse_index(struct mirror *m, const char *text, char stop, const char **rest)
+{
+	unsigned long index;
+	char *end;
+
+	if (!g_ascii_isdigit(*text) || (*text == '0' && text[1] != stop))
+		return -1;
+	errno = 0;
+	index = strtoul(text, &end, 10);
+	if (*end != stop || errno != 0 || index >= mirror_num_legs(m))
+		return -1;
+	if (rest != NULL)
+		*rest = end + 1;
+	return (int)index;
+}
+
 char *xattr_status_get(struct mirror *m, const char *name)
 {
 	const char *key;
@@ -72,17 +92,10 @@ char *xattr_status_get(struct mirror *m, const char *name)
 		return g_strdup_printf("%" PRIu64, rs.active ? rs.rate : 0);
 	}
 	if (strncmp(key, "leg.", 4) == 0) {
-		const char *p = key + 4;
-		char *end;
-		unsigned long index;
+		const char *field;
+		int index = parse_index(m, key + 4, '.', &field);
 
-		/* Canonical decimal only: "leg.01.name" is not an attribute. */
-		if (!g_ascii_isdigit(*p) || (*p == '0' && p[1] != '.'))
-			return NULL;
-		index = strtoul(p, &end, 10);
-		if (*end != '.' || index >= mirror_num_legs(m))
-			return NULL;
-		return leg_value(m, (unsigned int)index, end + 1);
+		return index < 0 ? NULL : leg_value(m, (unsigned int)index, field);
 	}
 	return NULL;
 }
@@ -111,21 +124,6 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	}
 	*length = s->len;
 	return g_string_free(s, FALSE);
-}
-
-/* A leg index in canonical decimal, below the number of legs; -1 otherwise. */
-static int parse_index(struct mirror *m, const char *word)
-{
-	unsigned long index;
-	char *end;
-
-	if (!g_ascii_isdigit(*word) || (*word == '0' && word[1] != '\0'))
-		return -1;
-	errno = 0;
-	index = strtoul(word, &end, 10);
-	if (*end != '\0' || errno != 0 || index >= mirror_num_legs(m))
-		return -1;
-	return (int)index;
 }
 
 /* A byte rate in plain decimal. */
@@ -172,7 +170,7 @@ static int ctl_command(struct mirror *m, const char *command)
 	}
 
 	if (strcmp(verb, "fail") == 0 && !force) {
-		int index = parse_index(m, rest);
+		int index = parse_index(m, rest, '\0', NULL);
 
 		if (index >= 0) {
 			r = mirror_fail_leg(m, (unsigned int)index);
@@ -183,7 +181,7 @@ static int ctl_command(struct mirror *m, const char *command)
 							 "already");
 		}
 	} else if (strcmp(verb, "remove") == 0) {
-		int index = parse_index(m, rest);
+		int index = parse_index(m, rest, '\0', NULL);
 
 		if (index >= 0)
 			r = mirror_remove_leg(m, (unsigned int)index, force, &error);
