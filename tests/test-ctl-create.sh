@@ -22,6 +22,7 @@ if test -z "${srcdir:-}"; then
 	srcdir=$(dirname "$0")
 fi
 . "$srcdir/functions.sh"
+. "$srcdir/ctl-functions.sh"
 set -u
 
 top_srcdir=${top_srcdir:-$srcdir/..}
@@ -38,45 +39,6 @@ unset LANGUAGE
 make_tmpdir
 
 mib=1048576
-problems=0
-problem ()
-{
-	echo "PROBLEM: $*"
-	problems=$((problems + 1))
-}
-
-# run CMD...: run it; $rc, and its output in $tmpdir/out and $tmpdir/err.
-run ()
-{
-	"$@" >"$tmpdir/out" 2>"$tmpdir/err"
-	rc=$?
-}
-
-# expect_rc N WHAT: the last run exited with N.
-expect_rc ()
-{
-	if test "$rc" -ne "$1"; then
-		problem "$2: exit status $rc, expected $1; stdout and stderr:"
-		sed 's/^/    /' "$tmpdir/out" "$tmpdir/err"
-	fi
-}
-
-# out_has REGEX WHAT / err_has REGEX WHAT: a line of stdout / stderr matches REGEX (ERE).
-out_has ()
-{
-	grep -E -q -e "$1" "$tmpdir/out" || {
-		problem "$2: no line of stdout matches /$1/; stdout:"
-		sed 's/^/    /' "$tmpdir/out"
-	}
-}
-err_has ()
-{
-	grep -E -q -e "$1" "$tmpdir/err" || {
-		problem "$2: no line of stderr matches /$1/; stderr:"
-		sed 's/^/    /' "$tmpdir/err"
-	}
-}
-
 # write_config FILE NAME METADATA LEG-PATH...: a config whose legs are called a, b, c, ...
 write_config ()
 {

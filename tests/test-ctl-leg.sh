@@ -27,6 +27,7 @@ if test -z "${srcdir:-}"; then
 	srcdir=$(dirname "$0")
 fi
 . "$srcdir/functions.sh"
+. "$srcdir/ctl-functions.sh"
 set -u
 
 top_srcdir=${top_srcdir:-$srcdir/..}
@@ -50,59 +51,10 @@ make_tmpdir
 # realpath: add sends the path with symbolic links resolved, $TMPDIR's too.
 tmpdir=$(cd "$tmpdir" && pwd -P) || fail "cd $tmpdir"
 
-problems=0
-problem ()
-{
-	echo "PROBLEM: $*"
-	problems=$((problems + 1))
-}
-
-# set_attrs FILE KEY=VALUE...: set user.fusemirror.KEY to VALUE (hex-encoded for setfattr).
-set_attrs ()
-{
-	_file=$1
-	shift
-	for _kv in "$@"; do
-		_hex=$(printf '%s' "${_kv#*=}" | od -An -v -tx1 | tr -d ' \n')
-		setfattr -n "user.fusemirror.${_kv%%=*}" -v "0x$_hex" "$_file" || return 1
-	done
-}
-
 probe=$tmpdir/probe
 : >"$probe"
 set_attrs "$probe" state=clean 2>/dev/null ||
 	skip "cannot set user.* extended attributes in $tmpdir (mount it with user_xattr)"
-
-# run CMD...: run it; $rc, and its output in $tmpdir/out and $tmpdir/err.
-run ()
-{
-	"$@" >"$tmpdir/out" 2>"$tmpdir/err"
-	rc=$?
-}
-
-expect_rc ()
-{
-	if test "$rc" -ne "$1"; then
-		problem "$2: exit status $rc, expected $1; stdout and stderr:"
-		sed 's/^/    /' "$tmpdir/out" "$tmpdir/err"
-	fi
-}
-
-# err_has REGEX WHAT / out_has REGEX WHAT: a line of stderr / stdout matches REGEX (ERE).
-err_has ()
-{
-	grep -E -q -e "$1" "$tmpdir/err" || {
-		problem "$2: no line of stderr matches /$1/; stderr:"
-		sed 's/^/    /' "$tmpdir/err"
-	}
-}
-out_has ()
-{
-	grep -E -q -e "$1" "$tmpdir/out" || {
-		problem "$2: no line of stdout matches /$1/; stdout:"
-		sed 's/^/    /' "$tmpdir/out"
-	}
-}
 
 # refused N WHAT REGEX CMD...: exit N, nothing on stdout, one line on stderr matching REGEX.
 refused ()

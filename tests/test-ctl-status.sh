@@ -18,6 +18,7 @@ if test -z "${srcdir:-}"; then
 	srcdir=$(dirname "$0")
 fi
 . "$srcdir/functions.sh"
+. "$srcdir/ctl-functions.sh"
 set -u
 
 top_srcdir=${top_srcdir:-$srcdir/..}
@@ -35,26 +36,7 @@ unset LANGUAGE
 
 make_tmpdir
 
-problems=0
-problem ()
-{
-	echo "PROBLEM: $*"
-	problems=$((problems + 1))
-}
-
 # ---- Simulated mirrors --------------------------------------------------------------------------
-
-# set_attrs FILE KEY=VALUE...: set user.fusemirror.KEY to VALUE.  Values go hex-encoded, so
-# that setfattr takes them byte for byte (it reads "0x..." as hex and "0s..." as base64).
-set_attrs ()
-{
-	_file=$1
-	shift
-	for _kv in "$@"; do
-		_hex=$(printf '%s' "${_kv#*=}" | od -An -v -tx1 | tr -d ' \n')
-		setfattr -n "user.fusemirror.${_kv%%=*}" -v "0x$_hex" "$_file" || return 1
-	done
-}
 
 probe=$tmpdir/probe
 : >"$probe"
@@ -97,38 +79,6 @@ set_attrs "$failed" name=gone state=failed legs=1 events=9 error_bits=0x1 \
 copy_mirror ()
 {
 	cp --preserve=xattr "$1" "$2"
-}
-
-# run CMD...: run it; $rc, and its output in $tmpdir/out and $tmpdir/err.
-run ()
-{
-	"$@" >"$tmpdir/out" 2>"$tmpdir/err"
-	rc=$?
-}
-
-# expect_rc N WHAT: the last run exited with N.
-expect_rc ()
-{
-	if test "$rc" -ne "$1"; then
-		problem "$2: exit status $rc, expected $1; stderr:"
-		sed 's/^/    /' "$tmpdir/err"
-	fi
-}
-
-# out_has REGEX WHAT / err_has REGEX WHAT: a line of stdout / stderr matches REGEX (ERE).
-out_has ()
-{
-	grep -E -q -e "$1" "$tmpdir/out" || {
-		problem "$2: no line of stdout matches /$1/; stdout:"
-		sed 's/^/    /' "$tmpdir/out"
-	}
-}
-err_has ()
-{
-	grep -E -q -e "$1" "$tmpdir/err" || {
-		problem "$2: no line of stderr matches /$1/; stderr:"
-		sed 's/^/    /' "$tmpdir/err"
-	}
 }
 
 # ---- status: the text report --------------------------------------------------------------------
