@@ -172,14 +172,8 @@ static int ctl_command(struct mirror *m, const char *command)
 	if (strcmp(verb, "fail") == 0 && !force) {
 		int index = parse_index(m, rest, '\0', NULL);
 
-		if (index >= 0) {
+		if (index >= 0)
 			r = mirror_fail_leg(m, (unsigned int)index);
-			if (r == -EBUSY)
-				mirror_set_last_error(m, "it is the last in-sync leg");
-			else if (r == -EALREADY)
-				mirror_set_last_error(m, "the leg is not in sync: it has failed "
-							 "already");
-		}
 	} else if (strcmp(verb, "remove") == 0) {
 		int index = parse_index(m, rest, '\0', NULL);
 

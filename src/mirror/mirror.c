@@ -217,11 +217,16 @@ int mirror_fail_leg(struct mirror *m, unsigned int index)
 		return -EINVAL;
 	leg = &m->legs[index];
 	g_mutex_lock(&m->lock);
-	if (leg_state(leg) == LEG_FAILED)
+	if (leg_state(leg) == LEG_FAILED || leg_state(leg) == LEG_REMOVED)
 		r = -EALREADY;
 	else if (!leg_fail_locked(m, leg, "failed by the operator", 0))
 		r = -EBUSY;
 	g_mutex_unlock(&m->lock);
+	if (r == -EALREADY)
+		mirror_set_last_error(m, "the leg is not in sync: it has failed already, or its "
+					 "slot is removed");
+	else if (r == -EBUSY)
+		mirror_set_last_error(m, "it is the last in-sync leg");
 	return r;
 }
 

@@ -106,8 +106,9 @@ void mirror_write_zeroes(struct mirror *m, uint64_t offset, uint64_t len, unsign
 			 mirror_done_fn done, void *opaque);
 
 /*
- * Fail leg index on the operator's request.  Returns 0, -EINVAL (no such leg), -EALREADY (it is
- * not in sync) or -EBUSY (it is the last in-sync leg: the mirror would be lost).
+ * Fail leg index on the operator's request.  Returns 0, -EINVAL (no such leg), -EALREADY (failed
+ * already, or a removed slot) or -EBUSY (it is the last in-sync leg: the mirror would be lost).
+ * A refusal leaves its reason for mirror_last_error().
  */
 int mirror_fail_leg(struct mirror *m, unsigned int index);
 
