@@ -720,7 +720,7 @@ TEST_F(MirrorRead, OnlyInSyncLegFailsARead)
 	ASSERT_NO_FATAL_FAILURE(open_ok());
 	std::vector<uint8_t> data = pattern(1 * MiB, 53);
 	ASSERT_EQ((ssize_t)data.size(), write(data, 0));
-	ASSERT_EQ(0, mirror_fail_leg(m_, 1));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 1, nullptr));
 	ASSERT_NO_FATAL_FAILURE(truncate_file(legs_[0].path, 512 * KiB));
 
 	ssize_t r;
@@ -824,9 +824,9 @@ TEST_F(MirrorReadPolicy, PrimaryIsTheFirstInSyncLeg)
 	set_pending(0, 1000); /* load does not matter to primary */
 	EXPECT_EQ((std::map<int, int>{{0, 20}}), picks(20));
 	clear_pending();
-	ASSERT_EQ(0, mirror_fail_leg(m_, 0));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 0, nullptr));
 	EXPECT_EQ((std::map<int, int>{{1, 20}}), picks(20));
-	ASSERT_EQ(0, mirror_fail_leg(m_, 1));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 1, nullptr));
 	EXPECT_EQ((std::map<int, int>{{2, 20}}), picks(20));
 }
 
@@ -838,9 +838,9 @@ TEST_F(MirrorReadPolicy, PrimarySkipsWriteMostlyLegs)
 	add_leg("b", 64 * KiB);
 	ASSERT_NO_FATAL_FAILURE(open_ok());
 	EXPECT_EQ((std::map<int, int>{{1, 20}}), picks(20));
-	ASSERT_EQ(0, mirror_fail_leg(m_, 1));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 1, nullptr));
 	EXPECT_EQ((std::map<int, int>{{2, 20}}), picks(20));
-	ASSERT_EQ(0, mirror_fail_leg(m_, 2));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 2, nullptr));
 	EXPECT_EQ((std::map<int, int>{{0, 20}}), picks(20)) << "write-mostly: nothing else left";
 }
 
@@ -870,7 +870,7 @@ TEST_F(MirrorReadPolicy, RoundRobinSkipsFailedAndWriteMostlyLegs)
 	add_leg("remote", 64 * KiB, "", true);
 	add_leg("d", 64 * KiB);
 	ASSERT_NO_FATAL_FAILURE(open_ok());
-	ASSERT_EQ(0, mirror_fail_leg(m_, 1));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 1, nullptr));
 	std::map<int, int> count = picks(400);
 	EXPECT_EQ(0, count.count(1)) << "a failed leg was chosen";
 	EXPECT_EQ(0, count.count(2)) << "a write-mostly leg was chosen";
@@ -890,7 +890,7 @@ TEST_F(MirrorReadPolicy, RoundRobinIsEvenOverTheLegsThatCanServe)
 	add_leg("b", 64 * KiB);
 	add_leg("c", 64 * KiB);
 	ASSERT_NO_FATAL_FAILURE(open_ok());
-	ASSERT_EQ(0, mirror_fail_leg(m_, 1));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 1, nullptr));
 	std::map<int, int> count = picks(300);
 	EXPECT_EQ(150, count[0]) << "leg 0: " << count[0] << ", leg 2: " << count[2];
 	EXPECT_EQ(150, count[2]) << "leg 0: " << count[0] << ", leg 2: " << count[2];
@@ -923,7 +923,7 @@ TEST_F(MirrorReadPolicy, LeastPendingPicksTheLegWithFewestRequests)
 	set_pending(0, 10);
 	set_pending(1, 0);
 	set_pending(2, 5);
-	ASSERT_EQ(0, mirror_fail_leg(m_, 1));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 1, nullptr));
 	EXPECT_EQ((std::map<int, int>{{2, 10}}), picks(10));
 	clear_pending();
 }
@@ -939,7 +939,7 @@ TEST_F(MirrorReadPolicy, WriteMostlyOnlyWhenNothingElseCanServe)
 	EXPECT_EQ((std::map<int, int>{{0, 10}}), picks(10))
 	    << "an idle write-mostly leg was chosen";
 	clear_pending();
-	ASSERT_EQ(0, mirror_fail_leg(m_, 0));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 0, nullptr));
 	EXPECT_EQ((std::map<int, int>{{1, 10}}), picks(10));
 }
 
@@ -965,8 +965,8 @@ TEST_F(MirrorReadPolicy, FailedLegsAreNeverChosen)
 		for (int i = 0; i < 4; i++)
 			add_leg("l" + std::to_string(i), 64 * KiB);
 		ASSERT_NO_FATAL_FAILURE(open_ok());
-		ASSERT_EQ(0, mirror_fail_leg(m_, 0));
-		ASSERT_EQ(0, mirror_fail_leg(m_, 2));
+		ASSERT_EQ(0, mirror_fail_leg(m_, 0, nullptr));
+		ASSERT_EQ(0, mirror_fail_leg(m_, 2, nullptr));
 		std::map<int, int> count = picks(100);
 		EXPECT_EQ(0, count.count(0));
 		EXPECT_EQ(0, count.count(2));
@@ -1025,7 +1025,7 @@ TEST_F(MirrorReadPolicy, ReadsGoWhereThePolicySays)
 	ASSERT_NO_FATAL_FAILURE(setup(READ_POLICY_PRIMARY, true));
 	for (int i = 0; i < 6; i++)
 		EXPECT_EQ(1, from()) << "primary: write-mostly leg 0 was read, read " << i;
-	ASSERT_EQ(0, mirror_fail_leg(m_, 1));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 1, nullptr));
 	EXPECT_EQ(0, from()) << "only the write-mostly leg is left";
 }
 
@@ -1036,11 +1036,11 @@ TEST_F(MirrorFailLeg, ErrorsAndEvents)
 	add_leg("a", 1 * MiB);
 	add_leg("b", 1 * MiB);
 	ASSERT_NO_FATAL_FAILURE(open_ok());
-	EXPECT_EQ(-EINVAL, mirror_fail_leg(m_, 2));
-	EXPECT_EQ(-EINVAL, mirror_fail_leg(m_, UINT_MAX));
+	EXPECT_EQ(-EINVAL, mirror_fail_leg(m_, 2, nullptr));
+	EXPECT_EQ(-EINVAL, mirror_fail_leg(m_, UINT_MAX, nullptr));
 	EXPECT_EQ(MIRROR_CLEAN, mirror_state(m_));
 
-	EXPECT_EQ(0, mirror_fail_leg(m_, 1));
+	EXPECT_EQ(0, mirror_fail_leg(m_, 1, nullptr));
 	EXPECT_EQ(LEG_FAILED, state_of(1));
 	EXPECT_EQ(MIRROR_DEGRADED, mirror_state(m_));
 	EXPECT_EQ(1u, mirror_events(m_));
@@ -1054,8 +1054,8 @@ TEST_F(MirrorFailLeg, ErrorsAndEvents)
 			EXPECT_EQ(G_LOG_LEVEL_WARNING, e.level);
 		}
 
-	EXPECT_EQ(-EALREADY, mirror_fail_leg(m_, 1));
-	EXPECT_EQ(-EBUSY, mirror_fail_leg(m_, 0)) << "the last in-sync leg";
+	EXPECT_EQ(-EALREADY, mirror_fail_leg(m_, 1, nullptr));
+	EXPECT_EQ(-EBUSY, mirror_fail_leg(m_, 0, nullptr)) << "the last in-sync leg";
 	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
 	EXPECT_EQ(1u, mirror_events(m_));
 	EXPECT_EQ(1u, count_events("LegFailed", 1));
@@ -1066,7 +1066,7 @@ TEST_F(MirrorFailLeg, SingleLegCannotBeFailed)
 {
 	add_leg("only", 1 * MiB);
 	ASSERT_NO_FATAL_FAILURE(open_ok());
-	EXPECT_EQ(-EBUSY, mirror_fail_leg(m_, 0));
+	EXPECT_EQ(-EBUSY, mirror_fail_leg(m_, 0, nullptr));
 	EXPECT_EQ(MIRROR_CLEAN, mirror_state(m_));
 	EXPECT_EQ(0u, mirror_events(m_));
 }
@@ -1079,7 +1079,7 @@ TEST_F(MirrorFailLeg, FailedLegIsNotWrittenAnyMore)
 	ASSERT_NO_FATAL_FAILURE(open_ok());
 	std::vector<uint8_t> old_data = pattern(256 * KiB, 70);
 	ASSERT_EQ((ssize_t)old_data.size(), write(old_data, 0));
-	ASSERT_EQ(0, mirror_fail_leg(m_, 1));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 1, nullptr));
 
 	std::vector<uint8_t> fresh = pattern(256 * KiB, 71);
 	EXPECT_EQ((ssize_t)fresh.size(), write(fresh, 0));
@@ -1114,7 +1114,7 @@ TEST_F(MirrorOps, FlushSucceeds)
 	std::vector<uint8_t> data = pattern(64 * KiB, 80);
 	ASSERT_EQ((ssize_t)data.size(), write(data, 0));
 	EXPECT_EQ(0, flush());
-	ASSERT_EQ(0, mirror_fail_leg(m_, 0));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 0, nullptr));
 	EXPECT_EQ(0, flush()) << "flush with a failed leg";
 	EXPECT_EQ(0u, leg(1).write_errors);
 }

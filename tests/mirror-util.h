@@ -17,6 +17,7 @@
 
 #include "config/config.h"
 #include "mirror/mirror.h"
+#include "mirror/superblock.h"
 
 #include <fcntl.h>
 #include <glib.h>
@@ -277,7 +278,9 @@ class MirrorTest : public dmio_test::DmioTest
 		config_.engine = DMIO_ENGINE_THREADS;
 		config_.threads = 0;
 		config_.cache = CACHE_NONE;
-		config_.metadata = METADATA_NONE;
+		config_.metadata = metadata_;
+		config_.resync_rate_min = resync_rate_min_;
+		config_.resync_rate_max = 0;
 		config_.num_legs = (unsigned)leg_configs_.size();
 		config_.legs = leg_configs_.empty() ? nullptr : leg_configs_.data();
 		return &config_;
@@ -306,6 +309,103 @@ class MirrorTest : public dmio_test::DmioTest
 		ASSERT_EQ(0, r) << "mirror_open: " << (error ? error->message : "(no message)");
 		ASSERT_EQ(nullptr, error);
 		ASSERT_NE(nullptr, m_);
+	}
+
+	/*
+	 * metadata = internal: write fresh superblocks and clear bitmaps on every leg of legs_, as
+	 * fusemirrorctl create --assume-clean does (region_size bytes of data per bitmap bit; the
+	 * data area is the smallest leg less the 1 MiB data offset), and open with superblocks.
+	 */
+	void format_legs(uint64_t region_size = 64 * KiB)
+	{
+		std::vector<dmio_dev *> devs;
+		uint64_t smallest = UINT64_MAX;
+		for (const LegSpec &l : legs_) {
+			dmio_dev *dev = nullptr;
+			ASSERT_EQ(0, dmio_dev_open(l.path.c_str(), 0, &dev)) << l.path;
+			devs.push_back(dev);
+			smallest = std::min(smallest, dmio_dev_sectors(dev) << DMIO_SECTOR_SHIFT);
+		}
+		ASSERT_GT(smallest, (uint64_t)SB_DATA_OFFSET);
+		superblock sb;
+		memset(&sb, 0, sizeof(sb));
+		sb.version = SB_VERSION;
+		uuid_generate_random_v4(sb.array_uuid);
+		sb.num_legs = (uint32_t)legs_.size();
+		sb.data_offset = SB_DATA_OFFSET;
+		sb.data_size = (smallest - SB_DATA_OFFSET) / 4096 * 4096;
+		sb.region_size = region_size;
+		sb.events = 1;
+		sb.events_cleared = 1;
+		sb.flags = SB_FLAG_CLEAN;
+		sb.bitmap_offset = SB_BITMAP_OFFSET;
+		sb.bitmap_bytes = ((sb.data_size + region_size - 1) / region_size + 7) / 8;
+		g_strlcpy(sb.name, name_.c_str(), sizeof(sb.name));
+		for (size_t i = 0; i < legs_.size(); i++) {
+			uuid_generate_random_v4(sb.roles[i].uuid);
+			sb.roles[i].role = SB_ROLE_IN_SYNC;
+		}
+		std::vector<uint8_t> zeroes(SB_DATA_OFFSET - SB_BITMAP_OFFSET, 0);
+		for (size_t i = 0; i < legs_.size(); i++) {
+			superblock leg = sb;
+			memcpy(leg.leg_uuid, sb.roles[i].uuid, 16);
+			leg.leg_index = (uint32_t)i;
+			leg.recovery_offset = SB_RECOVERY_DONE;
+			dmio_region where = {devs[i], SB_BITMAP_OFFSET >> DMIO_SECTOR_SHIFT,
+					     zeroes.size() >> DMIO_SECTOR_SHIFT};
+			EXPECT_EQ(0, dmio_sync_vm(1, &where, DMIO_WRITE, zeroes.data(), nullptr));
+			EXPECT_EQ(0, superblock_write(devs[i], &leg)) << legs_[i].path;
+			dmio_dev_close(devs[i]);
+		}
+		metadata_ = METADATA_INTERNAL;
+	}
+
+	/* The superblock on leg i now, read from the leg itself. */
+	superblock read_superblock(unsigned i)
+	{
+		superblock sb;
+		memset(&sb, 0, sizeof(sb));
+		dmio_dev *dev = nullptr;
+		if (dmio_dev_open(legs_[i].path.c_str(), DMIO_DEV_RDONLY, &dev) != 0) {
+			ADD_FAILURE() << "cannot open " << legs_[i].path;
+			return sb;
+		}
+		std::vector<uint8_t> buf(SB_SIZE);
+		EXPECT_EQ(0, superblock_read_raw(dev, buf.data()));
+		char *why = nullptr;
+		EXPECT_EQ(SB_ERROR_NONE, superblock_decode(buf.data(), &sb, &why))
+		    << legs_[i].path << ": " << (why ? why : "");
+		g_free(why);
+		dmio_dev_close(dev);
+		return sb;
+	}
+
+	/* Wait until no resync runs (true), or give up after the timeout (false). */
+	bool wait_resync(std::chrono::milliseconds timeout = std::chrono::seconds(30))
+	{
+		auto deadline = std::chrono::steady_clock::now() + timeout;
+		for (;;) {
+			resync_status rs;
+			mirror_resync_status(m_, &rs);
+			if (!rs.active)
+				return true;
+			if (std::chrono::steady_clock::now() > deadline)
+				return false;
+			std::this_thread::sleep_for(std::chrono::milliseconds(2));
+		}
+	}
+
+	/* The data areas of legs i and j hold the same bytes (metadata = internal). */
+	::testing::AssertionResult data_areas_equal(unsigned i, unsigned j, uint64_t size)
+	{
+		std::vector<uint8_t> a = read_at(legs_[i].path, SB_DATA_OFFSET, size);
+		std::vector<uint8_t> b = read_at(legs_[j].path, SB_DATA_OFFSET, size);
+		for (uint64_t k = 0; k < size; k++)
+			if (a[k] != b[k])
+				return ::testing::AssertionFailure()
+				       << "legs " << i << " and " << j
+				       << " differ from data offset " << k;
+		return ::testing::AssertionSuccess();
 	}
 
 	/* A fresh tmpfs; use with DMIO_REQUIRE_TMPFS(new_mount(), dir, size) in a test body. */
@@ -453,6 +553,8 @@ class MirrorTest : public dmio_test::DmioTest
 
 	std::string name_ = "testmirror";
 	read_policy policy_ = READ_POLICY_LEAST_PENDING;
+	metadata_mode metadata_ = METADATA_NONE;
+	uint64_t resync_rate_min_ = 0;
 	std::vector<LegSpec> legs_;
 	mirror *m_ = nullptr;
 

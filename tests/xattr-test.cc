@@ -16,6 +16,9 @@ using namespace mirror_test;
 namespace
 {
 
+/* The process asking, as the front end passes it: last_error is its own. */
+constexpr uint64_t kCaller = 4242;
+
 class Xattr : public MirrorTest
 {
       protected:
@@ -31,7 +34,7 @@ class Xattr : public MirrorTest
 	/* The value of name, or "<none>" for NULL. */
 	std::string get(const std::string &name)
 	{
-		char *v = xattr_status_get(m_, name.c_str());
+		char *v = xattr_status_get(m_, kCaller, name.c_str());
 		if (v == nullptr)
 			return "<none>";
 		std::string s = v;
@@ -65,7 +68,7 @@ class Xattr : public MirrorTest
 
 	int set(const std::string &name, const std::string &value, bool root = true)
 	{
-		return xattr_set(m_, name.c_str(), value.data(), value.size(), root);
+		return xattr_set(m_, kCaller, name.c_str(), value.data(), value.size(), root);
 	}
 	int ctl(const std::string &value, bool root = true)
 	{
@@ -268,7 +271,7 @@ TEST_F(Xattr, CtlValueIsNotNulTerminated)
 {
 	ASSERT_NO_FATAL_FAILURE(open_legs(3));
 	const char value[] = "fail 12345";
-	EXPECT_EQ(0, xattr_set(m_, XATTR_CTL, value, 6, true)); /* "fail 1" */
+	EXPECT_EQ(0, xattr_set(m_, kCaller, XATTR_CTL, value, 6, true)); /* "fail 1" */
 	EXPECT_EQ(LEG_FAILED, state_of(1));
 	EXPECT_EQ(LEG_IN_SYNC, state_of(2));
 }

@@ -376,7 +376,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	value = xattr_status_get(fe->m, name);
+	/* last_error is the asking process's own (fusemirrorctl reads it after its setxattr). */
+	value = xattr_status_get(fe->m, (uint64_t)fuse_req_ctx(req)->pid, name);
 	if (value == NULL)
 		fuse_reply_err(req, ENODATA);
 	else
@@ -399,7 +400,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 {
 	struct frontend *fe = fuse_req_userdata(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	int r = xattr_set(fe->m, name, value, size, ctx->uid == 0);
+	int r = xattr_set(fe->m, (uint64_t)ctx->pid, name, value, size, ctx->uid == 0);
 
 	fuse_reply_err(req, -r);
 }

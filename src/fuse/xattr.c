@@ -53,7 +53,7 @@ static int parse_index(struct mirror *m, const char *text, char stop, const char
 	return (int)index;
 }
 
-char *xattr_status_get(struct mirror *m, const char *name)
+char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 {
 	const char *key;
 
@@ -73,7 +73,7 @@ char *xattr_status_get(struct mirror *m, const char *name)
 	if (strcmp(key, "uuid") == 0)
 		return mirror_uuid(m);
 	if (strcmp(key, "last_error") == 0)
-		return mirror_last_error(m);
+		return mirror_last_error(m, caller);
 	if (strcmp(key, "resync.rate_min") == 0 || strcmp(key, "resync.rate_max") == 0) {
 		uint64_t min, max;
 
@@ -142,19 +142,16 @@ static bool parse_rate(const char *word, uint64_t *out)
  * Run one control command (fusemirrorctl(8), CONTROL COMMANDS):
  *   fail N | remove [--force] N | add [--force] PATH | resync [--full] |
  *   set resync-rate-min|resync-rate-max BYTES
- * A refusal leaves its one-line reason in user.fusemirror.last_error.
+ * Returns 0 or -errno with *error saying why.
  */
-static int ctl_command(struct mirror *m, const char *command)
+static int ctl_command(struct mirror *m, const char *command, GError **error)
 {
-	g_autoptr(GError) error = NULL;
 	const char *rest;
 	char *verb;
 	bool force = false;
 	int r = -EINVAL;
 	size_t len;
 
-	/* A refusal's reason is only ever the last command's. */
-	mirror_set_last_error(m, "");
 	while (*command == ' ' || *command == '\t')
 		command++;
 	len = strcspn(command, " \t");
@@ -173,21 +170,23 @@ static int ctl_command(struct mirror *m, const char *command)
 		int index = parse_index(m, rest, '\0', NULL);
 
 		if (index >= 0)
-			r = mirror_fail_leg(m, (unsigned int)index);
+			r = mirror_fail_leg(m, (unsigned int)index, error);
 	} else if (strcmp(verb, "remove") == 0) {
 		int index = parse_index(m, rest, '\0', NULL);
 
 		if (index >= 0)
-			r = mirror_remove_leg(m, (unsigned int)index, force, &error);
+			r = mirror_remove_leg(m, (unsigned int)index, force, error);
 	} else if (strcmp(verb, "add") == 0 && *rest != '\0') {
-		r = *rest == '/' ? mirror_add_leg(m, rest, force, &error) : -EINVAL;
 		if (*rest != '/')
-			mirror_set_last_error(m, "add needs an absolute path");
+			g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+					    "add needs an absolute path");
+		else
+			r = mirror_add_leg(m, rest, force, error);
 		if (r > 0)
 			r = 0;
 	} else if (strcmp(verb, "resync") == 0 && !force &&
 		   (*rest == '\0' || strcmp(rest, "--full") == 0)) {
-		r = mirror_resync(m, *rest != '\0', &error);
+		r = mirror_resync(m, *rest != '\0', error);
 	} else if (strcmp(verb, "set") == 0 && !force) {
 		char **words = g_strsplit_set(rest, " \t", -1);
 		uint64_t min, max, v;
@@ -206,16 +205,17 @@ static int ctl_command(struct mirror *m, const char *command)
 		}
 		g_strfreev(words);
 	}
-	if (r == -EINVAL && error == NULL)
-		mirror_set_last_error(m, "not a control command, or a bad argument");
-	if (error != NULL)
-		g_message("control command '%s' refused: %s", command, error->message);
+	if (r < 0 && error != NULL && *error == NULL)
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "not a control command, or a bad argument");
 	g_free(verb);
 	return r;
 }
 
-int xattr_set(struct mirror *m, const char *name, const char *value, size_t size, bool is_root)
+int xattr_set(struct mirror *m, uint64_t caller, const char *name, const char *value, size_t size,
+	      bool is_root)
 {
+	g_autoptr(GError) error = NULL;
 	char *command;
 	int r;
 
@@ -226,7 +226,11 @@ int xattr_set(struct mirror *m, const char *name, const char *value, size_t size
 			return -EINVAL;
 		command = g_strndup(value, size);
 		g_strchomp(command);
-		r = ctl_command(m, command);
+		r = ctl_command(m, command, &error);
+		/* A refusal's reason is only ever the caller's last command's. */
+		mirror_set_last_error(m, caller, error != NULL ? error->message : "");
+		if (error != NULL)
+			g_message("control command '%s' refused: %s", command, error->message);
 		g_free(command);
 		return r;
 	}

@@ -8,6 +8,7 @@
 
 #include <glib.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mirror/mirror.h"
 
@@ -18,19 +19,23 @@ extern "C" {
 #define XATTR_STATUS_PREFIX "user.fusemirror."
 #define XATTR_CTL	    "trusted.fusemirror.ctl"
 
-/* The value of a status attribute (g_free it), or NULL when there is none (ENODATA). */
-char *xattr_status_get(struct mirror *m, const char *name);
+/*
+ * The value of a status attribute (g_free it), or NULL when there is none (ENODATA).  caller
+ * (the requesting process) picks whose last_error is answered.
+ */
+char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name);
 
 /* Every status attribute name, each followed by a NUL, as listxattr wants them (g_free it). */
 char *xattr_status_list(struct mirror *m, size_t *length);
 
 /*
- * Set an attribute.  XATTR_CTL runs a command ("fail N"); is_root says whether the caller may.
- * Returns 0 or -errno: -EPERM (not root, or a read-only status attribute), -EINVAL (bad command
- * or leg), -EBUSY (failing the last in-sync leg), -EALREADY (the leg is not in sync),
- * -ENOTSUP (any other name).
+ * Set an attribute.  XATTR_CTL runs a command ("fail N"); is_root says whether the caller may;
+ * a refusal's reason becomes caller's user.fusemirror.last_error.  Returns 0 or -errno: -EPERM
+ * (not root, or a read-only status attribute), -EINVAL (bad command or leg), -EBUSY (failing the
+ * last in-sync leg), -EALREADY (the leg is not in sync), -ENOTSUP (any other name).
  */
-int xattr_set(struct mirror *m, const char *name, const char *value, size_t size, bool is_root);
+int xattr_set(struct mirror *m, uint64_t caller, const char *name, const char *value, size_t size,
+	      bool is_root);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * metadata = internal: assembly from the legs' superblocks, superblock updates on every change
- * of state, persisting the write-intent bitmap, and the thread that clears idle bits.
- * The format is in doc/format.md.
+ * metadata = internal: the durable state.  Assembly from the legs' superblocks; commits of the
+ * in-memory state to every live leg's superblock, in md's order; the write-intent bitmap's
+ * persistence; and the writes held until a leg's failure is durable.  The format is in
+ * doc/format.md.
+ *
+ * A commit (md's md_update_sb) records every change made so far: it snapshots the array
+ * superblock and the legs' states under sb_lock, drops it, flushes every live leg (the data a
+ * resync copied, the writes before a clean mark) and then writes each leg's superblock with FUA.
+ * Commits are grouped: a caller whose change is covered by a commit in progress waits for it,
+ * and a commit covers all the changes made before its snapshot.  A leg that cannot take its
+ * superblock is failed, and the next commit records that.
  */
 #include "config.h"
 
@@ -14,47 +22,11 @@
 
 #include "mirror/mirror-internal.h"
 
-#define CLEAN_INTERVAL_US (1 * G_USEC_PER_SEC) /* how often the cleaner looks */
-#define IDLE_US		  (5 * G_USEC_PER_SEC) /* a region idle this long gets its bit cleared */
-
-int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct leg **legs,
-		   unsigned int n, void *buf, uint64_t leg_offset, uint64_t len, int *errors)
-{
-	struct dmio_region where[DMIO_MAX_REGIONS];
-	int region_errors[DMIO_MAX_REGIONS];
-	struct dmio_request req = {
-	    .op = op,
-	    .flags = flags,
-	    .client = m->client,
-	    .region_errors = region_errors,
-	};
-	unsigned long bits = 0;
-	unsigned int i;
-	int r;
-
-	if (n == 0)
-		return -ENODEV;
-	req.mem.type = DMIO_MEM_VM;
-	req.mem.ptr.vma = buf;
-	for (i = 0; i < n; i++) {
-		where[i].dev = legs[i]->dev;
-		where[i].sector = leg_offset >> DMIO_SECTOR_SHIFT;
-		where[i].count = len >> DMIO_SECTOR_SHIFT;
-	}
-	r = dmio(&req, n, where, &bits);
-	if (errors != NULL)
-		for (i = 0; i < n; i++)
-			errors[i] = (bits & (1ul << i)) ? -region_errors[i] : 0;
-	if (r == -EIO)
-		for (i = 0; i < n; i++)
-			if (bits & (1ul << i))
-				return -region_errors[i];
-	return r;
-}
+/* ---- Superblock commits -------------------------------------------------------------------- */
 
 static enum sb_role leg_role(const struct leg *leg)
 {
-	switch ((enum leg_state)atomic_load(&((struct leg *)leg)->state)) {
+	switch (leg_state(leg)) {
 	case LEG_IN_SYNC:
 		return SB_ROLE_IN_SYNC;
 	case LEG_STALE:
@@ -64,97 +36,282 @@ static enum sb_role leg_role(const struct leg *leg)
 		return SB_ROLE_FAILED;
 	case LEG_REMOVED:
 		return SB_ROLE_EMPTY;
+	case LEG_SPARE:
+		return SB_ROLE_SPARE;
 	}
 	return SB_ROLE_FAILED;
 }
 
-int metadata_write(struct mirror *m, bool bump, bool clean)
+/* The legs whose superblock a commit writes: the members with a device that have not failed. */
+static bool leg_takes_superblock(const struct leg *leg)
 {
-	struct superblock sb;
-	unsigned int i, good = 0, wrote = 0;
-	int err = -EIO;
+	return leg->dev != NULL && (leg_is_written(leg) || leg_state(leg) == LEG_SPARE);
+}
+
+struct commit {
+	struct superblock array;
+	unsigned int n;
+	struct leg *legs[DMIO_MAX_REGIONS];
+	uint64_t recovery[DMIO_MAX_REGIONS];
+	bool in_sync[DMIO_MAX_REGIONS];
+};
+
+/* Under sb_lock: the array superblock and each written leg's part of it, as they are now. */
+static void commit_snapshot(struct mirror *m, struct commit *c)
+{
+	unsigned int i, slots = atomic_load(&m->num_legs);
+
+	m->array.utime = (uint64_t)time(NULL);
+	/* Slots past the configured legs (a leg hot-added, not in the config) keep their role. */
+	m->array.num_legs = MAX(m->array.num_legs, slots);
+	c->n = 0;
+	for (i = 0; i < slots; i++) {
+		struct leg *leg = &m->legs[i];
+
+		m->array.roles[i].role = leg_role(leg);
+		memcpy(m->array.roles[i].uuid, leg->uuid, 16);
+		if (!leg_takes_superblock(leg))
+			continue;
+		c->legs[c->n] = leg;
+		c->in_sync[c->n] = leg_state(leg) == LEG_IN_SYNC;
+		/* Taken before the flush below: what it covers was copied before it. */
+		c->recovery[c->n] =
+		    c->in_sync[c->n] ? SB_RECOVERY_DONE : atomic_load(&leg->recovery_offset);
+		c->n++;
+	}
+	c->array = m->array;
+}
+
+/*
+ * Flush every leg of the commit, then write each one's superblock with FUA.  Returns how many
+ * legs in sync at the snapshot took it; errors[i] is leg i's 0 or -errno.
+ */
+static unsigned int commit_write(struct mirror *m, struct commit *c, int *errors)
+{
+	void *page = aligned_alloc(4096, SB_SIZE);
+	unsigned int i, good = 0;
+
+	mirror_sync_io(m, DMIO_FLUSH, 0, c->legs, c->n, NULL, 0, 0, errors);
+	for (i = 0; i < c->n; i++) {
+		struct superblock sb = c->array;
+
+		if (errors[i] < 0)
+			continue;
+		if (page == NULL) {
+			errors[i] = -ENOMEM;
+			continue;
+		}
+		memcpy(sb.leg_uuid, c->legs[i]->uuid, 16);
+		sb.leg_index = c->legs[i]->index;
+		sb.recovery_offset = c->recovery[i];
+		superblock_encode(&sb, page);
+		errors[i] = mirror_sync_io(m, DMIO_WRITE, DMIO_REQ_FUA, &c->legs[i], 1, page, 0,
+					   SB_SIZE, NULL);
+		good += errors[i] == 0 && c->in_sync[i];
+	}
+	free(page);
+	return good;
+}
+
+int metadata_commit(struct mirror *m, uint64_t gen)
+{
+	struct commit *c;
+	int errors[DMIO_MAX_REGIONS];
+	int r = 0;
 
 	if (m->metadata != METADATA_INTERNAL)
 		return 0;
+	c = g_new(struct commit, 1);
 	g_mutex_lock(&m->sb_lock);
-	if (bump)
-		m->array.events++;
+	while (atomic_load(&m->gen_recorded) < gen) {
+		uint64_t target;
+		unsigned int i, good;
+
+		if (m->sb_writing) {
+			g_cond_wait(&m->sb_cond, &m->sb_lock);
+			continue;
+		}
+		m->sb_writing = true;
+		target = atomic_load(&m->gen_wanted);
+		if (atomic_load(&m->gen_bump) > atomic_load(&m->gen_recorded))
+			m->array.events++;
+		commit_snapshot(m, c);
+		g_mutex_unlock(&m->sb_lock);
+
+		good = commit_write(m, c, errors);
+		for (i = 0; i < c->n; i++) {
+			char *why;
+
+			if (errors[i] == 0)
+				continue;
+			why = g_strdup_printf("cannot write its superblock: %s",
+					      g_strerror(-errors[i]));
+			g_warning("mirror %s: leg %u (%s, %s) %s", m->name, c->legs[i]->index,
+				  c->legs[i]->name, c->legs[i]->path, why);
+			leg_fail(m, c->legs[i], why, 1ul << c->legs[i]->index);
+			g_free(why);
+		}
+
+		g_mutex_lock(&m->sb_lock);
+		m->sb_writing = false;
+		if (good > 0 || c->n == 0)
+			atomic_store(&m->gen_recorded, target);
+		else
+			r = -EIO;
+		g_cond_broadcast(&m->sb_cond);
+		if (r < 0) {
+			g_warning(
+			    "mirror %s: no in-sync leg took the superblocks: the state of the "
+			    "legs is not recorded",
+			    m->name);
+			break;
+		}
+	}
+	g_mutex_unlock(&m->sb_lock);
+	g_free(c);
+	return r;
+}
+
+int metadata_sync(struct mirror *m)
+{
+	return metadata_commit(m, atomic_load(&m->gen_wanted));
+}
+
+void metadata_set_clean(struct mirror *m, bool clean)
+{
+	if (m->metadata != METADATA_INTERNAL)
+		return;
+	g_mutex_lock(&m->sb_lock);
 	if (clean)
 		m->array.flags |= SB_FLAG_CLEAN;
 	else
 		m->array.flags &= ~SB_FLAG_CLEAN;
-	m->array.utime = (uint64_t)time(NULL);
-	/* Slots past the configured legs (a leg hot-added, not in the config) keep their role. */
-	m->array.num_legs = MAX(m->array.num_legs, m->num_legs);
-	for (i = 0; i < m->num_legs; i++) {
-		m->array.roles[i].role = leg_role(&m->legs[i]);
-		memcpy(m->array.roles[i].uuid, m->legs[i].uuid, 16);
-	}
-	for (i = 0; i < m->num_legs; i++) {
-		struct leg *leg = &m->legs[i];
-		int r;
-
-		if (leg->dev == NULL || !leg_is_written(leg))
-			continue;
-		sb = m->array;
-		memcpy(sb.leg_uuid, leg->uuid, 16);
-		sb.leg_index = i;
-		sb.recovery_offset = leg_state(leg) == LEG_IN_SYNC
-					 ? SB_RECOVERY_DONE
-					 : atomic_load(&leg->recovery_offset);
-		r = superblock_write(leg->dev, &sb);
-		wrote++;
-		if (r == 0 && leg_state(leg) == LEG_IN_SYNC)
-			good++;
-		if (r < 0) {
-			err = r;
-			g_warning("mirror %s: cannot write the superblock of leg %u (%s, %s): %s",
-				  m->name, i, leg->name, leg->path, g_strerror(-r));
-		}
-	}
 	g_mutex_unlock(&m->sb_lock);
-	return good > 0 || wrote == 0 ? 0 : err;
+	mirror_state_changed(m, true, false);
 }
 
-/* Write bitmap blocks to every leg that takes writes. */
+void metadata_snapshot(struct mirror *m, struct superblock *out)
+{
+	g_mutex_lock(&m->sb_lock);
+	*out = m->array;
+	g_mutex_unlock(&m->sb_lock);
+}
+
+void metadata_forget_slots(struct mirror *m, unsigned int n)
+{
+	unsigned int i;
+
+	g_mutex_lock(&m->sb_lock);
+	for (i = n; i < m->array.num_legs && i < SB_MAX_LEGS; i++)
+		memset(&m->array.roles[i], 0, sizeof(m->array.roles[i]));
+	if (m->array.num_legs > n)
+		m->array.num_legs = MAX(n, 1u);
+	g_mutex_unlock(&m->sb_lock);
+	mirror_state_changed(m, true, false);
+}
+
+void metadata_bits_cleared(struct mirror *m, bool at_stop)
+{
+	g_mutex_lock(&m->sb_lock);
+	/* At a clean stop the clean mark's commit bumps events once more. */
+	m->array.events_cleared = m->array.events + (at_stop ? 1 : 0);
+	g_mutex_unlock(&m->sb_lock);
+}
+
+/* ---- Writes held until a failure is durable ----------------------------------------------- */
+
+struct deferred {
+	void (*fn)(void *opaque, int result);
+	void *opaque;
+};
+
+static void deferred_run(gpointer data, gpointer user_data)
+{
+	struct deferred *d = data;
+	struct mirror *m = user_data;
+
+	/* Everything failed so far: the write may have missed any leg failed before it ended. */
+	d->fn(d->opaque, metadata_commit(m, atomic_load(&m->gen_hold)));
+	g_free(d);
+}
+
+void metadata_defer(struct mirror *m, void (*fn)(void *opaque, int result), void *opaque)
+{
+	struct deferred *d;
+
+	if (m->deferred == NULL) {
+		fn(opaque, 0);
+		return;
+	}
+	d = g_new(struct deferred, 1);
+	d->fn = fn;
+	d->opaque = opaque;
+	g_thread_pool_push(m->deferred, d, NULL);
+}
+
+/* ---- The write-intent bitmap on disk ------------------------------------------------------- */
+
+int metadata_flush_legs(struct mirror *m)
+{
+	struct leg *legs[DMIO_MAX_REGIONS];
+	unsigned int n = mirror_written_legs(m, legs);
+
+	return n == 0 ? 0 : mirror_sync_io(m, DMIO_FLUSH, 0, legs, n, NULL, 0, 0, NULL);
+}
+
+/* Write bitmap blocks to every leg that takes writes; a leg that cannot take them fails. */
 static int persist_bitmap(void *opaque, const void *bits, uint64_t first_block, uint64_t count)
 {
 	struct mirror *m = opaque;
 	struct leg *legs[DMIO_MAX_REGIONS];
 	int errors[DMIO_MAX_REGIONS];
-	unsigned int i, n = 0, good = 0;
+	unsigned int i, n, good = 0;
 	int r, err = -EIO;
 
-	for (i = 0; i < m->num_legs; i++)
-		if (m->legs[i].dev != NULL && leg_is_written(&m->legs[i]))
-			legs[n++] = &m->legs[i];
+	n = mirror_written_legs(m, legs);
 	r = mirror_sync_io(m, DMIO_WRITE, DMIO_REQ_FUA, legs, n, (void *)bits,
 			   SB_BITMAP_OFFSET + first_block * 4096, count * 4096, errors);
 	if (r == 0)
 		return 0;
 	for (i = 0; i < n; i++) {
+		char *why;
+
 		if (errors[i] == 0) {
 			good += leg_state(legs[i]) == LEG_IN_SYNC;
 			continue;
 		}
 		err = errors[i];
-		mirror_fail_leg_because(m, legs[i], "cannot write the write-intent bitmap");
+		why = g_strdup_printf("cannot write the write-intent bitmap at offset %" PRIu64
+				      ": %s",
+				      SB_BITMAP_OFFSET + first_block * 4096, g_strerror(-err));
+		leg_fail(m, legs[i], why, 1ul << legs[i]->index);
+		g_free(why);
 	}
 	return good > 0 ? 0 : err;
 }
 
-/* Read and decode every leg's superblock, then decide. */
+/* ---- Assembly ------------------------------------------------------------------------------ */
+
+/* Move a slot found at assembly (removed, or failed when missing) to its state. */
+static void assemble_state(struct mirror *m, struct leg *leg, enum leg_state to)
+{
+	enum leg_state from = leg_state(leg);
+
+	if (from != to)
+		leg_set_state(m, leg, from, to);
+}
+
 int metadata_assemble(struct mirror *m, int force_source, GError **error)
 {
-	const unsigned int configured = m->num_legs;
+	const unsigned int configured = atomic_load(&m->num_legs);
 	struct assemble_input *in = g_new0(struct assemble_input, configured);
 	struct assemble_result *res = g_new0(struct assemble_result, 1);
-	char **whys = g_new0(char *, m->num_legs);
+	char **whys = g_new0(char *, configured);
 	void *buf = aligned_alloc(4096, SB_SIZE);
 	unsigned int i;
 	int r = 0;
 
-	for (i = 0; i < m->num_legs; i++) {
+	for (i = 0; i < configured; i++) {
 		struct leg *leg = &m->legs[i];
 
 		in[i].name = leg->name;
@@ -173,31 +330,30 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 		in[i].sb_error = superblock_decode(buf, &in[i].sb, &whys[i]);
 		in[i].sb_why = whys[i];
 	}
-	if (!assemble_decide(in, m->num_legs, force_source, res, error)) {
+	if (!assemble_decide(in, configured, force_source, res, error)) {
 		r = -EINVAL;
 		goto out;
 	}
 
+	g_mutex_lock(&m->sb_lock);
 	m->array = res->array;
+	g_mutex_unlock(&m->sb_lock);
 	m->data_offset = res->array.data_offset;
 	m->size = res->array.data_size;
-	m->unclean = res->unclean;
-	for (i = 0; i < m->num_legs; i++) {
+	atomic_store(&m->unclean, res->unclean);
+	for (i = 0; i < configured; i++) {
 		struct leg *leg = &m->legs[i];
 		const struct assemble_leg *a = &res->legs[i];
 
-		if (in[i].present)
-			memcpy(leg->uuid, in[i].sb.leg_uuid, 16);
-		else
-			memcpy(leg->uuid, res->array.roles[i].uuid, 16);
+		memcpy(leg->uuid, in[i].present ? in[i].sb.leg_uuid : res->array.roles[i].uuid, 16);
 		leg->resync = a->resync;
 		switch (a->role) {
 		case ASSEMBLE_IN_SYNC:
-			atomic_store(&leg->state, LEG_IN_SYNC);
+			assemble_state(m, leg, LEG_IN_SYNC);
 			atomic_store(&leg->recovery_offset, SB_RECOVERY_DONE);
 			break;
 		case ASSEMBLE_STALE:
-			atomic_store(&leg->state, LEG_STALE);
+			assemble_state(m, leg, LEG_STALE);
 			atomic_store(&leg->recovery_offset,
 				     a->resync == RESYNC_FULL ? a->recovery_offset : 0);
 			if (in[i].sb.events == res->array.events) {
@@ -218,7 +374,7 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 								: "in full");
 			break;
 		case ASSEMBLE_MISSING:
-			atomic_store(&leg->state, LEG_FAILED);
+			assemble_state(m, leg, LEG_FAILED);
 			break;
 		}
 	}
@@ -228,14 +384,12 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 	 * the config since.  It is missing, as a configured leg that is not there: the mirror runs
 	 * degraded until it is added back (into its slot, by its UUID) or removed.
 	 */
-	for (i = m->num_legs; i < res->array.num_legs && i < SB_MAX_LEGS; i++) {
+	for (i = configured; i < res->array.num_legs && i < SB_MAX_LEGS; i++) {
 		if (res->array.roles[i].role == SB_ROLE_EMPTY)
 			continue;
-		while (m->num_legs < i)
-			mirror_empty_slot(m, m->num_legs++, LEG_REMOVED);
-		mirror_empty_slot(m, i, LEG_FAILED);
+		leg_empty(m, i);
 		memcpy(m->legs[i].uuid, res->array.roles[i].uuid, 16);
-		m->num_legs = i + 1;
+		assemble_state(m, &m->legs[i], LEG_FAILED);
 		res->missing++;
 		g_warning(
 		    "mirror %s: the superblocks name a leg in slot %u that the config does not "
@@ -248,7 +402,7 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 	if (bitmap_disk_bytes(m->bitmap) > 0) {
 		void *bits = aligned_alloc(4096, bitmap_disk_bytes(m->bitmap));
 
-		for (i = 0; i < m->num_legs; i++) {
+		for (i = 0; i < atomic_load(&m->num_legs); i++) {
 			struct leg *leg = &m->legs[i];
 
 			if (leg_state(leg) != LEG_IN_SYNC)
@@ -269,8 +423,8 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 	if (res->missing > 0)
 		mirror_event(m, "DegradedArray", G_LOG_LEVEL_WARNING, -1,
 			     "mirror %s is assembled degraded: %u of %u legs missing", m->name,
-			     res->missing, m->num_legs);
-	if (m->unclean)
+			     res->missing, atomic_load(&m->num_legs));
+	if (res->unclean)
 		g_message("mirror %s was not shut down cleanly: %" PRIu64
 			  " dirty regions will be resynced",
 			  m->name, bitmap_count(m->bitmap));
@@ -285,97 +439,35 @@ out:
 	return r;
 }
 
-static bool all_in_sync(struct mirror *m)
-{
-	unsigned int i;
+/* ---- Start and stop ------------------------------------------------------------------------ */
 
-	for (i = 0; i < m->num_legs; i++)
-		if (leg_state(&m->legs[i]) != LEG_IN_SYNC)
-			return false;
-	return true;
-}
-
-/* Flush every in-sync leg; 0 or -errno. */
-static int flush_legs(struct mirror *m)
-{
-	struct leg *legs[DMIO_MAX_REGIONS];
-	unsigned int i, n = 0;
-
-	for (i = 0; i < m->num_legs; i++)
-		if (m->legs[i].dev != NULL && leg_is_written(&m->legs[i]))
-			legs[n++] = &m->legs[i];
-	return mirror_sync_io(m, DMIO_FLUSH, 0, legs, n, NULL, 0, 0, NULL);
-}
-
-/*
- * Clear the bits of regions idle for IDLE_US, once every leg has flushed them.  Never while a
- * leg is missing, failed or catching up: the bits are what it will need.
- */
-static void clean_idle(struct mirror *m)
-{
-	gint64 before;
-	long cleared;
-
-	if (bitmap_count(m->bitmap) == 0 || !all_in_sync(m) || atomic_load(&m->resync_active))
-		return;
-	before = g_get_monotonic_time() - IDLE_US;
-	if (flush_legs(m) < 0)
-		return;
-	cleared = bitmap_clear_idle(m->bitmap, before);
-	if (cleared > 0) {
-		g_mutex_lock(&m->sb_lock);
-		m->array.events_cleared = m->array.events;
-		g_mutex_unlock(&m->sb_lock);
-	}
-}
-
-static gpointer cleaner_thread(gpointer data)
-{
-	struct mirror *m = data;
-	gint64 deadline;
-
-	g_mutex_lock(&m->cleaner_lock);
-	while (!m->stopping) {
-		deadline = g_get_monotonic_time() + CLEAN_INTERVAL_US;
-		g_cond_wait_until(&m->cleaner_cond, &m->cleaner_lock, deadline);
-		if (m->stopping)
-			break;
-		/* Under cleaner_lock: fusemirrorctl remove closes a leg only between two looks. */
-		clean_idle(m);
-	}
-	g_mutex_unlock(&m->cleaner_lock);
-	return NULL;
-}
-
-void metadata_start_cleaner(struct mirror *m)
+void metadata_start(struct mirror *m)
 {
 	if (m->metadata != METADATA_INTERNAL)
 		return;
-	m->cleaner = g_thread_new("fm-bitmap", cleaner_thread, m);
+	/* One thread: held writes complete in order, and never on an engine thread. */
+	m->deferred = g_thread_pool_new(deferred_run, m, 1, FALSE, NULL);
 }
 
 /*
- * A clean stop: no write in flight.  With every leg in sync and flushed, every bit can go; the
- * superblocks then say clean, so the next start resyncs nothing.
+ * A clean stop: no request in flight, the resync and the cleaner stopped.  With every leg in
+ * sync and flushed, every bit can go; the superblocks then say clean, so the next start resyncs
+ * nothing.
  */
 void metadata_stop(struct mirror *m)
 {
 	if (m->metadata != METADATA_INTERNAL)
 		return;
-	if (m->cleaner != NULL) {
-		g_mutex_lock(&m->cleaner_lock);
-		m->stopping = true;
-		g_cond_signal(&m->cleaner_cond);
-		g_mutex_unlock(&m->cleaner_lock);
-		g_thread_join(m->cleaner);
-		m->cleaner = NULL;
+	if (m->deferred != NULL) {
+		g_thread_pool_free(m->deferred, FALSE, TRUE);
+		m->deferred = NULL;
 	}
-	if (!m->assembled)
+	if (!atomic_load(&m->serving))
 		return;
-	if (flush_legs(m) == 0 && all_in_sync(m) && !atomic_load(&m->resync_active) &&
-	    bitmap_clear_idle(m->bitmap, G_MAXINT64) > 0)
-		m->array.events_cleared = m->array.events + 1;
-	if (metadata_write(m, true, true) < 0)
+	if (cleaner_clean(m, true) > 0)
+		metadata_bits_cleared(m, true);
+	metadata_set_clean(m, true);
+	if (metadata_sync(m) < 0)
 		g_warning("mirror %s: the clean superblocks could not be written: the next start "
 			  "resyncs the dirty regions",
 			  m->name);

@@ -1,5 +1,44 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The mirror layer's internals, shared by its files and its unit tests. */
+/*
+ * The mirror layer's internals, shared by its files and its unit tests.
+ *
+ * Files, each owning its part (and the fields marked with its name below):
+ *   array.c      open, close, status, events
+ *   leg.c        a leg's identity and its state machine: the one door of leg state
+ *   quiesce.c    freezing: no request in flight while the set of legs changes
+ *   rangelock.c  ordering of overlapping writes (rangelock.h)
+ *   legio.c      synchronous I/O on chosen legs (metadata, resync)
+ *   io.c         the data path: write fan-out, reads, read-modify-write, completions
+ *   metadata.c   durable state: assembly from the superblocks, superblock commits in md's
+ *                order, the write-intent bitmap's persistence, writes held until recorded
+ *   cleaner.c    the thread that clears idle bitmap bits
+ *   resync.c     the background copy
+ *   reconfig.c   control commands: fail, add, remove, resync on request
+ * Calls run one way: array -> reconfig -> resync -> io -> metadata -> legio -> leg, and every
+ * one may use rangelock, quiesce and dmio.
+ *
+ * ---- Locks, outermost first (a thread holding one never takes one above it) ----
+ *   1. m->reconfig_lock   control commands, one at a time (md's reconfig_mutex).  Held across
+ *                         resync stop/start, freezing and superblock commits.
+ *   2. freezing           (quiesce.c; not a mutex) the freezer waits until no request is in
+ *                         flight; taken under reconfig_lock only.
+ *   3. range holds        (rangelock.h; not a mutex) a write holds its range from before its
+ *                         bitmap bits are made durable until its legs answered; the resync holds
+ *                         the chunk it copies.  Under a hold: bitmap persist_lock, sb_lock, the
+ *                         leaves.  Nothing waits for a hold while holding a mutex.
+ *   4. bitmap persist_lock (bitmap.c) held while bitmap blocks are written; completions never
+ *                         take it.
+ *   5. m->sb_lock         the array superblock and the commit bookkeeping; never held during
+ *                         I/O (the writer marks sb_writing and drops it).
+ *   6. m->state_lock      leg state and identity changes; a leaf, never held during I/O or
+ *                         while an event is raised.
+ *   freeze_lock, the rangelock buckets' mutexes, waiter locks: leaves inside their modules.
+ *
+ * ---- What completions may do ----
+ * A completion (an engine thread, or the submitter with DMIO_REQ_CALLER_RUNS) never waits for
+ * I/O: a write that must wait for a superblock commit is handed to the metadata thread
+ * (metadata_defer), which completes it once the failure is recorded (md's MD_SB_CHANGE_PENDING).
+ */
 #ifndef FUSEMIRROR_MIRROR_INTERNAL_H
 #define FUSEMIRROR_MIRROR_INTERNAL_H
 
@@ -9,6 +48,7 @@
 #include "mirror/assemble.h"
 #include "mirror/bitmap.h"
 #include "mirror/mirror.h"
+#include "mirror/rangelock.h"
 #include "mirror/superblock.h"
 
 #define MIRROR_ERROR (mirror_error_quark())
@@ -19,73 +59,105 @@ enum mirror_error {
 	MIRROR_ERROR_ENGINE, /* the I/O engine cannot start */
 };
 
+#define MIRROR_ALIGN 4096u /* the mirror's size is a multiple of this */
+
 struct leg {
 	struct mirror *m;
 	unsigned int index;
+	/*
+	 * Identity (leg.c: leg_attach, leg_detach, leg_empty).  Changed only while the mirror is
+	 * frozen and the resync stopped, under state_lock; so requests, the resync and the
+	 * cleaner read them freely, and status readers (not requests) read them under state_lock.
+	 * Replaced strings are kept until close (m->retired): a pointer read stays valid.
+	 */
 	char *name;
 	char *path;
 	bool write_mostly;
-	struct dmio_dev *dev;
+	struct dmio_dev *dev; /* NULL: an empty or missing slot */
+	uint8_t uuid[16];
+	/* State (leg.c: leg_set_state, leg_fail): written under state_lock, read as an atomic. */
 	atomic_int state; /* enum leg_state */
+	/* I/O accounting (io.c), atomics. */
 	atomic_uint pending;
 	atomic_ullong read_errors;
 	atomic_ullong write_errors;
-	/* I/O error log rate limit, under m->lock. */
+	/* I/O error log rate limit (io.c), under state_lock. */
 	gint64 log_window_start;
 	unsigned int log_count;
 	unsigned long log_suppressed;
-	/* metadata = internal */
-	uint8_t uuid[16];
-	enum assemble_resync resync;   /* how a stale leg catches up */
-	atomic_ullong recovery_offset; /* in sync below this (bytes of data) */
-	gint64 recovery_saved;	       /* when recovery_offset was last written to its superblock */
+	/* Catching up (resync.c; set by leg_attach): how, and how far. */
+	enum assemble_resync resync;
+	atomic_ullong recovery_offset; /* in sync below this (bytes of data), flushed */
 };
 
 struct mirror {
+	/* Set at open (array.c), constant after. */
 	char *name;
 	enum read_policy policy;
 	struct dmio_client *client;
-	uint64_t size; /* bytes */
-	bool assembled;
-	/* Slots in use; grows on hot add (the array holds SB_MAX_LEGS, so legs never moves). */
+	uint64_t size; /* bytes; metadata.c sets it at assembly */
+	enum metadata_mode metadata;
+	uint64_t data_offset; /* bytes of every leg before the data (0 without metadata) */
+	struct leg *legs;     /* SB_MAX_LEGS slots: the array never moves */
+	struct rangelock *ranges;
+	/* Serving: assembly is over (array.c).  Before it, leg.c allows the assembly moves. */
+	atomic_bool serving;
+	/* Slots in use (leg.c): grows on hot add while frozen, shrinks on remove while frozen. */
 	atomic_uint num_legs;
-	struct leg *legs;
+
+	/* ---- array.c ---- */
+	GPtrArray *retired; /* replaced names and paths, under state_lock, freed at close */
+	mirror_event_fn event_fn;
+	void *event_opaque;
+	atomic_ulong error_bits; /* legs that failed the last failed request (io.c) */
+	atomic_ullong events;	 /* metadata = none: the state-change counter */
+	atomic_uint round_robin; /* io.c */
+
+	/* ---- leg.c ---- */
+	GMutex state_lock;
 	/*
-	 * Freezing: no request enters while frozen (io_begin waits), and the freezer waits for the
-	 * ones in flight, so that a change of the leg set (hot add, remove, a resync starting) or a
-	 * read-modify-write sees no request half issued.
+	 * Generations of the in-memory state, atomics bumped by mirror_state_changed(): wanted by
+	 * every change that superblocks record; bump the last that must bump events; hold the
+	 * last that writes wait for (a leg failed).  metadata.c records them (gen_recorded).
 	 */
+	atomic_ullong gen_wanted;
+	atomic_ullong gen_bump;
+	atomic_ullong gen_hold;
+
+	/* ---- quiesce.c ---- */
+	atomic_uint inflight; /* requests between io_begin and io_end */
 	atomic_int frozen;
 	GMutex freeze_lock;
 	GCond freeze_cond;
-	GPtrArray *retired; /* names and paths of replaced legs, freed at close */
-	char *last_error;   /* under lock */
-	GMutex lock;	    /* changes of leg state */
-	atomic_ulong error_bits;
-	atomic_ullong events;
-	atomic_uint round_robin;
-	atomic_uint inflight;
-	mirror_event_fn event_fn;
-	void *event_opaque;
 
-	/* ---- metadata = internal ---- */
-	enum metadata_mode metadata;
-	uint64_t data_offset;	 /* bytes of every leg before the data (0 without metadata) */
-	struct superblock array; /* the array's superblock; per-leg fields filled on write */
-	GMutex sb_lock;		 /* serializes superblock updates */
+	/* ---- reconfig.c ---- */
+	GMutex reconfig_lock;
+	GMutex last_error_lock; /* a leaf: protects last_errors */
+	GQueue last_errors;	/* of struct last_error, the latest caller first */
+
+	/* ---- metadata.c (metadata = internal) ---- */
+	GMutex sb_lock;
+	GCond sb_cond;
+	struct superblock
+	    array;	 /* under sb_lock: the array's superblock, per-leg fields on write */
+	bool sb_writing; /* under sb_lock: a commit is writing superblocks */
+	atomic_ullong gen_recorded; /* the last generation durable; written under sb_lock */
+	GThreadPool *deferred;	    /* one thread: requests completed once a commit recorded them */
 	struct bitmap *bitmap;
-	GThread *cleaner; /* clears idle bits */
+
+	/* ---- cleaner.c ---- */
+	GThread *cleaner;
 	GMutex cleaner_lock;
 	GCond cleaner_cond;
 	bool stopping; /* under cleaner_lock */
 
-	/* ---- resync ---- */
-	GThread *resync_thread;
+	/* ---- resync.c ---- */
+	GThread *resync_thread;	    /* started and joined under reconfig_lock (or at open/close) */
 	atomic_bool resync_running; /* the thread has not finished */
-	atomic_bool resync_active;  /* writes take region locks while set */
+	atomic_bool resync_active;  /* the mirror's state reads resyncing */
 	atomic_bool resync_stop;
-	bool unclean;		       /* resync the dirty regions among the in-sync legs */
-	bool full_requested;	       /* ... every region of them: fusemirrorctl resync --full */
+	atomic_bool unclean;	       /* the in-sync legs may differ in the dirty regions */
+	atomic_bool full_requested;    /* ... in every region: fusemirrorctl resync --full */
 	atomic_int resync_source;      /* leg the unsynced regions are read from */
 	atomic_ullong resync_cursor;   /* regions below it are done */
 	atomic_ullong resync_done;     /* bytes copied */
@@ -93,10 +165,6 @@ struct mirror {
 	atomic_ullong resync_rate;     /* bytes/s, recent */
 	atomic_ullong resync_rate_min; /* bytes/s */
 	atomic_ullong resync_rate_max; /* bytes/s */
-	GMutex region_lock;
-	GCond region_cond;
-	uint64_t region_busy;	    /* the region being copied, or UINT64_MAX */
-	GHashTable *region_writers; /* region -> writes in flight, while resync_active */
 };
 
 static inline enum leg_state leg_state(const struct leg *leg)
@@ -104,58 +172,157 @@ static inline enum leg_state leg_state(const struct leg *leg)
 	return (enum leg_state)atomic_load(&((struct leg *)leg)->state);
 }
 
+/* ---- array.c ---- */
+
 /* Log an event (g_log_structured with FUSEMIRROR_* fields) and pass it to the event handler. */
 void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int leg,
 		  const char *format, ...) G_GNUC_PRINTF(5, 6);
 
-/* The leg the read policy would choose now (for tests); -1 when none can serve. */
-int mirror_pick_read_leg(struct mirror *m);
-
-/* How many legs are in sync. */
-unsigned int mirror_count_in_sync(const struct mirror *m);
-
 /* Whether two paths name one file (or one block device). */
 bool mirror_same_file(const char *a, const char *b);
 
+/* ---- leg.c: the one door of leg state ---- */
+
 /*
- * Make slot i an empty (LEG_REMOVED) or missing (LEG_FAILED) slot with no name, path or device;
- * its former strings are kept until close (a status request may still read them).
+ * Move leg from `from` to `to`, under state_lock.  Returns 0; -EAGAIN when the leg is not in
+ * `from` any more (another change came first: not a bug); -EPERM when the table of moves does
+ * not allow it (a bug: logged as critical).  A move to failed is leg_fail()'s.  Every move is a
+ * change for the superblocks (mirror_state_changed); the caller commits it when it must.
  */
-void mirror_empty_slot(struct mirror *m, unsigned int i, enum leg_state state);
+int leg_set_state(struct mirror *m, struct leg *leg, enum leg_state from, enum leg_state to);
+
+/*
+ * Fail a leg, unless it is the last in-sync one.  Returns 0 (failed now), -EALREADY (failed or
+ * removed already) or -EBUSY (the last in-sync leg: it is the mirror).  Writes are held from now
+ * until a commit records the failure; LegFailed and DegradedArray are raised after the lock.
+ */
+int leg_fail(struct mirror *m, struct leg *leg, const char *why, unsigned long error_bits);
+
+/*
+ * A change the superblocks must record: returns its generation.  bump: it bumps events; hold:
+ * writes are not acknowledged until it is durable (a leg failed: md's MD_SB_CHANGE_PENDING).
+ */
+uint64_t mirror_state_changed(struct mirror *m, bool bump, bool hold);
+
+/*
+ * The outcome of a request that some legs missed, judged and acted on under one lock (two
+ * writes failing on different legs at once must not each leave the other leg, which missed an
+ * acknowledged write, in sync): when a leg of `took` (a bitset of leg indexes) is in sync, fail
+ * every leg of `missed` that is not failed already, why[i] saying why leg i.  Returns the
+ * number of in-sync legs in took: 0 means the request failed and nothing was failed.
+ */
+unsigned int legs_fail_missed(struct mirror *m, uint64_t took, uint64_t missed, char *const *why,
+			      unsigned long error_bits);
+
+/* Whether the table allows from -> to; assembly: before the mirror serves. */
+bool leg_move_allowed(enum leg_state from, enum leg_state to, bool assembly);
+
+/*
+ * Give slot leg a device and an identity (open, hot add), or take them away.  Only while the
+ * mirror is not serving or is frozen.  The state moves through leg_set_state() separately.
+ */
+void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char *path,
+		struct dmio_dev *dev, const uint8_t uuid[16], bool write_mostly);
+struct dmio_dev *leg_detach(struct mirror *m, struct leg *leg);
+/* Make slot i (and any slot between num_legs and it) an empty slot with no name or path,
+ * removed; num_legs grows to cover it. */
+void leg_empty(struct mirror *m, unsigned int i);
+/* The number of slots becomes n (hot add grows it, remove drops removed slots at the end). */
+void legs_set_count(struct mirror *m, unsigned int n);
 
 /* Whether a leg takes writes (in sync, or catching up). */
 bool leg_is_written(const struct leg *leg);
+/* How many legs are in sync. */
+unsigned int mirror_count_in_sync(const struct mirror *m);
+/* Whether every member is in sync (empty slots and spares aside): no leg needs the bitmap. */
+bool mirror_all_in_sync(const struct mirror *m);
+
+/* ---- quiesce.c ---- */
+
+/* A request (or the cleaner's work) enters: waits while the mirror is frozen. */
+void io_begin(struct mirror *m);
+void io_end(struct mirror *m);
+/* Freeze the mirror (no request in flight, none may enter) and thaw it. */
+void mirror_freeze(struct mirror *m);
+void mirror_thaw(struct mirror *m);
+/* Wait until no request is in flight (close). */
+void mirror_drain(struct mirror *m);
+
+/* ---- legio.c ---- */
+
+/*
+ * A synchronous dmio call on legs of the mirror at leg offsets: 0 or -errno of the first
+ * failure; errors[i] (when not NULL) receives leg i's 0 or -errno.
+ */
+int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct leg **legs,
+		   unsigned int n, void *buf, uint64_t leg_offset, uint64_t len, int *errors);
+/* The legs that take writes (with a device), into legs[]; their number. */
+unsigned int mirror_written_legs(struct mirror *m, struct leg **legs);
+
+/* ---- io.c ---- */
+
+/* The leg the read policy would choose now (for tests); -1 when none can serve. */
+int mirror_pick_read_leg(struct mirror *m);
 
 /* ---- metadata.c ---- */
 
 /* Read the superblocks, decide, set leg states, load the bitmap.  0 or -errno with *error. */
 int metadata_assemble(struct mirror *m, int force_source, GError **error);
 /*
- * Write every live leg's superblock: events bumped when bump, the clean flag as clean.
- * Caller holds no mirror lock except possibly m->lock.  0 when an in-sync leg took it.
+ * Make generation gen (or a later one) durable: every live leg flushed, then its superblock
+ * written with FUA (md's PREFLUSH|FUA).  A leg that cannot take it is failed.  Blocks; the
+ * caller holds no mutex of the mirror.  0, or -errno when no in-sync leg recorded it.
  */
-int metadata_write(struct mirror *m, bool bump, bool clean);
-/* Start / stop the thread that clears idle bitmap bits. */
-void metadata_start_cleaner(struct mirror *m);
+int metadata_commit(struct mirror *m, uint64_t gen);
+/* Commit everything changed so far.  0 or -errno. */
+int metadata_sync(struct mirror *m);
+/* Whether writes must wait for a commit (a failure not yet durable): one load each. */
+static inline bool metadata_pending(struct mirror *m)
+{
+	return atomic_load(&m->gen_recorded) < atomic_load(&m->gen_hold);
+}
+/*
+ * Run fn(opaque, result) on the metadata thread once the pending failures are durable; result
+ * is metadata_commit()'s.  For completions, which must not wait.
+ */
+void metadata_defer(struct mirror *m, void (*fn)(void *opaque, int result), void *opaque);
+/* Mark the array clean or dirty in memory (committed by the next commit). */
+void metadata_set_clean(struct mirror *m, bool clean);
+/* Start (after assembly) and stop (at close: the clean superblocks) the metadata machinery. */
+void metadata_start(struct mirror *m);
 void metadata_stop(struct mirror *m);
-/* A synchronous dmio call on one or more legs of the mirror: 0 or -errno of the first failure. */
-int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct leg **legs,
-		   unsigned int n, void *buf, uint64_t leg_offset, uint64_t len, int *errors);
-/* Freeze the mirror (no request in flight, none may enter but the caller's own) and thaw it. */
-void mirror_freeze(struct mirror *m);
-void mirror_thaw(struct mirror *m);
-/* Fail a leg outside any lock (takes m->lock). */
-void mirror_fail_leg_because(struct mirror *m, struct leg *leg, const char *why);
+/* The array's superblock as it is now (under sb_lock). */
+void metadata_snapshot(struct mirror *m, struct superblock *out);
+/* Bitmap bits were cleared: a leg behind this point needs a full resync (at_stop: the clean
+ * mark's commit that follows bumps events once more). */
+void metadata_bits_cleared(struct mirror *m, bool at_stop);
+/* Forget the slots from n on in the array superblock (remove dropped them). */
+void metadata_forget_slots(struct mirror *m, unsigned int n);
+/* Flush every leg that takes writes: 0 or -errno. */
+int metadata_flush_legs(struct mirror *m);
+
+/* ---- cleaner.c ---- */
+
+void cleaner_start(struct mirror *m);
+void cleaner_stop(struct mirror *m);
+/*
+ * Clear the bits of regions idle for a while (all: every region with no write in flight, at a
+ * clean stop), once every leg is flushed.  Returns the number cleared, or -errno.
+ */
+long cleaner_clean(struct mirror *m, bool all);
+
+/* ---- reconfig.c ---- */
+
+/* Set up and tear down the reconfig lock and the refusals. */
+void reconfig_init(struct mirror *m);
+void reconfig_clear(struct mirror *m);
 
 /* ---- resync.c ---- */
 
-/* Start the background resync if any leg needs it. */
+/* Start the background resync if any leg needs it.  Under reconfig_lock or at open. */
 void resync_start(struct mirror *m);
 /* Stop it (the progress is kept in the superblocks) and wait. */
 void resync_stop(struct mirror *m);
-/* Writes during a resync: wait while the region is being copied, count the write in. */
-bool resync_write_enter(struct mirror *m, uint64_t offset, uint64_t len);
-void resync_write_exit(struct mirror *m, uint64_t offset, uint64_t len);
 /* Whether a read of the range must come from the resync source (unsynced after a crash). */
 bool resync_read_needs_source(struct mirror *m, uint64_t offset, uint64_t len);
 

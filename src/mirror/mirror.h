@@ -6,10 +6,17 @@
  *
  * Every I/O call calls done exactly once.  Requests on whole 512-byte sectors are asynchronous:
  * done runs on an engine thread, or in the caller's thread before the call returns when that
- * thread did the legs' I/O itself (fast legs, or a read's one leg: DMIO_REQ_CALLER_RUNS), so
- * a caller must not hold across the call a lock that done takes.  Argument errors, and requests
- * that need a read-modify-write of partial sectors (rare: block-device users send whole
+ * thread did the legs' I/O itself (fast legs, or a read's one leg: DMIO_REQ_CALLER_RUNS), or on
+ * the mirror's metadata thread when a leg failed and the write waits until the superblocks say
+ * so; a caller must not hold across the call a lock that done takes.  Argument errors, and
+ * requests that need a read-modify-write of partial sectors (rare: block-device users send whole
  * sectors), complete in the caller's thread before the call returns.
+ *
+ * Concurrency: any number of threads may call any function at once.  Two writes (or
+ * write-zeroes, discards) whose ranges overlap reach every leg in the order they were called:
+ * the later one waits, in its caller's thread, until the earlier one is done.  Writes that do
+ * not overlap, and reads, never wait for each other.  Control calls (fail, add, remove, resync)
+ * run one at a time.
  */
 #ifndef FUSEMIRROR_MIRROR_H
 #define FUSEMIRROR_MIRROR_H
@@ -31,6 +38,8 @@ enum leg_state {
 	LEG_STALE,	 /* missed writes (metadata = internal): written, never read, to resync */
 	LEG_RESYNCING,	 /* being copied onto: written, never read until done */
 	LEG_REMOVED,	 /* an empty slot: the operator removed its leg (fusemirrorctl remove) */
+	LEG_SPARE,	 /* a new member that holds no data yet: neither read nor written until
+			  * its copy starts (it then becomes resyncing) */
 };
 
 enum mirror_state {
@@ -106,11 +115,11 @@ void mirror_write_zeroes(struct mirror *m, uint64_t offset, uint64_t len, unsign
 			 mirror_done_fn done, void *opaque);
 
 /*
- * Fail leg index on the operator's request.  Returns 0, -EINVAL (no such leg), -EALREADY (failed
+ * Fail leg index on the operator's request; returns once the failure is durable in the
+ * superblocks.  Returns 0, or -errno with *error: -EINVAL (no such leg), -EALREADY (failed
  * already, or a removed slot) or -EBUSY (it is the last in-sync leg: the mirror would be lost).
- * A refusal leaves its reason for mirror_last_error().
  */
-int mirror_fail_leg(struct mirror *m, unsigned int index);
+int mirror_fail_leg(struct mirror *m, unsigned int index, GError **error);
 
 /*
  * Hot add (fusemirrorctl add): open path and make it a leg while the mirror serves I/O.  A former
@@ -138,9 +147,14 @@ int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError *
  */
 int mirror_resync(struct mirror *m, bool full, GError **error);
 
-/* The message of the last refused control command ("" when none); free with g_free. */
-char *mirror_last_error(struct mirror *m);
-void mirror_set_last_error(struct mirror *m, const char *message);
+/*
+ * The reason of the last refused control command of one caller (e.g. a process id: two
+ * operators at once never see each other's), "" when none; free with g_free.  The mirror keeps
+ * the reasons of the last MIRROR_LAST_ERRORS callers.
+ */
+#define MIRROR_LAST_ERRORS 64
+char *mirror_last_error(struct mirror *m, uint64_t caller);
+void mirror_set_last_error(struct mirror *m, uint64_t caller, const char *message);
 
 /* The array UUID as text ("" with metadata = none); free with g_free. */
 char *mirror_uuid(struct mirror *m);

@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The mirror as a whole: opening its legs and assembling it, closing it, its status and its
+ * events.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mirror/mirror-internal.h"
+
+#define RESERVED_PAGES 256u /* bounce pages kept for O_DIRECT legs */
+
+const char *mirror_state_name(enum mirror_state state)
+{
+	switch (state) {
+	case MIRROR_CLEAN:
+		return "clean";
+	case MIRROR_DEGRADED:
+		return "degraded";
+	case MIRROR_FAILED:
+		return "failed";
+	case MIRROR_RESYNCING:
+		return "resyncing";
+	}
+	return "unknown";
+}
+
+/* ---- Events -------------------------------------------------------------------------------- */
+
+void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int leg,
+		  const char *format, ...)
+{
+	const struct leg *l = leg >= 0 ? &m->legs[leg] : NULL;
+	char *message;
+	va_list ap;
+
+	va_start(ap, format);
+	message = g_strdup_vprintf(format, ap);
+	va_end(ap);
+	/* Plain key/value fields first: everything after MESSAGE is its format's arguments. */
+	g_log_structured(G_LOG_DOMAIN, level, "FUSEMIRROR_EVENT", event, "FUSEMIRROR_MIRROR",
+			 m->name, "FUSEMIRROR_LEG", l != NULL ? l->name : "", "FUSEMIRROR_LEG_PATH",
+			 l != NULL ? l->path : "", "MESSAGE", "%s: %s", event, message);
+	if (m->event_fn != NULL)
+		m->event_fn(m->event_opaque, event, level, leg, message);
+	g_free(message);
+}
+
+void mirror_set_event_handler(struct mirror *m, mirror_event_fn fn, void *opaque)
+{
+	m->event_fn = fn;
+	m->event_opaque = opaque;
+}
+
+/* ---- Opening ------------------------------------------------------------------------------- */
+
+GQuark mirror_error_quark(void)
+{
+	return g_quark_from_static_string("mirror-error-quark");
+}
+
+static char *format_size(uint64_t bytes)
+{
+	return g_format_size_full(bytes, G_FORMAT_SIZE_IEC_UNITS);
+}
+
+bool mirror_same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+		return false;
+	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+		return sa.st_rdev == sb.st_rdev;
+	return !S_ISBLK(sa.st_mode) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Open leg i of the config: 0, or -errno with *error.  A missing leg is failed (internal). */
+static int open_leg(struct mirror *m, const struct mirror_config *config, unsigned int i,
+		    gint64 deadline, GError **error)
+{
+	const struct leg_config *lc = &config->legs[i];
+	struct leg *leg = &m->legs[i];
+	struct dmio_dev *dev = NULL;
+	unsigned int j;
+	uint64_t bytes;
+	int r;
+
+	r = dmio_dev_open(lc->path, 0, &dev);
+	if (r == -ENOENT && m->metadata == METADATA_INTERNAL && g_get_monotonic_time() < deadline) {
+		/* A device may still be coming up (udev, iSCSI login): give it assemble-timeout. */
+		g_message("leg %u (%s): waiting up to %d s for %s to appear", i, lc->name,
+			  (int)((deadline - g_get_monotonic_time() + G_USEC_PER_SEC - 1) /
+				G_USEC_PER_SEC),
+			  lc->path);
+		do {
+			g_usleep(100 * 1000);
+			r = dmio_dev_open(lc->path, 0, &dev);
+		} while (r == -ENOENT && g_get_monotonic_time() < deadline);
+	}
+	leg_attach(m, leg, lc->name, lc->path, r == 0 ? dev : NULL, NULL, lc->write_mostly);
+	if (r == -ENOENT && m->metadata == METADATA_INTERNAL) {
+		/* The superblocks of the others tell what it missed when it comes back. */
+		g_warning("leg %u (%s): %s is missing: the mirror starts without it", i, lc->name,
+			  lc->path);
+		return leg_set_state(m, leg, LEG_REMOVED, LEG_FAILED);
+	}
+	if (r < 0) {
+		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "leg '%s' (%s): cannot open: %s",
+			    lc->name, lc->path,
+			    r == -EINVAL ? "not a regular file or block device" : g_strerror(-r));
+		return r;
+	}
+	/* Two legs on one file would mirror nothing. */
+	for (j = 0; j < i; j++) {
+		if (m->legs[j].dev != NULL && mirror_same_file(lc->path, config->legs[j].path)) {
+			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+				    "legs '%s' (%s) and '%s' (%s) are the same file",
+				    config->legs[j].name, config->legs[j].path, lc->name, lc->path);
+			return -EINVAL;
+		}
+	}
+	bytes = dmio_dev_sectors(dev) << DMIO_SECTOR_SHIFT;
+	bytes -= bytes % MIRROR_ALIGN;
+	if (bytes == 0) {
+		char *have = format_size(dmio_dev_sectors(dev) << DMIO_SECTOR_SHIFT);
+
+		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+			    "leg '%s' (%s) is %s: a leg needs at least 4 KiB", lc->name, lc->path,
+			    have);
+		g_free(have);
+		return -ENOSPC;
+	}
+	if (m->metadata == METADATA_NONE) {
+		m->size = MIN(m->size, bytes);
+		/* Without superblocks every leg is taken as in sync (and resynced by the user). */
+		return leg_set_state(m, leg, LEG_REMOVED, LEG_IN_SYNC);
+	}
+	return 0;
+}
+
+static int leg_index_by_name(const struct mirror_config *config, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < config->num_legs; i++)
+		if (strcmp(config->legs[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static struct mirror *mirror_new(const struct mirror_config *config)
+{
+	struct mirror *m = g_new0(struct mirror, 1);
+	unsigned int i;
+
+	m->name = g_strdup(config->name);
+	m->policy = config->read_policy;
+	m->metadata = config->metadata;
+	m->legs = g_new0(struct leg, SB_MAX_LEGS);
+	/* Every slot starts empty: a state reaches it through leg.c's table. */
+	for (i = 0; i < SB_MAX_LEGS; i++) {
+		m->legs[i].m = m;
+		m->legs[i].index = i;
+		atomic_init(&m->legs[i].state, LEG_REMOVED);
+	}
+	atomic_init(&m->num_legs, config->num_legs);
+	m->ranges = rangelock_new();
+	m->retired = g_ptr_array_new_with_free_func(g_free);
+	m->size = UINT64_MAX;
+	g_mutex_init(&m->state_lock);
+	g_mutex_init(&m->freeze_lock);
+	g_cond_init(&m->freeze_cond);
+	reconfig_init(m);
+	g_mutex_init(&m->sb_lock);
+	g_cond_init(&m->sb_cond);
+	g_mutex_init(&m->cleaner_lock);
+	g_cond_init(&m->cleaner_cond);
+	atomic_init(&m->resync_source, -1);
+	atomic_init(&m->resync_rate_min, config->resync_rate_min);
+	atomic_init(&m->resync_rate_max, config->resync_rate_max);
+	return m;
+}
+
+/* Each leg's size against the mirror's (metadata = none): say how much of a larger one is used. */
+static void report_sizes(struct mirror *m)
+{
+	unsigned int i;
+
+	for (i = 0; i < atomic_load(&m->num_legs); i++) {
+		uint64_t bytes = dmio_dev_sectors(m->legs[i].dev) << DMIO_SECTOR_SHIFT;
+
+		if (bytes - bytes % MIRROR_ALIGN > m->size) {
+			char *a = format_size(bytes), *b = format_size(m->size);
+
+			g_message("leg %u (%s) is %s; the mirror uses the first %s of it", i,
+				  m->legs[i].name, a, b);
+			g_free(a);
+			g_free(b);
+		}
+	}
+}
+
+int mirror_open(const struct mirror_config *config, struct mirror **out, GError **error)
+{
+	struct dmio_client_opts opts = {
+	    .engine = config->engine,
+	    .threads = config->threads,
+	    .reserved_pages = RESERVED_PAGES,
+	};
+	int force_source = -1;
+	gint64 deadline;
+	struct mirror *m;
+	unsigned int i;
+	int r;
+
+	*out = NULL;
+	if (config->num_legs == 0 || config->num_legs > DMIO_MAX_REGIONS) {
+		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+			    "a mirror has 1 to %u legs, not %u", DMIO_MAX_REGIONS,
+			    config->num_legs);
+		return -EINVAL;
+	}
+	if (config->force_source != NULL) {
+		force_source = leg_index_by_name(config, config->force_source);
+		if (force_source < 0) {
+			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+				    "--force-source: the mirror has no leg named '%s'",
+				    config->force_source);
+			return -EINVAL;
+		}
+	}
+	m = mirror_new(config);
+	r = dmio_client_create(&opts, &m->client);
+	if (r < 0) {
+		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_ENGINE,
+			    "cannot start the %s I/O engine: %s",
+			    config_engine_name(config->engine), g_strerror(-r));
+		goto fail;
+	}
+	/* One assemble-timeout for all the legs, from now. */
+	deadline = g_get_monotonic_time() + (gint64)config->assemble_timeout * G_USEC_PER_SEC;
+	for (i = 0; i < config->num_legs; i++) {
+		r = open_leg(m, config, i, deadline, error);
+		if (r < 0)
+			goto fail;
+	}
+
+	if (m->metadata == METADATA_INTERNAL) {
+		r = metadata_assemble(m, force_source, error);
+		if (r < 0)
+			goto fail;
+		atomic_store(&m->serving, true);
+		metadata_start(m);
+		/* Running: dirty until a clean stop says otherwise. */
+		metadata_set_clean(m, false);
+		r = metadata_sync(m);
+		if (r < 0) {
+			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+				    "cannot write the superblocks: %s", g_strerror(-r));
+			goto fail;
+		}
+		cleaner_start(m);
+		resync_start(m);
+	} else {
+		report_sizes(m);
+		atomic_store(&m->serving, true);
+	}
+	*out = m;
+	return 0;
+fail:
+	atomic_store(&m->serving, false);
+	mirror_close(m);
+	return r;
+}
+
+/* ---- Closing ------------------------------------------------------------------------------- */
+
+static void flush_at_close(struct mirror *m)
+{
+	int r;
+
+	if (!atomic_load(&m->serving) || mirror_count_in_sync(m) == 0)
+		return;
+	r = metadata_flush_legs(m);
+	if (r < 0)
+		g_warning("mirror %s: the final flush failed: %s", m->name, g_strerror(-r));
+}
+
+void mirror_close(struct mirror *m)
+{
+	unsigned int i;
+
+	if (m == NULL)
+		return;
+	resync_stop(m);
+	/* In-flight requests complete on engine threads; wait for the last reply. */
+	mirror_drain(m);
+	cleaner_stop(m);
+	if (m->client != NULL) {
+		flush_at_close(m);
+		metadata_stop(m);
+		dmio_client_destroy(m->client);
+	}
+	for (i = 0; i < SB_MAX_LEGS; i++) {
+		dmio_dev_close(m->legs[i].dev);
+		g_free(m->legs[i].name);
+		g_free(m->legs[i].path);
+	}
+	g_ptr_array_unref(m->retired);
+	bitmap_free(m->bitmap);
+	rangelock_free(m->ranges);
+	g_cond_clear(&m->cleaner_cond);
+	g_mutex_clear(&m->cleaner_lock);
+	g_cond_clear(&m->sb_cond);
+	g_mutex_clear(&m->sb_lock);
+	reconfig_clear(m);
+	g_cond_clear(&m->freeze_cond);
+	g_mutex_clear(&m->freeze_lock);
+	g_mutex_clear(&m->state_lock);
+	g_free(m->legs);
+	g_free(m->name);
+	g_free(m);
+}
+
+/* ---- Status -------------------------------------------------------------------------------- */
+
+uint64_t mirror_size(const struct mirror *m)
+{
+	return m->size;
+}
+
+const char *mirror_name(const struct mirror *m)
+{
+	return m->name;
+}
+
+enum mirror_state mirror_state(const struct mirror *m)
+{
+	struct mirror *mm = (struct mirror *)m;
+	unsigned int n = mirror_count_in_sync(m);
+
+	if (n == 0)
+		return MIRROR_FAILED;
+	if (atomic_load(&mm->resync_active))
+		return MIRROR_RESYNCING;
+	return n == atomic_load(&mm->num_legs) ? MIRROR_CLEAN : MIRROR_DEGRADED;
+}
+
+void mirror_resync_status(const struct mirror *m, struct resync_status *out)
+{
+	struct mirror *mm = (struct mirror *)m;
+
+	out->active = atomic_load(&mm->resync_active);
+	out->done = atomic_load(&mm->resync_done);
+	out->total = atomic_load(&mm->resync_total);
+	out->rate = atomic_load(&mm->resync_rate);
+}
+
+void mirror_set_resync_rate(struct mirror *m, uint64_t min, uint64_t max)
+{
+	atomic_store(&m->resync_rate_min, min);
+	atomic_store(&m->resync_rate_max, max);
+}
+
+void mirror_get_resync_rate(const struct mirror *m, uint64_t *min, uint64_t *max)
+{
+	struct mirror *mm = (struct mirror *)m;
+
+	*min = atomic_load(&mm->resync_rate_min);
+	*max = atomic_load(&mm->resync_rate_max);
+}
+
+unsigned int mirror_num_legs(const struct mirror *m)
+{
+	return atomic_load(&((struct mirror *)m)->num_legs);
+}
+
+void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_status *out)
+{
+	struct mirror *mm = (struct mirror *)m;
+	struct leg *leg = &m->legs[index];
+
+	/* Not a request: a hot add may replace the strings meanwhile (the old ones stay valid). */
+	g_mutex_lock(&mm->state_lock);
+	out->name = leg->name != NULL ? leg->name : "";
+	out->path = leg->path != NULL ? leg->path : "";
+	out->write_mostly = leg->write_mostly;
+	g_mutex_unlock(&mm->state_lock);
+	out->state = leg_state(leg);
+	out->read_errors = atomic_load(&leg->read_errors);
+	out->write_errors = atomic_load(&leg->write_errors);
+	out->pending = atomic_load(&leg->pending);
+}
+
+unsigned long mirror_error_bits(const struct mirror *m)
+{
+	return atomic_load(&((struct mirror *)m)->error_bits);
+}
+
+uint64_t mirror_events(const struct mirror *m)
+{
+	struct superblock sb;
+
+	/* With superblocks, the events counter is theirs. */
+	if (m->metadata != METADATA_INTERNAL)
+		return atomic_load(&((struct mirror *)m)->events);
+	metadata_snapshot((struct mirror *)m, &sb);
+	return sb.events;
+}

@@ -1,0 +1,773 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The data path.  A write (or write-zeroes, discard) enters (quiesce.c), holds its range
+ * (rangelock.c: overlapping writes reach the legs in order), makes its regions' bitmap bits
+ * durable (metadata = internal), and is one asynchronous dmio call over every leg that takes
+ * writes; the completion turns the error bitset into leg failures and, when a failure is not
+ * yet in the superblocks, hands the request to the metadata thread, which completes it once it
+ * is.  A flush is the same call without range or bitmap.  Reads go to one leg chosen by the read
+ * policy, and to the next one when it fails; they take no range.  Leg states are atomics read
+ * without a lock here; they change only through leg.c.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mirror/mirror-internal.h"
+
+#define IO_ERROR_LOG_BURST     10 /* I/O error messages per leg per window */
+#define IO_ERROR_LOG_WINDOW_US (10 * G_USEC_PER_SEC)
+
+/* Flags of a request (io->flags besides MIRROR_FUA). */
+#define IO_NESTED     (1u << 16) /* part of a request that entered already (read-modify-write) */
+#define IO_RANGE_HELD (1u << 17) /* its caller holds the range */
+
+struct mirror_io {
+	struct mirror *m;
+	enum dmio_op op;
+	unsigned int flags;
+	void *buf;
+	size_t len;
+	size_t reported; /* the byte count a success reports (the caller's, edges included) */
+	uint64_t offset;
+	mirror_done_fn done;
+	void *opaque;
+	ssize_t result; /* a completion handed to the metadata thread */
+	/* Reads: the leg being read and the legs tried so far. */
+	int leg;
+	uint64_t tried;
+	int last_error;
+	/* Writes: the range held, the bitmap entered. */
+	bool range_held;
+	bool bitmap_entered;
+	struct rangelock_hold hold;
+	/*
+	 * Fan-out: region i goes to leg leg_of[i].  Sized for the legs there were when the request
+	 * entered (their number cannot grow while it is in flight: mirror_freeze), not for 64:
+	 * allocating and clearing 2 KiB per request was the data path's largest cost in our code.
+	 */
+	unsigned int num_regions;
+	unsigned int capacity;
+	unsigned int *leg_of;
+	int *region_errors;
+	struct dmio_region where[];
+};
+
+/* ---- I/O error logs ------------------------------------------------------------------------ */
+
+/*
+ * Log one I/O error with the bitset, the leg, the range and errno, at most IO_ERROR_LOG_BURST
+ * per leg per window, so that a dying leg cannot flood the journal.
+ */
+static void log_io_error(struct mirror *m, struct leg *leg, const char *what, uint64_t offset,
+			 uint64_t len, int err, unsigned long leg_bits)
+{
+	gint64 now = g_get_monotonic_time();
+	unsigned long suppressed = 0;
+	bool log;
+
+	g_mutex_lock(&m->state_lock);
+	if (now - leg->log_window_start > IO_ERROR_LOG_WINDOW_US) {
+		suppressed = leg->log_suppressed;
+		leg->log_window_start = now;
+		leg->log_count = 0;
+		leg->log_suppressed = 0;
+	}
+	log = leg->log_count < IO_ERROR_LOG_BURST;
+	if (log)
+		leg->log_count++;
+	else
+		leg->log_suppressed++;
+	g_mutex_unlock(&m->state_lock);
+
+	if (suppressed > 0)
+		g_log_structured(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError",
+				 "FUSEMIRROR_MIRROR", m->name, "FUSEMIRROR_LEG", leg->name,
+				 "FUSEMIRROR_LEG_PATH", leg->path, "MESSAGE",
+				 "IOError: leg %u (%s): %lu more I/O errors were not logged",
+				 leg->index, leg->name, suppressed);
+	if (log) {
+		char errno_text[16];
+
+		g_snprintf(errno_text, sizeof(errno_text), "%d", err);
+		g_log_structured(
+		    G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError",
+		    "FUSEMIRROR_MIRROR", m->name, "FUSEMIRROR_LEG", leg->name,
+		    "FUSEMIRROR_LEG_PATH", leg->path, "FUSEMIRROR_ERRNO", errno_text, "MESSAGE",
+		    "IOError: %s error on leg %u (%s, %s) at offset %" PRIu64 " length %" PRIu64
+		    ": %s (error bits 0x%lx)",
+		    what, leg->index, leg->name, leg->path, offset, len, g_strerror(err), leg_bits);
+	}
+}
+
+static const char *op_name(enum dmio_op op)
+{
+	switch (op) {
+	case DMIO_READ:
+		return "read";
+	case DMIO_WRITE:
+		return "write";
+	case DMIO_FLUSH:
+		return "flush";
+	case DMIO_DISCARD:
+		return "discard";
+	case DMIO_WRITE_ZEROES:
+		return "write-zeroes";
+	}
+	return "I/O";
+}
+
+/* ---- A request's life ---------------------------------------------------------------------- */
+
+static struct mirror_io *io_new(struct mirror *m, enum dmio_op op, void *buf, size_t len,
+				uint64_t offset, unsigned int flags, mirror_done_fn done,
+				void *opaque)
+{
+	struct mirror_io *io;
+	unsigned int legs;
+
+	/* In first: from here on the number of legs is fixed until the request is done. */
+	if (!(flags & IO_NESTED))
+		io_begin(m);
+	legs = MAX(atomic_load(&m->num_legs), 1u);
+	io = g_malloc(sizeof(*io) + legs * (sizeof(io->where[0]) + sizeof(io->leg_of[0]) +
+					    sizeof(io->region_errors[0])));
+	memset(io, 0, sizeof(*io));
+	io->capacity = legs;
+	io->leg_of = (unsigned int *)&io->where[legs];
+	io->region_errors = (int *)&io->leg_of[legs];
+	memset(io->region_errors, 0, legs * sizeof(io->region_errors[0]));
+	io->m = m;
+	io->op = op;
+	io->buf = buf;
+	io->len = len;
+	io->reported = len;
+	io->offset = offset;
+	io->flags = flags;
+	io->done = done;
+	io->opaque = opaque;
+	io->leg = -1;
+	return io;
+}
+
+/* Let go of what the request holds that other requests wait for: its range, its bitmap count. */
+static void io_release(struct mirror_io *io)
+{
+	struct mirror *m = io->m;
+
+	if (io->bitmap_entered) {
+		bitmap_end_write(m->bitmap, io->offset, io->len);
+		io->bitmap_entered = false;
+	}
+	if (io->range_held) {
+		rangelock_release(m->ranges, &io->hold);
+		io->range_held = false;
+	}
+}
+
+static void io_finish(struct mirror_io *io, ssize_t result)
+{
+	struct mirror *m = io->m;
+	bool nested = io->flags & IO_NESTED;
+
+	io_release(io);
+	io->done(io->opaque, result);
+	g_free(io);
+	if (!nested)
+		io_end(m);
+}
+
+static void io_finish_recorded(void *opaque, int recorded)
+{
+	struct mirror_io *io = opaque;
+
+	/* Unless the survivors say what the legs missed, the write may be lost in a crash. */
+	io_finish(io, recorded < 0 && io->result >= 0 ? recorded : io->result);
+}
+
+/*
+ * Finish a write: at once, or, while a leg's failure is not yet in the superblocks, on the
+ * metadata thread once it is (an acknowledged write must survive a crash that follows).
+ */
+static void write_finish(struct mirror_io *io, ssize_t result)
+{
+	if (G_LIKELY(!metadata_pending(io->m))) {
+		io_finish(io, result);
+		return;
+	}
+	io_release(io);
+	io->result = result;
+	metadata_defer(io->m, io_finish_recorded, io);
+}
+
+/* The most frequent errno among the failed regions (the caller's error when all failed). */
+static int majority_errno(const struct mirror_io *io, unsigned long error)
+{
+	int best = EIO, best_count = 0;
+	unsigned int i, j;
+
+	for (i = 0; i < io->num_regions; i++) {
+		int count = 0;
+
+		if (!(error & (1ul << i)) || io->region_errors[i] == 0)
+			continue;
+		for (j = 0; j < io->num_regions; j++)
+			count +=
+			    (error & (1ul << j)) && io->region_errors[j] == io->region_errors[i];
+		if (count > best_count) {
+			best = io->region_errors[i];
+			best_count = count;
+		}
+	}
+	return best;
+}
+
+/* ---- Writes, flushes, discards, write-zeroes: one dmio call over the written legs ---------- */
+
+static void fanout_issue(struct mirror_io *io);
+
+static void fanout_done(unsigned long error, void *context)
+{
+	struct mirror_io *io = context;
+	struct mirror *m = io->m;
+	char *why[DMIO_MAX_REGIONS] = {NULL};
+	unsigned long leg_bits = 0;
+	uint64_t took = 0;
+	unsigned int i, good;
+
+	for (i = 0; i < io->num_regions; i++)
+		atomic_fetch_sub(&m->legs[io->leg_of[i]].pending, 1);
+	if (error == 0) {
+		write_finish(io, io->op == DMIO_FLUSH ? 0 : (ssize_t)io->reported);
+		return;
+	}
+
+	/* A leg just learned it cannot discard: zero the range everywhere instead. */
+	if (io->op == DMIO_DISCARD) {
+		for (i = 0; i < io->num_regions; i++)
+			if ((error & (1ul << i)) && io->region_errors[i] == EOPNOTSUPP)
+				break;
+		if (i < io->num_regions) {
+			io->op = DMIO_WRITE_ZEROES;
+			fanout_issue(io);
+			return;
+		}
+	}
+
+	for (i = 0; i < io->num_regions; i++) {
+		if (error & (1ul << i))
+			leg_bits |= 1ul << io->leg_of[i];
+		else
+			took |= 1ull << io->leg_of[i];
+	}
+	atomic_store(&m->error_bits, leg_bits);
+	for (i = 0; i < io->num_regions; i++) {
+		struct leg *leg = &m->legs[io->leg_of[i]];
+
+		if (!(error & (1ul << i)))
+			continue;
+		atomic_fetch_add(&leg->write_errors, 1);
+		log_io_error(m, leg, op_name(io->op), io->offset, io->len, io->region_errors[i],
+			     leg_bits);
+		why[leg->index] = g_strdup_printf("%s error at offset %" PRIu64 " length %zu: %s",
+						  op_name(io->op), io->offset, io->len,
+						  g_strerror(io->region_errors[i]));
+	}
+	/* The request succeeded if a leg that is still in sync took it; the others fail. */
+	good = legs_fail_missed(m, took, leg_bits, why, leg_bits);
+	for (i = 0; i < DMIO_MAX_REGIONS; i++)
+		g_free(why[i]);
+	if (good == 0)
+		write_finish(io, -majority_errno(io, error));
+	else
+		write_finish(io, io->op == DMIO_FLUSH ? 0 : (ssize_t)io->reported);
+}
+
+static void fanout_issue(struct mirror_io *io)
+{
+	struct mirror *m = io->m;
+	struct dmio_request req = {
+	    .op = io->op,
+	    .flags = DMIO_REQ_CALLER_RUNS | ((io->flags & MIRROR_FUA) ? DMIO_REQ_FUA : 0),
+	    .notify = {.fn = fanout_done, .context = io},
+	    .client = m->client,
+	    .region_errors = io->region_errors,
+	};
+	unsigned int i, n = 0, in_sync = 0, slots;
+	int r;
+
+	if (io->op != DMIO_FLUSH) {
+		/* Overlapping writes in arrival order: every leg sees the same last one. */
+		if (!(io->flags & IO_RANGE_HELD) && !io->range_held) {
+			rangelock_acquire(m->ranges, &io->hold, io->offset, io->len);
+			io->range_held = true;
+		}
+		/* Before the first write to a clean region its bit is durable on every leg. */
+		if (m->bitmap != NULL && !io->bitmap_entered) {
+			io->bitmap_entered = true;
+			r = bitmap_start_write(m->bitmap, io->offset, io->len);
+			if (r < 0) {
+				write_finish(io, r);
+				return;
+			}
+		}
+	}
+	req.mem.type = DMIO_MEM_VM;
+	req.mem.ptr.vma = io->buf;
+	slots = atomic_load(&m->num_legs);
+	for (i = 0; i < slots && n < io->capacity; i++) {
+		struct leg *leg = &m->legs[i];
+
+		/* Legs catching up take every write; only in-sync legs count for success. */
+		if (!leg_is_written(leg))
+			continue;
+		in_sync += leg_state(leg) == LEG_IN_SYNC;
+		io->leg_of[n] = i;
+		io->where[n].dev = leg->dev;
+		io->where[n].sector = (m->data_offset + io->offset) >> DMIO_SECTOR_SHIFT;
+		io->where[n].count = io->op == DMIO_FLUSH ? 0 : io->len >> DMIO_SECTOR_SHIFT;
+		n++;
+	}
+	io->num_regions = n;
+	/* Legs catching up alone cannot make a write succeed. */
+	if (in_sync == 0) {
+		write_finish(io, -EIO);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		atomic_fetch_add(&m->legs[io->leg_of[i]].pending, 1);
+	r = dmio(&req, n, io->where, NULL);
+	if (r < 0) {
+		for (i = 0; i < n; i++)
+			atomic_fetch_sub(&m->legs[io->leg_of[i]].pending, 1);
+		write_finish(io, r);
+	}
+}
+
+/* ---- Reads: one leg by policy, the next one on error --------------------------------------- */
+
+/* The leg to read next, among the in-sync legs not tried yet; -1 when none is left. */
+static int pick_read_leg(struct mirror *m, uint64_t tried)
+{
+	unsigned int eligible[DMIO_MAX_REGIONS];
+	unsigned int i, count = 0, best_pending = UINT_MAX, slots = atomic_load(&m->num_legs);
+	int pass, best = -1;
+
+	/* Write-mostly legs only when nothing else can serve. */
+	for (pass = 0; pass < 2 && count == 0; pass++) {
+		for (i = 0; i < slots; i++) {
+			struct leg *leg = &m->legs[i];
+
+			if (leg_state(leg) == LEG_IN_SYNC && !(tried & (1ull << i)) &&
+			    leg->write_mostly == (pass == 1))
+				eligible[count++] = i;
+		}
+	}
+	if (count == 0)
+		return -1;
+	switch (m->policy) {
+	case READ_POLICY_PRIMARY:
+		return (int)eligible[0];
+	case READ_POLICY_ROUND_ROBIN:
+		/* Turn over the legs that can serve, so a failed leg's turn is not its successor's.
+		 */
+		return (int)eligible[atomic_fetch_add(&m->round_robin, 1) % count];
+	case READ_POLICY_LEAST_PENDING:
+		break;
+	}
+	for (i = 0; i < count; i++) {
+		unsigned int pending = atomic_load(&m->legs[eligible[i]].pending);
+
+		if (pending < best_pending) {
+			best = (int)eligible[i];
+			best_pending = pending;
+		}
+	}
+	return best;
+}
+
+int mirror_pick_read_leg(struct mirror *m)
+{
+	return pick_read_leg(m, 0);
+}
+
+static void read_issue(struct mirror_io *io);
+
+static void read_done(unsigned long error, void *context)
+{
+	struct mirror_io *io = context;
+	struct mirror *m = io->m;
+	struct leg *leg = &m->legs[io->leg];
+	int err = io->region_errors[0] != 0 ? io->region_errors[0] : EIO;
+	char *why;
+
+	atomic_fetch_sub(&leg->pending, 1);
+	if (error == 0) {
+		io_finish(io, (ssize_t)io->len);
+		return;
+	}
+	io->last_error = err;
+	atomic_fetch_add(&leg->read_errors, 1);
+	atomic_store(&m->error_bits, 1ul << leg->index);
+	log_io_error(m, leg, "read", io->offset, io->len, err, 1ul << leg->index);
+	why = g_strdup_printf("read error at offset %" PRIu64 " length %zu: %s", io->offset,
+			      io->len, g_strerror(err));
+	leg_fail(m, leg, why, 1ul << leg->index);
+	g_free(why);
+	read_issue(io);
+}
+
+static void read_issue(struct mirror_io *io)
+{
+	struct mirror *m = io->m;
+	struct dmio_request req = {
+	    .op = DMIO_READ,
+	    .flags = DMIO_REQ_CALLER_RUNS,
+	    .notify = {.fn = read_done, .context = io},
+	    .client = m->client,
+	    .region_errors = io->region_errors,
+	};
+	int leg = pick_read_leg(m, io->tried);
+	int r;
+
+	/* After a crash, a dirty region not yet resynced is read from the resync's source. */
+	if (leg >= 0 && resync_read_needs_source(m, io->offset, io->len)) {
+		int source = atomic_load(&m->resync_source);
+
+		if (source >= 0 && leg_state(&m->legs[source]) == LEG_IN_SYNC &&
+		    !(io->tried & (1ull << source)))
+			leg = source;
+	}
+
+	if (leg < 0) {
+		io_finish(io, io->last_error != 0 ? -io->last_error : -EIO);
+		return;
+	}
+	io->leg = leg;
+	io->tried |= 1ull << leg;
+	io->num_regions = 1;
+	io->leg_of[0] = (unsigned int)leg;
+	io->where[0].dev = m->legs[leg].dev;
+	io->where[0].sector = (m->data_offset + io->offset) >> DMIO_SECTOR_SHIFT;
+	io->where[0].count = io->len >> DMIO_SECTOR_SHIFT;
+	req.mem.type = DMIO_MEM_VM;
+	req.mem.ptr.vma = io->buf;
+	atomic_fetch_add(&m->legs[leg].pending, 1);
+	r = dmio(&req, 1, io->where, NULL);
+	if (r < 0) {
+		atomic_fetch_sub(&m->legs[leg].pending, 1);
+		io_finish(io, r);
+	}
+}
+
+/* ---- Waiting for one's own request --------------------------------------------------------- */
+
+/* A caller that waits for its own request: usually done before it waits (CALLER_RUNS). */
+struct waiter {
+	GMutex lock;
+	GCond cond;
+	bool done;
+	bool sleeping; /* the caller waits on cond */
+	ssize_t result;
+};
+
+static void waiter_done(void *opaque, ssize_t result)
+{
+	struct waiter *w = opaque;
+
+	g_mutex_lock(&w->lock);
+	w->result = result;
+	w->done = true;
+	/* Usually the waiter itself is here: wake it (a system call) only when it sleeps. */
+	if (w->sleeping)
+		g_cond_signal(&w->cond);
+	g_mutex_unlock(&w->lock);
+}
+
+static ssize_t waiter_wait(struct waiter *w)
+{
+	g_mutex_lock(&w->lock);
+	while (!w->done) {
+		w->sleeping = true;
+		g_cond_wait(&w->cond, &w->lock);
+	}
+	g_mutex_unlock(&w->lock);
+	return w->result;
+}
+
+static void waiter_init(struct waiter *w)
+{
+	g_mutex_init(&w->lock);
+	g_cond_init(&w->cond);
+	w->done = false;
+	w->sleeping = false;
+	w->result = 0;
+}
+
+static void waiter_clear(struct waiter *w)
+{
+	g_cond_clear(&w->cond);
+	g_mutex_clear(&w->lock);
+}
+
+/* Issue a request and wait for it. */
+static ssize_t issue_wait(struct mirror *m, enum dmio_op op, void *buf, size_t len, uint64_t offset,
+			  unsigned int flags, void (*issue)(struct mirror_io *io))
+{
+	struct waiter w;
+	ssize_t r;
+
+	waiter_init(&w);
+	issue(io_new(m, op, buf, len, offset, flags, waiter_done, &w));
+	r = waiter_wait(&w);
+	waiter_clear(&w);
+	return r;
+}
+
+/* ---- Byte-granular requests: the sector is the legs' unit ---------------------------------- */
+
+static bool sector_aligned(uint64_t offset, uint64_t len)
+{
+	return ((offset | len) & (DMIO_SECTOR_SIZE - 1)) == 0;
+}
+
+static void *aligned_buffer(size_t len)
+{
+	void *buf;
+
+	if (posix_memalign(&buf, MIRROR_ALIGN, len > 0 ? len : 1) != 0)
+		return NULL;
+	return buf;
+}
+
+/*
+ * A write (data != NULL) or zeroing (data == NULL) that does not cover whole sectors: read the
+ * partial edge sectors, merge, write the covering range.  It holds the covering range
+ * throughout, so that no other write of those sectors comes between its read and its write.
+ * Blocks the calling thread; such requests are rare (a block device user sends whole sectors).
+ */
+static ssize_t rmw_write(struct mirror *m, const void *data, size_t len, uint64_t offset,
+			 unsigned int flags)
+{
+	uint64_t start = offset & ~(uint64_t)(DMIO_SECTOR_SIZE - 1);
+	uint64_t end = (offset + len + DMIO_SECTOR_SIZE - 1) & ~(uint64_t)(DMIO_SECTOR_SIZE - 1);
+	uint64_t first = start >> DMIO_SECTOR_SHIFT, last = (end >> DMIO_SECTOR_SHIFT) - 1;
+	unsigned int inner = flags | IO_NESTED | IO_RANGE_HELD;
+	size_t span = end - start;
+	struct rangelock_hold hold;
+	char *buf = aligned_buffer(span);
+	ssize_t r = 0;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	/* In before the range: a freezer must never wait for a request that waits for a range. */
+	io_begin(m);
+	rangelock_acquire(m->ranges, &hold, start, span);
+	if (offset != start)
+		r = issue_wait(m, DMIO_READ, buf, DMIO_SECTOR_SIZE, start, inner, read_issue);
+	if (r >= 0 && offset + len != end && (last != first || offset == start))
+		r = issue_wait(m, DMIO_READ, buf + span - DMIO_SECTOR_SIZE, DMIO_SECTOR_SIZE,
+			       end - DMIO_SECTOR_SIZE, inner, read_issue);
+	if (r >= 0) {
+		if (data != NULL)
+			memcpy(buf + (offset - start), data, len);
+		else
+			memset(buf + (offset - start), 0, len);
+		r = issue_wait(m, DMIO_WRITE, buf, span, start, inner, fanout_issue);
+	}
+	rangelock_release(m->ranges, &hold);
+	io_end(m);
+	free(buf);
+	return r < 0 ? r : (ssize_t)len;
+}
+
+/* ---- The public data path ------------------------------------------------------------------ */
+
+/* Clip [offset, offset + *len) to the device.  False when it starts at or past the end. */
+static bool clip(const struct mirror *m, uint64_t offset, uint64_t *len)
+{
+	if (offset >= m->size)
+		return false;
+	if (*len > m->size - offset)
+		*len = m->size - offset;
+	return true;
+}
+
+void mirror_write(struct mirror *m, const void *buf, size_t len, uint64_t offset,
+		  unsigned int flags, mirror_done_fn done, void *opaque)
+{
+	uint64_t n = len;
+
+	flags &= MIRROR_FUA;
+	if (len == 0) {
+		done(opaque, 0);
+		return;
+	}
+	if (!clip(m, offset, &n)) {
+		done(opaque, -ENOSPC);
+		return;
+	}
+	if (!sector_aligned(offset, n)) {
+		done(opaque, rmw_write(m, buf, n, offset, flags));
+		return;
+	}
+	fanout_issue(io_new(m, DMIO_WRITE, (void *)buf, n, offset, flags, done, opaque));
+}
+
+struct unaligned_read {
+	char *bounce;
+	void *buf;
+	size_t skip;
+	size_t len;
+	mirror_done_fn done;
+	void *opaque;
+};
+
+static void unaligned_read_done(void *opaque, ssize_t result)
+{
+	struct unaligned_read *u = opaque;
+
+	if (result >= 0) {
+		memcpy(u->buf, u->bounce + u->skip, u->len);
+		result = (ssize_t)u->len;
+	}
+	u->done(u->opaque, result);
+	free(u->bounce);
+	g_free(u);
+}
+
+void mirror_read(struct mirror *m, void *buf, size_t len, uint64_t offset, mirror_done_fn done,
+		 void *opaque)
+{
+	uint64_t n = len, start, end;
+	struct unaligned_read *u;
+
+	if (len == 0 || !clip(m, offset, &n)) {
+		done(opaque, 0);
+		return;
+	}
+	if (sector_aligned(offset, n)) {
+		read_issue(io_new(m, DMIO_READ, buf, n, offset, 0, done, opaque));
+		return;
+	}
+	/* Read the covering sectors into a bounce buffer and copy the asked bytes out. */
+	start = offset & ~(uint64_t)(DMIO_SECTOR_SIZE - 1);
+	end = (offset + n + DMIO_SECTOR_SIZE - 1) & ~(uint64_t)(DMIO_SECTOR_SIZE - 1);
+	u = g_new0(struct unaligned_read, 1);
+	u->bounce = aligned_buffer(end - start);
+	if (u->bounce == NULL) {
+		g_free(u);
+		done(opaque, -ENOMEM);
+		return;
+	}
+	u->buf = buf;
+	u->skip = offset - start;
+	u->len = n;
+	u->done = done;
+	u->opaque = opaque;
+	read_issue(io_new(m, DMIO_READ, u->bounce, end - start, start, 0, unaligned_read_done, u));
+}
+
+ssize_t mirror_write_wait(struct mirror *m, const void *buf, size_t len, uint64_t offset,
+			  unsigned int flags)
+{
+	struct waiter w;
+	ssize_t r;
+
+	waiter_init(&w);
+	mirror_write(m, buf, len, offset, flags, waiter_done, &w);
+	r = waiter_wait(&w);
+	waiter_clear(&w);
+	return r;
+}
+
+ssize_t mirror_read_wait(struct mirror *m, void *buf, size_t len, uint64_t offset)
+{
+	struct waiter w;
+	ssize_t r;
+
+	waiter_init(&w);
+	mirror_read(m, buf, len, offset, waiter_done, &w);
+	r = waiter_wait(&w);
+	waiter_clear(&w);
+	return r;
+}
+
+void mirror_flush(struct mirror *m, mirror_done_fn done, void *opaque)
+{
+	fanout_issue(io_new(m, DMIO_FLUSH, NULL, 0, 0, 0, done, opaque));
+}
+
+/* A hole reads back as zeroes only in files: block-device legs are zeroed instead. */
+static enum dmio_op discard_op(const struct mirror *m)
+{
+	unsigned int i, slots = atomic_load(&((struct mirror *)m)->num_legs);
+
+	for (i = 0; i < slots; i++) {
+		const struct leg *leg = &m->legs[i];
+
+		if (leg_state(leg) == LEG_IN_SYNC &&
+		    (dmio_dev_is_block(leg->dev) || !dmio_dev_can_discard(leg->dev)))
+			return DMIO_WRITE_ZEROES;
+	}
+	return DMIO_DISCARD;
+}
+
+/*
+ * Zero [offset, offset + len) with op: the whole sectors through one fan-out, the partial edge
+ * sectors by read-modify-write.
+ */
+static void zero_range(struct mirror *m, enum dmio_op op, uint64_t offset, uint64_t len,
+		       unsigned int flags, mirror_done_fn done, void *opaque)
+{
+	uint64_t n = len, start, end;
+	struct mirror_io *io;
+	ssize_t r;
+
+	flags &= MIRROR_FUA;
+	if (len == 0 || !clip(m, offset, &n)) {
+		done(opaque, 0);
+		return;
+	}
+	start = (offset + DMIO_SECTOR_SIZE - 1) & ~(uint64_t)(DMIO_SECTOR_SIZE - 1);
+	end = (offset + n) & ~(uint64_t)(DMIO_SECTOR_SIZE - 1);
+	if (start >= end) {
+		/* Within one sector, or two partial ones. */
+		r = rmw_write(m, NULL, n, offset, flags);
+		done(opaque, r < 0 ? r : (ssize_t)n);
+		return;
+	}
+	if (start > offset) {
+		r = rmw_write(m, NULL, start - offset, offset, flags);
+		if (r < 0) {
+			done(opaque, r);
+			return;
+		}
+	}
+	if (offset + n > end) {
+		r = rmw_write(m, NULL, offset + n - end, end, flags);
+		if (r < 0) {
+			done(opaque, r);
+			return;
+		}
+	}
+	io = io_new(m, op, NULL, end - start, start, flags, done, opaque);
+	io->reported = n;
+	fanout_issue(io);
+}
+
+void mirror_discard(struct mirror *m, uint64_t offset, uint64_t len, mirror_done_fn done,
+		    void *opaque)
+{
+	zero_range(m, discard_op(m), offset, len, 0, done, opaque);
+}
+
+void mirror_write_zeroes(struct mirror *m, uint64_t offset, uint64_t len, unsigned int flags,
+			 mirror_done_fn done, void *opaque)
+{
+	zero_range(m, DMIO_WRITE_ZEROES, offset, len, flags, done, opaque);
+}

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * A leg's identity and state.  Every change of a leg's state goes through leg_set_state() or
+ * leg_fail(), which check the move against one table under state_lock, note the change for the
+ * superblocks, and raise events only after the lock is dropped.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "mirror/mirror-internal.h"
+
+/* ---- The table of moves -------------------------------------------------------------------- */
+
+enum move {
+	NEVER = 0,
+	ALWAYS,	  /* while the mirror serves, and at assembly */
+	ASSEMBLY, /* only before the mirror serves: the states found in the superblocks */
+};
+
+#define NUM_STATES (LEG_SPARE + 1)
+
+/*
+ * moves[from][to].  An empty slot (removed) is what every slot starts as.  A leg reaches
+ * in_sync only from resyncing (its copy done and durable) or at assembly; it leaves failed only
+ * by being removed or re-added (stale: its slot's own member back).
+ */
+static const enum move moves[NUM_STATES][NUM_STATES] = {
+    [LEG_IN_SYNC] = {[LEG_FAILED] = ALWAYS},
+    [LEG_FAILED] = {[LEG_STALE] = ALWAYS, [LEG_REMOVED] = ALWAYS},
+    [LEG_STALE] = {[LEG_FAILED] = ALWAYS, [LEG_RESYNCING] = ALWAYS},
+    [LEG_RESYNCING] = {[LEG_IN_SYNC] = ALWAYS, [LEG_FAILED] = ALWAYS},
+    [LEG_REMOVED] = {[LEG_IN_SYNC] = ASSEMBLY,
+		     [LEG_FAILED] = ASSEMBLY,
+		     [LEG_STALE] = ASSEMBLY,
+		     [LEG_SPARE] = ALWAYS},
+    [LEG_SPARE] = {[LEG_FAILED] = ALWAYS, [LEG_RESYNCING] = ALWAYS, [LEG_REMOVED] = ALWAYS},
+};
+
+bool leg_move_allowed(enum leg_state from, enum leg_state to, bool assembly)
+{
+	if ((unsigned int)from >= NUM_STATES || (unsigned int)to >= NUM_STATES)
+		return false;
+	return moves[from][to] == ALWAYS || (assembly && moves[from][to] == ASSEMBLY);
+}
+
+const char *leg_state_name(enum leg_state state)
+{
+	switch (state) {
+	case LEG_IN_SYNC:
+		return "in_sync";
+	case LEG_FAILED:
+		return "failed";
+	case LEG_STALE:
+		return "stale";
+	case LEG_RESYNCING:
+		return "resyncing";
+	case LEG_REMOVED:
+		return "removed";
+	case LEG_SPARE:
+		return "spare";
+	}
+	return "unknown";
+}
+
+uint64_t mirror_state_changed(struct mirror *m, bool bump, bool hold)
+{
+	uint64_t gen;
+
+	if (m->metadata != METADATA_INTERNAL) {
+		/* No superblocks: the counter is all there is to record. */
+		if (bump)
+			atomic_fetch_add(&m->events, 1);
+		return 0;
+	}
+	gen = atomic_fetch_add(&m->gen_wanted, 1) + 1;
+	/* Raise, never lower: another change may have published a later generation already. */
+	if (bump) {
+		unsigned long long prev = atomic_load(&m->gen_bump);
+
+		while (prev < gen && !atomic_compare_exchange_weak(&m->gen_bump, &prev, gen))
+			;
+	}
+	if (hold) {
+		unsigned long long prev = atomic_load(&m->gen_hold);
+
+		while (prev < gen && !atomic_compare_exchange_weak(&m->gen_hold, &prev, gen))
+			;
+	}
+	return gen;
+}
+
+/* Under state_lock.  0, -EAGAIN (not in from) or -EPERM (not a move of the table). */
+static int move_locked(struct mirror *m, struct leg *leg, enum leg_state from, enum leg_state to)
+{
+	if (leg_state(leg) != from)
+		return -EAGAIN;
+	if (!leg_move_allowed(from, to, !atomic_load(&m->serving)))
+		return -EPERM;
+	atomic_store(&leg->state, to);
+	return 0;
+}
+
+int leg_set_state(struct mirror *m, struct leg *leg, enum leg_state from, enum leg_state to)
+{
+	int r;
+
+	g_mutex_lock(&m->state_lock);
+	r = to == LEG_FAILED && atomic_load(&m->serving) ? -EPERM : move_locked(m, leg, from, to);
+	g_mutex_unlock(&m->state_lock);
+	if (r == -EPERM) {
+		g_critical("mirror %s: leg %u: the move %s -> %s is not allowed%s", m->name,
+			   leg->index, leg_state_name(from), leg_state_name(to),
+			   to == LEG_FAILED ? " (a failure goes through leg_fail)" : "");
+		return r;
+	}
+	/* Assembly's moves are recorded by the commit that opens the mirror. */
+	if (r == 0 && atomic_load(&m->serving))
+		mirror_state_changed(m, true, false);
+	return r;
+}
+
+/* Under state_lock: move a leg that is not failed or removed to failed.  True when it moved. */
+static bool fail_locked(struct mirror *m, struct leg *leg)
+{
+	enum leg_state st = leg_state(leg);
+
+	return st != LEG_FAILED && st != LEG_REMOVED && move_locked(m, leg, st, LEG_FAILED) == 0;
+}
+
+/* After the lock: record the failure (writes wait for it) and say so. */
+static void raise_failed(struct mirror *m, struct leg *leg, const char *why,
+			 unsigned long error_bits, unsigned int left, unsigned int total)
+{
+	mirror_state_changed(m, true, true);
+	mirror_event(m, "LegFailed", G_LOG_LEVEL_WARNING, (int)leg->index,
+		     "leg %u (%s, %s) failed: %s (error bits 0x%lx); %u of %u legs in sync",
+		     leg->index, leg->name, leg->path, why, error_bits, left, total);
+	mirror_event(m, "DegradedArray", G_LOG_LEVEL_WARNING, -1,
+		     "mirror %s is degraded: %u of %u legs in sync", m->name, left, total);
+}
+
+int leg_fail(struct mirror *m, struct leg *leg, const char *why, unsigned long error_bits)
+{
+	enum leg_state st;
+	unsigned int left, total;
+	int r = 0;
+
+	g_mutex_lock(&m->state_lock);
+	st = leg_state(leg);
+	if (st == LEG_FAILED || st == LEG_REMOVED)
+		r = -EALREADY;
+	else if (st == LEG_IN_SYNC && mirror_count_in_sync(m) <= 1)
+		/* The last in-sync leg is the mirror: never fail it.  A leg catching up is no loss.
+		 */
+		r = -EBUSY;
+	else
+		fail_locked(m, leg);
+	left = mirror_count_in_sync(m);
+	total = atomic_load(&m->num_legs);
+	g_mutex_unlock(&m->state_lock);
+	if (r == 0)
+		raise_failed(m, leg, why, error_bits, left, total);
+	return r;
+}
+
+unsigned int legs_fail_missed(struct mirror *m, uint64_t took, uint64_t missed, char *const *why,
+			      unsigned long error_bits)
+{
+	uint64_t failed = 0;
+	unsigned int i, good = 0, left, total;
+
+	g_mutex_lock(&m->state_lock);
+	total = atomic_load(&m->num_legs);
+	for (i = 0; i < total; i++)
+		good += (took & (1ull << i)) && leg_state(&m->legs[i]) == LEG_IN_SYNC;
+	for (i = 0; i < total && good > 0; i++)
+		if ((missed & (1ull << i)) && fail_locked(m, &m->legs[i]))
+			failed |= 1ull << i;
+	left = mirror_count_in_sync(m);
+	g_mutex_unlock(&m->state_lock);
+	for (i = 0; i < total; i++)
+		if (failed & (1ull << i))
+			raise_failed(m, &m->legs[i], why[i], error_bits, left, total);
+	return good;
+}
+
+/* ---- Identity ------------------------------------------------------------------------------ */
+
+/* Replace a slot's strings under state_lock; the old ones may still be read by status. */
+static void set_strings(struct mirror *m, struct leg *leg, char *name, char *path)
+{
+	g_mutex_lock(&m->state_lock);
+	if (leg->name != NULL)
+		g_ptr_array_add(m->retired, leg->name);
+	if (leg->path != NULL)
+		g_ptr_array_add(m->retired, leg->path);
+	leg->name = name;
+	leg->path = path;
+	g_mutex_unlock(&m->state_lock);
+}
+
+void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char *path,
+		struct dmio_dev *dev, const uint8_t uuid[16], bool write_mostly)
+{
+	set_strings(m, leg, g_strdup(name), g_strdup(path));
+	leg->dev = dev;
+	if (uuid != NULL)
+		memcpy(leg->uuid, uuid, 16);
+	else
+		memset(leg->uuid, 0, 16);
+	leg->write_mostly = write_mostly;
+	atomic_store(&leg->read_errors, 0);
+	atomic_store(&leg->write_errors, 0);
+	atomic_store(&leg->pending, 0);
+	leg->resync = RESYNC_NONE;
+	atomic_store(&leg->recovery_offset, SB_RECOVERY_DONE);
+}
+
+struct dmio_dev *leg_detach(struct mirror *m, struct leg *leg)
+{
+	struct dmio_dev *dev = leg->dev;
+
+	leg->dev = NULL;
+	return dev;
+}
+
+void leg_empty(struct mirror *m, unsigned int i)
+{
+	unsigned int j = MIN(i, atomic_load(&m->num_legs));
+
+	for (; j <= i; j++) {
+		struct leg *leg = &m->legs[j];
+
+		set_strings(m, leg, g_strdup(""), g_strdup(""));
+		leg->dev = NULL;
+		memset(leg->uuid, 0, 16);
+		leg->write_mostly = false;
+	}
+	if (i >= atomic_load(&m->num_legs))
+		atomic_store(&m->num_legs, i + 1);
+}
+
+void legs_set_count(struct mirror *m, unsigned int n)
+{
+	atomic_store(&m->num_legs, n);
+}
+
+/* ---- Questions ----------------------------------------------------------------------------- */
+
+bool leg_is_written(const struct leg *leg)
+{
+	enum leg_state st = leg_state(leg);
+
+	return leg->dev != NULL && (st == LEG_IN_SYNC || st == LEG_STALE || st == LEG_RESYNCING);
+}
+
+unsigned int mirror_count_in_sync(const struct mirror *m)
+{
+	unsigned int i, n = 0, legs = atomic_load(&((struct mirror *)m)->num_legs);
+
+	for (i = 0; i < legs; i++)
+		n += leg_state(&m->legs[i]) == LEG_IN_SYNC;
+	return n;
+}
+
+bool mirror_all_in_sync(const struct mirror *m)
+{
+	unsigned int i, legs = atomic_load(&((struct mirror *)m)->num_legs);
+
+	/* An empty slot or a spare needs nothing of the bitmap: it will be copied in full. */
+	for (i = 0; i < legs; i++) {
+		enum leg_state st = leg_state(&m->legs[i]);
+
+		if (st != LEG_IN_SYNC && st != LEG_REMOVED && st != LEG_SPARE)
+			return false;
+	}
+	return true;
+}

@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Control commands (mdadm's --fail, --add, --re-add, --remove; a resync on request), one at a
+ * time under reconfig_lock (md's reconfig_mutex), and the reasons of their refusals.
+ *
+ * The leg array never moves (it holds SB_MAX_LEGS slots), so a request that loops over the
+ * legs always sees whole slots.  A change of the set of legs happens with the resync thread
+ * stopped and the mirror frozen (no request in flight), so that a write either went to the new
+ * set of legs or was finished before it existed, and a device is closed with no I/O on it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mirror/mirror-internal.h"
+
+/* ---- Refusals, per caller ------------------------------------------------------------------ */
+
+struct last_error {
+	uint64_t caller;
+	char *message;
+};
+
+static void last_error_free(gpointer data)
+{
+	struct last_error *e = data;
+
+	g_free(e->message);
+	g_free(e);
+}
+
+void mirror_set_last_error(struct mirror *m, uint64_t caller, const char *message)
+{
+	struct last_error *e = NULL;
+	GList *l;
+
+	g_mutex_lock(&m->last_error_lock);
+	for (l = m->last_errors.head; l != NULL; l = l->next) {
+		if (((struct last_error *)l->data)->caller == caller) {
+			e = l->data;
+			g_queue_delete_link(&m->last_errors, l);
+			break;
+		}
+	}
+	if (e == NULL) {
+		e = g_new0(struct last_error, 1);
+		e->caller = caller;
+	}
+	g_free(e->message);
+	e->message = g_strdup(message);
+	g_queue_push_head(&m->last_errors, e);
+	while (g_queue_get_length(&m->last_errors) > MIRROR_LAST_ERRORS)
+		last_error_free(g_queue_pop_tail(&m->last_errors));
+	g_mutex_unlock(&m->last_error_lock);
+}
+
+char *mirror_last_error(struct mirror *m, uint64_t caller)
+{
+	char *s = NULL;
+	GList *l;
+
+	g_mutex_lock(&m->last_error_lock);
+	for (l = m->last_errors.head; l != NULL && s == NULL; l = l->next)
+		if (((struct last_error *)l->data)->caller == caller)
+			s = g_strdup(((struct last_error *)l->data)->message);
+	g_mutex_unlock(&m->last_error_lock);
+	return s != NULL ? s : g_strdup("");
+}
+
+void reconfig_init(struct mirror *m)
+{
+	g_mutex_init(&m->reconfig_lock);
+	g_mutex_init(&m->last_error_lock);
+	g_queue_init(&m->last_errors);
+}
+
+void reconfig_clear(struct mirror *m)
+{
+	g_queue_clear_full(&m->last_errors, last_error_free);
+	g_mutex_clear(&m->last_error_lock);
+	g_mutex_clear(&m->reconfig_lock);
+}
+
+static void set_error(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void set_error(GError **error, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	g_propagate_error(error, g_error_new_valist(MIRROR_ERROR, MIRROR_ERROR_LEG, fmt, ap));
+	va_end(ap);
+}
+
+char *mirror_uuid(struct mirror *m)
+{
+	struct superblock sb;
+	char text[37];
+
+	if (m->metadata != METADATA_INTERNAL)
+		return g_strdup("");
+	metadata_snapshot(m, &sb);
+	uuid_format(sb.array_uuid, text);
+	return g_strdup(text);
+}
+
+/* ---- fail ---------------------------------------------------------------------------------- */
+
+int mirror_fail_leg(struct mirror *m, unsigned int index, GError **error)
+{
+	int r;
+
+	g_mutex_lock(&m->reconfig_lock);
+	if (index >= atomic_load(&m->num_legs)) {
+		set_error(error, "mirror %s has no leg %u", m->name, index);
+		r = -EINVAL;
+		goto out;
+	}
+	r = leg_fail(m, &m->legs[index], "failed by the operator", 0);
+	if (r == -EALREADY)
+		set_error(error,
+			  "leg %u is not in sync: it has failed already, or its slot is removed",
+			  index);
+	else if (r == -EBUSY)
+		set_error(error, "leg %u is the last in-sync leg", index);
+	else if (metadata_sync(m) < 0)
+		g_warning("mirror %s: the failure of leg %u is not in the superblocks", m->name,
+			  index);
+out:
+	g_mutex_unlock(&m->reconfig_lock);
+	return r;
+}
+
+/* ---- add ----------------------------------------------------------------------------------- */
+
+/*
+ * What the superblock found on a leg to be added says: its slot in this array (re-add) or -1,
+ * and how it catches up.  Returns 0, or -EEXIST with *error when it must not be taken.
+ */
+static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev *dev, bool force,
+			    int *slot, enum assemble_resync *resync, uint8_t uuid[16],
+			    GError **error)
+{
+	void *buf = aligned_alloc(4096, SB_SIZE);
+	struct superblock sb, array;
+	char *why = NULL;
+	enum sb_error e;
+	int r;
+
+	*slot = -1;
+	*resync = RESYNC_FULL;
+	if (buf == NULL)
+		return -ENOMEM;
+	r = superblock_read_raw(dev, buf);
+	if (r < 0) {
+		set_error(error, "cannot read the superblock area of %s: %s", path, g_strerror(-r));
+		free(buf);
+		return r;
+	}
+	e = superblock_decode(buf, &sb, &why);
+	free(buf);
+	metadata_snapshot(m, &array);
+	if (e == SB_ERROR_MAGIC) {
+		r = 0;
+	} else if (e != SB_ERROR_NONE) {
+		r = force ? 0 : -EEXIST;
+		if (r < 0)
+			set_error(error,
+				  "%s carries a damaged fusemirror superblock (%s); add --force "
+				  "to overwrite it",
+				  path, why);
+	} else if (memcmp(sb.array_uuid, array.array_uuid, 16) != 0) {
+		char text[37];
+
+		uuid_format(sb.array_uuid, text);
+		r = force ? 0 : -EEXIST;
+		if (r < 0)
+			set_error(error,
+				  "%s belongs to another fusemirror array ('%s', uuid %s); add "
+				  "--force to overwrite it",
+				  path, sb.name, text);
+	} else {
+		/* A former member: back into its slot, from the bitmap when it covers the gap. */
+		*slot = assemble_slot_of(&array, sb.leg_uuid);
+		memcpy(uuid, sb.leg_uuid, 16);
+		if (*slot >= 0 && sb.events >= array.events_cleared && sb.events <= array.events &&
+		    sb.recovery_offset == SB_RECOVERY_DONE && sb.data_offset == array.data_offset &&
+		    sb.region_size == array.region_size)
+			*resync = RESYNC_BITMAP;
+		r = 0;
+	}
+	g_free(why);
+	return r;
+}
+
+/* Checks before a leg is taken, then the slot: -errno with *error when it must not be. */
+static int choose_slot(struct mirror *m, const char *path, struct dmio_dev *dev, bool force,
+		       int *slot, bool *readd, enum assemble_resync *resync, uint8_t uuid[16],
+		       GError **error)
+{
+	unsigned int i, n = atomic_load(&m->num_legs);
+	uint64_t bytes, need;
+	int r;
+
+	for (i = 0; i < n; i++) {
+		if (m->legs[i].dev != NULL && leg_state(&m->legs[i]) != LEG_FAILED &&
+		    mirror_same_file(path, m->legs[i].path)) {
+			set_error(error, "%s is already leg %u (%s) of mirror %s", path, i,
+				  m->legs[i].name, m->name);
+			return -EEXIST;
+		}
+	}
+	bytes = dmio_dev_sectors(dev) << DMIO_SECTOR_SHIFT;
+	need = m->data_offset + m->size;
+	if (bytes < need) {
+		set_error(error,
+			  "%s is %" PRIu64 " bytes: a leg of mirror %s needs at least %" PRIu64,
+			  path, bytes, m->name, need);
+		return -ENOSPC;
+	}
+	r = judge_superblock(m, path, dev, force, slot, resync, uuid, error);
+	if (r < 0)
+		return r;
+	if (*slot >= 0 && (unsigned int)*slot < n && leg_state(&m->legs[*slot]) != LEG_FAILED) {
+		set_error(error,
+			  "%s carries the identity of leg %d (%s), which is live: is it a copy?",
+			  path, *slot, m->legs[*slot].name);
+		return -EEXIST;
+	}
+	/* Its own slot, failed: a re-add.  (A slot past the legs in use is taken as new.) */
+	*readd = *slot >= 0 && (unsigned int)*slot < n;
+	if (!*readd)
+		*resync = RESYNC_FULL;
+	if (*slot < 0) {
+		for (i = 0; i < n; i++)
+			if (leg_state(&m->legs[i]) == LEG_REMOVED)
+				break;
+		*slot = (int)i;
+		*resync = RESYNC_FULL;
+	}
+	if ((unsigned int)*slot >= SB_MAX_LEGS) {
+		set_error(error, "mirror %s has no free leg slot (at most %u legs)", m->name,
+			  SB_MAX_LEGS);
+		return -EMLINK;
+	}
+	return 0;
+}
+
+static int add_leg_locked(struct mirror *m, const char *path, bool force, GError **error)
+{
+	enum assemble_resync resync;
+	uint8_t uuid[16];
+	struct dmio_dev *dev = NULL, *old;
+	struct leg *leg;
+	const char *name;
+	char *basename = NULL;
+	bool readd;
+	int slot, r;
+
+	if (m->metadata != METADATA_INTERNAL) {
+		set_error(error,
+			  "hot add needs metadata = internal (the superblocks remember the legs)");
+		return -ENOTSUP;
+	}
+	r = dmio_dev_open(path, 0, &dev);
+	if (r < 0) {
+		if (r == -EINVAL)
+			set_error(error, "%s is not a regular file or block device", path);
+		else
+			set_error(error, "cannot open %s: %s", path, g_strerror(-r));
+		return r;
+	}
+	r = choose_slot(m, path, dev, force, &slot, &readd, &resync, uuid, error);
+	if (r < 0) {
+		dmio_dev_close(dev);
+		return r;
+	}
+	if (!readd)
+		uuid_generate_random_v4(uuid);
+
+	resync_stop(m);
+	mirror_freeze(m);
+	leg = &m->legs[slot];
+	/* A failed leg re-added into its own slot: its old device goes. */
+	old = leg_detach(m, leg);
+	if ((unsigned int)slot >= atomic_load(&m->num_legs))
+		leg_empty(m, (unsigned int)slot);
+	/* A member back in its configured slot keeps its name; a new leg is named after its file.
+	 */
+	if (readd && leg->name != NULL && *leg->name != '\0') {
+		name = leg->name;
+	} else {
+		basename = g_path_get_basename(path);
+		name = basename;
+	}
+	leg_attach(m, leg, name, path, dev, uuid, false);
+	leg->resync = resync;
+	atomic_store(&leg->recovery_offset, 0);
+	/* Published: a re-added member is written from now on; a new leg once its copy starts. */
+	if (readd)
+		r = leg_set_state(m, leg, LEG_FAILED, LEG_STALE);
+	else
+		r = leg_set_state(m, leg, LEG_REMOVED, LEG_SPARE);
+	if (r == 0)
+		r = metadata_sync(m);
+	if (r == 0)
+		r = bitmap_flush(m->bitmap);
+	if (r == 0 && leg_state(leg) == LEG_FAILED)
+		r = -EIO;
+	resync_start(m);
+	mirror_thaw(m);
+	dmio_dev_close(old);
+	if (r < 0) {
+		set_error(error, "%s was added as leg %d but its metadata could not be written: %s",
+			  path, slot, g_strerror(-r));
+		g_free(basename);
+		return r;
+	}
+	mirror_event(m, "LegAdded", G_LOG_LEVEL_MESSAGE, slot,
+		     "leg %d (%s, %s) added to mirror %s: %s", slot, leg->name, leg->path, m->name,
+		     resync == RESYNC_BITMAP ? "re-added, resyncing the regions it missed"
+					     : "resyncing in full");
+	g_free(basename);
+	return slot;
+}
+
+int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **error)
+{
+	int r;
+
+	g_mutex_lock(&m->reconfig_lock);
+	r = add_leg_locked(m, path, force, error);
+	g_mutex_unlock(&m->reconfig_lock);
+	return r;
+}
+
+/* ---- remove -------------------------------------------------------------------------------- */
+
+static int remove_leg_locked(struct mirror *m, unsigned int index, bool force, GError **error)
+{
+	struct dmio_dev *dev;
+	struct leg *leg;
+	enum leg_state st;
+	unsigned int n;
+	int r;
+
+	if (index >= atomic_load(&m->num_legs)) {
+		set_error(error, "mirror %s has no leg %u", m->name, index);
+		return -EINVAL;
+	}
+	leg = &m->legs[index];
+	st = leg_state(leg);
+	if (st == LEG_REMOVED) {
+		set_error(error, "leg %u of mirror %s is removed already", index, m->name);
+		return -EALREADY;
+	}
+	if (st != LEG_FAILED && st != LEG_SPARE && !force) {
+		set_error(error,
+			  "leg %u (%s) is %s: only a failed leg is removed (fail it first, or "
+			  "use --force)",
+			  index, leg->name, leg_state_name(st));
+		return -EBUSY;
+	}
+	if (st != LEG_FAILED && st != LEG_SPARE &&
+	    leg_fail(m, leg, "removed by the operator", 0) == -EBUSY) {
+		set_error(error,
+			  "leg %u (%s) is the last in-sync leg of mirror %s: removing it would "
+			  "lose the data",
+			  index, leg->name, m->name);
+		return -EBUSY;
+	}
+
+	resync_stop(m);
+	mirror_freeze(m);
+	dev = leg_detach(m, leg);
+	r = leg_set_state(m, leg, leg_state(leg), LEG_REMOVED);
+	memset(leg->uuid, 0, sizeof(leg->uuid));
+	/* A removed last slot goes: a hot-added leg removed again leaves the mirror as it was. */
+	n = atomic_load(&m->num_legs);
+	while (n > 1 && leg_state(&m->legs[n - 1]) == LEG_REMOVED)
+		n--;
+	if (n < atomic_load(&m->num_legs)) {
+		legs_set_count(m, n);
+		metadata_forget_slots(m, n);
+	}
+	if (metadata_sync(m) < 0)
+		g_warning("mirror %s: the removal of leg %u is not in the superblocks", m->name,
+			  index);
+	resync_start(m);
+	mirror_thaw(m);
+	dmio_dev_close(dev);
+	if (r == 0)
+		mirror_event(m, "LegRemoved", G_LOG_LEVEL_MESSAGE, (int)index,
+			     "leg %u (%s, %s) removed from mirror %s", index, leg->name, leg->path,
+			     m->name);
+	return r;
+}
+
+int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError **error)
+{
+	int r;
+
+	g_mutex_lock(&m->reconfig_lock);
+	r = remove_leg_locked(m, index, force, error);
+	g_mutex_unlock(&m->reconfig_lock);
+	return r;
+}
+
+/* ---- resync on request --------------------------------------------------------------------- */
+
+static int resync_locked(struct mirror *m, bool full, GError **error)
+{
+	unsigned int in_sync;
+
+	if (m->metadata != METADATA_INTERNAL || m->bitmap == NULL) {
+		set_error(error, "resync on request needs metadata = internal (with metadata = "
+				 "none every start resyncs in full)");
+		return -ENOTSUP;
+	}
+	if (atomic_load(&m->resync_running)) {
+		set_error(error, "a resync of mirror %s is running already", m->name);
+		return -EALREADY;
+	}
+	in_sync = mirror_count_in_sync(m);
+	if (full && in_sync < 2) {
+		set_error(error,
+			  "mirror %s has %u in-sync legs: a full resync needs two (add a leg "
+			  "instead)",
+			  m->name, in_sync);
+		return -EBUSY;
+	}
+	resync_stop(m);
+	if (full) {
+		int r = bitmap_set_all(m->bitmap);
+
+		if (r < 0) {
+			set_error(error, "cannot mark every region dirty: %s", g_strerror(-r));
+			return r;
+		}
+		/* Every region differs until copied: reads of it come from the source. */
+		atomic_store(&m->unclean, true);
+		atomic_store(&m->full_requested, true);
+	}
+	resync_start(m);
+	return 0;
+}
+
+int mirror_resync(struct mirror *m, bool full, GError **error)
+{
+	int r;
+
+	g_mutex_lock(&m->reconfig_lock);
+	r = resync_locked(m, full, error);
+	g_mutex_unlock(&m->reconfig_lock);
+	return r;
+}
