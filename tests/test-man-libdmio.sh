@@ -27,6 +27,8 @@ else
 	fail () { echo "${0##*/}: FAIL: $*" >&2; exit 1; }
 	skip () { echo "${0##*/}: SKIP: $*" >&2; exit 77; }
 fi
+# shellcheck source-path=SCRIPTDIR source=dmio-header.sh
+. "$srcdir/dmio-header.sh"
 set -u
 
 top_srcdir=${top_srcdir:-$srcdir/..}
@@ -49,28 +51,6 @@ bs=$(printf '\b')
 
 # ---- The header ---------------------------------------------------------------------------------
 
-# strip_comments: C comments out, line structure kept.
-strip_comments ()
-{
-	awk '
-	{
-		line = $0; out = ""
-		while (line != "") {
-			if (incomment) {
-				i = index(line, "*/")
-				if (i == 0) { line = ""; break }
-				line = substr(line, i + 2); incomment = 0; out = out " "
-			} else {
-				i = index(line, "/*"); j = index(line, "//")
-				if (j > 0 && (i == 0 || j < i)) { out = out substr(line, 1, j - 1); break }
-				if (i == 0) { out = out line; break }
-				out = out substr(line, 1, i - 1); line = substr(line, i + 2); incomment = 1
-			}
-		}
-		print out
-	}' "$@"
-}
-
 # normalize: one line per input line; runs of white space become one space, and only spaces
 # between two identifier characters are kept ("const char *p" -> "const char*p").
 normalize ()
@@ -79,103 +59,7 @@ normalize ()
 		-e 's/ \([^A-Za-z0-9_]\)/\1/g' -e 's/\([^A-Za-z0-9_]\) /\1/g'
 }
 
-# The declarations of the header, one per line: KIND<TAB>NAME<TAB>DECLARATION, where KIND is
-# function, typedef, struct, union, enum, opaque (a declared but undefined struct/union/enum),
-# variable, macro or constant (an enumerator, or a DMIO_* token used in code).  The include guard
-# and C++-only blocks are left out.
-parse_header ()
-{
-	strip_comments "$header" | awk -v TAB="$tab" '
-	function emit(kind, name, decl) {
-		if (name == "" || (name in seen))
-			return
-		seen[name] = 1
-		print kind TAB name TAB decl
-	}
-	function tokens(text,    t) {
-		while (match(text, /DMIO_[A-Z0-9_]+/)) {
-			t = substr(text, RSTART, RLENGTH)
-			if (t != guard)
-				emit("constant", t, "")
-			text = substr(text, RSTART + RLENGTH)
-		}
-	}
-	function last_ident(text) {
-		if (match(text, /[A-Za-z_][A-Za-z0-9_]*[ ]*(\[[^]]*\])*[ ]*;$/)) {
-			text = substr(text, RSTART, RLENGTH)
-			sub(/[ ]*(\[[^]]*\])*[ ]*;$/, "", text)
-			return text
-		}
-		return ""
-	}
-	function declaration(d,    name, kind, body, n, items, i, item) {
-		gsub(/[ \t]+/, " ", d); sub(/^ /, "", d); sub(/ $/, "", d)
-		if (d == ";" || d == "")
-			return
-		if (d ~ /^typedef /) {
-			if (match(d, /\([ ]*\*[ ]*[A-Za-z_][A-Za-z0-9_]*[ ]*\)/)) {
-				name = substr(d, RSTART, RLENGTH); gsub(/[ ()*]/, "", name)
-			} else {
-				name = last_ident(d)
-			}
-			emit("typedef", name, d)
-		} else if (d ~ /^(struct|union|enum) [A-Za-z_][A-Za-z0-9_]* ?;$/) {
-			name = d; sub(/^(struct|union|enum) /, "", name); sub(/ ?;$/, "", name)
-			emit("opaque", name, d)
-		} else if (d ~ /^(struct|union|enum) [A-Za-z_][A-Za-z0-9_]* ?\{/) {
-			kind = d; sub(/ .*/, "", kind)
-			name = d; sub(/^(struct|union|enum) /, "", name); sub(/ ?\{.*/, "", name)
-			emit(kind, name, d)
-		} else if (match(d, /[A-Za-z_][A-Za-z0-9_]* ?\(/)) {
-			name = substr(d, RSTART, RLENGTH); sub(/ ?\($/, "", name)
-			emit("function", name, d)
-		} else {
-			emit("variable", last_ident(d), d)
-		}
-		if (d ~ /^(typedef )?enum[^{]*\{/) {
-			body = d; sub(/^[^{]*\{/, "", body); sub(/\}[^}]*$/, "", body)
-			n = split(body, items, ",")
-			for (i = 1; i <= n; i++) {
-				item = items[i]; sub(/^ /, "", item)
-				if (match(item, /^[A-Za-z_][A-Za-z0-9_]*/))
-					emit("constant", substr(item, 1, RLENGTH), "")
-			}
-		}
-		tokens(d)
-	}
-	/^[ \t]*#/ {
-		directive = $0; sub(/^[ \t]*#[ \t]*/, "", directive)
-		split(directive, w, /[ \t(]+/)
-		ndirectives++
-		if (w[1] == "if" || w[1] == "ifdef" || w[1] == "ifndef") {
-			if (ndirectives == 1 && w[1] == "ifndef")
-				guard = w[2]
-			if (skipping > 0 || (w[1] == "ifdef" && w[2] == "__cplusplus"))
-				skipping++
-		} else if (w[1] == "endif") {
-			if (skipping > 0)
-				skipping--
-		} else if (w[1] == "define" && skipping == 0 && w[2] != guard) {
-			value = directive; sub(/^define[ \t]+[A-Za-z0-9_]+(\([^)]*\))?/, "", value)
-			emit("macro", w[2], "")
-			tokens(value)
-		}
-		next
-	}
-	skipping == 0 { code = code " " $0 }
-	END {
-		depth = 0; d = ""
-		for (i = 1; i <= length(code); i++) {
-			c = substr(code, i, 1)
-			d = d c
-			if (c == "{") depth++
-			else if (c == "}") depth--
-			else if (c == ";" && depth == 0) { declaration(d); d = "" }
-		}
-	}'
-}
-
-decls=$(parse_header)
+decls=$(parse_header "$header")
 test -n "$decls" || fail "found no declarations in $header"
 nfunc=$(printf '%s\n' "$decls" | grep -c "^function$tab")
 test "$nfunc" -gt 0 || fail "found no function in $header"

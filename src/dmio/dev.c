@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Devices: the public dmio_dev_* calls, dispatching to one kind behind a vtable.  Today the only
- * kind is file/block device (dev-file.c); remote kinds add themselves to dmio_dev_open().
+ * Devices: the public dmio_dev_* calls, dispatching to one kind behind a vtable: file/block
+ * device (dev-file.c) for every path but one prefix; remote kinds add themselves to
+ * dmio_dev_open().
+ *
+ * "crash:NAME" opens the crash-test disk NAME (dev-crash.c, dev-crash.h), an in-memory disk with
+ * a volatile write cache that tests create and "power cut".  It is for tests only, so neither
+ * libdmio(3) nor dmio.h mention it; -ENOENT when no such disk exists.  A file whose path starts
+ * with "crash:" can still be opened as "./crash:...".
  */
 #include "config.h"
 
@@ -17,6 +23,8 @@ int dmio_dev_open(const char *path, unsigned int flags, struct dmio_dev **out)
 	if (flags & ~(DMIO_DEV_RDONLY | DMIO_DEV_DIRECT))
 		return -EINVAL;
 	*out = NULL;
+	if (g_str_has_prefix(path, DMIO_DEV_CRASH_PREFIX))
+		return dmio_dev_crash_open(path, flags, out);
 	return dmio_dev_file_open(path, flags, out);
 }
 

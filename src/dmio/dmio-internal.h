@@ -51,6 +51,10 @@ struct dmio_dev {
 /* The file and block-device kind (dev-file.c). */
 int dmio_dev_file_open(const char *path, unsigned int flags, struct dmio_dev **out);
 
+/* The crash-test kind (dev-crash.c, for tests): path is DMIO_DEV_CRASH_PREFIX and a disk's name. */
+#define DMIO_DEV_CRASH_PREFIX "crash:"
+int dmio_dev_crash_open(const char *path, unsigned int flags, struct dmio_dev **out);
+
 /* Switch a capability off for good (the kernel said EOPNOTSUPP). */
 void dmio_dev_cap_off(atomic_bool *cap, const struct dmio_dev *dev, const char *what);
 
