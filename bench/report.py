@@ -14,6 +14,9 @@ runs.tsv (written by bench/run, tab-separated, one line per fio run or per targe
 cpu_s is the daemon's utime+stime over the run ("-" for the limit), identical is yes|no|- (every
 leg byte-identical over the mirror's size after the run), state is the mirror's
 user.fusemirror.state after the run ("-" when not asked), note is a problem bench/run saw.
+A target named TARGET@base (bench/run --baseline-build) is TARGET run by the baseline build: the
+report then adds the ratio TARGET/base per job (the column ratio_vs_base in results.csv), and its
+failed checks are reported but, like the peer's, fatal only with --strict.
 """
 
 import csv
@@ -28,6 +31,8 @@ LIMIT = "limit"
 PEER = "qsd-quorum"
 FLOOR = "null"
 MAIN = "fm-2legs"
+BASE = "@base"  # suffix of the targets run by the baseline build
+FM_TARGETS = ("fm-1leg", "fm-2legs", "fm-3legs")
 
 # fio prints one line per verify failure (on stderr, or before the JSON on stdout).
 VERIFY_LINE = re.compile(r"^(verify: |.*verify failed|.*bad (magic|header|pattern))", re.M)
@@ -147,10 +152,18 @@ def cmd_line(json_path, stderr_path):
     return 0
 
 
+def is_baseline(t):
+    return t.split("/")[0].endswith(BASE)
+
+
 def target_order(t):
+    """Targets in bench/run's order; TARGET@base right after TARGET."""
     base = t.split("/")[0]
+    baseline = base.endswith(BASE)
+    if baseline:
+        base = base[:-len(BASE)]
     order = [LIMIT, FLOOR, "fm-1leg", "fm-2legs", "fm-3legs", PEER]
-    return (order.index(base) if base in order else len(order), t)
+    return (order.index(base) if base in order else len(order), baseline, t)
 
 
 def cmd_report(outdir, strict):
@@ -170,7 +183,7 @@ def cmd_report(outdir, strict):
     problems = []  # (target, job, text, fatal)
 
     def problem(target, job, text):
-        fatal = target.split("/")[0] != PEER or strict
+        fatal = (target.split("/")[0] != PEER and not is_baseline(target)) or strict
         problems.append((target, job, text, fatal))
         return text
 
@@ -236,8 +249,10 @@ def cmd_report(outdir, strict):
             return None
         return a["m"]["mib_s"] / b["m"]["mib_s"]
 
+    # The fusemirror targets that have a baseline run: their ratio over it is reported.
+    based = [t for t in FM_TARGETS if any(r["target"] == t + BASE and r["m"] for r in rows)]
     for r in rows:
-        r["vs_limit"] = r["vs_peer"] = r["vs_floor"] = None
+        r["vs_limit"] = r["vs_peer"] = r["vs_floor"] = r["vs_base"] = None
         base = r["target"].split("/")[0]
         if base != LIMIT and r["target"] == base:
             r["vs_limit"] = ratio(r, find(r["job"], LIMIT))
@@ -245,6 +260,8 @@ def cmd_report(outdir, strict):
                 r["vs_peer"] = ratio(r, find(r["job"], PEER))
             if base != FLOOR:
                 r["vs_floor"] = ratio(r, find(r["job"], FLOOR))
+            if base in based:
+                r["vs_base"] = ratio(r, find(r["job"], base + BASE))
         m = r["m"]
         r["cpu_per_gib"] = (r["cpu_s"] / (m["bytes"] / GIB)
                             if r["cpu_s"] is not None and m and m["bytes"] else None)
@@ -258,6 +275,8 @@ def cmd_report(outdir, strict):
             "bytes", "runtime_s", "daemon_cpu_s", "daemon_cpu_s_per_gib",
             "ratio_vs_limit", "ratio_vs_peer", "ratio_vs_floor", "verify_errors", "legs_identical",
             "mirror_state", "fio_rc", "status"]
+    if based:  # only with a baseline: the CSV of a run without one is unchanged
+        cols.append("ratio_vs_base")
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -269,21 +288,24 @@ def cmd_report(outdir, strict):
                 v = d.get(k)
                 return "" if v is None else format(v, spec)
 
-            w.writerow([r["job"], r["target"], r["nlegs"],
-                        g(m, "mib_s"), g(m, "iops", ".1f"), g(m, "lat_mean_us", ".2f"),
-                        g(m, "lat_p99_us", ".2f"),
-                        g(rd, "mib_s"), g(rd, "iops", ".1f"), g(rd, "lat_mean_us", ".2f"),
-                        g(rd, "lat_p99_us", ".2f"),
-                        g(wr, "mib_s"), g(wr, "iops", ".1f"), g(wr, "lat_mean_us", ".2f"),
-                        g(wr, "lat_p99_us", ".2f"),
-                        m.get("bytes", ""), g(m, "runtime_s"),
-                        "" if r["cpu_s"] is None else "%.3f" % r["cpu_s"],
-                        "" if r["cpu_per_gib"] is None else "%.4f" % r["cpu_per_gib"],
-                        "" if r["vs_limit"] is None else "%.4f" % r["vs_limit"],
-                        "" if r["vs_peer"] is None else "%.4f" % r["vs_peer"],
-                        "" if r["vs_floor"] is None else "%.4f" % r["vs_floor"],
-                        m.get("verify_errors", ""), r["identical"], r["state"], r["fio_rc"],
-                        "; ".join(r["status"]) or "ok"])
+            row = [r["job"], r["target"], r["nlegs"],
+                   g(m, "mib_s"), g(m, "iops", ".1f"), g(m, "lat_mean_us", ".2f"),
+                   g(m, "lat_p99_us", ".2f"),
+                   g(rd, "mib_s"), g(rd, "iops", ".1f"), g(rd, "lat_mean_us", ".2f"),
+                   g(rd, "lat_p99_us", ".2f"),
+                   g(wr, "mib_s"), g(wr, "iops", ".1f"), g(wr, "lat_mean_us", ".2f"),
+                   g(wr, "lat_p99_us", ".2f"),
+                   m.get("bytes", ""), g(m, "runtime_s"),
+                   "" if r["cpu_s"] is None else "%.3f" % r["cpu_s"],
+                   "" if r["cpu_per_gib"] is None else "%.4f" % r["cpu_per_gib"],
+                   "" if r["vs_limit"] is None else "%.4f" % r["vs_limit"],
+                   "" if r["vs_peer"] is None else "%.4f" % r["vs_peer"],
+                   "" if r["vs_floor"] is None else "%.4f" % r["vs_floor"],
+                   m.get("verify_errors", ""), r["identical"], r["state"], r["fio_rc"],
+                   "; ".join(r["status"]) or "ok"]
+            if based:
+                row.append("" if r["vs_base"] is None else "%.4f" % r["vs_base"])
+            w.writerow(row)
 
     have_peer = any(r["target"] == PEER and r["m"] for r in rows)
     out = []
@@ -318,8 +340,13 @@ def cmd_report(outdir, strict):
                "file%s:" % (PEER, "" if have_peer else " (skipped)",
                             "" if have_floor else " (skipped)"))
     pairs = ((MAIN, LIMIT), (MAIN, PEER), (MAIN, FLOOR), ("fm-3legs", LIMIT), ("fm-1leg", FLOOR))
+    if based:
+        out.append("base = the same target run by the baseline build (--baseline-build), in this "
+                   "invocation: new/base.")
+        pairs += tuple((t, t + BASE) for t in based)
     rh = "%-21s" % "job" + "".join(" %14s" % ("%s/%s" % (a, "floor" if b == FLOOR else
-                                                          "peer" if b == PEER else b))
+                                                          "peer" if b == PEER else
+                                                          "base" if b.endswith(BASE) else b))
                                    for a, b in pairs)
     out.append(rh)
     out.append("-" * len(rh))
@@ -334,13 +361,18 @@ def cmd_report(outdir, strict):
             "NaN" if x is None else "%.4f" % x for x in v[:3])))
 
     fatal = [p for p in problems if p[3]]
+    base_problems = any(is_baseline(t) for t, _, _, _ in problems)
     out.append("")
     if problems:
         out.append("!" * 78)
         out.append("!!! CHECKS FAILED: %d problem(s)%s" % (
-            len(problems), "" if fatal else " (all of them the peer's: not fatal without --strict)"))
+            len(problems), "" if fatal else
+            " (all of them the peer's%s: not fatal without --strict)" % (
+                " or the baseline's" if base_problems else "")))
         for t, job, text, is_fatal in problems:
             out.append("!!!   %-16s %-21s %s%s" % (t, job, text, "" if is_fatal else
+                                                     "   [baseline: reported, not fatal]"
+                                                     if is_baseline(t) else
                                                      "   [peer: reported, not fatal]"))
         out.append("!" * 78)
     else:
