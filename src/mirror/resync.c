@@ -236,8 +236,9 @@ static void finish(struct mirror *m)
 		leg_set_state(m, legs[i], LEG_RESYNCING, LEG_IN_SYNC);
 	}
 	atomic_store(&m->unclean, false);
-	atomic_store(&m->resync_active, false);
 	metadata_sync(m);
+	/* Only now does the mirror read as no longer resyncing: its legs say so on disk too. */
+	atomic_store(&m->resync_active, false);
 }
 
 static gpointer resync_thread(gpointer data)
