@@ -276,7 +276,7 @@ class MirrorTest : public dmio_test::DmioTest
 		config_.name = const_cast<char *>(name_.c_str());
 		config_.read_policy = policy_;
 		config_.engine = DMIO_ENGINE_THREADS;
-		config_.threads = 0;
+		config_.threads = threads_;
 		config_.cache = CACHE_NONE;
 		config_.metadata = metadata_;
 		config_.resync_rate_min = resync_rate_min_;
@@ -555,6 +555,7 @@ class MirrorTest : public dmio_test::DmioTest
 	read_policy policy_ = READ_POLICY_LEAST_PENDING;
 	metadata_mode metadata_ = METADATA_NONE;
 	uint64_t resync_rate_min_ = 0;
+	unsigned threads_ = 0; /* engine threads; 0 = libdmio's default */
 	std::vector<LegSpec> legs_;
 	mirror *m_ = nullptr;
 
