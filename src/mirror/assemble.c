@@ -198,6 +198,16 @@ gboolean assemble_decide(const struct assemble_input *legs, unsigned int n, int 
 		} else if (sb->events == auth->events && slot >= 0 &&
 			   auth->roles[slot].role == SB_ROLE_IN_SYNC) {
 			l->role = ASSEMBLE_IN_SYNC;
+		} else if (sb->events + 1 == auth->events && slot >= 0 &&
+			   auth->roles[slot].role == SB_ROLE_IN_SYNC &&
+			   sb->roles[sb->leg_index].role == SB_ROLE_IN_SYNC &&
+			   sb->recovery_offset == SB_RECOVERY_DONE) {
+			/*
+			 * One commit behind, and that commit still counts it in sync: a power cut
+			 * fell between the legs' superblock writes of one commit.  Had it missed a
+			 * write, the commit acknowledging that write would record it failed.
+			 */
+			l->role = ASSEMBLE_IN_SYNC;
 		} else if (sb->events == auth->events && slot >= 0 &&
 			   auth->roles[slot].role == SB_ROLE_RESYNCING) {
 			/* Being rebuilt (a new array's initial sync, or an interrupted resync). */

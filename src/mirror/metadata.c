@@ -59,25 +59,34 @@ struct commit {
 /* Under sb_lock: the array superblock and each written leg's part of it, as they are now. */
 static void commit_snapshot(struct mirror *m, struct commit *c)
 {
-	unsigned int i, slots = atomic_load(&m->num_legs);
+	unsigned int i, pass, slots = atomic_load(&m->num_legs);
 
 	m->array.utime = (uint64_t)time(NULL);
 	/* Slots past the configured legs (a leg hot-added, not in the config) keep their role. */
 	m->array.num_legs = MAX(m->array.num_legs, slots);
-	c->n = 0;
 	for (i = 0; i < slots; i++) {
-		struct leg *leg = &m->legs[i];
+		m->array.roles[i].role = leg_role(&m->legs[i]);
+		memcpy(m->array.roles[i].uuid, m->legs[i].uuid, 16);
+	}
+	/*
+	 * The in-sync legs first: when a power cut falls amid the writes, the newest superblock
+	 * is an in-sync leg's, and the legs it counts in sync are one commit behind at most.
+	 */
+	c->n = 0;
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < slots; i++) {
+			struct leg *leg = &m->legs[i];
+			bool in_sync = leg_state(leg) == LEG_IN_SYNC;
 
-		m->array.roles[i].role = leg_role(leg);
-		memcpy(m->array.roles[i].uuid, leg->uuid, 16);
-		if (!leg_takes_superblock(leg))
-			continue;
-		c->legs[c->n] = leg;
-		c->in_sync[c->n] = leg_state(leg) == LEG_IN_SYNC;
-		/* Taken before the flush below: what it covers was copied before it. */
-		c->recovery[c->n] =
-		    c->in_sync[c->n] ? SB_RECOVERY_DONE : atomic_load(&leg->recovery_offset);
-		c->n++;
+			if (!leg_takes_superblock(leg) || in_sync != (pass == 0))
+				continue;
+			c->legs[c->n] = leg;
+			c->in_sync[c->n] = in_sync;
+			/* Taken before the flush below: what it covers was copied before it. */
+			c->recovery[c->n] =
+			    in_sync ? SB_RECOVERY_DONE : atomic_load(&leg->recovery_offset);
+			c->n++;
+		}
 	}
 	c->array = m->array;
 }
