@@ -313,6 +313,24 @@ expect_getxattr_error ()
 	esac
 }
 
+# ctl_reason FILE COMMAND: send COMMAND through trusted.fusemirror.ctl and read
+# user.fusemirror.last_error from the same process, as fusemirrorctl does (the reason is each
+# process's own); prints "OK" or the errno's name, a space and the reason.
+ctl_reason ()
+{
+	python3 - "$1" "$2" <<'EOF_PY'
+import errno, os, sys
+path, command = sys.argv[1], sys.argv[2]
+try:
+    os.setxattr(path, "trusted.fusemirror.ctl", command.encode())
+    status = "OK"
+except OSError as e:
+    status = errno.errorcode.get(e.errno, str(e.errno))
+reason = os.getxattr(path, "user.fusemirror.last_error").decode()
+print(status, reason)
+EOF_PY
+}
+
 # expect_setxattr_error FILE NAME VALUE TEXT [COMMAND-PREFIX...]: fail unless setting NAME to
 # VALUE fails with the error TEXT (e.g. "Operation not permitted" for EPERM).  VALUE "-x"
 # removes the attribute instead.

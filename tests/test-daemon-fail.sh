@@ -9,7 +9,7 @@
 set -e
 requires_fuse
 requires_ctl
-requires fio cmp dd truncate sha256sum
+requires fio cmp dd truncate sha256sum python3
 make_daemon_tmpdir
 
 mib=1048576
@@ -115,8 +115,11 @@ for command in bogus "fail" "fail 3" "fail 99999999999999999999" "fail -1" "fail
 done
 # Hot add and resync on request need superblocks; this mirror has metadata = none.
 expect_setxattr_error "$mirror" trusted.fusemirror.ctl "add /dev/null" "Operation not supported"
-assert_eq "$(xattr "$mirror" user.fusemirror.last_error)" \
-	"hot add needs metadata = internal (the superblocks remember the legs)" "last_error"
+# The reason of a refusal is the sending process's own: it reads it back, another does not.
+assert_eq "$(ctl_reason "$mirror" "add /dev/null")" \
+	"ENOTSUP hot add needs metadata = internal (the superblocks remember the legs)" \
+	"a refusal and its last_error, read by the process that sent it"
+assert_eq "$(xattr "$mirror" user.fusemirror.last_error)" "" "last_error read by another process"
 expect_setxattr_error "$mirror" trusted.fusemirror.ctl "resync" "Operation not supported"
 if test -n "$as_nobody"; then
 	# Anyone who may read the file reads the status...
