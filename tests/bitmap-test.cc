@@ -916,6 +916,19 @@ gint64 monotonic_us()
 	return (gint64)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/*
+ * Let a race run for at least `least`, then on until enough() (what the test asserts it ran), up
+ * to 20 s: under TSan or valgrind, or on a loaded machine, it runs far fewer rounds per second.
+ */
+template <typename Enough> void run_at_least(std::chrono::milliseconds least, Enough enough)
+{
+	const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+
+	std::this_thread::sleep_for(least);
+	while (!enough() && std::chrono::steady_clock::now() < give_up)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
 /* ended[r] = max(ended[r], t) */
 void raise_to(std::atomic<gint64> &ended, gint64 t)
 {
@@ -1292,7 +1305,10 @@ TEST(BitmapRace, ClearIdleLooksAgainBeforeItClears)
 		}
 	});
 
-	std::this_thread::sleep_for(std::chrono::milliseconds(700));
+	/* 700 ms, longer where everything is slower (TSan, valgrind, a loaded machine) until the
+	 * race has run as often as checked below, up to 20 s. */
+	run_at_least(std::chrono::milliseconds(700),
+		     [&] { return passes.load() > 20 && sweep.writes.load() > 50; });
 	stop = true;
 	kicker.join();
 	clearer.join();
@@ -1373,7 +1389,7 @@ TEST(BitmapRace, LastWriteTimeNeverGoesBack)
 		}
 	});
 
-	std::this_thread::sleep_for(std::chrono::milliseconds(500));
+	run_at_least(std::chrono::milliseconds(500), [&] { return overtakes.load() > 50; });
 	stop = true;
 	kicker.join();
 	writer.join();

@@ -49,10 +49,13 @@ void request_done(unsigned long error, void *context)
 	r->calls.fetch_add(1);
 	if (std::this_thread::get_id() == s->submitter)
 		s->in_submitter.fetch_add(1);
-	if (s->arrived.fetch_add(1) + 1 >= s->expected) {
-		std::lock_guard<std::mutex> guard(s->lock);
+	/*
+	 * Counted under the lock: once the waiter sees the last arrival it may return and destroy
+	 * s, so the notify that follows that arrival must be over before the waiter can see it.
+	 */
+	std::lock_guard<std::mutex> guard(s->lock);
+	if (s->arrived.fetch_add(1) + 1 >= s->expected)
 		s->cond.notify_all();
-	}
 }
 
 class Async : public DefaultClientParamTest<Engine>
