@@ -2,8 +2,9 @@
 /*
  * The FUSE front end: the mirror as one regular file, mounted onto a file, through libfuse's
  * low-level API.  Inode 1 is the file.  A read or write is answered by the libfuse worker that
- * received it, once the mirror is done with it (usually the worker itself did the legs' I/O);
- * flushes and fallocates are answered by the mirror's completions.
+ * received it, once the mirror is done with it (usually the worker itself did the legs' I/O; a
+ * write overlapping one in flight waits for it first, in the mirror's range lock); flushes and
+ * fallocates are answered by the mirror's completions.
  */
 #ifndef FUSEMIRROR_FRONTEND_H
 #define FUSEMIRROR_FRONTEND_H
