@@ -9,6 +9,8 @@
 
 #include "mirror/rangelock.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -31,12 +33,16 @@ class RangeLock : public ::testing::Test
       protected:
 	void SetUp() override
 	{
+		/* A lock that deadlocks must fail the binary, not hang make check (SIGALRM kills).
+		 */
+		alarm(120);
 		rl_ = rangelock_new();
 	}
 	void TearDown() override
 	{
 		EXPECT_EQ(0u, rangelock_count(rl_)) << "holds left at the end";
 		rangelock_free(rl_);
+		alarm(0);
 	}
 	bool try_hold(rangelock_hold *h, uint64_t offset, uint64_t len)
 	{
@@ -145,9 +151,10 @@ TEST_F(RangeLock, OverlappingHoldsAreGrantedInArrivalOrder)
 }
 
 /*
- * Fairness: two threads keep small overlapping holds going so that some part of the large range
- * is always held.  A lock that grants whatever does not overlap what is held now (md's) would
- * starve the large hold; arrival order grants it once the holds before it are done.
+ * Fairness: four threads keep small holds going on four disjoint ranges, so that at almost every
+ * instant some part of the large range is held.  A lock that grants whatever does not overlap
+ * what is held now (md's) starves the large hold; arrival order grants it once the holds before
+ * it are done.
  */
 TEST_F(RangeLock, StreamOfSmallHoldsCannotStarveALargeOne)
 {
@@ -162,8 +169,8 @@ TEST_F(RangeLock, StreamOfSmallHoldsCannotStarveALargeOne)
 			rangelock_release(rl_, &h);
 		}
 	};
-	/* Staggered so that one of them always holds something in [0, 1 MiB). */
-	std::thread s1(stream, 0), s2(stream, 4 * KiB), s3(stream, 12 * KiB);
+	/* Disjoint, so that they hold at once: all four are rarely between two holds together. */
+	std::thread s1(stream, 0), s2(stream, 8 * KiB), s3(stream, 16 * KiB), s4(stream, 24 * KiB);
 	while (small < 20)
 		std::this_thread::sleep_for(1ms);
 	auto large = std::async(std::launch::async, [&] {
@@ -177,7 +184,32 @@ TEST_F(RangeLock, StreamOfSmallHoldsCannotStarveALargeOne)
 	s1.join();
 	s2.join();
 	s3.join();
+	s4.join();
 	large.wait();
+}
+
+/*
+ * Why no stream starves a large hold, without timing: while a large hold waits, a small one
+ * that arrives after it and overlaps it (even if it overlaps nothing that is held) queues
+ * behind it; a small one that overlaps neither goes at once.
+ */
+TEST_F(RangeLock, LaterSmallHoldsQueueBehindAWaitingLargeOne)
+{
+	rangelock_hold s1, s2, s3, large;
+	ASSERT_TRUE(try_hold(&s1, 0, 8 * KiB));
+	std::thread t([&] {
+		rangelock_acquire(rl_, &large, 0, 1 * MiB);
+		rangelock_release(rl_, &large);
+	});
+	ASSERT_TRUE(wait_count(rl_, 2));
+	EXPECT_FALSE(try_hold(&s2, 16 * KiB, 8 * KiB))
+	    << "a later small hold went ahead of the waiting large one it overlaps";
+	ASSERT_TRUE(try_hold(&s3, 2 * MiB, 8 * KiB)) << "one that overlaps neither must not wait";
+	rangelock_release(rl_, &s1);
+	t.join();
+	ASSERT_TRUE(try_hold(&s2, 16 * KiB, 8 * KiB));
+	rangelock_release(rl_, &s2);
+	rangelock_release(rl_, &s3);
 }
 
 /* A range of more units than there are buckets holds every bucket and excludes all in it. */
@@ -212,13 +244,14 @@ TEST_F(RangeLock, RangeThatWrapsAroundTheBuckets)
 
 /*
  * Many threads, random ranges from 512 bytes to more than every bucket, overlapping a lot: no
- * two holds that overlap are ever held at once (each 4 KiB block has an owner count that must
+ * two holds that overlap are ever held at once (each 512-byte block has an owner count that must
  * stay at most 1), and everyone finishes (no deadlock between multi-bucket holds).
  */
 TEST_F(RangeLock, ManyThreadsNeverOverlapAndNeverDeadlock)
 {
 	constexpr uint64_t kSpace = 80 * MiB; /* more units than buckets */
-	constexpr uint64_t kBlock = 4 * KiB;
+	constexpr uint64_t kBlock =
+	    512; /* the holds' granularity: no two share a block unless they overlap */
 	std::vector<std::atomic<int>> owners(kSpace / kBlock);
 	std::atomic<int> violations{0};
 	std::atomic<uint64_t> done{0};
@@ -240,7 +273,7 @@ TEST_F(RangeLock, ManyThreadsNeverOverlapAndNeverDeadlock)
 				len = 512 * (1 + rng() % 256);
 				break;
 			}
-			len = std::min(len, kSpace);
+			len = std::min<uint64_t>((len + 511) & ~511ull, kSpace);
 			uint64_t off = (rng() % (kSpace - len + 1)) & ~511ull;
 			rangelock_hold h;
 			rangelock_acquire(rl_, &h, off, len);
