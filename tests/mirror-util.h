@@ -291,10 +291,9 @@ class MirrorTest : public dmio_test::DmioTest
 	{
 		close_mirror();
 		mirror *m = reinterpret_cast<mirror *>(0x1);
-		int r = mirror_open(config(), &m, error);
+		int r = mirror_open(config(), on_event, this, &m, error);
 		if (r == 0) {
 			m_ = m;
-			mirror_set_event_handler(m_, on_event, this);
 		} else {
 			EXPECT_EQ(nullptr, m) << "mirror_open failed but set *out";
 		}
@@ -523,8 +522,8 @@ class MirrorTest : public dmio_test::DmioTest
 
 	/* ---- Events ---- */
 
-	static void on_event(void *opaque, const char *event, GLogLevelFlags level, int leg,
-			     const char *message)
+	static void on_event(void *opaque, struct mirror *m, const char *event,
+			     GLogLevelFlags level, int leg, const char *message)
 	{
 		auto *t = static_cast<MirrorTest *>(opaque);
 		std::lock_guard<std::mutex> g(t->events_lock_);

@@ -89,9 +89,8 @@ static void run_event_program(gpointer data, gpointer user_data)
 	g_free(job);
 }
 
-static void update_status(struct daemon *d)
+static void update_status(struct mirror *m)
 {
-	struct mirror *m = d->mirror;
 	unsigned int i, in_sync = 0;
 	char *status;
 
@@ -120,22 +119,23 @@ static void update_status(struct daemon *d)
 	g_free(status);
 }
 
-static void on_event(void *opaque, const char *event, GLogLevelFlags level, int leg,
-		     const char *message)
+/* Events come from mirror_open on (assembly's), on the mirror's threads: use m, not d->mirror. */
+static void on_event(void *opaque, struct mirror *m, const char *event, GLogLevelFlags level,
+		     int leg, const char *message)
 {
 	struct daemon *d = opaque;
 	struct event_job *job;
 	struct leg_status st;
 
-	update_status(d);
+	update_status(m);
 	if (d->config->on_event == NULL || d->event_pool == NULL)
 		return;
 	job = g_new0(struct event_job, 1);
 	job->argv[0] = g_strdup(d->config->on_event);
 	job->argv[1] = g_strdup(event);
-	job->argv[2] = g_strdup(mirror_name(d->mirror));
+	job->argv[2] = g_strdup(mirror_name(m));
 	if (leg >= 0) {
-		mirror_leg_status(d->mirror, (unsigned int)leg, &st);
+		mirror_leg_status(m, (unsigned int)leg, &st);
 		job->argv[3] = g_strdup(st.name);
 	} else {
 		job->argv[3] = g_strdup("");
@@ -440,11 +440,10 @@ int main(int argc, char **argv)
 		    "may deadlock",
 		    g_strerror(errno));
 
-	r = mirror_open(d.config, &d.mirror, &error);
+	d.event_pool = g_thread_pool_new(run_event_program, NULL, 1, FALSE, NULL);
+	r = mirror_open(d.config, on_event, &d, &d.mirror, &error);
 	if (r < 0)
 		die(&d, EXIT_RUNTIME, "%s: %s", abs_config, error->message);
-	d.event_pool = g_thread_pool_new(run_event_program, NULL, 1, FALSE, NULL);
-	mirror_set_event_handler(d.mirror, on_event, &d);
 
 	fo.mountpoint = abs_mountpoint;
 	fo.cache = d.config->cache;
@@ -463,7 +462,7 @@ int main(int argc, char **argv)
 	g_clear_pointer(&d.created_mountpoint, g_free);
 	daemon_ready(&d, 0);
 	notify_systemd("READY=1");
-	update_status(&d);
+	update_status(d.mirror);
 
 	if (frontend_run(fe) < 0)
 		status = EXIT_RUNTIME;

@@ -48,14 +48,8 @@ void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int
 			 m->name, "FUSEMIRROR_LEG", l != NULL ? l->name : "", "FUSEMIRROR_LEG_PATH",
 			 l != NULL ? l->path : "", "MESSAGE", "%s: %s", event, message);
 	if (m->event_fn != NULL)
-		m->event_fn(m->event_opaque, event, level, leg, message);
+		m->event_fn(m->event_opaque, m, event, level, leg, message);
 	g_free(message);
-}
-
-void mirror_set_event_handler(struct mirror *m, mirror_event_fn fn, void *opaque)
-{
-	m->event_fn = fn;
-	m->event_opaque = opaque;
 }
 
 /* ---- Opening ------------------------------------------------------------------------------- */
@@ -207,7 +201,8 @@ static void report_sizes(struct mirror *m)
 	}
 }
 
-int mirror_open(const struct mirror_config *config, struct mirror **out, GError **error)
+int mirror_open(const struct mirror_config *config, mirror_event_fn event_fn, void *event_opaque,
+		struct mirror **out, GError **error)
 {
 	struct dmio_client_opts opts = {
 	    .engine = config->engine,
@@ -237,6 +232,8 @@ int mirror_open(const struct mirror_config *config, struct mirror **out, GError 
 		}
 	}
 	m = mirror_new(config);
+	m->event_fn = event_fn;
+	m->event_opaque = event_opaque;
 	r = dmio_client_create(&opts, &m->client);
 	if (r < 0) {
 		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_ENGINE,

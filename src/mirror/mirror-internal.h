@@ -107,7 +107,7 @@ struct mirror {
 
 	/* ---- array.c ---- */
 	GPtrArray *retired; /* replaced names and paths, under state_lock, freed at close */
-	mirror_event_fn event_fn;
+	mirror_event_fn event_fn; /* set before any thread of the mirror starts */
 	void *event_opaque;
 	atomic_ulong error_bits; /* legs that failed the last failed request (io.c) */
 	atomic_ullong events;	 /* metadata = none: the state-change counter */

@@ -59,22 +59,23 @@ typedef void (*mirror_done_fn)(void *opaque, ssize_t result);
 
 /*
  * Event sink: the daemon logs events (LegFailed, DegradedArray, ...) and runs the on-event
- * program.  leg is -1 when the event concerns the whole mirror.  message is one line.
+ * program.  m is the mirror (also while mirror_open() assembles it); leg is -1 when the event
+ * concerns the whole mirror; message is one line.  It may run on any of the mirror's threads.
  */
-typedef void (*mirror_event_fn)(void *opaque, const char *event, GLogLevelFlags level, int leg,
-				const char *message);
+typedef void (*mirror_event_fn)(void *opaque, struct mirror *m, const char *event,
+				GLogLevelFlags level, int leg, const char *message);
 
 /*
  * Open every leg of config and assemble the mirror; its size is the smallest leg's, rounded
- * down to 4 KiB.  Returns 0, or -errno with *error saying which leg and why.
+ * down to 4 KiB.  Events from the first one on (assembly's included) go to event_fn (NULL: they
+ * are only logged with g_log_structured); it is fixed for the mirror's life, so that no thread
+ * of the mirror ever sees it change.  Returns 0, or -errno with *error saying which leg and why.
  */
-int mirror_open(const struct mirror_config *config, struct mirror **out, GError **error);
+int mirror_open(const struct mirror_config *config, mirror_event_fn event_fn, void *event_opaque,
+		struct mirror **out, GError **error);
 
 /* Wait for in-flight I/O, flush every in-sync leg and free the mirror.  NULL is ignored. */
 void mirror_close(struct mirror *m);
-
-/* Receive events (NULL: log them with g_log_structured only). */
-void mirror_set_event_handler(struct mirror *m, mirror_event_fn fn, void *opaque);
 
 uint64_t mirror_size(const struct mirror *m);
 const char *mirror_name(const struct mirror *m);
