@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,42 +14,6 @@
 #include "mirror/mirror-internal.h"
 
 #define RESERVED_PAGES 256u /* bounce pages kept for O_DIRECT legs */
-
-const char *mirror_state_name(enum mirror_state state)
-{
-	switch (state) {
-	case MIRROR_CLEAN:
-		return "clean";
-	case MIRROR_DEGRADED:
-		return "degraded";
-	case MIRROR_FAILED:
-		return "failed";
-	case MIRROR_RESYNCING:
-		return "resyncing";
-	}
-	return "unknown";
-}
-
-/* ---- Events -------------------------------------------------------------------------------- */
-
-void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int leg,
-		  const char *format, ...)
-{
-	const struct leg *l = leg >= 0 ? &m->legs[leg] : NULL;
-	char *message;
-	va_list ap;
-
-	va_start(ap, format);
-	message = g_strdup_vprintf(format, ap);
-	va_end(ap);
-	/* Plain key/value fields first: everything after MESSAGE is its format's arguments. */
-	g_log_structured(G_LOG_DOMAIN, level, "FUSEMIRROR_EVENT", event, "FUSEMIRROR_MIRROR",
-			 m->name, "FUSEMIRROR_LEG", l != NULL ? l->name : "", "FUSEMIRROR_LEG_PATH",
-			 l != NULL ? l->path : "", "MESSAGE", "%s: %s", event, message);
-	if (m->event_fn != NULL)
-		m->event_fn(m->event_opaque, m, event, level, leg, message);
-	g_free(message);
-}
 
 /* ---- Opening ------------------------------------------------------------------------------- */
 
@@ -62,17 +25,6 @@ GQuark mirror_error_quark(void)
 static char *format_size(uint64_t bytes)
 {
 	return g_format_size_full(bytes, G_FORMAT_SIZE_IEC_UNITS);
-}
-
-bool mirror_same_file(const char *a, const char *b)
-{
-	struct stat sa, sb;
-
-	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
-		return false;
-	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
-		return sa.st_rdev == sb.st_rdev;
-	return !S_ISBLK(sa.st_mode) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Open leg i of the config: 0, or -errno with *error.  A missing leg is failed (internal). */
@@ -302,6 +254,9 @@ void mirror_close(struct mirror *m)
 	cleaner_stop(m);
 	if (m->client != NULL) {
 		flush_at_close(m);
+		/* With every leg in sync and flushed, every bit can go before the clean mark. */
+		if (atomic_load(&m->serving) && cleaner_clean(m, true) > 0)
+			metadata_bits_cleared(m, true);
 		metadata_stop(m);
 		dmio_client_destroy(m->client);
 	}
@@ -336,18 +291,6 @@ uint64_t mirror_size(const struct mirror *m)
 const char *mirror_name(const struct mirror *m)
 {
 	return m->name;
-}
-
-enum mirror_state mirror_state(const struct mirror *m)
-{
-	struct mirror *mm = (struct mirror *)m;
-	unsigned int n = mirror_count_in_sync(m);
-
-	if (n == 0)
-		return MIRROR_FAILED;
-	if (atomic_load(&mm->resync_active))
-		return MIRROR_RESYNCING;
-	return n == atomic_load(&mm->num_legs) ? MIRROR_CLEAN : MIRROR_DEGRADED;
 }
 
 void mirror_resync_status(const struct mirror *m, struct resync_status *out)

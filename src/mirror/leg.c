@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * A leg's identity and state.  Every change of a leg's state goes through leg_set_state() or
- * leg_fail(), which check the move against one table under state_lock, note the change for the
- * superblocks, and raise events only after the lock is dropped.
+ * A leg's identity and state, and the mirror's state that follows from its legs'.  Every change of
+ * a leg's state goes through leg_set_state() or leg_fail(), which check the move against one table
+ * under state_lock, note the change for the superblocks, and raise events only after the lock is
+ * dropped.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "mirror/mirror-internal.h"
 
@@ -248,6 +250,44 @@ void legs_set_count(struct mirror *m, unsigned int n)
 }
 
 /* ---- Questions ----------------------------------------------------------------------------- */
+
+const char *mirror_state_name(enum mirror_state state)
+{
+	switch (state) {
+	case MIRROR_CLEAN:
+		return "clean";
+	case MIRROR_DEGRADED:
+		return "degraded";
+	case MIRROR_FAILED:
+		return "failed";
+	case MIRROR_RESYNCING:
+		return "resyncing";
+	}
+	return "unknown";
+}
+
+enum mirror_state mirror_state(const struct mirror *m)
+{
+	struct mirror *mm = (struct mirror *)m;
+	unsigned int n = mirror_count_in_sync(m);
+
+	if (n == 0)
+		return MIRROR_FAILED;
+	if (atomic_load(&mm->resync_active))
+		return MIRROR_RESYNCING;
+	return n == atomic_load(&mm->num_legs) ? MIRROR_CLEAN : MIRROR_DEGRADED;
+}
+
+bool mirror_same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+		return false;
+	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+		return sa.st_rdev == sb.st_rdev;
+	return !S_ISBLK(sa.st_mode) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
 
 bool leg_is_written(const struct leg *leg)
 {

@@ -459,9 +459,8 @@ void metadata_start(struct mirror *m)
 }
 
 /*
- * A clean stop: no request in flight, the resync and the cleaner stopped.  With every leg in
- * sync and flushed, every bit can go; the superblocks then say clean, so the next start resyncs
- * nothing.
+ * A clean stop: no request in flight, the resync and the cleaner stopped, the idle bits cleared
+ * (array.c).  The superblocks then say clean, so the next start resyncs nothing.
  */
 void metadata_stop(struct mirror *m)
 {
@@ -473,8 +472,6 @@ void metadata_stop(struct mirror *m)
 	}
 	if (!atomic_load(&m->serving))
 		return;
-	if (cleaner_clean(m, true) > 0)
-		metadata_bits_cleared(m, true);
 	metadata_set_clean(m, true);
 	if (metadata_sync(m) < 0)
 		g_warning("mirror %s: the clean superblocks could not be written: the next start "

@@ -3,8 +3,10 @@
  * The mirror layer's internals, shared by its files and its unit tests.
  *
  * Files, each owning its part (and the fields marked with its name below):
- *   array.c      open, close, status, events
- *   leg.c        a leg's identity and its state machine: the one door of leg state
+ *   array.c      open, close, status
+ *   event.c      events: the log line and the handler
+ *   leg.c        a leg's identity and its state machine: the one door of leg state; the
+ *                mirror's state that follows from its legs'
  *   quiesce.c    freezing: no request in flight while the set of legs changes
  *   rangelock.c  ordering of overlapping writes (rangelock.h)
  *   legio.c      synchronous I/O on chosen legs (metadata, resync)
@@ -14,8 +16,9 @@
  *   cleaner.c    the thread that clears idle bitmap bits
  *   resync.c     the background copy
  *   reconfig.c   control commands: fail, add, remove, resync on request
- * Calls run one way: array -> reconfig -> resync -> io -> metadata -> legio -> leg, and every
- * one may use rangelock, quiesce and dmio.
+ * Calls run one way, none back: array -> reconfig -> resync -> metadata -> legio -> leg ->
+ * event; io and cleaner call metadata and what is below it; every one may use rangelock,
+ * quiesce and dmio.
  *
  * ---- Locks, outermost first (a thread holding one never takes one above it) ----
  *   1. m->reconfig_lock   control commands, one at a time (md's reconfig_mutex).  Held across
@@ -106,8 +109,8 @@ struct mirror {
 	atomic_uint num_legs;
 
 	/* ---- array.c ---- */
-	GPtrArray *retired; /* replaced names and paths, under state_lock, freed at close */
-	mirror_event_fn event_fn; /* set before any thread of the mirror starts */
+	GPtrArray *retired;	  /* replaced names and paths, under state_lock, freed at close */
+	mirror_event_fn event_fn; /* set at open before any thread of the mirror starts */
 	void *event_opaque;
 	atomic_ulong error_bits; /* legs that failed the last failed request (io.c) */
 	atomic_ullong events;	 /* metadata = none: the state-change counter */
@@ -172,14 +175,11 @@ static inline enum leg_state leg_state(const struct leg *leg)
 	return (enum leg_state)atomic_load(&((struct leg *)leg)->state);
 }
 
-/* ---- array.c ---- */
+/* ---- event.c ---- */
 
 /* Log an event (g_log_structured with FUSEMIRROR_* fields) and pass it to the event handler. */
 void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int leg,
 		  const char *format, ...) G_GNUC_PRINTF(5, 6);
-
-/* Whether two paths name one file (or one block device). */
-bool mirror_same_file(const char *a, const char *b);
 
 /* ---- leg.c: the one door of leg state ---- */
 
@@ -229,6 +229,9 @@ struct dmio_dev *leg_detach(struct mirror *m, struct leg *leg);
 void leg_empty(struct mirror *m, unsigned int i);
 /* The number of slots becomes n (hot add grows it, remove drops removed slots at the end). */
 void legs_set_count(struct mirror *m, unsigned int n);
+
+/* Whether two paths name one file (or one block device). */
+bool mirror_same_file(const char *a, const char *b);
 
 /* Whether a leg takes writes (in sync, or catching up). */
 bool leg_is_written(const struct leg *leg);
