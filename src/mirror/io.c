@@ -230,33 +230,14 @@ static int majority_errno(const struct mirror_io *io, unsigned long error)
 
 static void fanout_issue(struct mirror_io *io);
 
-static void fanout_done(unsigned long error, void *context)
+/* Some legs failed the request: log, fail them (unless no in-sync leg took it), finish. */
+static void fanout_failed(struct mirror_io *io, unsigned long error)
 {
-	struct mirror_io *io = context;
 	struct mirror *m = io->m;
 	char *why[DMIO_MAX_REGIONS] = {NULL};
 	unsigned long leg_bits = 0;
 	uint64_t took = 0;
 	unsigned int i, good;
-
-	for (i = 0; i < io->num_regions; i++)
-		atomic_fetch_sub(&m->legs[io->leg_of[i]].pending, 1);
-	if (error == 0) {
-		write_finish(io, io->op == DMIO_FLUSH ? 0 : (ssize_t)io->reported);
-		return;
-	}
-
-	/* A leg just learned it cannot discard: zero the range everywhere instead. */
-	if (io->op == DMIO_DISCARD) {
-		for (i = 0; i < io->num_regions; i++)
-			if ((error & (1ul << i)) && io->region_errors[i] == EOPNOTSUPP)
-				break;
-		if (i < io->num_regions) {
-			io->op = DMIO_WRITE_ZEROES;
-			fanout_issue(io);
-			return;
-		}
-	}
 
 	for (i = 0; i < io->num_regions; i++) {
 		if (error & (1ul << i))
@@ -285,6 +266,33 @@ static void fanout_done(unsigned long error, void *context)
 		write_finish(io, -majority_errno(io, error));
 	else
 		write_finish(io, io->op == DMIO_FLUSH ? 0 : (ssize_t)io->reported);
+}
+
+static void fanout_done(unsigned long error, void *context)
+{
+	struct mirror_io *io = context;
+	struct mirror *m = io->m;
+	unsigned int i;
+
+	for (i = 0; i < io->num_regions; i++)
+		atomic_fetch_sub(&m->legs[io->leg_of[i]].pending, 1);
+	if (G_LIKELY(error == 0)) {
+		write_finish(io, io->op == DMIO_FLUSH ? 0 : (ssize_t)io->reported);
+		return;
+	}
+
+	/* A leg just learned it cannot discard: zero the range everywhere instead. */
+	if (io->op == DMIO_DISCARD) {
+		for (i = 0; i < io->num_regions; i++)
+			if ((error & (1ul << i)) && io->region_errors[i] == EOPNOTSUPP)
+				break;
+		if (i < io->num_regions) {
+			io->op = DMIO_WRITE_ZEROES;
+			fanout_issue(io);
+			return;
+		}
+	}
+	fanout_failed(io, error);
 }
 
 static void fanout_issue(struct mirror_io *io)

@@ -15,7 +15,6 @@
 
 #include <glib.h>
 
-#include "mirror/atomics.h"
 #include "mirror/rangelock.h"
 
 struct bucket {
@@ -27,7 +26,6 @@ struct bucket {
 
 struct rangelock {
 	struct bucket buckets[RANGELOCK_BUCKETS];
-	atomic_uint holds;
 };
 
 struct rangelock *rangelock_new(void)
@@ -39,7 +37,6 @@ struct rangelock *rangelock_new(void)
 		g_mutex_init(&rl->buckets[i].lock);
 		g_cond_init(&rl->buckets[i].cond);
 	}
-	atomic_init(&rl->holds, 0);
 	return rl;
 }
 
@@ -59,7 +56,17 @@ void rangelock_free(struct rangelock *rl)
 
 unsigned int rangelock_count(struct rangelock *rl)
 {
-	return atomic_load(&rl->holds);
+	unsigned int i, n = 0;
+	struct rangelock_entry *e;
+
+	/* A hold is counted in its first bucket: the one where it has entries[0]. */
+	for (i = 0; i < RANGELOCK_BUCKETS; i++) {
+		g_mutex_lock(&rl->buckets[i].lock);
+		for (e = rl->buckets[i].head; e != NULL; e = e->next)
+			n += e == &e->hold->entries[0];
+		g_mutex_unlock(&rl->buckets[i].lock);
+	}
+	return n;
 }
 
 /*
@@ -159,7 +166,6 @@ void rangelock_acquire(struct rangelock *rl, struct rangelock_hold *h, uint64_t 
 	unsigned int i;
 
 	hold_init(h, offset, len);
-	atomic_fetch_add(&rl->holds, 1);
 	for (i = 0; i < h->count; i++) {
 		struct rangelock_entry *e = &h->entries[i];
 		struct bucket *b = &rl->buckets[e->bucket];
@@ -200,7 +206,6 @@ bool rangelock_try_acquire(struct rangelock *rl, struct rangelock_hold *h, uint6
 			return false;
 		}
 	}
-	atomic_fetch_add(&rl->holds, 1);
 	return true;
 }
 
@@ -208,5 +213,4 @@ void rangelock_release(struct rangelock *rl, struct rangelock_hold *h)
 {
 	leave(rl, h, h->count);
 	hold_clear(h);
-	atomic_fetch_sub(&rl->holds, 1);
 }

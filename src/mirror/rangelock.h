@@ -63,7 +63,7 @@ bool rangelock_try_acquire(struct rangelock *rl, struct rangelock_hold *h, uint6
 /* Give the range back; the holds that waited for it go on. */
 void rangelock_release(struct rangelock *rl, struct rangelock_hold *h);
 
-/* Holds in the lock now, taken or waiting (for tests and status). */
+/* Holds in the lock now, taken or waiting (for tests: it takes every bucket's lock). */
 unsigned int rangelock_count(struct rangelock *rl);
 
 #ifdef __cplusplus
