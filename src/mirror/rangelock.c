@@ -160,31 +160,12 @@ static void leave(struct rangelock *rl, struct rangelock_hold *h, unsigned int e
 	}
 }
 
-void rangelock_acquire(struct rangelock *rl, struct rangelock_hold *h, uint64_t offset,
-		       uint64_t len)
-{
-	unsigned int i;
-
-	hold_init(h, offset, len);
-	for (i = 0; i < h->count; i++) {
-		struct rangelock_entry *e = &h->entries[i];
-		struct bucket *b = &rl->buckets[e->bucket];
-
-		g_mutex_lock(&b->lock);
-		append(b, e);
-		if (blocked(e)) {
-			b->waiters++;
-			do
-				g_cond_wait(&b->cond, &b->lock);
-			while (blocked(e));
-			b->waiters--;
-		}
-		g_mutex_unlock(&b->lock);
-	}
-}
-
-bool rangelock_try_acquire(struct rangelock *rl, struct rangelock_hold *h, uint64_t offset,
-			   uint64_t len)
+/*
+ * Enter every bucket of h in ascending order; in each, wait while a hold ahead overlaps it, or,
+ * when it may not wait, leave all it entered and return false.
+ */
+static bool enter(struct rangelock *rl, struct rangelock_hold *h, uint64_t offset, uint64_t len,
+		  bool may_wait)
 {
 	unsigned int i;
 
@@ -197,8 +178,16 @@ bool rangelock_try_acquire(struct rangelock *rl, struct rangelock_hold *h, uint6
 		g_mutex_lock(&b->lock);
 		append(b, e);
 		busy = blocked(e);
-		if (busy)
+		if (busy && may_wait) {
+			b->waiters++;
+			do
+				g_cond_wait(&b->cond, &b->lock);
+			while (blocked(e));
+			b->waiters--;
+			busy = false;
+		} else if (busy) {
 			unlink_entry(b, e);
+		}
 		g_mutex_unlock(&b->lock);
 		if (busy) {
 			leave(rl, h, i);
@@ -207,6 +196,18 @@ bool rangelock_try_acquire(struct rangelock *rl, struct rangelock_hold *h, uint6
 		}
 	}
 	return true;
+}
+
+void rangelock_acquire(struct rangelock *rl, struct rangelock_hold *h, uint64_t offset,
+		       uint64_t len)
+{
+	enter(rl, h, offset, len, true);
+}
+
+bool rangelock_try_acquire(struct rangelock *rl, struct rangelock_hold *h, uint64_t offset,
+			   uint64_t len)
+{
+	return enter(rl, h, offset, len, false);
 }
 
 void rangelock_release(struct rangelock *rl, struct rangelock_hold *h)
