@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The control-command parser (control.h).  Pure: no mirror, no I/O, no global state. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include "fuse/control.h"
+
+/* Options a verb may take, before its arguments. */
+enum {
+	OPT_FORCE = 1u << 0,
+	OPT_NO_SAVE = 1u << 1,
+	OPT_FULL = 1u << 2,
+};
+
+static const struct {
+	const char *name;
+	unsigned int bit;
+} option_names[] = {
+    {"--force", OPT_FORCE},
+    {"--no-save", OPT_NO_SAVE},
+    {"--full", OPT_FULL},
+};
+
+static const struct verb {
+	const char *name;
+	enum control_verb verb;
+	unsigned int options;
+} verbs[] = {
+    {"fail", CONTROL_FAIL, 0},
+    {"remove", CONTROL_REMOVE, OPT_FORCE | OPT_NO_SAVE},
+    {"add", CONTROL_ADD, OPT_FORCE | OPT_NO_SAVE},
+    {"resync", CONTROL_RESYNC, OPT_FULL},
+    {"set", CONTROL_SET, 0},
+    {"stop", CONTROL_STOP, OPT_FORCE},
+};
+
+/* A decimal number of bytes per second: digits only, no sign, no suffix. */
+static bool parse_rate(const char *word, uint64_t *out)
+{
+	guint64 v;
+
+	if (*word == '\0' || strspn(word, "0123456789") != strlen(word) ||
+	    !g_ascii_string_to_unsigned(word, 10, 0, G_MAXUINT64, &v, NULL))
+		return false;
+	*out = v;
+	return true;
+}
+
+/* The tunables of "set": a new one is one line here and its case in xattr.c. */
+static const struct tunable {
+	const char *name;
+	enum control_tunable tunable;
+	bool (*parse)(const char *word, uint64_t *out);
+	const char *syntax; /* what parse accepts, for "NAME needs SYNTAX, got 'WORD'" */
+} tunables[] = {
+    {"resync-rate-min", CONTROL_RESYNC_RATE_MIN, parse_rate,
+     "a decimal number of bytes per second"},
+    {"resync-rate-max", CONTROL_RESYNC_RATE_MAX, parse_rate,
+     "a decimal number of bytes per second (0: unlimited)"},
+};
+
+const char *control_verb_name(enum control_verb verb)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(verbs); i++)
+		if (verbs[i].verb == verb)
+			return verbs[i].name;
+	return "?";
+}
+
+char *control_escape(const char *text)
+{
+	return g_strescape(text, NULL);
+}
+
+void control_command_clear(struct control_command *command)
+{
+	g_free(command->path);
+	memset(command, 0, sizeof(*command));
+}
+
+static int parse_error(GError **error, const char *format, ...) G_GNUC_PRINTF(2, 3);
+
+static int parse_error(GError **error, const char *format, ...)
+{
+	va_list ap;
+	char *message;
+
+	va_start(ap, format);
+	message = g_strdup_vprintf(format, ap);
+	va_end(ap);
+	g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, message);
+	g_free(message);
+	return -EINVAL;
+}
+
+/*
+ * Refuse text holding a control character: C0 (tab too: inside a word or a path it is not a
+ * separator), DEL, or C1 in UTF-8 (U+0080 to U+009F: terminals take U+009B as CSI).  what names
+ * the part ("the path").
+ */
+static int check_text(const char *text, const char *what, GError **error)
+{
+	for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+		if (*c < 0x20 || *c == 0x7f)
+			return parse_error(error, "%s contains control character 0x%02x", what, *c);
+		if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f)
+			return parse_error(error, "%s contains control character U+%04X", what,
+					   c[1]);
+	}
+	return 0;
+}
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static const char *skip_blanks(const char *p)
+{
+	while (is_blank(*p))
+		p++;
+	return p;
+}
+
+/* The next word at *p (a new string), or NULL at the end; *p moves past it and its blanks. */
+static char *next_word(const char **p)
+{
+	const char *start = skip_blanks(*p);
+	const char *end = start;
+	char *word;
+
+	if (*start == '\0') {
+		*p = start;
+		return NULL;
+	}
+	while (*end != '\0' && !is_blank(*end))
+		end++;
+	word = g_strndup(start, (gsize)(end - start));
+	*p = skip_blanks(end);
+	return word;
+}
+
+/* A leg index in canonical decimal ("01", "+1" and "0x1" are not). */
+static int parse_leg(const char *word, unsigned int *out, GError **error)
+{
+	guint64 v;
+
+	if (*word == '\0' || strspn(word, "0123456789") != strlen(word) ||
+	    (word[0] == '0' && word[1] != '\0') ||
+	    !g_ascii_string_to_unsigned(word, 10, 0, UINT_MAX, &v, NULL))
+		return parse_error(
+		    error, "'%s' is not a leg index (a decimal number, 0 for the first leg)", word);
+	*out = (unsigned int)v;
+	return 0;
+}
+
+/* The options at *p that v takes, into out; stops at the first word not starting with "--". */
+static int parse_options(const struct verb *v, const char **p, struct control_command *out,
+			 GError **error)
+{
+	for (;;) {
+		const char *start = skip_blanks(*p);
+		g_autofree char *word = NULL;
+		unsigned int bit = 0;
+		int r;
+
+		if (strncmp(start, "--", 2) != 0)
+			return 0;
+		word = next_word(p);
+		r = check_text(word, "the command", error);
+		if (r < 0)
+			return r;
+		for (size_t i = 0; i < G_N_ELEMENTS(option_names); i++)
+			if (strcmp(word, option_names[i].name) == 0)
+				bit = option_names[i].bit;
+		if ((bit & v->options) == 0) {
+			if (v->options == 0)
+				return parse_error(error, "%s takes no options, got '%s'", v->name,
+						   word);
+			return parse_error(error, "%s has no option '%s'", v->name, word);
+		}
+		out->force |= bit == OPT_FORCE;
+		out->no_save |= bit == OPT_NO_SAVE;
+		out->full |= bit == OPT_FULL;
+	}
+}
+
+/* Nothing may follow the arguments. */
+static int expect_end(const struct verb *v, const char *p, GError **error)
+{
+	g_autofree char *word = next_word(&p);
+	int r;
+
+	if (word == NULL)
+		return 0;
+	r = check_text(word, "the command", error);
+	if (r < 0)
+		return r;
+	return parse_error(error, "unexpected argument '%s' after %s's arguments", word, v->name);
+}
+
+static int parse_leg_argument(const struct verb *v, const char **p, struct control_command *out,
+			      GError **error)
+{
+	g_autofree char *word = next_word(p);
+	int r;
+
+	if (word == NULL)
+		return parse_error(error, "%s needs a leg index", v->name);
+	r = check_text(word, "the leg index", error);
+	if (r < 0)
+		return r;
+	r = parse_leg(word, &out->leg, error);
+	return r < 0 ? r : expect_end(v, *p, error);
+}
+
+/* add's path: the rest of the line, blanks at its end excepted. */
+static int parse_path_argument(const char *p, struct control_command *out, GError **error)
+{
+	size_t len = strlen(p);
+	int r;
+
+	while (len > 0 && is_blank(p[len - 1]))
+		len--;
+	if (len == 0)
+		return parse_error(error, "add needs the path of the new leg");
+	out->path = g_strndup(p, len);
+	r = check_text(out->path, "the path", error);
+	if (r < 0)
+		return r;
+	if (out->path[0] != '/')
+		return parse_error(error, "add needs an absolute path, got '%s'", out->path);
+	return 0;
+}
+
+static int parse_set(const struct verb *v, const char **p, struct control_command *out,
+		     GError **error)
+{
+	g_autofree char *name = next_word(p);
+	g_autofree char *value = NULL;
+	const struct tunable *t = NULL;
+	int r;
+
+	if (name == NULL)
+		return parse_error(error, "set needs a tunable and a value (resync-rate-min or "
+					  "resync-rate-max, then bytes per second)");
+	r = check_text(name, "the tunable name", error);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < G_N_ELEMENTS(tunables); i++)
+		if (strcmp(name, tunables[i].name) == 0)
+			t = &tunables[i];
+	if (t == NULL) {
+		GString *names = g_string_new(NULL);
+
+		for (size_t i = 0; i < G_N_ELEMENTS(tunables); i++)
+			g_string_append_printf(names, "%s%s", i > 0 ? ", " : "", tunables[i].name);
+		r = parse_error(error, "unknown tunable '%s' (there are: %s)", name, names->str);
+		g_string_free(names, TRUE);
+		return r;
+	}
+	value = next_word(p);
+	if (value == NULL)
+		return parse_error(error, "set %s needs a value: %s", t->name, t->syntax);
+	r = check_text(value, "the value", error);
+	if (r < 0)
+		return r;
+	if (!t->parse(value, &out->value))
+		return parse_error(error, "%s needs %s, got '%s'", t->name, t->syntax, value);
+	out->tunable = t->tunable;
+	out->tunable_name = t->name;
+	return expect_end(v, *p, error);
+}
+
+int control_parse(const char *text, struct control_command *out, GError **error)
+{
+	const char *p = text;
+	g_autofree char *word = NULL;
+	const struct verb *v = NULL;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	word = next_word(&p);
+	if (word == NULL)
+		return parse_error(error, "empty control command");
+	r = check_text(word, "the command", error);
+	if (r < 0)
+		goto fail;
+	for (size_t i = 0; i < G_N_ELEMENTS(verbs); i++)
+		if (strcmp(word, verbs[i].name) == 0)
+			v = &verbs[i];
+	if (v == NULL) {
+		r = parse_error(error,
+				"unknown command '%s' (there are: fail, remove, add, resync, "
+				"set, stop)",
+				word);
+		goto fail;
+	}
+	out->verb = v->verb;
+	r = parse_options(v, &p, out, error);
+	if (r < 0)
+		goto fail;
+	switch (v->verb) {
+	case CONTROL_FAIL:
+	case CONTROL_REMOVE:
+		r = parse_leg_argument(v, &p, out, error);
+		break;
+	case CONTROL_ADD:
+		r = parse_path_argument(p, out, error);
+		break;
+	case CONTROL_SET:
+		r = parse_set(v, &p, out, error);
+		break;
+	case CONTROL_RESYNC:
+	case CONTROL_STOP:
+		r = expect_end(v, p, error);
+		break;
+	}
+	if (r == 0)
+		return 0;
+fail:
+	control_command_clear(out);
+	return r;
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The control commands that root writes to trusted.fusemirror.ctl (fusemirrorctl(8), CONTROL
+ * COMMANDS), parsed without a mirror and without I/O: whether leg 7 exists, or whether a rate
+ * fits the other one, is for whoever runs the command (xattr.c) to say.
+ *
+ *   fail N | remove [--force] [--no-save] N | add [--force] [--no-save] PATH |
+ *   resync [--full] | set NAME VALUE | stop [--force]
+ *
+ * Words are separated by blanks (spaces, tabs); options come before the arguments.  add's PATH
+ * is the rest of the line, so it may hold spaces.  No part of a command may hold a control
+ * character (C0, DEL or C1): a command is logged, and its path becomes a leg's path.
+ */
+#ifndef FUSEMIRROR_CONTROL_H
+#define FUSEMIRROR_CONTROL_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum control_verb {
+	CONTROL_FAIL,
+	CONTROL_REMOVE,
+	CONTROL_ADD,
+	CONTROL_RESYNC,
+	CONTROL_SET,
+	CONTROL_STOP,
+};
+
+/* The runtime tunables of "set" (control.c has their names and value syntax). */
+enum control_tunable {
+	CONTROL_RESYNC_RATE_MIN, /* bytes/s a resync always gets */
+	CONTROL_RESYNC_RATE_MAX, /* bytes/s a resync gets at most; 0 = unlimited */
+};
+
+struct control_command {
+	enum control_verb verb;
+	bool force;	  /* remove, add, stop: --force */
+	bool no_save;	  /* remove, add: --no-save (the config file is not rewritten) */
+	bool full;	  /* resync: --full */
+	unsigned int leg; /* fail, remove: the index as given, not checked against any mirror */
+	char *path;	  /* add: an absolute path (owned; control_command_clear frees it) */
+	enum control_tunable tunable; /* set */
+	const char *tunable_name;     /* set: static, as in the command ("resync-rate-min") */
+	uint64_t value;		      /* set */
+};
+
+/*
+ * Parse one command (a NUL-terminated line; a trailing newline is the caller's to strip).
+ * Returns 0 and fills *out (clear it with control_command_clear), or -EINVAL with *error
+ * saying precisely what is wrong ("unknown command 'frob'", "add needs an absolute path",
+ * "the path contains control character 0x1b"); *out is then cleared.  Messages never hold a
+ * control character.
+ */
+int control_parse(const char *text, struct control_command *out, GError **error);
+
+/* Free what *command owns and zero it; a zeroed or cleared command may be cleared again. */
+void control_command_clear(struct control_command *command);
+
+/* The verb's name as in a command ("fail", ...). */
+const char *control_verb_name(enum control_verb verb);
+
+/*
+ * A copy of text fit for one log line (g_free it): control characters, backslashes, quotes and
+ * bytes above 0x7e as C escapes, so that no text of a command can forge or hide a log line.
+ */
+char *control_escape(const char *text);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FUSEMIRROR_CONTROL_H */
