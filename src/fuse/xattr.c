@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuse/control.h"
 #include "fuse/xattr.h"
 
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
@@ -126,94 +127,124 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	return g_string_free(s, FALSE);
 }
 
-/* A byte rate in plain decimal. */
-static bool parse_rate(const char *word, uint64_t *out)
+/* A leg the command names: one of the mirror's. */
+static int check_leg(struct mirror *m, unsigned int index, GError **error)
 {
-	guint64 v;
+	unsigned int n = mirror_num_legs(m);
 
-	if (*word == '\0' || strspn(word, "0123456789") != strlen(word) ||
-	    !g_ascii_string_to_unsigned(word, 10, 0, G_MAXUINT64, &v, NULL))
-		return false;
-	*out = v;
-	return true;
+	if (index < n)
+		return 0;
+	g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "no leg %u (the mirror has legs 0 to %u)",
+		    index, n - 1);
+	return -EINVAL;
 }
 
 /*
- * Run one control command (fusemirrorctl(8), CONTROL COMMANDS):
- *   fail N | remove [--force] N | add [--force] PATH | resync [--full] |
- *   set resync-rate-min|resync-rate-max BYTES
- * Returns 0 or -errno with *error saying why.
+ * Serializes set's read-check-write of the rates: two operators setting min and max at once
+ * must not both pass the check against the other's old value.
  */
-static int ctl_command(struct mirror *m, const char *command, GError **error)
+static GMutex tunables_lock;
+
+static int set_tunable(struct mirror *m, const struct control_command *c, GError **error)
 {
-	const char *rest;
-	char *verb;
-	bool force = false;
-	int r = -EINVAL;
-	size_t len;
+	uint64_t min, max;
+	int r = 0;
 
-	while (*command == ' ' || *command == '\t')
-		command++;
-	len = strcspn(command, " \t");
-	verb = g_strndup(command, len);
-	rest = command + len;
-	while (*rest == ' ' || *rest == '\t')
-		rest++;
-	if (g_str_has_prefix(rest, "--force") && (rest[7] == ' ' || rest[7] == '\t')) {
-		force = true;
-		rest += 7;
-		while (*rest == ' ' || *rest == '\t')
-			rest++;
+	g_mutex_lock(&tunables_lock);
+	mirror_get_resync_rate(m, &min, &max);
+	switch (c->tunable) {
+	case CONTROL_RESYNC_RATE_MIN:
+		if (max != 0 && c->value > max) {
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "resync-rate-min %" PRIu64 " is above resync-rate-max %" PRIu64,
+				    c->value, max);
+			r = -EINVAL;
+		} else {
+			mirror_set_resync_rate(m, c->value, max);
+		}
+		break;
+	case CONTROL_RESYNC_RATE_MAX:
+		if (c->value != 0 && c->value < min) {
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "resync-rate-max %" PRIu64 " is below resync-rate-min %" PRIu64,
+				    c->value, min);
+			r = -EINVAL;
+		} else {
+			mirror_set_resync_rate(m, min, c->value);
+		}
+		break;
 	}
+	g_mutex_unlock(&tunables_lock);
+	return r;
+}
 
-	if (strcmp(verb, "fail") == 0 && !force) {
-		int index = parse_index(m, rest, '\0', NULL);
+/*
+ * Run one parsed control command (fusemirrorctl(8), CONTROL COMMANDS).  Returns 0 or -errno with
+ * *error saying why.
+ */
+static int ctl_run(struct mirror *m, const struct xattr_hooks *hooks,
+		   const struct control_command *c, GError **error)
+{
+	int r;
 
-		if (index >= 0)
-			r = mirror_fail_leg(m, (unsigned int)index, error);
-	} else if (strcmp(verb, "remove") == 0) {
-		int index = parse_index(m, rest, '\0', NULL);
-
-		if (index >= 0)
-			r = mirror_remove_leg(m, (unsigned int)index, force, error);
-	} else if (strcmp(verb, "add") == 0 && *rest != '\0') {
-		if (*rest != '/')
-			g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-					    "add needs an absolute path");
-		else
-			r = mirror_add_leg(m, rest, force, error);
+	switch (c->verb) {
+	case CONTROL_FAIL:
+		r = check_leg(m, c->leg, error);
+		return r < 0 ? r : mirror_fail_leg(m, c->leg, error);
+	case CONTROL_REMOVE:
+		r = check_leg(m, c->leg, error);
+		if (r == 0)
+			r = mirror_remove_leg(m, c->leg, c->force, error);
+		break;
+	case CONTROL_ADD:
+		r = mirror_add_leg(m, c->path, c->force, error);
 		if (r > 0)
 			r = 0;
-	} else if (strcmp(verb, "resync") == 0 && !force &&
-		   (*rest == '\0' || strcmp(rest, "--full") == 0)) {
-		r = mirror_resync(m, *rest != '\0', error);
-	} else if (strcmp(verb, "set") == 0 && !force) {
-		char **words = g_strsplit_set(rest, " \t", -1);
-		uint64_t min, max, v;
-
-		mirror_get_resync_rate(m, &min, &max);
-		if (g_strv_length(words) == 2 && parse_rate(words[1], &v)) {
-			const char *name = words[0];
-
-			if (strcmp(name, "resync-rate-min") == 0) {
-				mirror_set_resync_rate(m, v, max);
-				r = 0;
-			} else if (strcmp(name, "resync-rate-max") == 0) {
-				mirror_set_resync_rate(m, min, v);
-				r = 0;
-			}
+		break;
+	case CONTROL_RESYNC:
+		return mirror_resync(m, c->full, error);
+	case CONTROL_SET:
+		return set_tunable(m, c, error);
+	case CONTROL_STOP:
+		if (hooks == NULL || hooks->stop == NULL) {
+			g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+					    "this mirror is not served by a daemon that can stop");
+			return -ENOTSUP;
 		}
-		g_strfreev(words);
+		return hooks->stop(hooks->opaque, c->force, error);
+	default:
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "unknown command");
+		return -EINVAL;
 	}
+	if (r == 0 && hooks != NULL && hooks->on_membership != NULL)
+		hooks->on_membership(hooks->opaque, m, !c->no_save);
+	return r;
+}
+
+static int ctl_command(struct mirror *m, const struct xattr_hooks *hooks, const char *command,
+		       GError **error)
+{
+	struct control_command c;
+	int r = control_parse(command, &c, error);
+
+	if (r < 0)
+		return r;
+	r = ctl_run(m, hooks, &c, error);
+	control_command_clear(&c);
 	if (r < 0 && error != NULL && *error == NULL)
-		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-				    "not a control command, or a bad argument");
-	g_free(verb);
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s failed: %s",
+			    control_verb_name(c.verb), g_strerror(-r));
 	return r;
 }
 
 int xattr_set(struct mirror *m, uint64_t caller, const char *name, const char *value, size_t size,
 	      bool is_root)
+{
+	return xattr_set_hooked(m, NULL, caller, name, value, size, is_root);
+}
+
+int xattr_set_hooked(struct mirror *m, const struct xattr_hooks *hooks, uint64_t caller,
+		     const char *name, const char *value, size_t size, bool is_root)
 {
 	g_autoptr(GError) error = NULL;
 	char *command;
@@ -222,15 +253,28 @@ int xattr_set(struct mirror *m, uint64_t caller, const char *name, const char *v
 	if (strcmp(name, XATTR_CTL) == 0) {
 		if (!is_root)
 			return -EPERM;
-		if (size == 0 || size > 4096 || memchr(value, '\0', size) != NULL)
+		if (size > 4096) {
+			mirror_set_last_error(m, caller, "the command is longer than 4096 bytes");
 			return -EINVAL;
+		}
+		if (size == 0 || memchr(value, '\0', size) != NULL) {
+			mirror_set_last_error(m, caller, size == 0 ? "empty control command"
+								   : "the command contains a NUL byte");
+			return -EINVAL;
+		}
 		command = g_strndup(value, size);
+		/* One trailing newline (echo's, setfattr's) and trailing blanks. */
 		g_strchomp(command);
-		r = ctl_command(m, command, &error);
+		r = ctl_command(m, hooks, command, &error);
 		/* A refusal's reason is only ever the caller's last command's. */
 		mirror_set_last_error(m, caller, error != NULL ? error->message : "");
-		if (error != NULL)
-			g_message("control command '%s' refused: %s", command, error->message);
+		if (error != NULL) {
+			/* Escaped: no text of a command may forge or hide a log line. */
+			g_autofree char *shown = control_escape(command);
+			g_autofree char *why = control_escape(error->message);
+
+			g_message("control command \"%s\" refused: %s", shown, why);
+		}
 		g_free(command);
 		return r;
 	}

@@ -37,6 +37,26 @@ char *xattr_status_list(struct mirror *m, size_t *length);
 int xattr_set(struct mirror *m, uint64_t caller, const char *name, const char *value, size_t size,
 	      bool is_root);
 
+/* What the front end adds to the control commands; any member may be NULL. */
+struct xattr_hooks {
+	/*
+	 * stop [--force]: 0 once the stop is decided (the command's reply still goes out), or
+	 * -errno with *error: -EBUSY while the file is in use and !force, naming what holds it.
+	 * Without it stop is -ENOTSUP.
+	 */
+	int (*stop)(void *opaque, bool force, GError **error);
+	/* After a successful add or remove; save is false with --no-save. */
+	void (*on_membership)(void *opaque, struct mirror *m, bool save);
+	void *opaque;
+};
+
+/*
+ * xattr_set with hooks (NULL: none).  Besides xattr_set's errors, -EBUSY from the stop hook and
+ * -ENOTSUP for stop without one.
+ */
+int xattr_set_hooked(struct mirror *m, const struct xattr_hooks *hooks, uint64_t caller,
+		     const char *name, const char *value, size_t size, bool is_root);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Control commands through the control attribute (src/fuse/xattr.c over control.c), on a real
+ * mirror without FUSE: last_error keeps the precise reason, set refuses min above max in either
+ * order, control characters are refused and logged escaped, and the front end's hooks (stop,
+ * membership) are called as documented.
+ */
+#include "mirror-util.h"
+
+#include "fuse/xattr.h"
+
+using namespace mirror_test;
+
+namespace
+{
+
+constexpr uint64_t kCaller = 777;
+
+struct Hooks {
+	int stop_calls = 0;
+	bool stop_force = false;
+	int stop_result = 0;
+	std::vector<bool> saves; /* one per on_membership call */
+
+	static int stop(void *opaque, bool force, GError **error)
+	{
+		Hooks *h = static_cast<Hooks *>(opaque);
+		h->stop_calls++;
+		h->stop_force = force;
+		if (h->stop_result < 0)
+			g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+					    "/m is in use: loop device /dev/loop9 is bound to it");
+		return h->stop_result;
+	}
+	static void membership(void *opaque, struct mirror *m, bool save)
+	{
+		static_cast<Hooks *>(opaque)->saves.push_back(save);
+	}
+};
+
+class XattrControl : public MirrorTest
+{
+      protected:
+	void open_legs(unsigned n, bool formatted = false)
+	{
+		name_ = "xc";
+		for (unsigned i = 0; i < n; i++)
+			add_leg("leg" + std::to_string(i), 4 * MiB);
+		if (formatted) {
+			ASSERT_NO_FATAL_FAILURE(format_legs());
+		}
+		ASSERT_NO_FATAL_FAILURE(open_ok());
+	}
+	int ctl(const std::string &command)
+	{
+		xattr_hooks hooks = {Hooks::stop, Hooks::membership, &hooks_};
+		return xattr_set_hooked(m_, &hooks, kCaller, XATTR_CTL, command.data(),
+					command.size(), true);
+	}
+	std::string last_error()
+	{
+		char *v = xattr_status_get(m_, kCaller, "user.fusemirror.last_error");
+		std::string s = v != nullptr ? v : "<none>";
+		g_free(v);
+		return s;
+	}
+	/* The command is refused with err and last_error is exactly want. */
+	void refused(const std::string &command, int err, const std::string &want)
+	{
+		EXPECT_EQ(-err, ctl(command)) << "'" << command << "'";
+		EXPECT_EQ(want, last_error()) << "'" << command << "'";
+	}
+	Hooks hooks_;
+};
+
+TEST_F(XattrControl, LastErrorIsThePreciseReason)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	refused("fail 999", EINVAL, "no leg 999 (the mirror has legs 0 to 1)");
+	refused("remove 2", EINVAL, "no leg 2 (the mirror has legs 0 to 1)");
+	refused("add dev/sdc", EINVAL, "add needs an absolute path, got 'dev/sdc'");
+	refused("frob", EINVAL,
+		"unknown command 'frob' (there are: fail, remove, add, resync, set, stop)");
+	refused("fail 01", EINVAL,
+		"'01' is not a leg index (a decimal number, 0 for the first leg)");
+	refused("", EINVAL, "empty control command");
+	refused(std::string(5000, 'x'), EINVAL, "the command is longer than 4096 bytes");
+	EXPECT_EQ(0, ctl("fail 1"));
+	EXPECT_EQ("", last_error()) << "a command that succeeds clears the caller's reason";
+	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
+	EXPECT_EQ(LEG_FAILED, state_of(1));
+}
+
+TEST_F(XattrControl, SetRefusesMinAboveMaxInEitherOrder)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	uint64_t min, max;
+	ASSERT_EQ(0, ctl("set resync-rate-max 1000"));
+	refused("set resync-rate-min 9000000", EINVAL,
+		"resync-rate-min 9000000 is above resync-rate-max 1000");
+	mirror_get_resync_rate(m_, &min, &max);
+	EXPECT_EQ(0u, min) << "the refused value was not applied";
+	EXPECT_EQ(1000u, max);
+
+	ASSERT_EQ(0, ctl("set resync-rate-max 0")); /* unlimited: any min */
+	ASSERT_EQ(0, ctl("set resync-rate-min 9000000"));
+	refused("set resync-rate-max 1000", EINVAL,
+		"resync-rate-max 1000 is below resync-rate-min 9000000");
+	mirror_get_resync_rate(m_, &min, &max);
+	EXPECT_EQ(9000000u, min);
+	EXPECT_EQ(0u, max) << "the refused value was not applied";
+
+	EXPECT_EQ(0, ctl("set resync-rate-max 9000000")) << "equal is fine";
+	refused("set resync-rate-min 50M", EINVAL,
+		"resync-rate-min needs a decimal number of bytes per second, got '50M'");
+}
+
+TEST_F(XattrControl, ControlCharactersAreRefusedAndLoggedEscaped)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2, true));
+	LogCapture::get().clear();
+	const std::string path = tmp_.path() + "/new\x1b[31m\nLegFailed: forged";
+	refused("add " + path, EINVAL, "the path contains control character 0x1b");
+	EXPECT_EQ(2u, mirror_num_legs(m_)) << "nothing was added";
+	EXPECT_TRUE(hooks_.saves.empty());
+
+	bool logged = false;
+	for (const LogLine &l : LogCapture::get().lines()) {
+		for (unsigned char c : l.message)
+			EXPECT_FALSE(c < 0x20 || c == 0x7f)
+			    << "a raw control character in the log: " << l.message;
+		if (l.message.find("refused: the path contains control character 0x1b") !=
+		    std::string::npos) {
+			logged = true;
+			EXPECT_NE(std::string::npos,
+				  l.message.find("new\\033[31m\\nLegFailed: forged"))
+			    << l.message;
+		}
+	}
+	EXPECT_TRUE(logged) << LogCapture::get().dump();
+}
+
+TEST_F(XattrControl, MembershipHookAfterAddAndRemoveOnly)
+{
+	/* Three legs: a removed middle slot stays (a removed last one would go). */
+	ASSERT_NO_FATAL_FAILURE(open_legs(3, true));
+	ASSERT_EQ(0, ctl("fail 1"));
+	EXPECT_TRUE(hooks_.saves.empty()) << "fail does not change the membership";
+	ASSERT_EQ(0, ctl("remove --no-save 1"));
+	ASSERT_EQ(1u, hooks_.saves.size());
+	EXPECT_FALSE(hooks_.saves[0]) << "--no-save";
+	EXPECT_EQ(-EALREADY, ctl("remove 1"));
+	EXPECT_EQ(1u, hooks_.saves.size()) << "no hook after a refusal";
+	ASSERT_EQ(0, ctl("add " + legs_[1].path)) << last_error();
+	ASSERT_EQ(2u, hooks_.saves.size());
+	EXPECT_TRUE(hooks_.saves[1]);
+	EXPECT_EQ(-EEXIST, ctl("add " + legs_[1].path));
+	EXPECT_EQ(2u, hooks_.saves.size());
+}
+
+TEST_F(XattrControl, StopGoesToTheHook)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	EXPECT_EQ(0, ctl("stop"));
+	EXPECT_EQ(1, hooks_.stop_calls);
+	EXPECT_FALSE(hooks_.stop_force);
+	EXPECT_EQ(0, ctl("stop --force"));
+	EXPECT_EQ(2, hooks_.stop_calls);
+	EXPECT_TRUE(hooks_.stop_force);
+	hooks_.stop_result = -EBUSY;
+	refused("stop", EBUSY, "/m is in use: loop device /dev/loop9 is bound to it");
+
+	/* Without hooks (xattr_set) stop is not supported. */
+	const std::string stop = "stop";
+	EXPECT_EQ(-ENOTSUP, xattr_set(m_, kCaller, XATTR_CTL, stop.data(), stop.size(), true));
+	EXPECT_EQ("this mirror is not served by a daemon that can stop", last_error());
+	EXPECT_EQ(3, hooks_.stop_calls);
+	EXPECT_EQ(-EPERM, xattr_set_hooked(m_, nullptr, kCaller, XATTR_CTL, stop.data(),
+					   stop.size(), false))
+	    << "root only";
+}
+
+} // namespace
