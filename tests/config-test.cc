@@ -872,3 +872,22 @@ TEST(ConfigNames, RoundTripThroughTheParser)
 		EXPECT_EQ(config->read_policy, policy);
 	}
 }
+
+// ---- stop-timeout ---------------------------------------------------------------------------
+
+TEST(ConfigStopTimeout, DefaultRangeAndErrors)
+{
+	ConfigPtr config = parse_ok("[mirror]\n" + two_legs);
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->stop_timeout, 5u) << "the default";
+	for (unsigned v : {0u, 2u, 3600u}) {
+		config = parse_ok(mirror_with("stop-timeout = " + std::to_string(v)));
+		ASSERT_NE(config, nullptr);
+		EXPECT_EQ(config->stop_timeout, v);
+	}
+	for (const char *bad : {"3601", "-1", "+2", "2s", "1.5"})
+		EXPECT_EQ(parse_error(mirror_with(std::string("stop-timeout = ") + bad),
+				      CONFIG_ERROR_VALUE),
+			  std::string("a.conf:2: stop-timeout '") + bad +
+			      "' is not a number of seconds from 0 to 3600");
+}

@@ -18,6 +18,13 @@
 
 #define MAX_ASSEMBLE_TIMEOUT	 3600u
 #define DEFAULT_ASSEMBLE_TIMEOUT 10u
+/*
+ * SIGTERM's wait for the last close: enough for a consumer stopped at the same time (its umount
+ * or losetup -d in flight) to let go, short enough not to hold up a shutdown, and far below
+ * systemd's stop timeout (90 s by default, 5 min in our unit).
+ */
+#define MAX_STOP_TIMEOUT     3600u
+#define DEFAULT_STOP_TIMEOUT 5u
 #define MIRROR_GROUP		 "mirror"
 #define LEG_GROUP_PREFIX	 "leg "
 #define MAX_NAME_BYTES		 64
@@ -269,6 +276,19 @@ static gboolean parse_assemble_timeout(struct parser *p, const char *key, const 
 	return TRUE;
 }
 
+static gboolean parse_stop_timeout(struct parser *p, const char *key, const char *value,
+				   unsigned int line, GError **error)
+{
+	guint64 v;
+
+	if (strspn(value, "0123456789") != strlen(value) ||
+	    !g_ascii_string_to_unsigned(value, 10, 0, MAX_STOP_TIMEOUT, &v, NULL))
+		return bad_value(p, error, line, key, value,
+				 "is not a number of seconds from 0 to 3600");
+	p->config->stop_timeout = (unsigned int)v;
+	return TRUE;
+}
+
 static gboolean parse_cache(struct parser *p, const char *key, const char *value, unsigned int line,
 			    GError **error)
 {
@@ -380,6 +400,7 @@ static const struct key_parser mirror_keys[] = {
 	{ "allow-other", parse_allow_other },
 	{ "on-event", parse_on_event },
 	{ "assemble-timeout", parse_assemble_timeout },
+	{ "stop-timeout", parse_stop_timeout },
 	{ NULL, NULL },
 };
 
@@ -643,6 +664,7 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 	p.config->file = g_strdup(filename != NULL ? filename : "<string>");
 	p.config->resync_rate_min = 16ull << 20;
 	p.config->assemble_timeout = DEFAULT_ASSEMBLE_TIMEOUT;
+	p.config->stop_timeout = DEFAULT_STOP_TIMEOUT;
 	p.config->metadata = METADATA_INTERNAL;
 	p.keyfile = g_key_file_new();
 	p.leg_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);

@@ -69,6 +69,7 @@ struct mirror_config {
 	uint64_t resync_rate_min; /* bytes/s a resync always gets */
 	uint64_t resync_rate_max; /* bytes/s a resync gets at most; 0 = unlimited */
 	unsigned int assemble_timeout; /* seconds to wait for a missing leg at start */
+	unsigned int stop_timeout;     /* seconds SIGTERM waits for the file's last close */
 	char *force_source;	       /* not in the file: fusemirrord --force-source LEG */
 	unsigned int num_legs;
 	struct leg_config *legs; /* in the order of the file */
