@@ -25,6 +25,7 @@ static const struct ctl_command *const commands[] = {
     &ctl_cmd_remove,
     &ctl_cmd_resync,
     &ctl_cmd_set,
+    &ctl_cmd_stop,
 };
 /* clang-format on */
 

@@ -143,6 +143,22 @@ static void on_event(void *opaque, struct mirror *m, const char *event, GLogLeve
 	g_thread_pool_push(d->event_pool, job, NULL);
 }
 
+/*
+ * A control command add or remove succeeded.  Saving the config is not done yet: say so, so
+ * that an operator knows the file was not rewritten.
+ */
+static void on_membership(void *opaque, struct mirror *m, bool save)
+{
+	struct daemon *d = opaque;
+	g_autofree char *file = g_strescape(d->config->file, NULL);
+
+	if (save)
+		g_message("mirror %s: the legs changed; %s is not rewritten by this version",
+			  mirror_name(m), file);
+	else
+		g_debug("mirror %s: the legs changed (--no-save)", mirror_name(m));
+}
+
 /* ---- Daemonizing: the parent exits with the child's start-up status ------------------------- */
 
 /*
@@ -450,6 +466,9 @@ int main(int argc, char **argv)
 	fo.allow_other = d.config->allow_other;
 	fo.debug = opt_debug;
 	fo.fuse_opts = fuse_opts;
+	fo.stop_timeout = d.config->stop_timeout;
+	fo.on_membership = on_membership;
+	fo.opaque = &d;
 	r = frontend_mount(d.mirror, &fo, &fe, &error);
 	if (r < 0) {
 		mirror_close(d.mirror);
@@ -469,12 +488,11 @@ int main(int argc, char **argv)
 	notify_systemd("STOPPING=1");
 	g_message("mirror %s: stopping: finishing in-flight I/O, flushing the legs",
 		  mirror_name(d.mirror));
-	frontend_destroy(fe);
-	/* libfuse's handlers are gone: a second signal must not cut the final flush short. */
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
+	/* From here the stop signals are ignored: a second one must not cut the flush short. */
+	frontend_drain(fe);
 	mirror_close(d.mirror);
+	/* Unmounted last: a mount that is gone is a mirror stopped clean (fusemirrorctl stop). */
+	frontend_destroy(fe);
 	g_thread_pool_free(d.event_pool, FALSE, TRUE);
 	g_message("stopped; %s unmounted", abs_mountpoint);
 

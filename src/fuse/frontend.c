@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <fuse_lowlevel.h>
 #include <linux/falloc.h>
 #include <linux/fuse.h>
@@ -25,6 +27,8 @@
 #include <unistd.h>
 
 #include "fuse/frontend.h"
+#include "fuse/opens.h"
+#include "fuse/stop.h"
 #include "fuse/xattr.h"
 
 #define MAX_WRITE    (1u << 20)
@@ -44,6 +48,15 @@ struct frontend {
 	struct timespec atime, mtime, ctime;
 	/* Requests handed to the mirror and not yet replied to. */
 	atomic_uint inflight;
+	/* Stopping (stop.h): the opens of the file, and the thread that decides when to stop. */
+	struct opens *opens;
+	struct stopper *stopper;
+	struct xattr_hooks hooks; /* the control commands' stop and membership hooks */
+	void (*on_membership)(void *opaque, struct mirror *m, bool save);
+	void *opaque;
+	pthread_t loop_thread; /* set before loop_running */
+	atomic_bool loop_running, loop_returned;
+	bool drained;
 };
 
 /* A flush, fsync or fallocate handed to the mirror: the completion replies. */
@@ -211,6 +224,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	/* 0: a stop is decided, the file takes no new opener (as a stopping md device). */
+	fi->fh = opens_add(fe->opens, fuse_req_ctx(req)->pid);
+	if (fi->fh == 0) {
+		fuse_reply_err(req, ENODEV);
+		return;
+	}
 	if (fe->cache == CACHE_NONE) {
 		fi->direct_io = 1;
 		/*
@@ -316,6 +335,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct frontend *fe = fuse_req_userdata(req);
+
+	opens_remove(fe->opens, fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -400,7 +422,8 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 {
 	struct frontend *fe = fuse_req_userdata(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	int r = xattr_set(fe->m, (uint64_t)ctx->pid, name, value, size, ctx->uid == 0);
+	int r = xattr_set_hooked(fe->m, &fe->hooks, (uint64_t)ctx->pid, name, value, size,
+				 ctx->uid == 0);
 
 	fuse_reply_err(req, -r);
 }
@@ -430,6 +453,53 @@ static const struct fuse_lowlevel_ops frontend_ops = {
     .setxattr = op_setxattr,
     .removexattr = op_removexattr,
 };
+
+/* ---- Stopping ------------------------------------------------------------------------------ */
+
+/* The control command stop (a FUSE worker runs it). */
+static int stop_hook(void *opaque, bool force, GError **error)
+{
+	struct frontend *fe = opaque;
+	int r = opens_begin_stop(fe->opens, force, error);
+
+	if (r < 0) {
+		if (error != NULL && *error != NULL) {
+			char *message = g_strdup_printf("%s (stop --force stops anyway)",
+							(*error)->message);
+
+			g_free((*error)->message);
+			(*error)->message = message;
+		}
+		return r;
+	}
+	stopper_request(fe->stopper);
+	return 0;
+}
+
+static void membership_hook(void *opaque, struct mirror *m, bool save)
+{
+	struct frontend *fe = opaque;
+
+	if (fe->on_membership != NULL)
+		fe->on_membership(fe->opaque, m, save);
+}
+
+/*
+ * The stopper's exit: end the session and wake the loop's thread, which waits in sem_wait for a
+ * worker to end; the signal (our handler, which does nothing harmful) makes it look at the
+ * session's exit flag.  Returns whether the loop has returned.
+ */
+static bool exit_loop(void *opaque)
+{
+	struct frontend *fe = opaque;
+
+	fuse_session_exit(fe->se);
+	if (atomic_load(&fe->loop_returned))
+		return true;
+	if (atomic_load(&fe->loop_running))
+		pthread_kill(fe->loop_thread, SIGTERM);
+	return false;
+}
 
 /* ---- Session ------------------------------------------------------------------------------- */
 
@@ -468,6 +538,16 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	clock_gettime(CLOCK_REALTIME, &fe->mtime);
 	fe->ctime = fe->mtime;
 	g_mutex_init(&fe->attr_lock);
+	fe->on_membership = o->on_membership;
+	fe->opaque = o->opaque;
+	fe->hooks.stop = stop_hook;
+	fe->hooks.on_membership = membership_hook;
+	fe->hooks.opaque = fe;
+	fe->opens = opens_new(o->mountpoint, error);
+	if (fe->opens == NULL) {
+		r = -EIO;
+		goto fail_early;
+	}
 
 	opts = g_strdup_printf("fsname=fusemirror:%s,subtype=fusemirror,default_permissions%s%s%s",
 			       mirror_name(m), o->allow_other ? ",allow_other" : "",
@@ -487,10 +567,10 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 			    "FUSE rejected the options '%s' (see the messages above)", opts);
 		goto fail;
 	}
-	if (fuse_set_signal_handlers(fe->se) != 0) {
+	fe->stopper = stopper_start(fe->opens, mirror_name(m), o->mountpoint, o->stop_timeout,
+				    exit_loop, fe, error);
+	if (fe->stopper == NULL) {
 		r = -EIO;
-		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
-			    "cannot install the signal handlers");
 		goto fail;
 	}
 	if (fuse_session_mount(fe->se, o->mountpoint) != 0) {
@@ -514,6 +594,7 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 fail:
 	g_free(opts);
 	fuse_opt_free_args(&args);
+fail_early:
 	frontend_destroy(fe);
 	return r;
 }
@@ -528,7 +609,10 @@ int frontend_run(struct frontend *fe)
 	/* One /dev/fuse descriptor per worker: no contention on reading requests. */
 	fuse_loop_cfg_set_clone_fd(config, 1);
 	fuse_loop_cfg_set_idle_threads(config, 16);
+	fe->loop_thread = pthread_self();
+	atomic_store(&fe->loop_running, true);
 	r = fuse_session_loop_mt(fe->se, config);
+	atomic_store(&fe->loop_returned, true);
 	fuse_loop_cfg_destroy(config);
 	return r < 0 ? r : 0;
 }
@@ -538,19 +622,29 @@ void frontend_exit(struct frontend *fe)
 	fuse_session_exit(fe->se);
 }
 
+void frontend_drain(struct frontend *fe)
+{
+	if (fe->drained)
+		return;
+	fe->drained = true;
+	stopper_free(fe->stopper);
+	fe->stopper = NULL;
+	/* The mirror still owes replies for requests the loop handed over. */
+	while (atomic_load(&fe->inflight) > 0)
+		g_usleep(1000);
+}
+
 void frontend_destroy(struct frontend *fe)
 {
 	if (fe == NULL)
 		return;
-	/* The mirror still owes replies for requests the loop handed over. */
-	while (atomic_load(&fe->inflight) > 0)
-		g_usleep(1000);
+	frontend_drain(fe);
 	if (fe->se != NULL) {
 		if (fe->mounted)
 			fuse_session_unmount(fe->se);
-		fuse_remove_signal_handlers(fe->se);
 		fuse_session_destroy(fe->se);
 	}
+	opens_free(fe->opens);
 	g_mutex_clear(&fe->attr_lock);
 	g_free(fe);
 }

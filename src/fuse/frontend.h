@@ -26,14 +26,23 @@ struct frontend_options {
 	bool debug;		  /* libfuse's request tracing */
 	const char *fuse_opts;	  /* extra comma-separated -o options, or NULL */
 	unsigned int max_threads; /* FUSE worker threads; 0 = libfuse's default */
+	/* SIGTERM while the file is open: seconds to wait for the last close (0: none). */
+	unsigned int stop_timeout;
+	/*
+	 * Called after a control command add or remove succeeded, from the FUSE worker that ran
+	 * it; save is false with --no-save.  May be NULL.
+	 */
+	void (*on_membership)(void *opaque, struct mirror *m, bool save);
+	void *opaque;
 };
 
 struct frontend;
 
 /*
  * Mount the mirror onto o->mountpoint (which must exist and be a regular file).  Returns 0, or
- * -errno with *error set.  libfuse's signal handlers are installed: SIGTERM, SIGINT and SIGHUP
- * end frontend_run().
+ * -errno with *error set.  The stop handlers are installed (stop.h): SIGTERM, SIGINT and SIGHUP
+ * end frontend_run(), once the file is closed or o->stop_timeout has passed; so does the
+ * control command stop.
  */
 int frontend_mount(struct mirror *m, const struct frontend_options *o, struct frontend **out,
 		   GError **error);
@@ -45,8 +54,16 @@ int frontend_run(struct frontend *fe);
 void frontend_exit(struct frontend *fe);
 
 /*
- * Wait for the replies still owed by the mirror, unmount, and free.  The mirror stays open.
- * NULL is ignored.
+ * After frontend_run: wait for the replies still owed by the mirror.  The file stays mounted
+ * (requests wait in the kernel) until frontend_destroy, so that its mount disappears only once
+ * the mirror is closed: fusemirrorctl stop waits for that.  From now on the stop signals are
+ * ignored.
+ */
+void frontend_drain(struct frontend *fe);
+
+/*
+ * Drain (when not done yet), unmount, and free.  The mirror is not touched: it may be closed
+ * already.  NULL is ignored.
  */
 void frontend_destroy(struct frontend *fe);
 
