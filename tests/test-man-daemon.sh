@@ -53,10 +53,11 @@ config_h=$top_srcdir/src/config/config.h
 frontend_c=$top_srcdir/src/fuse/frontend.c
 xattr_c=$top_srcdir/src/fuse/xattr.c
 xattr_h=$top_srcdir/src/fuse/xattr.h
+control_c=$top_srcdir/src/fuse/control.c
 mirror_dir=$top_srcdir/src/mirror
 bin=${FUSEMIRRORD:-$top_builddir/src/daemon/fusemirrord}
 
-for f in "$page" "$unit" "$daemon_c" "$config_h" "$frontend_c" "$xattr_c" "$xattr_h"; do
+for f in "$page" "$unit" "$daemon_c" "$config_h" "$frontend_c" "$xattr_c" "$xattr_h" "$control_c"; do
 	test -f "$f" || fail "$f not found"
 done
 ls "$mirror_dir"/*.c >/dev/null 2>&1 || fail "no C files in $mirror_dir"
@@ -304,12 +305,15 @@ done >>"$tmpdir/out"
 tags <"$tmpdir/xattr.txt" | grep -qxF -- "$ctl" ||
 	echo "fusemirrord.8: control attribute $ctl is not a tag under EXTENDED ATTRIBUTES" >>"$tmpdir/out"
 
-# Control commands: strcmp(verb, "fail") -> a tag "fail I".
-grep -o 'strcmp(verb, "[^"]*")' "$xflat" | sed 's/.*"\(.*\)".*/\1/' | sort -u |
-	while IFS= read -r c; do
-		tags <"$tmpdir/xattr.txt" | grep -q -E "^$c( |\$)" ||
-			echo "fusemirrord.8: control command '$c' (src/fuse/xattr.c) is not a tag under EXTENDED ATTRIBUTES"
-	done >>"$tmpdir/out"
+# Control commands: the verbs table of src/fuse/control.c ({"fail", CONTROL_FAIL, ...}) -> a tag
+# "fail I".
+grep -o '{"[a-z-]*", CONTROL_[A-Z_]*, [0O]' "$control_c" | sed 's/{"\([^"]*\)".*/\1/' |
+	sort -u >"$tmpdir/verbs.code"
+test -s "$tmpdir/verbs.code" || fail "no control command found in $control_c"
+while IFS= read -r c; do
+	tags <"$tmpdir/xattr.txt" | grep -q -E "^$c( |\$)" ||
+		echo "fusemirrord.8: control command '$c' (src/fuse/control.c) is not a tag under EXTENDED ATTRIBUTES"
+done <"$tmpdir/verbs.code" >>"$tmpdir/out"
 
 # Errnos: those xattr.c returns, those of mirror_fail_leg(), and those of the xattr operations
 # of frontend.c.
