@@ -92,7 +92,8 @@ is_mounted ()
 # ---- Config ------------------------------------------------------------------------------------
 
 # write_config FILE NAME [KEY=VALUE...] LEG...: write a config for mirror NAME.  KEY=VALUE goes to
-# [mirror] (metadata = none unless given); a LEG is an absolute path, optionally followed by
+# [mirror] (metadata = none and stop-timeout = 0 unless given: SIGTERM stops at once even while
+# a test's writer holds the file); a LEG is an absolute path, optionally followed by
 # ",write-mostly"; legs are named a, b, c, ... in order.
 write_config ()
 {
@@ -103,15 +104,18 @@ write_config ()
 		echo "[mirror]"
 		echo "name = $_dm_name"
 		_dm_metadata=
+		_dm_stop_timeout=
 		for _dm_arg in "$@"; do
 			case $_dm_arg in
 			/*) ;;
 			metadata=*) _dm_metadata=1; echo "metadata = ${_dm_arg#*=}" ;;
+			stop-timeout=*) _dm_stop_timeout=1; echo "stop-timeout = ${_dm_arg#*=}" ;;
 			*=*) echo "${_dm_arg%%=*} = ${_dm_arg#*=}" ;;
 			*) fail "write_config: bad argument '$_dm_arg'" ;;
 			esac
 		done
 		test -n "$_dm_metadata" || echo "metadata = none"
+		test -n "$_dm_stop_timeout" || echo "stop-timeout = 0"
 		_dm_legs=abcdefghijklmnopqrstuvwxyz
 		for _dm_arg in "$@"; do
 			case $_dm_arg in
