@@ -464,8 +464,8 @@ static int stop_hook(void *opaque, bool force, GError **error)
 
 	if (r < 0) {
 		if (error != NULL && *error != NULL) {
-			char *message = g_strdup_printf("%s (stop --force stops anyway)",
-							(*error)->message);
+			char *message =
+			    g_strdup_printf("%s (stop --force stops anyway)", (*error)->message);
 
 			g_free((*error)->message);
 			(*error)->message = message;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,8 +22,8 @@
 
 static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
 
-/* The write end of the stopper's pipe, for the handler; -1 when there is none. */
-static volatile sig_atomic_t stop_pipe_write = -1;
+/* The write end of the stopper's pipe, for the handler; -1 when there is none.  Lock-free. */
+static atomic_int stop_pipe_write = -1;
 
 struct stopper {
 	struct opens *opens;
@@ -45,9 +46,10 @@ static void on_stop_signal(int sig)
 {
 	int saved = errno;
 	unsigned char byte = (unsigned char)sig;
+	int fd = atomic_load(&stop_pipe_write);
 
 	/* Non-blocking: with the pipe full, the stopper has bytes enough to read. */
-	if (stop_pipe_write >= 0 && write(stop_pipe_write, &byte, 1) < 0) {
+	if (fd >= 0 && write(fd, &byte, 1) < 0) {
 		/* nothing to do in a handler */
 	}
 	errno = saved;
@@ -206,7 +208,7 @@ struct stopper *stopper_start(struct opens *opens, const char *name, const char 
 	struct sigaction sa;
 	struct stopper *s;
 
-	g_return_val_if_fail(stop_pipe_write < 0, NULL);
+	g_return_val_if_fail(atomic_load(&stop_pipe_write) < 0, NULL);
 	s = g_new0(struct stopper, 1);
 	if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		int err = errno;
@@ -223,7 +225,7 @@ struct stopper *stopper_start(struct opens *opens, const char *name, const char 
 	s->exit_fn = exit_fn;
 	s->opaque = opaque;
 	s->thread = g_thread_new("stopper", stopper_thread, s);
-	stop_pipe_write = s->pipe[1];
+	atomic_store(&stop_pipe_write, s->pipe[1]);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
@@ -256,7 +258,7 @@ void stopper_free(struct stopper *s)
 		return;
 	for (size_t i = 0; i < G_N_ELEMENTS(stop_signals); i++)
 		signal(stop_signals[i], SIG_IGN);
-	stop_pipe_write = -1;
+	atomic_store(&stop_pipe_write, -1);
 	/* The handler wrote at most 64 Ki bytes, so there is room; else retry until read. */
 	while (write(s->pipe[1], &byte, 1) != 1)
 		g_usleep(1000);

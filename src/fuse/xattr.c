@@ -134,14 +134,15 @@ static int check_leg(struct mirror *m, unsigned int index, GError **error)
 
 	if (index < n)
 		return 0;
-	g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "no leg %u (the mirror has legs 0 to %u)",
-		    index, n - 1);
+	g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+		    "no leg %u (the mirror has legs 0 to %u)", index, n - 1);
 	return -EINVAL;
 }
 
 /*
  * Serializes set's read-check-write of the rates: two operators setting min and max at once
- * must not both pass the check against the other's old value.
+ * must not both pass the check against the other's old value.  Taken before any lock of the
+ * mirror (mirror_get/set_resync_rate take their own); nothing else is taken under it.
  */
 static GMutex tunables_lock;
 
@@ -258,8 +259,9 @@ int xattr_set_hooked(struct mirror *m, const struct xattr_hooks *hooks, uint64_t
 			return -EINVAL;
 		}
 		if (size == 0 || memchr(value, '\0', size) != NULL) {
-			mirror_set_last_error(m, caller, size == 0 ? "empty control command"
-								   : "the command contains a NUL byte");
+			mirror_set_last_error(m, caller,
+					      size == 0 ? "empty control command"
+							: "the command contains a NUL byte");
 			return -EINVAL;
 		}
 		command = g_strndup(value, size);
