@@ -60,12 +60,15 @@ for target in $(cat "$fuzzdir/targets"); do
 	done
 	test -n "$(ls "$corpus")" || fail "$name has no seeds in $srcdir/fuzz/corpus/$seeds"
 
+	dict=
+	test -f "$srcdir/fuzz/$seeds.dict" && dict=-dict=$srcdir/fuzz/$seeds.dict
+
 	log=$tmpdir/$name/log
-	echo "$name: ${seconds}s on $(ls "$corpus" | wc -l) inputs"
+	echo "$name: ${seconds}s on $(ls "$corpus" | wc -l) inputs${dict:+, dictionary ${dict#-dict=}}"
 	status=0
-	"$bin" -max_total_time="$seconds" -rss_limit_mb=1024 -malloc_limit_mb=1024 -timeout=10 \
+	"$bin" -max_total_time="$seconds" -rss_limit_mb=1024 -malloc_limit_mb=1024 -timeout=25 \
 		-detect_leaks=1 -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
-		-artifact_prefix="$tmpdir/$name/artifacts/" "$corpus" >"$log" 2>&1 || status=$?
+		-artifact_prefix="$tmpdir/$name/artifacts/" $dict "$corpus" >"$log" 2>&1 || status=$?
 	grep -E '^(stat::number_of_executed_units|#[0-9]+.*DONE)' "$log" | sed "s/^/$name: /" || true
 
 	reports=$(grep -E 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|fuzz invariant broken|^fuzz: |SUMMARY: ' "$log" || true)

@@ -93,7 +93,10 @@ int main(int argc, char **argv)
 	memset(sb.roles[1].uuid, 0, 16);
 	sb.roles[1].role = SB_ROLE_EMPTY;
 	sb.roles[3].role = SB_ROLE_SPARE;
-	g_strlcpy(sb.name, "miroir-\xc3\xa9t\xc3\xa9-\xe2\x82\xac-0123456789012345678901234567890123456789abc",
+	/* 17 bytes of UTF-8 and 47 of ASCII: the longest name. */
+	g_strlcpy(sb.name,
+		  "miroir-\xc3\xa9t\xc3\xa9-\xe2\x82\xac-"
+		  "0123456789012345678901234567890123456789abcdefg",
 		  sizeof(sb.name));
 	write_seed(dir, "empty-slot-and-spare", &sb);
 
