@@ -5,7 +5,8 @@
  * checks), and with its checksum made right, so that the fuzzer reaches the field checks
  * without having to find a crc32c.  A superblock that decodes must survive encode + decode
  * unchanged, and encoding that again must give the same bytes; one that does not decode must
- * say why in one clean line (examine prints it).
+ * say why in one clean line (examine prints it).  The data size and offset the input holds also
+ * go through the default region size and the bitmap space that create computes from them.
  */
 #include <stdint.h>
 
@@ -71,12 +72,29 @@ static void check_decode(const uint8_t *buf)
 	g_free(reencoded);
 }
 
+/* The sizes create uses, for any data size and offset: a power of two, a whole number of pages. */
+static void check_sizes(uint64_t data_size, uint64_t data_offset)
+{
+	uint64_t region_size = superblock_default_region_size(data_size, data_offset);
+	uint64_t space = superblock_bitmap_space(data_size, region_size);
+
+	fuzz_assert(region_size >= (512u << 10) && region_size <= (64u << 20));
+	fuzz_assert((region_size & (region_size - 1)) == 0);
+	fuzz_assert(space % 4096 == 0);
+	fuzz_assert(superblock_bitmap_space(data_size, 0) == UINT64_MAX);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t *buf = g_malloc0(SB_SIZE);
+	uint64_t data_size, data_offset;
 	uint32_t crc;
 
 	memcpy(buf, data, MIN(size, (size_t)SB_SIZE));
+	/* The data size and offset fields, as they are. */
+	memcpy(&data_offset, buf + 56, 8);
+	memcpy(&data_size, buf + 64, 8);
+	check_sizes(data_size, data_offset);
 	check_decode(buf);
 	crc = crc32c(0, buf, OFF_CRC);
 	buf[OFF_CRC] = (uint8_t)crc;
