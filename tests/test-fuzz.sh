@@ -18,7 +18,8 @@
 set -e
 
 fuzzdir=${builddir:-.}/fuzz
-test -f "$fuzzdir/targets" || fail "$fuzzdir/targets is missing: run 'make check' (it builds the fuzz targets)"
+test -f "$fuzzdir/targets" ||
+	fail "$fuzzdir/targets is missing: run 'make check' (it builds the fuzz targets)"
 test -s "$fuzzdir/targets" ||
 	skip "configure found no clang with libFuzzer (FUZZ_CC); on Debian: apt-get install clang"
 
@@ -33,6 +34,7 @@ esac
 make_tmpdir
 artifacts=$(cd "$fuzzdir" && pwd)/artifacts
 failed=
+ran=
 # The instrumented binaries run under their own sanitizer options, whatever the caller's are.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=0
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -42,6 +44,7 @@ unset LSAN_OPTIONS
 for target in $(cat "$fuzzdir/targets"); do
 	name=${target##*/}
 	case " ${FUZZ_TARGETS:-$name} " in *" $name "*) ;; *) continue ;; esac
+	ran="$ran $name"
 	seeds=${name#fuzz-}
 	bin=$(cd "$(dirname "$fuzzdir/../$target")" && pwd)/$name
 	test -x "$bin" || fail "$bin was not built"
@@ -71,7 +74,9 @@ for target in $(cat "$fuzzdir/targets"); do
 		-artifact_prefix="$tmpdir/$name/artifacts/" $dict "$corpus" >"$log" 2>&1 || status=$?
 	grep -E '^(stat::number_of_executed_units|#[0-9]+.*DONE)' "$log" | sed "s/^/$name: /" || true
 
-	reports=$(grep -E 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|fuzz invariant broken|^fuzz: |SUMMARY: ' "$log" || true)
+	# Reports that a target could print without exiting non-zero still fail it.
+	pattern='ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|SUMMARY: '
+	reports=$(grep -E "$pattern|fuzz invariant broken|^fuzz: " "$log" || true)
 	found=$(ls "$tmpdir/$name/artifacts")
 	if test $status -eq 0 && test -z "$reports" && test -z "$found"; then
 		continue
@@ -86,8 +91,16 @@ for target in $(cat "$fuzzdir/targets"); do
 		echo "$name: reproducer $artifacts/$name/$f; replay it with" >&2
 		echo "    $bin $artifacts/$name/$f" >&2
 	done
-	test -n "$found" || echo "$name: no reproducer was written; the whole log is $artifacts/$name/log" >&2
+	test -n "$found" ||
+		echo "$name: no reproducer was written; the whole log is $artifacts/$name/log" >&2
 done
 
+for name in ${FUZZ_TARGETS:-}; do
+	case " $ran " in
+	*" $name "*) ;;
+	*) fail "FUZZ_TARGETS names '$name', which is not built:" \
+		"the targets are $(sed 's|.*/||' "$fuzzdir/targets" | tr '\n' ' ')" ;;
+	esac
+done
 test -z "$failed" || fail "fuzz targets failed:$failed"
 exit 0
