@@ -55,6 +55,7 @@ for target in $(cat "$fuzzdir/targets"); do
 	else
 		corpus=$tmpdir/$name/corpus
 	fi
+	rm -rf "$artifacts/$name" # a reproducer shown is always this run's
 	mkdir -p "$corpus" "$tmpdir/$name/artifacts"
 	for dir in "$srcdir/fuzz/corpus/$seeds" "$fuzzdir/seeds/$seeds"; do
 		if test -d "$dir"; then
