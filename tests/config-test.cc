@@ -470,6 +470,32 @@ TEST(ConfigErrors, BadEscape)
 		  "s, n, t, r or \\");
 }
 
+// Found by tests/fuzz/fuzz-config: glib 2.74's g_key_file_get_string() sets its error twice, with
+// a glib warning ("GError set over the top of a previous GError"), for a bad escape followed by
+// a backslash at the end of the value.  The parser refuses it with its own message, silently.
+TEST(ConfigErrors, BadEscapeThenBackslashAtTheEnd)
+{
+	static unsigned int warnings;
+	GLogFunc previous = g_log_set_default_handler(
+	    [](const char *, GLogLevelFlags level, const char *, gpointer) {
+		    if (level & (G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL))
+			    warnings++;
+	    },
+	    nullptr);
+
+	warnings = 0;
+	for (const char *text : {"[leg a]\npath=\\k\\", "[leg a]\npath = /a\\q\\\n"})
+		EXPECT_EQ(parse_error(text, CONFIG_ERROR_VALUE),
+			  "a.conf:2: [leg a]: path: bad escape sequence: a backslash must be "
+			  "followed by s, n, t, r or \\")
+		    << text;
+	EXPECT_EQ(parse_error("[leg a]\npath = /a\\\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path: bad escape sequence: a backslash must be followed by "
+		  "s, n, t, r or \\");
+	g_log_set_default_handler(previous, nullptr);
+	EXPECT_EQ(warnings, 0u) << "glib warned while parsing";
+}
+
 TEST(ConfigErrors, DuplicateLegName)
 {
 	const std::string text = "[mirror]\n"
