@@ -196,6 +196,9 @@ TEST_F(Control, ControlCharactersAreRefused)
 	refused("remove --for\x07" "ce 1", "the command contains control character 0x07");
 	refused("set resync\x1b-rate-min 1", "the tunable name contains control character 0x1b");
 	refused("set resync-rate-min 1\r", "the value contains control character 0x0d");
+	/* Found by fuzz-control: the refusal quoted the verb's bytes, which were not UTF-8. */
+	refused("remo\xf6" "e 999", "the command is not UTF-8 (byte 4 is 0xf6)");
+	refused("add /tmp/\xff", "the path is not UTF-8 (byte 5 is 0xff)");
 	refused("stop \x08", "the command contains control character 0x08");
 
 	for (unsigned c = 1; c < 256; c++) {
@@ -218,6 +221,8 @@ TEST_F(Control, MessagesNeverCarryControlCharacters)
 			std::string text = t;
 			text.replace(text.find('X'), 1, std::string(1, (char)c));
 			Parsed p = parse(text);
+			ASSERT_TRUE(g_utf8_validate(p.message.c_str(), -1, NULL))
+			    << "'" << text << "' gave a message that is not UTF-8";
 			for (unsigned char m : p.message)
 				ASSERT_FALSE(m < 0x20 || m == 0x7f)
 				    << "'" << text << "' gave a message with 0x" << std::hex

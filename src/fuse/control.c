@@ -103,6 +103,12 @@ static int parse_error(GError **error, const char *format, ...)
  */
 static int check_text(const char *text, const char *what, GError **error)
 {
+	const char *bad;
+
+	/* Messages quote the text: it must be a string a log line and an xattr can carry. */
+	if (!g_utf8_validate(text, -1, &bad))
+		return parse_error(error, "%s is not UTF-8 (byte %d is 0x%02x)", what,
+				   (int)(bad - text), (unsigned char)*bad);
 	for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
 		if (*c < 0x20 || *c == 0x7f)
 			return parse_error(error, "%s contains control character 0x%02x", what, *c);
