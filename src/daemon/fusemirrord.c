@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "daemon/log.h"
 #include "daemon/notify.h"
+#include "daemon/save-config.h"
 #include "fuse/frontend.h"
 #include "mirror/mirror.h"
 
@@ -62,6 +63,7 @@ static const GOptionEntry options[] = {
 struct daemon {
 	char *created_mountpoint; /* the empty file we created, removed if start-up fails */
 	struct mirror_config *config;
+	struct daemon_config_file config_file; /* rewritten after add and remove */
 	struct mirror *mirror;
 	GThreadPool *event_pool; /* runs the on-event program off the I/O path */
 	int ready_fd;		 /* write end of the pipe to the waiting parent, or -1 */
@@ -128,6 +130,9 @@ static void on_event(void *opaque, struct mirror *m, const char *event, GLogLeve
 	struct leg_status st;
 
 	update_status(m);
+	/* On the thread of the control command, before fusemirrorctl add or remove returns. */
+	if (strcmp(event, "LegAdded") == 0 || strcmp(event, "LegRemoved") == 0)
+		daemon_save_config(&d->config_file, m);
 	if (d->config->on_event == NULL || d->event_pool == NULL)
 		return;
 	job = g_new0(struct event_job, 1);
@@ -424,6 +429,7 @@ int main(int argc, char **argv)
 
 	/* Paths are resolved before a daemon changes directory to /. */
 	abs_config = g_canonicalize_filename(config_path, NULL);
+	daemon_config_file_init(&d.config_file, abs_config);
 	if (!opt_foreground)
 		d.ready_fd = daemon_fork();
 	abs_mountpoint = prepare_mountpoint(&d, mountpoint);
@@ -479,6 +485,7 @@ int main(int argc, char **argv)
 	g_message("stopped; %s unmounted", abs_mountpoint);
 
 	config_free(d.config);
+	daemon_config_file_clear(&d.config_file);
 	g_free(abs_config);
 	g_free(abs_mountpoint);
 	g_free(fuse_opts);
