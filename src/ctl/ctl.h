@@ -47,6 +47,8 @@ extern const struct ctl_command ctl_cmd_add;
 extern const struct ctl_command ctl_cmd_remove;
 extern const struct ctl_command ctl_cmd_resync;
 extern const struct ctl_command ctl_cmd_set;
+extern const struct ctl_command ctl_cmd_scan;
+extern const struct ctl_command ctl_cmd_list;
 
 /* ---- fusemirrorctl.c: messages and option parsing ------------------------------------------ */
 
