@@ -10,7 +10,8 @@
 #   - scan of the legs prints a config that assembles the same mirror; a removed leg is a
 #     comment; scan of loop devices without arguments finds them;
 #   - list and list --json show two running mirrors with name, state, size and mountpoint; a
-#     mirror whose daemon was killed is listed as dead (exit 1), and list does not hang on it.
+#     mirror whose daemon is stopped (SIGSTOP) is not-responding after 5 s, not waited for; one
+#     whose daemon was killed is listed as dead (exit 1).
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/daemon.sh"
 set -e
@@ -169,6 +170,21 @@ else:
 "$fusemirrorctl" list --json >"$tmpdir/list.json" || daemon_fail "fusemirrorctl list --json"
 python3 -c "$check_json" "$tmpdir/list.json" live "$mirror" "$tmpdir/mirror2" $$ "$uuid" ||
 	daemon_fail "list --json: $(cat "$tmpdir/list.json")"
+
+# The second daemon stopped (SIGSTOP): list does not hang on it, it says it does not answer.
+kill -s STOP "$second_pid"
+cleanup_fn "kill -s CONT $second_pid 2>/dev/null"
+start=$(date +%s)
+rc=0
+timeout 30 "$fusemirrorctl" list >"$tmpdir/list.out" 2>"$tmpdir/list.err" || rc=$?
+kill -s CONT "$second_pid"
+test $rc = 1 || daemon_fail "list with a stopped daemon exited $rc, not 1"
+test $(($(date +%s) - start)) -le 15 || daemon_fail "list waited more than 15 s for a stopped daemon"
+grep -Eq "^list2-$$ +not-responding +- +$tmpdir/mirror2\$" "$tmpdir/list.out" ||
+	daemon_fail "list does not show the stopped mirror as not-responding: $(cat "$tmpdir/list.out")"
+grep -Eq "^keep-$$ +clean " "$tmpdir/list.out" || daemon_fail "list lost the first mirror"
+grep -q "list: $tmpdir/mirror2: no answer within 5 s" "$tmpdir/list.err" ||
+	daemon_fail "list does not say why: $(cat "$tmpdir/list.err")"
 
 # The second daemon killed: its mount stays, dead; list says so, at once, and exits 1.
 kill -s KILL "$second_pid"
