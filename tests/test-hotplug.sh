@@ -49,6 +49,7 @@ truncate -s $((size + mib)) "$a" "$b"
 truncate -s $((size + 2 * mib)) "$c"
 write_config "$tmpdir/m.conf" hot metadata=internal region-size=1M read-policy=round-robin \
 	resync-rate-min=16M "$a" "$b"
+cp "$tmpdir/m.conf" "$tmpdir/m.conf.orig"
 "$fusemirrorctl" create --assume-clean "$tmpdir/m.conf" >&2 || fail "fusemirrorctl create"
 start_daemon "$tmpdir/m.conf" "$mirror"
 
@@ -139,9 +140,12 @@ timeout 60 "$fusemirrorctl" wait "$mirror" >&2 || daemon_fail "fusemirrorctl wai
 assert_eq "$(xattr "$mirror" user.fusemirror.resync.total)" $size \
 	"a removed leg added back is copied in full"
 data_equal $size "$a" "$b" "$c"
-# A restart from the config, which does not list c: its slot is missing, the mirror degraded,
-# until c is added back into it (by its leg UUID).
+# The daemon keeps its config true: c, added back, has its group again.
+assert_grep "^\[leg c\]\$" "$tmpdir/m.conf" "the config after adding c back"
+# A restart from a config that does not list c (the first one): its slot is missing, the
+# mirror degraded, until c is added back into it (by its leg UUID).
 stop_daemon
+cp "$tmpdir/m.conf.orig" "$tmpdir/m.conf"
 start_daemon "$tmpdir/m.conf" "$mirror"
 assert_eq "$(xattr "$mirror" user.fusemirror.legs)" 3 "legs after a restart without c"
 assert_eq "$(leg_state "$mirror" 2)" failed "the unlisted slot after a restart"

@@ -101,6 +101,33 @@ const char *config_engine_name(enum dmio_engine engine);
  */
 gboolean config_parse_size(const char *text, uint64_t *out);
 
+/* ---- save.c: keeping the file true ----------------------------------------------------------- */
+
+/*
+ * The text of the config data (read from filename, which names it in messages) with its
+ * [leg NAME] groups rewritten to legs: a group of a leg that stays keeps its place, comments and
+ * other keys, with its path and write-mostly changed in place when they differ; the group of a
+ * leg not in legs goes, with the comment lines right above its header; a new leg's group is
+ * appended.  Every other line is kept byte for byte.  Returns the new text (g_free it), or NULL
+ * with *error (CONFIG_ERROR) when data is not a valid config or the result would not be one
+ * (duplicate names or paths, a bad name...).
+ */
+char *config_rewrite_legs(const char *data, gsize length, const char *filename,
+			  const struct leg_config *legs, unsigned int num_legs, GError **error);
+
+/*
+ * Rewrite the file at path (through a symbolic link: its target) with config_rewrite_legs(),
+ * atomically: a temporary file in the same directory with the file's mode and owner, fsync,
+ * rename over the file, fsync of the directory.  Nothing is written when nothing changes;
+ * *changed (may be NULL) says whether the file was replaced.  Returns TRUE, or FALSE with *error
+ * (CONFIG_ERROR_IO when the file cannot be read or written: it is then left as it was).
+ */
+gboolean config_save_legs(const char *path, const struct leg_config *legs, unsigned int num_legs,
+			  gboolean *changed, GError **error);
+
+/* value as GKeyFile writes it after "key = " (a leading space as \s, \ as \\); g_free it. */
+char *config_escape_value(const char *value);
+
 #ifdef __cplusplus
 }
 #endif

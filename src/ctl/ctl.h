@@ -48,6 +48,8 @@ extern const struct ctl_command ctl_cmd_remove;
 extern const struct ctl_command ctl_cmd_resync;
 extern const struct ctl_command ctl_cmd_set;
 extern const struct ctl_command ctl_cmd_stop;
+extern const struct ctl_command ctl_cmd_scan;
+extern const struct ctl_command ctl_cmd_list;
 
 /* ---- fusemirrorctl.c: messages and option parsing ------------------------------------------ */
 

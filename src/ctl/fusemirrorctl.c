@@ -18,7 +18,9 @@
 static const struct ctl_command *const commands[] = {
     &ctl_cmd_create,
     &ctl_cmd_examine,
+    &ctl_cmd_scan,
     &ctl_cmd_status,
+    &ctl_cmd_list,
     &ctl_cmd_wait,
     &ctl_cmd_fail,
     &ctl_cmd_add,

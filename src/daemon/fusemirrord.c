@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "daemon/log.h"
 #include "daemon/notify.h"
+#include "daemon/save-config.h"
 #include "fuse/frontend.h"
 #include "mirror/mirror.h"
 
@@ -62,6 +63,7 @@ static const GOptionEntry options[] = {
 struct daemon {
 	char *created_mountpoint; /* the empty file we created, removed if start-up fails */
 	struct mirror_config *config;
+	struct daemon_config_file config_file; /* rewritten after add and remove */
 	struct mirror *mirror;
 	GThreadPool *event_pool; /* runs the on-event program off the I/O path */
 	int ready_fd;		 /* write end of the pipe to the waiting parent, or -1 */
@@ -144,19 +146,22 @@ static void on_event(void *opaque, struct mirror *m, const char *event, GLogLeve
 }
 
 /*
- * A control command add or remove succeeded.  Saving the config is not done yet: say so, so
- * that an operator knows the file was not rewritten.
+ * A control command add or remove succeeded: rewrite the config's [leg] groups from the slots,
+ * unless the command said --no-save.  On the command's thread, after the mirror's reconfig_lock
+ * is released and before fusemirrorctl add or remove returns.
  */
 static void on_membership(void *opaque, struct mirror *m, bool save)
 {
 	struct daemon *d = opaque;
-	g_autofree char *file = g_strescape(d->config->file, NULL);
 
-	if (save)
-		g_message("mirror %s: the legs changed; %s is not rewritten by this version",
+	if (save) {
+		daemon_save_config(&d->config_file, m);
+	} else {
+		g_autofree char *file = g_strescape(d->config->file, NULL);
+
+		g_message("mirror %s: the legs changed and %s is not rewritten (--no-save)",
 			  mirror_name(m), file);
-	else
-		g_debug("mirror %s: the legs changed (--no-save)", mirror_name(m));
+	}
 }
 
 /* ---- Daemonizing: the parent exits with the child's start-up status ------------------------- */
@@ -440,6 +445,7 @@ int main(int argc, char **argv)
 
 	/* Paths are resolved before a daemon changes directory to /. */
 	abs_config = g_canonicalize_filename(config_path, NULL);
+	daemon_config_file_init(&d.config_file, abs_config);
 	if (!opt_foreground)
 		d.ready_fd = daemon_fork();
 	abs_mountpoint = prepare_mountpoint(&d, mountpoint);
@@ -497,6 +503,7 @@ int main(int argc, char **argv)
 	g_message("stopped; %s unmounted", abs_mountpoint);
 
 	config_free(d.config);
+	daemon_config_file_clear(&d.config_file);
 	g_free(abs_config);
 	g_free(abs_mountpoint);
 	g_free(fuse_opts);
