@@ -66,6 +66,25 @@ const char *leg_state_name(enum leg_state state)
 	return "unknown";
 }
 
+const char *leg_resync_role_name(enum leg_resync_role role)
+{
+	switch (role) {
+	case LEG_RESYNC_NONE:
+		return "none";
+	case LEG_RESYNC_SOURCE:
+		return "source";
+	case LEG_RESYNC_BITMAP:
+		return "bitmap";
+	case LEG_RESYNC_FULL:
+		return "full";
+	case LEG_RESYNC_REWRITE:
+		return "rewrite";
+	case LEG_RESYNC_DIRTY:
+		return "dirty";
+	}
+	return "unknown";
+}
+
 uint64_t mirror_state_changed(struct mirror *m, bool bump, bool hold)
 {
 	uint64_t gen;

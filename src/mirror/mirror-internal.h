@@ -84,7 +84,7 @@ struct leg {
 	atomic_uint pending;
 	atomic_ullong read_errors;
 	atomic_ullong write_errors;
-	/* I/O error log rate limit (io.c), under state_lock. */
+	/* I/O error log rate limit (legio.c), under state_lock. */
 	gint64 log_window_start;
 	unsigned int log_count;
 	unsigned long log_suppressed;
@@ -161,6 +161,7 @@ struct mirror {
 	atomic_bool resync_stop;
 	atomic_bool unclean;	       /* the in-sync legs may differ in the dirty regions */
 	atomic_bool full_requested;    /* ... in every region: fusemirrorctl resync --full */
+	atomic_bool rewriting;	       /* the in-sync legs are rewritten on request (until done) */
 	atomic_int resync_source;      /* leg the unsynced regions are read from */
 	atomic_ullong resync_cursor;   /* regions below it are done */
 	atomic_ullong resync_done;     /* bytes copied */
@@ -261,6 +262,16 @@ int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct
 		   unsigned int n, void *buf, uint64_t leg_offset, uint64_t len, int *errors);
 /* The legs that take writes (with a device), into legs[]; their number. */
 unsigned int mirror_written_legs(struct mirror *m, struct leg **legs);
+/*
+ * Log one I/O error of leg (IOError, warning), rate limited to a burst per leg per window so that
+ * a dying leg cannot flood the journal: what failed ("write", "resync write", "bitmap write"),
+ * where (data_offset: bytes into the mirror's data, or LEG_IO_METADATA for the superblock and
+ * bitmap; leg_offset: bytes into the leg), len bytes, err (a positive errno) and the request's
+ * error bits.
+ */
+#define LEG_IO_METADATA UINT64_MAX
+void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint64_t data_offset,
+		      uint64_t leg_offset, uint64_t len, int err, unsigned long error_bits);
 
 /* ---- io.c ---- */
 
@@ -328,5 +339,7 @@ void resync_start(struct mirror *m);
 void resync_stop(struct mirror *m);
 /* Whether a read of the range must come from the resync source (unsynced after a crash). */
 bool resync_read_needs_source(struct mirror *m, uint64_t offset, uint64_t len);
+/* What the running resync does with leg (status). */
+enum leg_resync_role resync_leg_role(struct mirror *m, const struct leg *leg);
 
 #endif /* FUSEMIRROR_MIRROR_INTERNAL_H */

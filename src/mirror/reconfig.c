@@ -443,6 +443,7 @@ static int resync_locked(struct mirror *m, bool full, GError **error)
 		/* Every region differs until copied: reads of it come from the source. */
 		atomic_store(&m->unclean, true);
 		atomic_store(&m->full_requested, true);
+		atomic_store(&m->rewriting, true);
 	}
 	resync_start(m);
 	return 0;
