@@ -179,6 +179,13 @@ assert_eq "$(cat "$tmpdir/ctl.out")" \
 	"the refusal of a re-add"
 
 # Leg b fails, misses one region (1 MiB), and is re-added: the bitmap's 1 MiB, at 512 KiB/s.
+# First the bits that resync --full set are cleared, once idle (5 s).
+tries=200
+until "$fusemirrorctl" examine --json "$a" | grep -q '"dirty_regions":0[,}]'; do
+	tries=$((tries - 1))
+	test $tries -gt 0 || daemon_fail "the bitmap bits of resync --full were never cleared"
+	sleep 0.1
+done
 ctl_out "fail b" fail "$mirror" b
 dd if=/dev/urandom of="$mirror" bs=1M count=1 seek=5 oflag=direct conv=notrunc status=none ||
 	daemon_fail "dd while b is out"
