@@ -352,8 +352,9 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 		r = superblock_read_raw(leg->dev, buf);
 		if (r < 0) {
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-				    "leg '%s' (%s): cannot read its superblock: %s", leg->name,
-				    leg->path, g_strerror(-r));
+				    "leg %u '%s' (%s): cannot read its superblock (leg offset 0 "
+				    "length %u): %s (errno %d)",
+				    i, leg->name, leg->path, SB_SIZE, g_strerror(-r), -r);
 			goto out;
 		}
 		in[i].sb_error = superblock_decode(buf, &in[i].sb, &whys[i]);
@@ -439,9 +440,12 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 			r = mirror_sync_io(m, DMIO_READ, 0, &leg, 1, bits, SB_BITMAP_OFFSET,
 					   bitmap_disk_bytes(m->bitmap), NULL);
 			if (r < 0) {
-				g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-					    "leg '%s' (%s): cannot read its bitmap: %s", leg->name,
-					    leg->path, g_strerror(-r));
+				g_set_error(
+				    error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+				    "leg %u '%s' (%s): cannot read its bitmap (leg offset %u "
+				    "length %" PRIu64 "): %s (errno %d)",
+				    i, leg->name, leg->path, SB_BITMAP_OFFSET,
+				    (uint64_t)bitmap_disk_bytes(m->bitmap), g_strerror(-r), -r);
 				free(bits);
 				goto out;
 			}
