@@ -68,9 +68,10 @@ struct leg {
 	struct mirror *m;
 	unsigned int index;
 	/*
-	 * Identity (leg.c: leg_attach, leg_detach, leg_empty).  Changed only while the mirror is
-	 * frozen and the resync stopped, under state_lock; so requests, the resync and the
-	 * cleaner read them freely, and status readers (not requests) read them under state_lock.
+	 * Identity (leg.c: leg_attach, leg_detach, leg_empty, leg_forget_uuid).  Changed only
+	 * while the mirror is frozen and the resync stopped, under state_lock; so requests, the
+	 * resync and the cleaner read them freely, and status readers (not requests) read them
+	 * under state_lock.
 	 * Replaced strings are kept until close (m->retired): a pointer read stays valid.
 	 */
 	char *name;
@@ -225,6 +226,8 @@ bool leg_move_allowed(enum leg_state from, enum leg_state to, bool assembly);
 void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char *path,
 		struct dmio_dev *dev, const uint8_t uuid[16], bool write_mostly);
 struct dmio_dev *leg_detach(struct mirror *m, struct leg *leg);
+/* A removed slot keeps its name and path but no UUID: no member is in it. */
+void leg_forget_uuid(struct mirror *m, struct leg *leg);
 /* Make slot i (and any slot between num_legs and it) an empty slot with no name or path,
  * removed; num_legs grows to cover it. */
 void leg_empty(struct mirror *m, unsigned int i);
