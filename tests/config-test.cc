@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -394,6 +395,79 @@ TEST(ConfigErrors, BadRegionSizeAndRates)
 		  "a.conf:2: region-size '2G' is not a power of two from 4K to 1G (e.g. 512K, 4M)");
 	EXPECT_EQ(parse_error(mirror_with("resync-rate-max = fast"), CONFIG_ERROR_VALUE),
 		  "a.conf:2: resync-rate-max 'fast' is not a rate in bytes per second (e.g. 50M)");
+}
+
+/* The minimum is always granted, so it cannot be above the maximum (0: no maximum). */
+TEST(ConfigErrors, RateMinimumAboveMaximum)
+{
+	EXPECT_EQ(parse_error(mirror_with("resync-rate-max = 10M\nresync-rate-min = 20M"),
+			      CONFIG_ERROR_INVALID),
+		  "a.conf:3: resync-rate-min (20.0 MiB/s) is above resync-rate-max (10.0 MiB/s): "
+		  "lower the minimum or raise the maximum (0 = no maximum)");
+	ConfigPtr equal = parse_ok(mirror_with("resync-rate-min = 10M\nresync-rate-max = 10M"));
+	ASSERT_TRUE(equal);
+	EXPECT_EQ(equal->resync_rate_min, 10ull << 20);
+	ConfigPtr unlimited = parse_ok(mirror_with("resync-rate-min = 1G\nresync-rate-max = 0"));
+	ASSERT_TRUE(unlimited);
+	EXPECT_EQ(unlimited->resync_rate_min, 1ull << 30);
+	/* The default minimum (16M) gives way to a lower maximum the file sets. */
+	ConfigPtr slow = parse_ok(mirror_with("resync-rate-max = 1M"));
+	ASSERT_TRUE(slow);
+	EXPECT_EQ(slow->resync_rate_min, 1ull << 20);
+	EXPECT_EQ(slow->resync_rate_max, 1ull << 20);
+}
+
+/* on-event is checked when the daemon starts: it exists, is a file, may be executed. */
+TEST(ConfigErrors, OnEventMustBeRunnable)
+{
+	char *made = g_dir_make_tmp("config-test-XXXXXX", nullptr);
+	ASSERT_NE(nullptr, made);
+	std::string dir_path = made;
+	g_free(made);
+	std::string prog = dir_path + "/notify";
+	/* Removed however the test ends. */
+	std::unique_ptr<void, std::function<void(void *)>> cleanup((void *)1, [&](void *) {
+		unlink(prog.c_str());
+		rmdir(dir_path.c_str());
+	});
+	std::string text = mirror_with("on-event = " + prog);
+
+	ConfigPtr config = parse_ok(text);
+	ASSERT_TRUE(config) << "parsing does not look at the file system";
+	GError *error = nullptr;
+	EXPECT_FALSE(config_check_on_event(config.get(), &error));
+	ASSERT_NE(nullptr, error);
+	EXPECT_EQ(CONFIG_ERROR_VALUE, error->code);
+	EXPECT_EQ("/etc/fusemirror/a.conf:2: on-event '" + prog +
+		      "' cannot be run: No such file or directory",
+		  std::string(error->message));
+	g_clear_error(&error);
+
+	ASSERT_TRUE(g_file_set_contents(prog.c_str(), "#!/bin/sh\n", -1, nullptr));
+	ASSERT_EQ(0, chmod(prog.c_str(), 0644));
+	/* access(X_OK) refuses a file with no x bit at all, to root too. */
+	EXPECT_FALSE(config_check_on_event(config.get(), &error)) << "not executable";
+	ASSERT_NE(nullptr, error);
+	EXPECT_NE(std::string::npos, std::string(error->message).find("Permission denied"))
+	    << error->message;
+	g_clear_error(&error);
+
+	ASSERT_EQ(0, chmod(prog.c_str(), 0755));
+	EXPECT_TRUE(config_check_on_event(config.get(), &error));
+	EXPECT_EQ(nullptr, error);
+
+	ConfigPtr dir = parse_ok(mirror_with("on-event = " + dir_path));
+	ASSERT_TRUE(dir);
+	EXPECT_FALSE(config_check_on_event(dir.get(), &error));
+	ASSERT_NE(nullptr, error);
+	EXPECT_EQ("/etc/fusemirror/a.conf:2: on-event '" + dir_path +
+		      "' is a directory, not a program",
+		  std::string(error->message));
+	g_clear_error(&error);
+
+	ConfigPtr none = parse_ok(mirror_with("name = x"));
+	ASSERT_TRUE(none);
+	EXPECT_TRUE(config_check_on_event(none.get(), &error)) << "no on-event: nothing to check";
 }
 
 TEST(ConfigErrors, BadBoolean)

@@ -13,6 +13,9 @@ extern "C" {
 #include "mirror/mirror-internal.h"
 }
 
+#include <fcntl.h>
+#include <linux/falloc.h>
+
 #include <atomic>
 #include <future>
 #include <random>
@@ -308,6 +311,43 @@ TEST_F(MirrorMetadata, LastErrorIsPerCaller)
 	a = mirror_last_error(m_, 1);
 	EXPECT_STREQ("", a) << "the oldest callers are forgotten";
 	g_free(a);
+}
+
+/*
+ * A bitmap write that fails (leg 1's bitmap blocks punched out of a full tmpfs): the leg is
+ * failed, and the IOError line says the leg, the leg offset of the bitmap block, its length
+ * and errno; the write that needed the bit still succeeds on leg 0.
+ */
+TEST_F(MirrorMetadata, BitmapWriteErrorIsLoggedWithLegOffsetAndErrno)
+{
+	std::string full = tmp_ / "full";
+	DMIO_REQUIRE_TMPFS(new_mount(), full, "8M");
+	add_leg("leg0", kLegSize);
+	add_leg("leg1", kLegSize, full);
+	ASSERT_NO_FATAL_FAILURE(format_legs());
+	ASSERT_NO_FATAL_FAILURE(open_ok());
+	int fd = ::open(legs_[1].path.c_str(), O_RDWR);
+	ASSERT_GE(fd, 0);
+	EXPECT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, SB_BITMAP_OFFSET,
+			       SB_DATA_OFFSET - SB_BITMAP_OFFSET));
+	::close(fd);
+	ASSERT_NO_FATAL_FAILURE(fill_filesystem(full));
+	LogCapture::get().clear();
+
+	std::vector<uint8_t> data = pattern(64 * KiB, 5);
+	ASSERT_EQ((ssize_t)data.size(), write(data, 0));
+	EXPECT_EQ(LEG_FAILED, state_of(1));
+	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
+	EXPECT_GE(
+	    LogCapture::get().count("IOError", {"bitmap write error on leg 1 (leg1, " +
+						    legs_[1].path + ") at leg offset 4096 length",
+						"No space left on device (errno 28"}),
+	    1u)
+	    << LogCapture::get().dump();
+	EXPECT_GE(LogCapture::get().count("LegFailed", {"cannot write the write-intent bitmap at "
+							"leg offset 4096 length"}),
+		  1u)
+	    << LogCapture::get().dump();
 }
 
 /* A full resync on request with writers running: every leg identical at the end. */

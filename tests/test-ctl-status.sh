@@ -156,34 +156,35 @@ if got != want:
 run "$ctl" status --json "$clean"
 expect_rc 0 "status --json of a clean mirror"
 check_json "$clean" "{
-	'file': '$clean', 'name': 'data', 'state': 'clean', 'size': 1073741824,
+	'file': '$clean', 'name': 'data', 'uuid': None, 'state': 'clean', 'size': 1073741824,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'read_errors': 0, 'write_errors': 0},
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
-		 'read_errors': 0, 'write_errors': 0}],
-	'events': 1, 'error_bits': '0x0'}"
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0}],
+	'events': 1, 'error_bits': '0x0', 'resync': None}"
 
 run "$ctl" status --json "$degraded"
 expect_rc 1 "status --json of a degraded mirror"
 check_json "$degraded" "{
-	'file': '$degraded', 'name': 'db', 'state': 'degraded', 'size': 1572864,
+	'file': '$degraded', 'name': 'db', 'uuid': None, 'state': 'degraded', 'size': 1572864,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'read_errors': 0, 'write_errors': 0},
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'failed',
-		 'read_errors': 7, 'write_errors': 1},
+		 'resync': None, 'uuid': None, 'read_errors': 7, 'write_errors': 1},
 		{'index': 2, 'name': 'c', 'path': '/var/tmp/leg c\\'s \"copy\" \$HOME;\\tx',
-		 'state': 'in_sync', 'read_errors': 0, 'write_errors': 18446744073709551615}],
-	'events': 5, 'error_bits': '0x2'}"
+		 'state': 'in_sync', 'resync': None, 'uuid': None, 'read_errors': 0,
+		 'write_errors': 18446744073709551615}],
+	'events': 5, 'error_bits': '0x2', 'resync': None}"
 
 run "$ctl" status --json "$failed"
 expect_rc 2 "status --json of a failed mirror"
 check_json "$failed" "{
-	'file': '$failed', 'name': 'gone', 'state': 'failed', 'size': 512,
+	'file': '$failed', 'name': 'gone', 'uuid': None, 'state': 'failed', 'size': 512,
 	'legs': [{'index': 0, 'name': 'only', 'path': '/var/tmp/only.img', 'state': 'failed',
-		  'read_errors': 3, 'write_errors': 4}],
-	'events': 9, 'error_bits': '0x1'}"
+		  'resync': None, 'uuid': None, 'read_errors': 3, 'write_errors': 4}],
+	'events': 9, 'error_bits': '0x1', 'resync': None}"
 
 # Every character that JSON must escape, and UTF-8 that it must not.
 escapes=$tmpdir/escapes.img
@@ -250,6 +251,111 @@ expect_rc 0 "status --export with escapes"
 	eval "$(cat "$tmpdir/out")"
 	test "$MIRROR_NAME" = "q\"b\\s/${tab}n${nl}cr$(printf '\r\001\037')z"
 ) || problem "eval of status --export does not give back a name with control characters"
+
+# ---- status of a resync: UUIDs, progress, ETA and what is copied where, in the three forms ------
+
+# A daemon with superblocks, in a resync --full: leg 0 the source, leg 1 rewritten, 25 MiB of
+# 100 MiB done at 5 MiB/s: 15 s left.
+au=0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9
+u0=11111111-2222-4333-8444-555555555555
+u1=66666666-7777-4888-9999-aaaaaaaaaaaa
+rs=$tmpdir/rs.img
+copy_mirror "$clean" "$rs" &&
+	set_attrs "$rs" state=resyncing uuid=$au resync.done=26214400 resync.total=104857600 \
+		resync.rate=5242880 resync.source=0 leg.0.uuid=$u0 leg.1.uuid=$u1 \
+		leg.0.resync=source leg.1.resync=rewrite || fail "setfattr on $rs"
+run "$ctl" status "$rs"
+expect_rc 1 "status of a resync"
+out_has "^ +UUID : $au\$" "status (resync) array UUID"
+out_has '^ +Resync : 25\.0% \(26214400 of 104857600 bytes, 25\.00 MiB of 100\.00 MiB\) at 5\.00 MiB/s, ETA 15s$' \
+	"status (resync) progress"
+out_has '^ +Resyncing : from leg 0 \(a\) onto leg 1 \(b, rewrite\)$' "status (resync) what onto what"
+out_has '^ +Index +Name +State +Resync +Read Errors +Write Errors +UUID +Path$' \
+	"status (resync) leg table header"
+out_has "^ +0 +a +in_sync +source +0 +0 +$u0 +/var/tmp/a\.img\$" "status (resync) leg 0"
+out_has "^ +1 +b +in_sync +rewrite +0 +0 +$u1 +/dev/sdc\$" "status (resync) leg 1"
+
+run "$ctl" status --json "$rs"
+expect_rc 1 "status --json of a resync"
+check_json "$rs" "{
+	'file': '$rs', 'name': 'data', 'uuid': '$au', 'state': 'resyncing', 'size': 1073741824,
+	'legs': [
+		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
+		 'resync': 'source', 'uuid': '$u0', 'read_errors': 0, 'write_errors': 0},
+		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
+		 'resync': 'rewrite', 'uuid': '$u1', 'read_errors': 0, 'write_errors': 0}],
+	'events': 1, 'error_bits': '0x0',
+	'resync': {'active': True, 'done': 26214400, 'total': 104857600, 'rate': 5242880,
+		   'eta': 15, 'source': 0}}"
+
+run "$ctl" status --export "$rs"
+expect_rc 1 "status --export of a resync"
+cat >"$tmpdir/expected" <<EOF
+MIRROR_FILE=$rs
+MIRROR_NAME=data
+MIRROR_UUID=$au
+MIRROR_STATE=resyncing
+MIRROR_SIZE=1073741824
+MIRROR_LEGS=2
+MIRROR_EVENTS=1
+MIRROR_ERROR_BITS=0x0
+MIRROR_RESYNC_ACTIVE=1
+MIRROR_RESYNC_DONE=26214400
+MIRROR_RESYNC_TOTAL=104857600
+MIRROR_RESYNC_RATE=5242880
+MIRROR_RESYNC_ETA=15
+MIRROR_RESYNC_SOURCE=0
+MIRROR_LEG_0_NAME=a
+MIRROR_LEG_0_PATH=/var/tmp/a.img
+MIRROR_LEG_0_STATE=in_sync
+MIRROR_LEG_0_READ_ERRORS=0
+MIRROR_LEG_0_WRITE_ERRORS=0
+MIRROR_LEG_0_RESYNC=source
+MIRROR_LEG_0_UUID=$u0
+MIRROR_LEG_1_NAME=b
+MIRROR_LEG_1_PATH=/dev/sdc
+MIRROR_LEG_1_STATE=in_sync
+MIRROR_LEG_1_READ_ERRORS=0
+MIRROR_LEG_1_WRITE_ERRORS=0
+MIRROR_LEG_1_RESYNC=rewrite
+MIRROR_LEG_1_UUID=$u1
+EOF
+if ! cmp -s "$tmpdir/expected" "$tmpdir/out"; then
+	problem "status --export of $rs differs from the expected (-) lines:"
+	diff "$tmpdir/expected" "$tmpdir/out" | sed 's/^/    /'
+fi
+
+# Once it is over: no Resync lines nor column, the last progress kept in --json, no ETA.
+copy_mirror "$rs" "$rs.done" && set_attrs "$rs.done" state=clean resync.done=104857600 \
+	resync.rate=0 resync.source= leg.0.resync=none leg.1.resync=none || fail "setfattr"
+run "$ctl" status "$rs.done"
+expect_rc 0 "status after a resync"
+grep -q -e '^ *Resync' "$tmpdir/out" && problem "status after a resync shows a Resync line"
+out_has '^ +Index +Name +State +Read Errors +Write Errors +UUID +Path$' \
+	"status after a resync: no Resync column"
+run "$ctl" status --json "$rs.done"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["resync"]
+assert r == {"active": False, "done": 104857600, "total": 104857600, "rate": 0, "eta": None,
+	     "source": None}, r
+' "$tmpdir/out" >"$tmpdir/json.log" 2>&1 ||
+	problem "status --json after a resync: $(cat "$tmpdir/json.log")"
+run "$ctl" status --export "$rs.done"
+grep -q -e '^MIRROR_RESYNC_ETA=' -e '^MIRROR_RESYNC_SOURCE=' "$tmpdir/out" &&
+	problem "status --export after a resync gives an ETA or a source"
+out_has '^MIRROR_RESYNC_ACTIVE=0$' "status --export after a resync"
+
+# A leg UUID or a source that is not one is refused, naming the attribute.
+for broken in "leg.1.uuid=xyz:user.fusemirror.leg.1.uuid" \
+	"resync.source=x:user.fusemirror.resync.source" \
+	"resync.source=64:user.fusemirror.resync.source"; do
+	copy_mirror "$rs" "$tmpdir/bad-rs.img" && set_attrs "$tmpdir/bad-rs.img" "${broken%%:*}" ||
+		fail "setfattr"
+	run "$ctl" status "$tmpdir/bad-rs.img"
+	expect_rc 4 "status with ${broken%%:*}"
+	err_has "${broken#*:}" "status with ${broken%%:*}"
+done
 
 # ---- status: what cannot be read ----------------------------------------------------------------
 
@@ -466,9 +572,9 @@ for cmd in $help_commands; do
 	done
 done
 
-# Every attribute that fusemirrorctl reads (those set above, leg.0 standing for leg.I) and the
-# control attribute are listed in EXTENDED ATTRIBUTES.
-attributes=$(getfattr -d -m '^user\.fusemirror\.' "$clean" 2>/dev/null |
+# Every attribute that fusemirrorctl reads (those set above on a clean mirror and on one in a
+# resync, leg.0 standing for leg.I) and the control attribute are listed in EXTENDED ATTRIBUTES.
+attributes=$(getfattr -d -m '^user\.fusemirror\.' "$clean" "$rs" 2>/dev/null |
 	sed -n -e '/^user\./{s/=.*//' -e 's/\.leg\.[0-9]*\./.leg.I./' -e 'p;}' | sort -u)
 test -n "$attributes" || problem "getfattr lists no attribute of $clean"
 for attr in $attributes trusted.fusemirror.ctl; do

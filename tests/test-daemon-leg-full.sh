@@ -87,9 +87,9 @@ assert_grep '"degraded"' "$tmpdir/status.json" "fusemirrorctl status --json"
 
 # The log: the I/O error (bitset, leg, range, errno), LegFailed with the bitset, DegradedArray.
 enospc="No space left on device \(error bits 0x2\)"
-assert_grep "IOError: write error on leg 1 \(b, $b\) at offset [0-9]+ length [0-9]+: $enospc" \
+assert_grep "IOError: write error on leg 1 \(b, $b\) at data offset [0-9]+ \(leg offset [0-9]+\) length [0-9]+: No space left on device \(errno 28, error bits 0x2\)" \
 	"$daemon_log" "the log's I/O error"
-assert_grep "LegFailed: leg 1 \(b, $b\) failed: write error at offset [0-9]+ length [0-9]+: $enospc; 1 of 2 legs in sync" \
+assert_grep "LegFailed: leg 1 \(b, $b\) failed: write error at data offset [0-9]+ length [0-9]+: $enospc; 1 of 2 legs in sync" \
 	"$daemon_log" "the log's LegFailed"
 assert_grep "DegradedArray: mirror full is degraded: 1 of 2 legs in sync" "$daemon_log" \
 	"the log's DegradedArray"

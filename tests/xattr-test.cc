@@ -76,9 +76,11 @@ class Xattr : public MirrorTest
 	}
 };
 
-const char *const kMirrorKeys[] = {"name",	"state",	  "legs",	  "error_bits",
-				   "events", "resync.done", "resync.total", "resync.rate"};
-const char *const kLegFields[] = {"name", "path", "state", "read_errors", "write_errors"};
+const char *const kMirrorKeys[] = {
+    "name",	    "state",	   "legs",	    "error_bits",      "events", "resync.done",
+    "resync.total", "resync.rate", "resync.source", "resync.rate_min", "uuid"};
+const char *const kLegFields[] = {"name",	  "path", "state", "read_errors",
+				  "write_errors", "uuid", "resync"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
 {
@@ -95,7 +97,84 @@ TEST_F(Xattr, StatusOfACleanMirror)
 		EXPECT_EQ("in_sync", get_leg(i, "state"));
 		EXPECT_EQ("0", get_leg(i, "read_errors"));
 		EXPECT_EQ("0", get_leg(i, "write_errors"));
+		EXPECT_EQ("", get_leg(i, "uuid")) << "metadata = none: no superblock, no UUID";
+		EXPECT_EQ("none", get_leg(i, "resync"));
 	}
+	EXPECT_EQ("", get("user.fusemirror.uuid"));
+	EXPECT_EQ("", get("user.fusemirror.resync.source")) << "no resync runs";
+}
+
+/* The UUIDs are those of the superblocks: the array's, and each leg's own. */
+TEST_F(Xattr, UuidsAreTheSuperblocks)
+{
+	name_ = "xm";
+	for (unsigned i = 0; i < 2; i++)
+		add_leg("leg" + std::to_string(i), 2 * MiB);
+	ASSERT_NO_FATAL_FAILURE(format_legs());
+	ASSERT_NO_FATAL_FAILURE(open_ok());
+	for (unsigned i = 0; i < 2; i++) {
+		superblock sb = read_superblock(i);
+		char array[37], leg[37];
+		uuid_format(sb.array_uuid, array);
+		uuid_format(sb.leg_uuid, leg);
+		EXPECT_EQ(array, get("user.fusemirror.uuid"));
+		EXPECT_EQ(leg, get_leg(i, "uuid")) << "leg " << i;
+	}
+	EXPECT_NE(get_leg(0, "uuid"), get_leg(1, "uuid"));
+	EXPECT_EQ(36u, get_leg(1, "uuid").size());
+}
+
+/*
+ * During a throttled resync --full: the source is said, the in-sync legs being rewritten say
+ * "rewrite" (they stay in_sync: they hold every acknowledged write, as md's members do), and
+ * done grows towards total; after it, nothing is said to run.  A new leg then copies in full.
+ */
+TEST_F(Xattr, ResyncSaysWhatItCopiesWhereTo)
+{
+	name_ = "xm";
+	for (unsigned i = 0; i < 3; i++)
+		add_leg("leg" + std::to_string(i), 2 * MiB);
+	ASSERT_NO_FATAL_FAILURE(format_legs());
+	ASSERT_NO_FATAL_FAILURE(open_ok());
+	ASSERT_EQ((ssize_t)(1 * MiB), write(pattern(1 * MiB, 3), 0));
+	mirror_set_resync_rate(m_, 0, 512 * KiB); /* 1 MiB: about 2 s */
+	ASSERT_EQ(0, ctl("resync --full"));
+
+	EXPECT_EQ("resyncing", get("user.fusemirror.state"));
+	EXPECT_EQ("0", get("user.fusemirror.resync.source"));
+	EXPECT_EQ("source", get_leg(0, "resync"));
+	for (unsigned i = 1; i < 3; i++) {
+		EXPECT_EQ("rewrite", get_leg(i, "resync")) << "leg " << i;
+		EXPECT_EQ("in_sync", get_leg(i, "state")) << "leg " << i;
+	}
+	EXPECT_EQ(std::to_string(1 * MiB), get("user.fusemirror.resync.total"));
+	std::this_thread::sleep_for(std::chrono::milliseconds(700));
+	uint64_t done = std::stoull(get("user.fusemirror.resync.done"));
+	EXPECT_GT(done, 0u);
+	EXPECT_LT(done, 1 * MiB) << "the rate limit makes it last";
+	EXPECT_GT(std::stoull(get("user.fusemirror.resync.rate")), 0u);
+
+	ASSERT_TRUE(wait_resync());
+	EXPECT_EQ("clean", get("user.fusemirror.state"));
+	EXPECT_EQ("", get("user.fusemirror.resync.source"));
+	EXPECT_EQ(std::to_string(1 * MiB), get("user.fusemirror.resync.done"));
+	for (unsigned i = 0; i < 3; i++)
+		EXPECT_EQ("none", get_leg(i, "resync")) << "leg " << i;
+
+	/* A new leg: a spare, then resyncing, copied in full. */
+	ASSERT_EQ(0, ctl("fail 2"));
+	ASSERT_EQ(0, ctl("remove 2"));
+	std::string path = tmp_ / "new.img";
+	dmio_test::create_sparse(path, 2 * MiB);
+	ASSERT_EQ(0, ctl("add " + path));
+	legs_.push_back({"new", path, false});
+	EXPECT_EQ("resyncing", get_leg(2, "state"));
+	EXPECT_EQ("full", get_leg(2, "resync"));
+	EXPECT_EQ("none", get_leg(1, "resync")) << "an in-sync leg is not rewritten for a new one";
+	EXPECT_EQ(36u, get_leg(2, "uuid").size()) << "a new leg gets a UUID";
+	ASSERT_TRUE(wait_resync());
+	EXPECT_EQ("in_sync", get_leg(2, "state"));
+	EXPECT_EQ("none", get_leg(2, "resync"));
 }
 
 TEST_F(Xattr, StatusFollowsAnOperatorFail)
@@ -212,7 +291,7 @@ TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
 		}
 
 		std::vector<std::string> names = list();
-		EXPECT_EQ(12u + 5u * n, names.size());
+		EXPECT_EQ(13u + 7u * n, names.size());
 		std::set<std::string> listed(names.begin(), names.end());
 		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
 		for (const std::string &name : names) {

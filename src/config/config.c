@@ -90,6 +90,7 @@ struct parser {
 	const char *where;	/* "" or "[leg NAME]: ", the prefix of value messages */
 	struct leg_config *leg; /* the leg being parsed, or NULL in [mirror] */
 	unsigned int mountpoint_line;
+	unsigned int rate_min_line, rate_max_line; /* 0: not in the file */
 	GHashTable *leg_paths; /* normalized path -> leg name */
 };
 
@@ -337,12 +338,14 @@ static gboolean parse_rate(struct parser *p, const char *key, const char *value,
 static gboolean parse_resync_rate_min(struct parser *p, const char *key, const char *value,
 				      unsigned int line, GError **error)
 {
+	p->rate_min_line = line;
 	return parse_rate(p, key, value, line, &p->config->resync_rate_min, error);
 }
 
 static gboolean parse_resync_rate_max(struct parser *p, const char *key, const char *value,
 				      unsigned int line, GError **error)
 {
+	p->rate_max_line = line;
 	return parse_rate(p, key, value, line, &p->config->resync_rate_max, error);
 }
 
@@ -355,6 +358,7 @@ static gboolean parse_allow_other(struct parser *p, const char *key, const char 
 static gboolean parse_on_event(struct parser *p, const char *key, const char *value,
 			       unsigned int line, GError **error)
 {
+	p->config->on_event_line = line;
 	return parse_path(p, key, value, line, &p->config->on_event, error);
 }
 
@@ -621,6 +625,24 @@ static char *default_name(const char *filename)
 }
 
 /* The checks that involve several values. */
+/* "20.0 MiB", "512 B": plain spaces and a dot under every locale (g_format_size has neither). */
+static char *format_bytes(uint64_t bytes)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	char number[G_ASCII_DTOSTR_BUF_SIZE];
+	double value = (double)bytes / 1024;
+	size_t unit = 0;
+
+	if (bytes < 1024)
+		return g_strdup_printf("%" G_GUINT64_FORMAT " B", (guint64)bytes);
+	while (value >= 1024 && unit + 1 < G_N_ELEMENTS(units)) {
+		value /= 1024;
+		unit++;
+	}
+	g_ascii_formatd(number, sizeof(number), "%.1f", value);
+	return g_strdup_printf("%s %s", number, units[unit]);
+}
+
 static gboolean check_config(struct parser *p, const char *filename, GError **error)
 {
 	struct mirror_config *config = p->config;
@@ -652,6 +674,23 @@ static gboolean check_config(struct parser *p, const char *filename, GError **er
 					 config_quote(ctx, leg, 0));
 			return FALSE;
 		}
+	}
+	/*
+	 * The minimum is always granted: above the maximum, the maximum would mean nothing.  The
+	 * default minimum gives way to a lower maximum; a minimum the file sets does not.
+	 */
+	if (p->rate_min_line == 0 && config->resync_rate_max != 0 &&
+	    config->resync_rate_min > config->resync_rate_max)
+		config->resync_rate_min = config->resync_rate_max;
+	if (config->resync_rate_max != 0 && config->resync_rate_min > config->resync_rate_max) {
+		g_autofree char *min = format_bytes(config->resync_rate_min);
+		g_autofree char *max = format_bytes(config->resync_rate_max);
+
+		config_set_error(ctx, error, CONFIG_ERROR_INVALID, p->rate_min_line,
+				 "resync-rate-min (%s/s) is above resync-rate-max (%s/s): lower "
+				 "the minimum or raise the maximum (0 = no maximum)",
+				 min, max);
+		return FALSE;
 	}
 	for (unsigned int i = 0; i < config->num_legs; i++)
 		write_mostly += config->legs[i].write_mostly;
@@ -702,6 +741,34 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 	config_scan_clear(&p.scan);
 	config_ctx_clear(&p.ctx);
 	return config;
+}
+
+gboolean config_check_on_event(const struct mirror_config *config, GError **error)
+{
+	struct config_ctx ctx;
+	struct stat st;
+	const char *problem = NULL;
+	int err = 0;
+
+	if (config->on_event == NULL)
+		return TRUE;
+	if (stat(config->on_event, &st) < 0)
+		err = errno;
+	else if (S_ISDIR(st.st_mode))
+		problem = "is a directory, not a program";
+	else if (!S_ISREG(st.st_mode))
+		problem = "is not a regular file";
+	else if (access(config->on_event, X_OK) < 0)
+		err = errno;
+	if (err == 0 && problem == NULL)
+		return TRUE;
+	config_ctx_init(&ctx, config->file);
+	config_set_error(
+	    &ctx, error, CONFIG_ERROR_VALUE, config->on_event_line, "on-event '%s' %s%s",
+	    config_quote(&ctx, config->on_event, 0),
+	    problem != NULL ? problem : "cannot be run: ", problem != NULL ? "" : g_strerror(err));
+	config_ctx_clear(&ctx);
+	return FALSE;
 }
 
 /* Read all of path; pipes too (-c <(...)), so st_size is not trusted. */

@@ -65,6 +65,7 @@ struct mirror_config {
 	enum metadata_mode metadata;
 	bool allow_other;
 	char *on_event;		  /* program run on each event, or NULL */
+	unsigned int on_event_line; /* its line in the file, for messages */
 	uint64_t region_size;	  /* bytes per bitmap bit for fusemirrorctl create; 0 = default */
 	uint64_t resync_rate_min; /* bytes/s a resync always gets */
 	uint64_t resync_rate_max; /* bytes/s a resync gets at most; 0 = unlimited */
@@ -87,6 +88,14 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 				   GError **error);
 
 void config_free(struct mirror_config *config);
+
+/*
+ * Whether the on-event program can be run (it exists, is a regular file, and this process may
+ * execute it): checked when the daemon starts, not at parse time (a config may be read on
+ * another machine).  Returns TRUE, or FALSE with *error (CONFIG_ERROR_VALUE) naming the file,
+ * the line and the program.
+ */
+gboolean config_check_on_event(const struct mirror_config *config, GError **error);
 
 /* Names of the enum values, as in the file ("least-pending", "writeback", ...). */
 const char *config_read_policy_name(enum read_policy policy);

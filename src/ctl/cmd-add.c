@@ -189,30 +189,77 @@ static const struct ctl_leg_status *find_added_leg(const struct ctl_status *st, 
 	return found;
 }
 
-/* The line that says what the daemon did, once it has. */
-static void report_added(struct add *a)
+/* "the regions the bitmap recorded" or "in full": how a leg catches up, from leg.I.resync. */
+static const char *catch_up_words(const char *role)
+{
+	if (role == NULL)
+		return NULL;
+	if (strcmp(role, "bitmap") == 0)
+		return "the regions it missed, from the write-intent bitmap";
+	if (strcmp(role, "full") == 0)
+		return "in full";
+	return NULL;
+}
+
+/*
+ * The line that says what the daemon did, once it has: which slot, and what the resync copies
+ * (or copied, when it is over already).  former: the slot its superblock named (a re-add), or -1.
+ * Returns false when the leg failed already.
+ */
+static bool report_added(struct add *a, int former)
 {
 	g_autoptr(GError) error = NULL;
 	g_autofree char *shown_file = ctl_printable(a->file);
 	const char *shown_path = a->shown_path;
+	const char *verb = "added";
 	const struct ctl_leg_status *leg;
 	struct ctl_status *st = ctl_status_read(a->file, &error);
 
 	leg = st != NULL ? find_added_leg(st, a->path) : NULL;
+	/* Back in the slot its superblock names: a re-add (else the daemon took it as new). */
+	if (former >= 0 && (leg == NULL || leg->index == (unsigned int)former))
+		verb = "re-added";
 	if (leg == NULL) {
-		ctl_message("%s added to %s; its leg index is not in the status (%s)", shown_path,
-			    shown_file, error != NULL ? error->message : "no leg has its path");
+		ctl_message("%s %s to %s; its leg index is not in the status (%s)", shown_path,
+			    verb, shown_file,
+			    error != NULL ? error->message : "no leg has its path");
+	} else if (strcmp(leg->state, "in_sync") == 0 && st->has_resync && st->resync_done > 0) {
+		/* Copied already: the resync of a small leg may be over before we look. */
+		g_autofree char *copied = ctl_format_size(st->resync_done);
+
+		ctl_message("leg %s as index %u of %s: %s, in sync: the resync copied %s "
+			    "(%" G_GUINT64_FORMAT " bytes%s)",
+			    verb, leg->index, shown_file, shown_path, copied,
+			    (guint64)st->resync_done,
+			    st->resync_done >= st->size ? ", in full" : ", the regions it missed");
 	} else if (strcmp(leg->state, "in_sync") == 0) {
-		ctl_message("leg added as index %u of %s: %s, in sync (nothing to copy)",
+		ctl_message("leg %s as index %u of %s: %s, in sync (nothing to copy)", verb,
 			    leg->index, shown_file, shown_path);
+	} else if (strcmp(leg->state, "failed") == 0) {
+		/* Its resync failed it before we looked: a write error, a full disk. */
+		ctl_message("leg %s as index %u of %s: %s, but it has failed already (the "
+			    "daemon's log says why)",
+			    verb, leg->index, shown_file, shown_path);
+		ctl_status_free(st);
+		return false;
 	} else {
 		g_autofree char *state = ctl_printable(leg->state);
+		const char *how = catch_up_words(leg->resync);
+		g_autofree char *what = NULL;
 
-		ctl_message("leg added as index %u of %s: %s, %s, resync started ('fusemirrorctl "
+		if (how != NULL && st->has_resync) {
+			g_autofree char *total = ctl_format_size(st->resync_total);
+			g_autofree char *done = ctl_format_size(st->resync_done);
+
+			what = g_strdup_printf(": %s to copy, %s (%s done)", total, how, done);
+		}
+		ctl_message("leg %s as index %u of %s: %s, %s, resync started%s ('fusemirrorctl "
 			    "wait %s' follows it)",
-			    leg->index, shown_file, shown_path, state, shown_file);
+			    verb, leg->index, shown_file, shown_path, state,
+			    what != NULL ? what : "", shown_file);
 	}
 	ctl_status_free(st);
+	return true;
 }
 
 static int add(struct add *a, const char *path)
@@ -244,17 +291,20 @@ static int add(struct add *a, const char *path)
 	/* Only now that nothing else stops it: what --force is about to destroy. */
 	if (signature != NULL)
 		ctl_message("warning: %s %s: overwriting it (--force)", a->shown_path, signature);
-	else if (former >= 0)
-		ctl_message("%s was leg index %d of this array: re-adding it", a->shown_path,
-			    former);
 
 	r = ctl_send(a->file, command, &explanation);
 	if (r < 0) {
-		ctl_report_refusal(a->context, command, -r, explanation, refusal_reason(-r));
+		/* One line: which slot the refused leg was (a re-add), then the daemon's reason. */
+		g_autofree char *context =
+		    former >= 0
+			? g_strdup_printf("%s (a re-add: its superblock names leg index %d)",
+					  a->context, former)
+			: g_strdup(a->context);
+
+		ctl_report_refusal(context, command, -r, explanation, refusal_reason(-r));
 		return CTL_EXIT_FAILED;
 	}
-	report_added(a);
-	return CTL_EXIT_OK;
+	return report_added(a, former) ? CTL_EXIT_OK : CTL_EXIT_FAILED;
 }
 
 static int run_add(const struct ctl_command *cmd, int argc, char **argv)

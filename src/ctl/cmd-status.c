@@ -31,8 +31,10 @@ enum leg_column {
 	COL_INDEX,
 	COL_NAME,
 	COL_STATE,
+	COL_RESYNC,
 	COL_READ_ERRORS,
 	COL_WRITE_ERRORS,
+	COL_UUID,
 	COL_PATH,
 	N_COLS
 };
@@ -44,12 +46,36 @@ static const struct {
     [COL_INDEX] = {"Index", true},
     [COL_NAME] = {"Name", false},
     [COL_STATE] = {"State", false},
+    [COL_RESYNC] = {"Resync", false},
     [COL_READ_ERRORS] = {"Read Errors", true},
     [COL_WRITE_ERRORS] = {"Write Errors", true},
+    [COL_UUID] = {"UUID", false},
     [COL_PATH] = {"Path", false},
 };
 
-static void append_row(GString *out, char *const cells[N_COLS], const size_t width[N_COLS])
+/* Whether leg takes part in the running resync (the daemon says so in leg.I.resync). */
+static bool leg_in_resync(const struct ctl_leg_status *leg)
+{
+	return leg->resync != NULL && strcmp(leg->resync, "none") != 0;
+}
+
+/*
+ * The optional columns: Resync while a leg takes part in a resync, UUID when the daemon gives
+ * the legs' UUIDs (metadata = internal).  A daemon that gives neither gets the table it always
+ * had.
+ */
+static void optional_columns(const struct ctl_status *st, bool shown[N_COLS])
+{
+	for (int c = 0; c < N_COLS; c++)
+		shown[c] = c != COL_RESYNC && c != COL_UUID;
+	for (unsigned int i = 0; i < st->nlegs; i++) {
+		shown[COL_RESYNC] |= leg_in_resync(&st->legs[i]);
+		shown[COL_UUID] |= st->legs[i].uuid != NULL;
+	}
+}
+
+static void append_row(GString *out, char *const cells[N_COLS], const size_t width[N_COLS],
+		       const bool shown[N_COLS])
 {
 	g_string_append(out, "  ");
 	for (int c = 0; c < N_COLS; c++) {
@@ -58,10 +84,95 @@ static void append_row(GString *out, char *const cells[N_COLS], const size_t wid
 			g_string_append(out, cells[c]);
 			break;
 		}
+		if (!shown[c])
+			continue;
 		append_padded(out, cells[c], width[c], columns[c].right);
 		g_string_append(out, "  ");
 	}
 	g_string_append_c(out, '\n');
+}
+
+/* Seconds until the resync is done at its rate; false when that cannot be told. */
+static bool resync_eta(const struct ctl_status *st, uint64_t *seconds)
+{
+	uint64_t left;
+
+	if (!st->has_resync || !ctl_status_resyncing(st) || st->resync_rate == 0)
+		return false;
+	left = st->resync_total > st->resync_done ? st->resync_total - st->resync_done : 0;
+	*seconds = (left + st->resync_rate - 1) / st->resync_rate;
+	return true;
+}
+
+/* "3h05m", "4m02s", "12s". */
+static char *format_seconds(uint64_t seconds)
+{
+	if (seconds >= 3600)
+		return g_strdup_printf("%" G_GUINT64_FORMAT "h%02um", (guint64)(seconds / 3600),
+				       (unsigned int)(seconds % 3600 / 60));
+	if (seconds >= 60)
+		return g_strdup_printf("%um%02us", (unsigned int)(seconds / 60),
+				       (unsigned int)(seconds % 60));
+	return g_strdup_printf("%us", (unsigned int)seconds);
+}
+
+/* The name of leg index, printable, or "?" when the status has no such leg. */
+static char *leg_label(const struct ctl_status *st, int index)
+{
+	if (index < 0 || (unsigned int)index >= st->nlegs)
+		return g_strdup("?");
+	return ctl_printable(st->legs[index].name);
+}
+
+/*
+ * The Resync lines of a running resync: its progress, then what it copies from where to where
+ * ("from leg 0 (a) onto leg 1 (b, rewrite)").
+ */
+static void append_resync_text(GString *out, const struct ctl_status *st)
+{
+	g_autofree char *done = ctl_format_size(st->resync_done);
+	g_autofree char *total = ctl_format_size(st->resync_total);
+	g_autofree char *rate = ctl_format_rate(st->resync_rate, false);
+	g_autofree char *eta = NULL;
+	g_autofree char *source = NULL;
+	char percent[G_ASCII_DTOSTR_BUF_SIZE];
+	GString *onto = g_string_new(NULL);
+	uint64_t seconds;
+
+	g_ascii_formatd(percent, sizeof(percent), "%.1f",
+			st->resync_total > 0
+			    ? MIN(100.0, (double)st->resync_done * 100.0 / (double)st->resync_total)
+			    : 0.0);
+	eta = resync_eta(st, &seconds) ? format_seconds(seconds) : g_strdup("?");
+	g_string_append_printf(out,
+			       "%14s : %s%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+			       " bytes, %s of %s) at %s, ETA %s\n",
+			       "Resync", percent, (guint64)st->resync_done,
+			       (guint64)st->resync_total, done, total,
+			       st->resync_rate > 0 ? rate : "? B/s", eta);
+	for (unsigned int i = 0; i < st->nlegs; i++) {
+		const struct ctl_leg_status *leg = &st->legs[i];
+		g_autofree char *name = NULL;
+		g_autofree char *role = NULL;
+
+		if (!leg_in_resync(leg) || strcmp(leg->resync, "source") == 0)
+			continue;
+		name = ctl_printable(leg->name);
+		role = ctl_printable(leg->resync);
+		g_string_append_printf(onto, "%sleg %u (%s, %s)", onto->len > 0 ? ", " : "",
+				       leg->index, name, role);
+	}
+	if (st->resync_source >= 0 || onto->len > 0) {
+		source = leg_label(st, st->resync_source);
+		g_string_append_printf(out, "%14s : ", "Resyncing");
+		if (st->resync_source >= 0)
+			g_string_append_printf(out, "from leg %d (%s)", st->resync_source, source);
+		if (onto->len > 0)
+			g_string_append_printf(out, "%sonto %s", st->resync_source >= 0 ? " " : "",
+					       onto->str);
+		g_string_append_c(out, '\n');
+	}
+	g_string_free(onto, TRUE);
 }
 
 static void append_text(GString *out, const struct ctl_status *st)
@@ -72,9 +183,13 @@ static void append_text(GString *out, const struct ctl_status *st)
 	g_autofree char *human = ctl_format_size(st->size);
 	char **cells = g_new0(char *, (size_t)(st->nlegs + 1) * N_COLS);
 	size_t width[N_COLS];
+	bool shown[N_COLS];
 
+	optional_columns(st, shown);
 	g_string_append_printf(out, "%s:\n", file);
 	g_string_append_printf(out, "%14s : %s\n", "Name", name);
+	if (st->uuid != NULL)
+		g_string_append_printf(out, "%14s : %s\n", "UUID", st->uuid);
 	g_string_append_printf(out, "%14s : %s\n", "State", state);
 	g_string_append_printf(out, "%14s : %" G_GUINT64_FORMAT " (%s)\n", "Size",
 			       (guint64)st->size, human);
@@ -83,6 +198,8 @@ static void append_text(GString *out, const struct ctl_status *st)
 			       (guint64)st->events);
 	g_string_append_printf(out, "%14s : 0x%" G_GINT64_MODIFIER "x\n", "Error Bits",
 			       (guint64)st->error_bits);
+	if (st->has_resync && ctl_status_resyncing(st))
+		append_resync_text(out, st);
 	g_string_append_c(out, '\n');
 
 	/* Row 0 holds the titles, row i + 1 leg i; the widths fit the widest cell of each column.
@@ -96,6 +213,8 @@ static void append_text(GString *out, const struct ctl_status *st)
 		row[COL_INDEX] = g_strdup_printf("%u", leg->index);
 		row[COL_NAME] = ctl_printable(leg->name);
 		row[COL_STATE] = ctl_printable(leg->state);
+		row[COL_RESYNC] = leg_in_resync(leg) ? ctl_printable(leg->resync) : g_strdup("-");
+		row[COL_UUID] = leg->uuid != NULL ? ctl_printable(leg->uuid) : g_strdup("-");
 		row[COL_READ_ERRORS] =
 		    g_strdup_printf("%" G_GUINT64_FORMAT, (guint64)leg->read_errors);
 		row[COL_WRITE_ERRORS] =
@@ -108,11 +227,48 @@ static void append_text(GString *out, const struct ctl_status *st)
 			width[c] = MAX(width[c], display_width(cells[(size_t)r * N_COLS + c]));
 	}
 	for (unsigned int r = 0; r <= st->nlegs; r++)
-		append_row(out, cells + (size_t)r * N_COLS, width);
+		append_row(out, cells + (size_t)r * N_COLS, width, shown);
 
 	for (size_t i = 0; i < (size_t)(st->nlegs + 1) * N_COLS; i++)
 		g_free(cells[i]);
 	g_free(cells);
+}
+
+/* A string, or null when the daemon does not give it. */
+static void append_json_optional(GString *out, const char *s)
+{
+	if (s != NULL)
+		ctl_json_append_string(out, s);
+	else
+		g_string_append(out, "null");
+}
+
+/*
+ * The resync: null when the daemon reports none, else its progress (the last one's when none
+ * runs: active false), the ETA in seconds (null when it cannot be told) and the source leg.
+ */
+static void append_json_resync(GString *out, const struct ctl_status *st)
+{
+	uint64_t seconds;
+
+	if (!st->has_resync) {
+		g_string_append(out, "null");
+		return;
+	}
+	g_string_append_printf(
+	    out,
+	    "{\"active\":%s,\"done\":%" G_GUINT64_FORMAT ",\"total\":%" G_GUINT64_FORMAT
+	    ",\"rate\":%" G_GUINT64_FORMAT ",\"eta\":",
+	    ctl_status_resyncing(st) ? "true" : "false", (guint64)st->resync_done,
+	    (guint64)st->resync_total, (guint64)st->resync_rate);
+	if (resync_eta(st, &seconds))
+		g_string_append_printf(out, "%" G_GUINT64_FORMAT, (guint64)seconds);
+	else
+		g_string_append(out, "null");
+	if (st->resync_source >= 0)
+		g_string_append_printf(out, ",\"source\":%d}", st->resync_source);
+	else
+		g_string_append(out, ",\"source\":null}");
 }
 
 static void append_json(GString *out, const struct ctl_status *st)
@@ -121,6 +277,8 @@ static void append_json(GString *out, const struct ctl_status *st)
 	ctl_json_append_string(out, st->file);
 	g_string_append(out, ",\"name\":");
 	ctl_json_append_string(out, st->name);
+	g_string_append(out, ",\"uuid\":");
+	append_json_optional(out, st->uuid);
 	g_string_append(out, ",\"state\":");
 	ctl_json_append_string(out, st->state);
 	g_string_append_printf(out, ",\"size\":%" G_GUINT64_FORMAT ",\"legs\":[",
@@ -135,6 +293,10 @@ static void append_json(GString *out, const struct ctl_status *st)
 		ctl_json_append_string(out, leg->path);
 		g_string_append(out, ",\"state\":");
 		ctl_json_append_string(out, leg->state);
+		g_string_append(out, ",\"resync\":");
+		append_json_optional(out, leg->resync);
+		g_string_append(out, ",\"uuid\":");
+		append_json_optional(out, leg->uuid);
 		g_string_append_printf(out,
 				       ",\"read_errors\":%" G_GUINT64_FORMAT
 				       ",\"write_errors\":%" G_GUINT64_FORMAT "}",
@@ -143,8 +305,10 @@ static void append_json(GString *out, const struct ctl_status *st)
 	/* A string: JSON numbers above 2^53 lose bits in most parsers, and 64 legs need 64. */
 	g_string_append_printf(out,
 			       "],\"events\":%" G_GUINT64_FORMAT
-			       ",\"error_bits\":\"0x%" G_GINT64_MODIFIER "x\"}\n",
+			       ",\"error_bits\":\"0x%" G_GINT64_MODIFIER "x\",\"resync\":",
 			       (guint64)st->events, (guint64)st->error_bits);
+	append_json_resync(out, st);
+	g_string_append(out, "}\n");
 }
 
 static void append_export_line(GString *out, const char *key, const char *value)
@@ -163,12 +327,28 @@ static void append_export(GString *out, const struct ctl_status *st)
 {
 	append_export_line(out, "MIRROR_FILE", st->file);
 	append_export_line(out, "MIRROR_NAME", st->name);
+	if (st->uuid != NULL)
+		append_export_line(out, "MIRROR_UUID", st->uuid);
 	append_export_line(out, "MIRROR_STATE", st->state);
 	append_export_number(out, "MIRROR_SIZE", st->size);
 	append_export_number(out, "MIRROR_LEGS", st->nlegs);
 	append_export_number(out, "MIRROR_EVENTS", st->events);
 	g_string_append_printf(out, "MIRROR_ERROR_BITS=0x%" G_GINT64_MODIFIER "x\n",
 			       (guint64)st->error_bits);
+	if (st->has_resync) {
+		uint64_t seconds;
+
+		append_export_line(out, "MIRROR_RESYNC_ACTIVE",
+				   ctl_status_resyncing(st) ? "1" : "0");
+		append_export_number(out, "MIRROR_RESYNC_DONE", st->resync_done);
+		append_export_number(out, "MIRROR_RESYNC_TOTAL", st->resync_total);
+		append_export_number(out, "MIRROR_RESYNC_RATE", st->resync_rate);
+		if (resync_eta(st, &seconds))
+			append_export_number(out, "MIRROR_RESYNC_ETA", seconds);
+		if (st->resync_source >= 0)
+			append_export_number(out, "MIRROR_RESYNC_SOURCE",
+					     (uint64_t)st->resync_source);
+	}
 	for (unsigned int i = 0; i < st->nlegs; i++) {
 		const struct ctl_leg_status *leg = &st->legs[i];
 		g_autofree char *name = g_strdup_printf("MIRROR_LEG_%u_NAME", leg->index);
@@ -182,6 +362,16 @@ static void append_export(GString *out, const struct ctl_status *st)
 		append_export_line(out, state, leg->state);
 		append_export_number(out, reads, leg->read_errors);
 		append_export_number(out, writes, leg->write_errors);
+		if (leg->resync != NULL) {
+			g_autofree char *key = g_strdup_printf("MIRROR_LEG_%u_RESYNC", leg->index);
+
+			append_export_line(out, key, leg->resync);
+		}
+		if (leg->uuid != NULL) {
+			g_autofree char *key = g_strdup_printf("MIRROR_LEG_%u_UUID", leg->index);
+
+			append_export_line(out, key, leg->uuid);
+		}
 	}
 }
 

@@ -80,6 +80,9 @@ struct ctl_leg_status {
 	char *state; /* in_sync, failed, ... as the daemon names it */
 	uint64_t read_errors;
 	uint64_t write_errors;
+	/* Of daemons that keep superblocks and resync: NULL when the daemon does not say. */
+	char *uuid;   /* the leg's UUID, 36 characters; NULL also for an empty slot */
+	char *resync; /* what the running resync does with it: none, source, bitmap, ... */
 };
 
 struct ctl_status {
@@ -100,6 +103,7 @@ struct ctl_status {
 	uint64_t resync_done;  /* bytes copied by the running (or last) resync */
 	uint64_t resync_total; /* bytes it has to copy */
 	uint64_t resync_rate;  /* bytes per second; 0 when none is running */
+	int resync_source; /* the leg copied from; -1: none runs, or the daemon does not say */
 	bool has_rate_min, has_rate_max;
 	uint64_t resync_rate_min, resync_rate_max; /* bytes per second; max 0: no limit */
 	/*

@@ -133,6 +133,24 @@ static bool read_uuid(const char *file, struct ctl_status *status, GError **erro
 	return true;
 }
 
+/* resync.source: a leg index, or empty when no resync runs. */
+static bool read_resync_source(const char *file, struct ctl_status *status, GError **error)
+{
+	g_autofree char *text = NULL;
+	bool present;
+	uint64_t index;
+
+	status->resync_source = -1;
+	if (!read_optional_string(file, "resync.source", &present, &text, error))
+		return false;
+	if (!present || *text == '\0')
+		return true;
+	if (!parse_number("resync.source", text, CTL_MAX_LEGS - 1, &index, error))
+		return false;
+	status->resync_source = (int)index;
+	return true;
+}
+
 /* The resync attributes come as a set: done and total, or none. */
 static bool read_resync(const char *file, struct ctl_status *status, GError **error)
 {
@@ -150,7 +168,7 @@ static bool read_resync(const char *file, struct ctl_status *status, GError **er
 	status->has_resync = status->has_resync && has_total;
 	if (!has_rate)
 		status->resync_rate = 0;
-	return true;
+	return read_resync_source(file, status, error);
 }
 
 /* error_bits is "0x" and hex digits, up to one bit per leg. */
@@ -182,11 +200,29 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	g_autofree char *read_errors = g_strdup_printf("leg.%u.read_errors", leg->index);
 	g_autofree char *write_errors = g_strdup_printf("leg.%u.write_errors", leg->index);
 
-	return read_string(file, name, &leg->name, error) &&
-	       read_string(file, path, &leg->path, error) &&
-	       read_string(file, state, &leg->state, error) &&
-	       read_number(file, read_errors, G_MAXUINT64, &leg->read_errors, error) &&
-	       read_number(file, write_errors, G_MAXUINT64, &leg->write_errors, error);
+	g_autofree char *uuid = g_strdup_printf("leg.%u.uuid", leg->index);
+	g_autofree char *resync = g_strdup_printf("leg.%u.resync", leg->index);
+	bool present;
+
+	if (!read_string(file, name, &leg->name, error) ||
+	    !read_string(file, path, &leg->path, error) ||
+	    !read_string(file, state, &leg->state, error) ||
+	    !read_number(file, read_errors, G_MAXUINT64, &leg->read_errors, error) ||
+	    !read_number(file, write_errors, G_MAXUINT64, &leg->write_errors, error) ||
+	    !read_optional_string(file, uuid, &present, &leg->uuid, error) ||
+	    !read_optional_string(file, resync, &present, &leg->resync, error))
+		return false;
+	/* Empty for an empty slot, or with metadata = none. */
+	if (leg->uuid != NULL && *leg->uuid == '\0')
+		g_clear_pointer(&leg->uuid, g_free);
+	if (leg->uuid != NULL && !g_uuid_string_is_valid(leg->uuid)) {
+		g_autofree char *shown = ctl_printable(leg->uuid);
+
+		g_set_error(error, CTL_ERROR, CTL_ERROR_VALUE, "%s%s is '%s', not a UUID",
+			    CTL_XATTR_PREFIX, uuid, shown);
+		return false;
+	}
+	return true;
 }
 
 struct ctl_status *ctl_status_read(const char *file, GError **error)
@@ -249,6 +285,8 @@ void ctl_status_free(struct ctl_status *status)
 		g_free(status->legs[i].name);
 		g_free(status->legs[i].path);
 		g_free(status->legs[i].state);
+		g_free(status->legs[i].uuid);
+		g_free(status->legs[i].resync);
 	}
 	g_free(status->legs);
 	g_free(status->file);

@@ -425,9 +425,10 @@ int main(int argc, char **argv)
 
 	config_path = opt_config != NULL ? opt_config : CONFIG_DEFAULT_PATH;
 	d.config = config_load(config_path, &error);
-	if (d.config == NULL) {
+	if (d.config == NULL || !config_check_on_event(d.config, &error)) {
 		g_printerr("fusemirrord: %s\n", error->message);
 		g_error_free(error);
+		config_free(d.config);
 		return EXIT_CONFIG;
 	}
 	d.config->force_source = g_steal_pointer(&opt_force_source);

@@ -13,7 +13,7 @@
 
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
-    "name", "path", "state", "read_errors", "write_errors",
+    "name", "path", "state", "read_errors", "write_errors", "uuid", "resync",
 };
 
 static char *leg_value(struct mirror *m, unsigned int index, const char *field)
@@ -31,6 +31,10 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 		return g_strdup_printf("%" PRIu64, st.read_errors);
 	if (strcmp(field, "write_errors") == 0)
 		return g_strdup_printf("%" PRIu64, st.write_errors);
+	if (strcmp(field, "uuid") == 0)
+		return g_strdup(st.uuid);
+	if (strcmp(field, "resync") == 0)
+		return g_strdup(leg_resync_role_name(st.resync));
 	return NULL;
 }
 
@@ -92,6 +96,13 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 			return g_strdup_printf("%" PRIu64, rs.total);
 		return g_strdup_printf("%" PRIu64, rs.active ? rs.rate : 0);
 	}
+	if (strcmp(key, "resync.source") == 0) {
+		struct resync_status rs;
+
+		/* Empty when no resync runs. */
+		mirror_resync_status(m, &rs);
+		return rs.source >= 0 ? g_strdup_printf("%d", rs.source) : g_strdup("");
+	}
 	if (strncmp(key, "leg.", 4) == 0) {
 		const char *field;
 		int index = parse_index(m, key + 4, '.', &field);
@@ -104,10 +115,11 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 char *xattr_status_list(struct mirror *m, size_t *length)
 {
 	static const char *const mirror_keys[] = {
-	    "name",	   "state",	      "legs",
-	    "error_bits",  "events",	      "uuid",
-	    "last_error",  "resync.done",     "resync.total",
-	    "resync.rate", "resync.rate_min", "resync.rate_max",
+	    "name",	     "state",		"legs",
+	    "error_bits",    "events",		"uuid",
+	    "last_error",    "resync.done",	"resync.total",
+	    "resync.rate",   "resync.rate_min", "resync.rate_max",
+	    "resync.source",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;

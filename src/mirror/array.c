@@ -301,6 +301,7 @@ void mirror_resync_status(const struct mirror *m, struct resync_status *out)
 	out->done = atomic_load(&mm->resync_done);
 	out->total = atomic_load(&mm->resync_total);
 	out->rate = atomic_load(&mm->resync_rate);
+	out->source = out->active ? atomic_load(&mm->resync_source) : -1;
 }
 
 void mirror_set_resync_rate(struct mirror *m, uint64_t min, uint64_t max)
@@ -332,7 +333,13 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 	out->name = leg->name != NULL ? leg->name : "";
 	out->path = leg->path != NULL ? leg->path : "";
 	out->write_mostly = leg->write_mostly;
+	/* An empty slot, a missing leg or metadata = none: no identity to show. */
+	if (mm->metadata == METADATA_INTERNAL && memcmp(leg->uuid, (uint8_t[16]){0}, 16) != 0)
+		uuid_format(leg->uuid, out->uuid);
+	else
+		out->uuid[0] = '\0';
 	g_mutex_unlock(&mm->state_lock);
+	out->resync = resync_leg_role(mm, leg);
 	out->state = leg_state(leg);
 	out->read_errors = atomic_load(&leg->read_errors);
 	out->write_errors = atomic_load(&leg->write_errors);

@@ -19,9 +19,6 @@
 
 #include "mirror/mirror-internal.h"
 
-#define IO_ERROR_LOG_BURST     10 /* I/O error messages per leg per window */
-#define IO_ERROR_LOG_WINDOW_US (10 * G_USEC_PER_SEC)
-
 /* Flags of a request (io->flags besides MIRROR_FUA). */
 #define IO_NESTED     (1u << 16) /* part of a request that entered already (read-modify-write) */
 #define IO_RANGE_HELD (1u << 17) /* its caller holds the range */
@@ -56,53 +53,6 @@ struct mirror_io {
 	int *region_errors;
 	struct dmio_region where[];
 };
-
-/* ---- I/O error logs ------------------------------------------------------------------------ */
-
-/*
- * Log one I/O error with the bitset, the leg, the range and errno, at most IO_ERROR_LOG_BURST
- * per leg per window, so that a dying leg cannot flood the journal.
- */
-static void log_io_error(struct mirror *m, struct leg *leg, const char *what, uint64_t offset,
-			 uint64_t len, int err, unsigned long leg_bits)
-{
-	gint64 now = g_get_monotonic_time();
-	unsigned long suppressed = 0;
-	bool log;
-
-	g_mutex_lock(&m->state_lock);
-	if (now - leg->log_window_start > IO_ERROR_LOG_WINDOW_US) {
-		suppressed = leg->log_suppressed;
-		leg->log_window_start = now;
-		leg->log_count = 0;
-		leg->log_suppressed = 0;
-	}
-	log = leg->log_count < IO_ERROR_LOG_BURST;
-	if (log)
-		leg->log_count++;
-	else
-		leg->log_suppressed++;
-	g_mutex_unlock(&m->state_lock);
-
-	if (suppressed > 0)
-		g_log_structured(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError",
-				 "FUSEMIRROR_MIRROR", m->name, "FUSEMIRROR_LEG", leg->name,
-				 "FUSEMIRROR_LEG_PATH", leg->path, "MESSAGE",
-				 "IOError: leg %u (%s): %lu more I/O errors were not logged",
-				 leg->index, leg->name, suppressed);
-	if (log) {
-		char errno_text[16];
-
-		g_snprintf(errno_text, sizeof(errno_text), "%d", err);
-		g_log_structured(
-		    G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError",
-		    "FUSEMIRROR_MIRROR", m->name, "FUSEMIRROR_LEG", leg->name,
-		    "FUSEMIRROR_LEG_PATH", leg->path, "FUSEMIRROR_ERRNO", errno_text, "MESSAGE",
-		    "IOError: %s error on leg %u (%s, %s) at offset %" PRIu64 " length %" PRIu64
-		    ": %s (error bits 0x%lx)",
-		    what, leg->index, leg->name, leg->path, offset, len, g_strerror(err), leg_bits);
-	}
-}
 
 static const char *op_name(enum dmio_op op)
 {
@@ -252,11 +202,11 @@ static void fanout_failed(struct mirror_io *io, unsigned long error)
 		if (!(error & (1ul << i)))
 			continue;
 		atomic_fetch_add(&leg->write_errors, 1);
-		log_io_error(m, leg, op_name(io->op), io->offset, io->len, io->region_errors[i],
-			     leg_bits);
-		why[leg->index] = g_strdup_printf("%s error at offset %" PRIu64 " length %zu: %s",
-						  op_name(io->op), io->offset, io->len,
-						  g_strerror(io->region_errors[i]));
+		leg_log_io_error(m, leg, op_name(io->op), io->offset, m->data_offset + io->offset,
+				 io->len, io->region_errors[i], leg_bits);
+		why[leg->index] = g_strdup_printf(
+		    "%s error at data offset %" PRIu64 " length %zu: %s", op_name(io->op),
+		    io->offset, io->len, g_strerror(io->region_errors[i]));
 	}
 	/* The request succeeded if a leg that is still in sync took it; the others fail. */
 	good = legs_fail_missed(m, took, leg_bits, why, leg_bits);
@@ -421,8 +371,9 @@ static void read_done(unsigned long error, void *context)
 	io->last_error = err;
 	atomic_fetch_add(&leg->read_errors, 1);
 	atomic_store(&m->error_bits, 1ul << leg->index);
-	log_io_error(m, leg, "read", io->offset, io->len, err, 1ul << leg->index);
-	why = g_strdup_printf("read error at offset %" PRIu64 " length %zu: %s", io->offset,
+	leg_log_io_error(m, leg, "read", io->offset, m->data_offset + io->offset, io->len, err,
+			 1ul << leg->index);
+	why = g_strdup_printf("read error at data offset %" PRIu64 " length %zu: %s", io->offset,
 			      io->len, g_strerror(err));
 	leg_fail(m, leg, why, 1ul << leg->index);
 	g_free(why);

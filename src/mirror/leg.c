@@ -66,6 +66,25 @@ const char *leg_state_name(enum leg_state state)
 	return "unknown";
 }
 
+const char *leg_resync_role_name(enum leg_resync_role role)
+{
+	switch (role) {
+	case LEG_RESYNC_NONE:
+		return "none";
+	case LEG_RESYNC_SOURCE:
+		return "source";
+	case LEG_RESYNC_BITMAP:
+		return "bitmap";
+	case LEG_RESYNC_FULL:
+		return "full";
+	case LEG_RESYNC_REWRITE:
+		return "rewrite";
+	case LEG_RESYNC_DIRTY:
+		return "dirty";
+	}
+	return "unknown";
+}
+
 uint64_t mirror_state_changed(struct mirror *m, bool bump, bool hold)
 {
 	uint64_t gen;
@@ -190,8 +209,12 @@ unsigned int legs_fail_missed(struct mirror *m, uint64_t took, uint64_t missed, 
 
 /* ---- Identity ------------------------------------------------------------------------------ */
 
-/* Replace a slot's strings under state_lock; the old ones may still be read by status. */
-static void set_strings(struct mirror *m, struct leg *leg, char *name, char *path)
+/*
+ * Replace a slot's strings and UUID (NULL: none) under state_lock, where status reads them; the
+ * old strings may still be read by status.
+ */
+static void set_identity(struct mirror *m, struct leg *leg, char *name, char *path,
+			 const uint8_t uuid[16], bool write_mostly)
 {
 	g_mutex_lock(&m->state_lock);
 	if (leg->name != NULL)
@@ -200,19 +223,26 @@ static void set_strings(struct mirror *m, struct leg *leg, char *name, char *pat
 		g_ptr_array_add(m->retired, leg->path);
 	leg->name = name;
 	leg->path = path;
+	if (uuid != NULL)
+		memcpy(leg->uuid, uuid, 16);
+	else
+		memset(leg->uuid, 0, 16);
+	leg->write_mostly = write_mostly;
+	g_mutex_unlock(&m->state_lock);
+}
+
+void leg_forget_uuid(struct mirror *m, struct leg *leg)
+{
+	g_mutex_lock(&m->state_lock);
+	memset(leg->uuid, 0, 16);
 	g_mutex_unlock(&m->state_lock);
 }
 
 void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char *path,
 		struct dmio_dev *dev, const uint8_t uuid[16], bool write_mostly)
 {
-	set_strings(m, leg, g_strdup(name), g_strdup(path));
+	set_identity(m, leg, g_strdup(name), g_strdup(path), uuid, write_mostly);
 	leg->dev = dev;
-	if (uuid != NULL)
-		memcpy(leg->uuid, uuid, 16);
-	else
-		memset(leg->uuid, 0, 16);
-	leg->write_mostly = write_mostly;
 	atomic_store(&leg->read_errors, 0);
 	atomic_store(&leg->write_errors, 0);
 	atomic_store(&leg->pending, 0);
@@ -235,10 +265,8 @@ void leg_empty(struct mirror *m, unsigned int i)
 	for (; j <= i; j++) {
 		struct leg *leg = &m->legs[j];
 
-		set_strings(m, leg, g_strdup(""), g_strdup(""));
+		set_identity(m, leg, g_strdup(""), g_strdup(""), NULL, false);
 		leg->dev = NULL;
-		memset(leg->uuid, 0, 16);
-		leg->write_mostly = false;
 	}
 	if (i >= atomic_load(&m->num_legs))
 		atomic_store(&m->num_legs, i + 1);

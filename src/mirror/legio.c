@@ -6,8 +6,64 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 
 #include "mirror/mirror-internal.h"
+
+#define IO_ERROR_LOG_BURST     10 /* I/O error messages per leg per window */
+#define IO_ERROR_LOG_WINDOW_US (10 * G_USEC_PER_SEC)
+
+/* ---- I/O error logs ------------------------------------------------------------------------ */
+
+void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint64_t data_offset,
+		      uint64_t leg_offset, uint64_t len, int err, unsigned long error_bits)
+{
+	gint64 now = g_get_monotonic_time();
+	unsigned long suppressed = 0;
+	char errno_text[16], offset_text[24], where[80];
+	bool log;
+
+	g_mutex_lock(&m->state_lock);
+	if (now - leg->log_window_start > IO_ERROR_LOG_WINDOW_US) {
+		suppressed = leg->log_suppressed;
+		leg->log_window_start = now;
+		leg->log_count = 0;
+		leg->log_suppressed = 0;
+	}
+	log = leg->log_count < IO_ERROR_LOG_BURST;
+	if (log)
+		leg->log_count++;
+	else
+		leg->log_suppressed++;
+	g_mutex_unlock(&m->state_lock);
+
+	if (suppressed > 0)
+		g_log_structured(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError",
+				 "FUSEMIRROR_MIRROR", m->name, "FUSEMIRROR_LEG", leg->name,
+				 "FUSEMIRROR_LEG_PATH", leg->path, "MESSAGE",
+				 "IOError: leg %u (%s): %lu more I/O errors were not logged",
+				 leg->index, leg->name, suppressed);
+	if (!log)
+		return;
+	g_snprintf(errno_text, sizeof(errno_text), "%d", err);
+	g_snprintf(offset_text, sizeof(offset_text), "%" PRIu64, leg_offset);
+	/* Metadata lies before the data area: only its leg offset means anything. */
+	if (data_offset == LEG_IO_METADATA)
+		g_snprintf(where, sizeof(where), "at leg offset %" PRIu64, leg_offset);
+	else
+		g_snprintf(where, sizeof(where),
+			   "at data offset %" PRIu64 " (leg offset %" PRIu64 ")", data_offset,
+			   leg_offset);
+	g_log_structured(
+	    G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError", "FUSEMIRROR_MIRROR",
+	    m->name, "FUSEMIRROR_LEG", leg->name, "FUSEMIRROR_LEG_PATH", leg->path,
+	    "FUSEMIRROR_ERRNO", errno_text, "FUSEMIRROR_LEG_OFFSET", offset_text, "MESSAGE",
+	    "IOError: %s error on leg %u (%s, %s) %s length %" PRIu64
+	    ": %s (errno %d, error bits 0x%lx)",
+	    what, leg->index, leg->name, leg->path, where, len, g_strerror(err), err, error_bits);
+}
+
+/* ---- Synchronous I/O ----------------------------------------------------------------------- */
 
 int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct leg **legs,
 		   unsigned int n, void *buf, uint64_t leg_offset, uint64_t len, int *errors)

@@ -104,8 +104,12 @@ static unsigned int commit_write(struct mirror *m, struct commit *c, int *errors
 	for (i = 0; i < c->n; i++) {
 		struct superblock sb = c->array;
 
-		if (errors[i] < 0)
+		if (errors[i] < 0) {
+			leg_log_io_error(m, c->legs[i], "flush before the superblock",
+					 LEG_IO_METADATA, 0, 0, -errors[i],
+					 1ul << c->legs[i]->index);
 			continue;
+		}
 		if (page == NULL) {
 			errors[i] = -ENOMEM;
 			continue;
@@ -116,6 +120,9 @@ static unsigned int commit_write(struct mirror *m, struct commit *c, int *errors
 		superblock_encode(&sb, page);
 		errors[i] = mirror_sync_io(m, DMIO_WRITE, DMIO_REQ_FUA, &c->legs[i], 1, page, 0,
 					   SB_SIZE, NULL);
+		if (errors[i] < 0)
+			leg_log_io_error(m, c->legs[i], "superblock write", LEG_IO_METADATA, 0,
+					 SB_SIZE, -errors[i], 1ul << c->legs[i]->index);
 		good += errors[i] == 0 && c->in_sync[i];
 	}
 	free(page);
@@ -153,10 +160,10 @@ int metadata_commit(struct mirror *m, uint64_t gen)
 
 			if (errors[i] == 0)
 				continue;
-			why = g_strdup_printf("cannot write its superblock: %s",
-					      g_strerror(-errors[i]));
-			g_warning("mirror %s: leg %u (%s, %s) %s", m->name, c->legs[i]->index,
-				  c->legs[i]->name, c->legs[i]->path, why);
+			/* commit_write() logged the I/O error: which step, errno, offset. */
+			why = g_strdup_printf("cannot write its superblock (leg offset 0 length "
+					      "%u): %s",
+					      SB_SIZE, g_strerror(-errors[i]));
 			leg_fail(m, c->legs[i], why, 1ul << c->legs[i]->index);
 			g_free(why);
 		}
@@ -263,9 +270,18 @@ void metadata_defer(struct mirror *m, void (*fn)(void *opaque, int result), void
 int metadata_flush_legs(struct mirror *m)
 {
 	struct leg *legs[DMIO_MAX_REGIONS];
-	unsigned int n = mirror_written_legs(m, legs);
+	int errors[DMIO_MAX_REGIONS];
+	unsigned int i, n = mirror_written_legs(m, legs);
+	int r;
 
-	return n == 0 ? 0 : mirror_sync_io(m, DMIO_FLUSH, 0, legs, n, NULL, 0, 0, NULL);
+	if (n == 0)
+		return 0;
+	r = mirror_sync_io(m, DMIO_FLUSH, 0, legs, n, NULL, 0, 0, errors);
+	for (i = 0; i < n && r < 0; i++)
+		if (errors[i] < 0)
+			leg_log_io_error(m, legs[i], "flush", LEG_IO_METADATA, 0, 0, -errors[i],
+					 1ul << legs[i]->index);
+	return r;
 }
 
 /* Write bitmap blocks to every leg that takes writes; a leg that cannot take them fails. */
@@ -290,9 +306,13 @@ static int persist_bitmap(void *opaque, const void *bits, uint64_t first_block, 
 			continue;
 		}
 		err = errors[i];
-		why = g_strdup_printf("cannot write the write-intent bitmap at offset %" PRIu64
-				      ": %s",
-				      SB_BITMAP_OFFSET + first_block * 4096, g_strerror(-err));
+		leg_log_io_error(m, legs[i], "bitmap write", LEG_IO_METADATA,
+				 SB_BITMAP_OFFSET + first_block * 4096, count * 4096, -err,
+				 1ul << legs[i]->index);
+		why = g_strdup_printf("cannot write the write-intent bitmap at leg offset %" PRIu64
+				      " length %" PRIu64 ": %s",
+				      SB_BITMAP_OFFSET + first_block * 4096, count * 4096,
+				      g_strerror(-err));
 		leg_fail(m, legs[i], why, 1ul << legs[i]->index);
 		g_free(why);
 	}
@@ -332,8 +352,9 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 		r = superblock_read_raw(leg->dev, buf);
 		if (r < 0) {
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-				    "leg '%s' (%s): cannot read its superblock: %s", leg->name,
-				    leg->path, g_strerror(-r));
+				    "leg %u '%s' (%s): cannot read its superblock (leg offset 0 "
+				    "length %u): %s (errno %d)",
+				    i, leg->name, leg->path, SB_SIZE, g_strerror(-r), -r);
 			goto out;
 		}
 		in[i].sb_error = superblock_decode(buf, &in[i].sb, &whys[i]);
@@ -419,9 +440,12 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 			r = mirror_sync_io(m, DMIO_READ, 0, &leg, 1, bits, SB_BITMAP_OFFSET,
 					   bitmap_disk_bytes(m->bitmap), NULL);
 			if (r < 0) {
-				g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-					    "leg '%s' (%s): cannot read its bitmap: %s", leg->name,
-					    leg->path, g_strerror(-r));
+				g_set_error(
+				    error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+				    "leg %u '%s' (%s): cannot read its bitmap (leg offset %u "
+				    "length %" PRIu64 "): %s (errno %d)",
+				    i, leg->name, leg->path, SB_BITMAP_OFFSET,
+				    (uint64_t)bitmap_disk_bytes(m->bitmap), g_strerror(-r), -r);
 				free(bits);
 				goto out;
 			}

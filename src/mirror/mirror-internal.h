@@ -68,9 +68,10 @@ struct leg {
 	struct mirror *m;
 	unsigned int index;
 	/*
-	 * Identity (leg.c: leg_attach, leg_detach, leg_empty).  Changed only while the mirror is
-	 * frozen and the resync stopped, under state_lock; so requests, the resync and the
-	 * cleaner read them freely, and status readers (not requests) read them under state_lock.
+	 * Identity (leg.c: leg_attach, leg_detach, leg_empty, leg_forget_uuid).  Changed only
+	 * while the mirror is frozen and the resync stopped, under state_lock; so requests, the
+	 * resync and the cleaner read them freely, and status readers (not requests) read them
+	 * under state_lock.
 	 * Replaced strings are kept until close (m->retired): a pointer read stays valid.
 	 */
 	char *name;
@@ -84,7 +85,7 @@ struct leg {
 	atomic_uint pending;
 	atomic_ullong read_errors;
 	atomic_ullong write_errors;
-	/* I/O error log rate limit (io.c), under state_lock. */
+	/* I/O error log rate limit (legio.c), under state_lock. */
 	gint64 log_window_start;
 	unsigned int log_count;
 	unsigned long log_suppressed;
@@ -161,6 +162,7 @@ struct mirror {
 	atomic_bool resync_stop;
 	atomic_bool unclean;	       /* the in-sync legs may differ in the dirty regions */
 	atomic_bool full_requested;    /* ... in every region: fusemirrorctl resync --full */
+	atomic_bool rewriting;	       /* the in-sync legs are rewritten on request (until done) */
 	atomic_int resync_source;      /* leg the unsynced regions are read from */
 	atomic_ullong resync_cursor;   /* regions below it are done */
 	atomic_ullong resync_done;     /* bytes copied */
@@ -224,6 +226,8 @@ bool leg_move_allowed(enum leg_state from, enum leg_state to, bool assembly);
 void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char *path,
 		struct dmio_dev *dev, const uint8_t uuid[16], bool write_mostly);
 struct dmio_dev *leg_detach(struct mirror *m, struct leg *leg);
+/* A removed slot keeps its name and path but no UUID: no member is in it. */
+void leg_forget_uuid(struct mirror *m, struct leg *leg);
 /* Make slot i (and any slot between num_legs and it) an empty slot with no name or path,
  * removed; num_legs grows to cover it. */
 void leg_empty(struct mirror *m, unsigned int i);
@@ -261,6 +265,16 @@ int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct
 		   unsigned int n, void *buf, uint64_t leg_offset, uint64_t len, int *errors);
 /* The legs that take writes (with a device), into legs[]; their number. */
 unsigned int mirror_written_legs(struct mirror *m, struct leg **legs);
+/*
+ * Log one I/O error of leg (IOError, warning), rate limited to a burst per leg per window so that
+ * a dying leg cannot flood the journal: what failed ("write", "resync write", "bitmap write"),
+ * where (data_offset: bytes into the mirror's data, or LEG_IO_METADATA for the superblock and
+ * bitmap; leg_offset: bytes into the leg), len bytes, err (a positive errno) and the request's
+ * error bits.
+ */
+#define LEG_IO_METADATA UINT64_MAX
+void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint64_t data_offset,
+		      uint64_t leg_offset, uint64_t len, int err, unsigned long error_bits);
 
 /* ---- io.c ---- */
 
@@ -328,5 +342,7 @@ void resync_start(struct mirror *m);
 void resync_stop(struct mirror *m);
 /* Whether a read of the range must come from the resync source (unsynced after a crash). */
 bool resync_read_needs_source(struct mirror *m, uint64_t offset, uint64_t len);
+/* What the running resync does with leg (status). */
+enum leg_resync_role resync_leg_role(struct mirror *m, const struct leg *leg);
 
 #endif /* FUSEMIRROR_MIRROR_INTERNAL_H */

@@ -162,6 +162,21 @@ char *mirror_uuid(struct mirror *m);
 
 /* ---- Status ------------------------------------------------------------------------------- */
 
+/*
+ * What the running resync does with a leg.  A leg that a resync writes is not always resyncing:
+ * an in-sync leg rewritten on request (resync --full) or after an unclean shutdown keeps every
+ * acknowledged write and stays in sync (as md's members do during a resync), so that it can
+ * still take over as the source; this says that it is being written.
+ */
+enum leg_resync_role {
+	LEG_RESYNC_NONE = 0, /* not part of a resync (none runs, or nothing to copy onto it) */
+	LEG_RESYNC_SOURCE,   /* the regions are read from it */
+	LEG_RESYNC_BITMAP,   /* catching up (stale, re-added): the regions the bitmap recorded */
+	LEG_RESYNC_FULL,     /* catching up (new leg): every region from its recovery offset on */
+	LEG_RESYNC_REWRITE,  /* in sync, every region rewritten on request (resync --full) */
+	LEG_RESYNC_DIRTY,    /* in sync, the regions dirty at an unclean shutdown rewritten */
+};
+
 struct leg_status {
 	const char *name;
 	const char *path;
@@ -170,6 +185,8 @@ struct leg_status {
 	uint64_t read_errors;
 	uint64_t write_errors;
 	unsigned int pending; /* requests in flight on the leg */
+	char uuid[37];	      /* the leg's UUID in its superblock; "" with metadata = none */
+	enum leg_resync_role resync;
 };
 
 enum mirror_state mirror_state(const struct mirror *m);
@@ -186,6 +203,7 @@ struct resync_status {
 	uint64_t done;	/* bytes copied */
 	uint64_t total; /* bytes to copy */
 	uint64_t rate;	/* bytes/s */
+	int source;	/* the leg copied from; -1 when no resync runs */
 };
 void mirror_resync_status(const struct mirror *m, struct resync_status *out);
 /* Runtime tunables: bytes/s; 0 = unlimited (max only). */
@@ -194,6 +212,8 @@ void mirror_get_resync_rate(const struct mirror *m, uint64_t *min, uint64_t *max
 
 const char *mirror_state_name(enum mirror_state state);
 const char *leg_state_name(enum leg_state state);
+/* none, source, bitmap, full, rewrite, dirty (user.fusemirror.leg.N.resync). */
+const char *leg_resync_role_name(enum leg_resync_role role);
 
 #ifdef __cplusplus
 }

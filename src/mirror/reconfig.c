@@ -377,7 +377,7 @@ static int remove_leg_locked(struct mirror *m, unsigned int index, bool force, G
 	mirror_freeze(m);
 	dev = leg_detach(m, leg);
 	r = leg_set_state(m, leg, leg_state(leg), LEG_REMOVED);
-	memset(leg->uuid, 0, sizeof(leg->uuid));
+	leg_forget_uuid(m, leg);
 	/* A removed last slot goes: a hot-added leg removed again leaves the mirror as it was. */
 	n = atomic_load(&m->num_legs);
 	while (n > 1 && leg_state(&m->legs[n - 1]) == LEG_REMOVED)
@@ -443,6 +443,7 @@ static int resync_locked(struct mirror *m, bool full, GError **error)
 		/* Every region differs until copied: reads of it come from the source. */
 		atomic_store(&m->unclean, true);
 		atomic_store(&m->full_requested, true);
+		atomic_store(&m->rewriting, true);
 	}
 	resync_start(m);
 	return 0;

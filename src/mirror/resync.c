@@ -32,6 +32,22 @@ static uint64_t region_of(const struct mirror *m, uint64_t offset)
 	return offset / bitmap_region_size(m->bitmap);
 }
 
+enum leg_resync_role resync_leg_role(struct mirror *m, const struct leg *leg)
+{
+	enum leg_state st = leg_state(leg);
+
+	if (!atomic_load(&m->resync_active) || leg->dev == NULL)
+		return LEG_RESYNC_NONE;
+	if ((int)leg->index == atomic_load(&m->resync_source))
+		return LEG_RESYNC_SOURCE;
+	if (st == LEG_RESYNCING || st == LEG_STALE || st == LEG_SPARE)
+		return leg->resync == RESYNC_BITMAP ? LEG_RESYNC_BITMAP : LEG_RESYNC_FULL;
+	/* leg_needs(): after a crash, or on request, the other in-sync legs are written too. */
+	if (st == LEG_IN_SYNC && atomic_load(&m->unclean))
+		return atomic_load(&m->rewriting) ? LEG_RESYNC_REWRITE : LEG_RESYNC_DIRTY;
+	return LEG_RESYNC_NONE;
+}
+
 bool resync_read_needs_source(struct mirror *m, uint64_t offset, uint64_t len)
 {
 	uint64_t first, last, r, cursor;
@@ -126,23 +142,35 @@ static int copy_region(struct mirror *m, struct leg *source, struct leg **target
 		err = mirror_sync_io(m, DMIO_READ, 0, &source, 1, buf, m->data_offset + pos, len,
 				     NULL);
 		if (err < 0) {
-			char *why = g_strdup_printf("read error at offset %" PRIu64
-						    " while it was the resync source: %s",
-						    pos, g_strerror(-err));
+			char *why = g_strdup_printf(
+			    "resync read error at data offset %" PRIu64 " (leg offset %" PRIu64
+			    ") length %" PRIu64 " while it was the resync source: %s",
+			    pos, m->data_offset + pos, len, g_strerror(-err));
 
+			leg_log_io_error(m, source, "resync read", pos, m->data_offset + pos, len,
+					 -err, 1ul << source->index);
 			leg_fail(m, source, why, 1ul << source->index);
 			g_free(why);
 		} else if (mirror_sync_io(m, DMIO_WRITE, 0, targets, n, buf, m->data_offset + pos,
 					  len, errors) < 0) {
+			unsigned long bits = 0;
+
+			for (i = 0; i < n; i++)
+				if (errors[i] != 0)
+					bits |= 1ul << targets[i]->index;
 			for (i = 0; i < n; i++) {
 				char *why;
 
 				if (errors[i] == 0)
 					continue;
-				why = g_strdup_printf("write error at offset %" PRIu64
+				leg_log_io_error(m, targets[i], "resync write", pos,
+						 m->data_offset + pos, len, -errors[i], bits);
+				why = g_strdup_printf("resync write error at data offset %" PRIu64
+						      " (leg offset %" PRIu64 ") length %" PRIu64
 						      " while being resynced: %s",
-						      pos, g_strerror(-errors[i]));
-				leg_fail(m, targets[i], why, 1ul << targets[i]->index);
+						      pos, m->data_offset + pos, len,
+						      g_strerror(-errors[i]));
+				leg_fail(m, targets[i], why, bits);
 				g_free(why);
 			}
 		}
@@ -227,6 +255,9 @@ static void finish(struct mirror *m)
 			    g_strdup_printf("cannot flush the data it was resynced with: %s",
 					    g_strerror(-errors[i]));
 
+			leg_log_io_error(m, legs[i], "resync flush", LEG_IO_METADATA, 0, 0,
+					 -errors[i], 1ul << legs[i]->index);
+
 			leg_fail(m, legs[i], why, 1ul << legs[i]->index);
 			g_free(why);
 			continue;
@@ -236,6 +267,7 @@ static void finish(struct mirror *m)
 		leg_set_state(m, legs[i], LEG_RESYNCING, LEG_IN_SYNC);
 	}
 	atomic_store(&m->unclean, false);
+	atomic_store(&m->rewriting, false);
 	metadata_sync(m);
 	/* Only now does the mirror read as no longer resyncing: its legs say so on disk too. */
 	atomic_store(&m->resync_active, false);
@@ -250,28 +282,21 @@ static gpointer resync_thread(gpointer data)
 	struct progress *p = g_new0(struct progress, 1);
 	gint64 started = g_get_monotonic_time();
 	unsigned int i, percent = 0, slots = atomic_load(&m->num_legs);
-	int source = pick_source(m);
+	int source = atomic_load(&m->resync_source);
 	bool finished = false;
+	int err;
 
 	if (source < 0)
 		goto out;
-	atomic_store(&m->resync_source, source);
-	for (i = 0; i < slots; i++) {
-		struct leg *leg = &m->legs[i];
-
-		/* -EAGAIN: it failed meanwhile, and stays failed. */
-		if (leg_state(leg) == LEG_STALE)
-			leg_set_state(m, leg, LEG_STALE, LEG_RESYNCING);
-		else if (leg_state(leg) == LEG_SPARE)
-			leg_set_state(m, leg, LEG_SPARE, LEG_RESYNCING);
-		p->copied[i] = atomic_load(&leg->recovery_offset);
-	}
+	for (i = 0; i < slots; i++)
+		p->copied[i] = atomic_load(&m->legs[i].recovery_offset);
 	/* The legs just made resyncing get the whole bitmap: from now on they take its writes. */
-	if (bitmap_flush(m->bitmap) < 0)
-		g_warning("mirror %s: the write-intent bitmap could not be written", m->name);
-	total = count_work(m, (unsigned int)source);
-	atomic_store(&m->resync_total, total);
-	atomic_store(&m->resync_done, 0);
+	err = bitmap_flush(m->bitmap);
+	if (err < 0)
+		g_warning("mirror %s: the write-intent bitmap could not be written before the "
+			  "resync: %s",
+			  m->name, g_strerror(-err));
+	total = atomic_load(&m->resync_total);
 	mirror_event(m, "ResyncStarted", G_LOG_LEVEL_MESSAGE, -1,
 		     "mirror %s: resync of %" PRIu64 " bytes from leg %d (%s) started%s", m->name,
 		     total, source, m->legs[source].name,
@@ -335,6 +360,35 @@ out:
 	return NULL;
 }
 
+/*
+ * Before the thread starts, so that the status is true from the command's return on: the source,
+ * the legs that catch up made resyncing (written from now on, never read until done), and the
+ * bytes to copy.
+ */
+static void prepare(struct mirror *m)
+{
+	unsigned int i, slots = atomic_load(&m->num_legs);
+	int source = pick_source(m);
+
+	atomic_store(&m->resync_source, source);
+	atomic_store(&m->resync_done, 0);
+	atomic_store(&m->resync_rate, 0);
+	if (source < 0) {
+		atomic_store(&m->resync_total, 0);
+		return;
+	}
+	for (i = 0; i < slots; i++) {
+		struct leg *leg = &m->legs[i];
+
+		/* -EAGAIN: it failed meanwhile, and stays failed. */
+		if (leg_state(leg) == LEG_STALE)
+			leg_set_state(m, leg, LEG_STALE, LEG_RESYNCING);
+		else if (leg_state(leg) == LEG_SPARE)
+			leg_set_state(m, leg, LEG_SPARE, LEG_RESYNCING);
+	}
+	atomic_store(&m->resync_total, count_work(m, (unsigned int)source));
+}
+
 void resync_start(struct mirror *m)
 {
 	unsigned int i, slots = atomic_load(&m->num_legs);
@@ -356,6 +410,7 @@ void resync_start(struct mirror *m)
 	atomic_store(&m->resync_stop, false);
 	atomic_store(&m->resync_active, true);
 	atomic_store(&m->resync_running, true);
+	prepare(m);
 	m->resync_thread = g_thread_new("fm-resync", resync_thread, m);
 }
 
