@@ -97,6 +97,18 @@ assert_grep "rewrote the config $conf: \[leg d\] added \($d\)" "$daemon_log" "th
 timeout 60 "$fusemirrorctl" wait "$mirror" >&2 || daemon_fail "fusemirrorctl wait"
 assert_eq "$(xattr "$mirror" user.fusemirror.state)" clean "state after the add's resync"
 
+# --no-save: the mirror changes, the file does not.
+"$fusemirrorctl" fail "$mirror" d >&2 || daemon_fail "fusemirrorctl fail d"
+"$fusemirrorctl" remove --no-save "$mirror" d >&2 || daemon_fail "fusemirrorctl remove --no-save d"
+cmp "$tmpdir/expected" "$conf" >&2 ||
+	daemon_fail "remove --no-save rewrote the config: $(diff -u "$tmpdir/expected" "$conf")"
+assert_grep "is not rewritten (--no-save)" "$daemon_log" "the log of remove --no-save"
+"$fusemirrorctl" add --no-save "$mirror" "$d" >&2 || daemon_fail "fusemirrorctl add --no-save d"
+cmp "$tmpdir/expected" "$conf" >&2 ||
+	daemon_fail "add --no-save rewrote the config: $(diff -u "$tmpdir/expected" "$conf")"
+timeout 60 "$fusemirrorctl" wait "$mirror" >&2 || daemon_fail "fusemirrorctl wait after add --no-save"
+assert_eq "$(xattr "$mirror" user.fusemirror.state)" clean "state after add --no-save"
+
 # ---- Restart from the rewritten config: the same mirror -----------------------------------------
 
 stop_daemon

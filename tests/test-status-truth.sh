@@ -189,6 +189,8 @@ done
 ctl_out "fail b" fail "$mirror" b
 dd if=/dev/urandom of="$mirror" bs=1M count=1 seek=5 oflag=direct conv=notrunc status=none ||
 	daemon_fail "dd while b is out"
+# The minimum first: a maximum below it is refused.
+ctl_out "set" set "$mirror" resync-rate-min=256K
 ctl_out "set" set "$mirror" resync-rate-max=512K
 ctl_out "re-add b" add "$mirror" "$b"
 grep -Eq "^fusemirrorctl: leg re-added as index 1 of $mirror: $b, resyncing, resync started: 1\.00 MiB to copy, the regions it missed, from the write-intent bitmap \([0-9.]+ [KM]?i?B done\) \('fusemirrorctl wait $mirror' follows it\)\$" \

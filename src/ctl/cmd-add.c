@@ -24,6 +24,7 @@ struct add {
 	char *shown_path; /* path, printable */
 	char *context;	  /* "add FILE PATH", printable, to start every message */
 	bool force;
+	bool no_save; /* --no-save: the daemon leaves its config file as it is */
 	struct ctl_status *st;
 };
 
@@ -284,7 +285,8 @@ static int add(struct add *a, const char *path)
 		return CTL_EXIT_FAILED;
 	}
 
-	command = g_strdup_printf("add %s%s", a->force ? "--force " : "", a->path);
+	command = g_strdup_printf("add %s%s%s", a->force ? "--force " : "",
+				  a->no_save ? "--no-save " : "", a->path);
 	quoted = g_strdup_printf("'%s'", command);
 	if (!ctl_check_live(a->st, a->context, quoted))
 		return CTL_EXIT_FAILED;
@@ -309,12 +311,14 @@ static int add(struct add *a, const char *path)
 
 static int run_add(const struct ctl_command *cmd, int argc, char **argv)
 {
-	gboolean force = FALSE;
+	gboolean force = FALSE, no_save = FALSE;
 	const GOptionEntry entries[] = {
 	    {"force", 0, 0, G_OPTION_ARG_NONE, &force,
 	     "Add a leg that holds a file system, another signature or another array's "
 	     "superblock",
 	     NULL},
+	    {"no-save", 0, 0, G_OPTION_ARG_NONE, &no_save,
+	     "Leave the daemon's config file as it is (it gains the leg's group otherwise)", NULL},
 	    G_OPTION_ENTRY_NULL,
 	};
 	g_autofree char *shown_file = NULL;
@@ -326,6 +330,7 @@ static int run_add(const struct ctl_command *cmd, int argc, char **argv)
 		return CTL_EXIT_USAGE;
 	a.file = argv[1];
 	a.force = force;
+	a.no_save = no_save;
 	shown_file = ctl_printable(argv[1]);
 	shown_arg = ctl_printable(argv[2]);
 	a.context = g_strdup_printf("add %s %s", shown_file, shown_arg);

@@ -38,7 +38,7 @@ static int run_fail(const struct ctl_command *cmd, int argc, char **argv)
 
 	if (!ctl_parse_options(cmd, NULL, &argc, &argv, 2, 2))
 		return CTL_EXIT_USAGE;
-	if (ctl_leg_command("fail", argv[1], argv[2], false, refusal_reason, &name, &index) !=
+	if (ctl_leg_command("fail", argv[1], argv[2], "", refusal_reason, &name, &index) !=
 	    CTL_EXIT_OK)
 		return CTL_EXIT_FAILED;
 	/* On stderr, as mdadm reports "set /dev/sdb faulty in /dev/md0". */

@@ -34,10 +34,12 @@ static const char *refusal_reason(int err, const struct ctl_leg_status *leg, boo
 
 static int run_remove(const struct ctl_command *cmd, int argc, char **argv)
 {
-	gboolean force = FALSE;
+	gboolean force = FALSE, no_save = FALSE;
 	const GOptionEntry entries[] = {
 	    {"force", 0, 0, G_OPTION_ARG_NONE, &force,
 	     "Remove a leg in any state: fail it first when it is in use", NULL},
+	    {"no-save", 0, 0, G_OPTION_ARG_NONE, &no_save,
+	     "Leave the daemon's config file as it is (it drops the leg's group otherwise)", NULL},
 	    G_OPTION_ENTRY_NULL,
 	};
 	g_autofree char *shown_file = NULL;
@@ -46,7 +48,10 @@ static int run_remove(const struct ctl_command *cmd, int argc, char **argv)
 
 	if (!ctl_parse_options(cmd, entries, &argc, &argv, 2, 2))
 		return CTL_EXIT_USAGE;
-	if (ctl_leg_command("remove", argv[1], argv[2], force, refusal_reason, &name, &index) !=
+	g_autofree char *options = g_strconcat(force ? "--force " : "", no_save ? "--no-save " : "",
+					       NULL);
+
+	if (ctl_leg_command("remove", argv[1], argv[2], options, refusal_reason, &name, &index) !=
 	    CTL_EXIT_OK)
 		return CTL_EXIT_FAILED;
 	shown_file = ctl_printable(argv[1]);

@@ -61,7 +61,7 @@ void ctl_report_refusal(const char *context, const char *command, int err, const
 	}
 }
 
-int ctl_leg_command(const char *verb, const char *file, const char *leg_arg, bool force,
+int ctl_leg_command(const char *verb, const char *file, const char *leg_arg, const char *options,
 		    ctl_refusal_reason_fn reason, char **leg_name, unsigned int *leg_index)
 {
 	g_autoptr(GError) error = NULL;
@@ -89,13 +89,13 @@ int ctl_leg_command(const char *verb, const char *file, const char *leg_arg, boo
 			    shown_leg, choices);
 		goto out;
 	}
-	command = g_strdup_printf("%s %s%u", verb, force ? "--force " : "", leg->index);
+	command = g_strdup_printf("%s %s%u", verb, options, leg->index);
 	quoted = g_strdup_printf("'%s'", command);
 	if (!ctl_check_live(st, context, quoted))
 		goto out;
 	r = ctl_send(file, command, &explanation);
 	if (r < 0) {
-		ctl_report_refusal(context, command, -r, explanation, reason(-r, leg, force));
+		ctl_report_refusal(context, command, -r, explanation, reason(-r, leg, strstr(options, "--force") != NULL));
 		goto out;
 	}
 	*leg_name = ctl_printable(leg->name);

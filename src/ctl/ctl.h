@@ -183,10 +183,11 @@ typedef const char *(*ctl_refusal_reason_fn)(int err, const struct ctl_leg_statu
 
 /*
  * A command on one leg, as fail and remove send it: read the status of file, find leg_arg (a
- * name or an index), send "VERB [--force ]I" and report a refusal on one line.  Returns
+ * name or an index), send "VERB OPTIONSI" (options: "" or words that each end in a space, such as
+ * "--force ") and report a refusal on one line.  Returns
  * CTL_EXIT_OK with the leg's printable name (free it) and index, or CTL_EXIT_FAILED.
  */
-int ctl_leg_command(const char *verb, const char *file, const char *leg_arg, bool force,
+int ctl_leg_command(const char *verb, const char *file, const char *leg_arg, const char *options,
 		    ctl_refusal_reason_fn reason, char **leg_name, unsigned int *leg_index);
 
 /* ---- signature.c: what a leg already holds ------------------------------------------------ */
