@@ -516,7 +516,8 @@ TEST(AssembleMembership, LegTheArrayDoesNotListIsRefused)
 
 	EXPECT_REFUSES(legs, ASSEMBLE_ERROR_NOT_MEMBER);
 	expect_names_leg(legs, 1);
-	EXPECT_CONTAINS(legs.message(), "does not list its leg uuid " + uuid_str(legs.sb(1).leg_uuid));
+	EXPECT_CONTAINS(legs.message(),
+			"does not list its leg uuid " + uuid_str(legs.sb(1).leg_uuid));
 	EXPECT_CONTAINS(legs.message(), "removed or replaced since");
 }
 
@@ -1276,7 +1277,8 @@ TEST(AssembleGeometrySlots, LegThatMissedARemoveHasMoreSlots)
 	EXPECT_EQ(legs.out().array.num_legs, 2u);
 }
 
-/* ---- The events counter never wraps ------------------------------------------------------------ */
+/* ---- The events counter never wraps ------------------------------------------------------------
+ */
 
 TEST(AssembleEvents, TooCloseToTheLimitIsRefused)
 {

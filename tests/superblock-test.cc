@@ -1138,9 +1138,9 @@ TEST(LegTable, EmptySlotAndUnstorableTextAreWrittenUnknown)
 	sb.num_legs = 3;
 	fill_uuid(sb.roles[2].uuid, 3);
 	sb.roles[2].role = SB_ROLE_FAILED;
-	set_leg(sb, 0, "a\x07", "/dev/sdb");	     /* BEL in a name: decode would refuse it */
-	set_leg(sb, 1, "b", "/dev/\xff");	     /* not UTF-8 */
-	sb.roles[2].role = SB_ROLE_EMPTY;	     /* a removed slot has no name */
+	set_leg(sb, 0, "a\x07", "/dev/sdb"); /* BEL in a name: decode would refuse it */
+	set_leg(sb, 1, "b", "/dev/\xff");    /* not UTF-8 */
+	sb.roles[2].role = SB_ROLE_EMPTY;    /* a removed slot has no name */
 	memset(sb.roles[2].uuid, 0, 16);
 	set_leg(sb, 2, "c", "/dev/sdd");
 	Decoded d = decode(encode(sb));
@@ -1171,7 +1171,8 @@ TEST(LegTable, TooLongPathsDropTheHighestSlotsFirst)
 		if (i < 9)
 			EXPECT_STREQ(sb.roles[i].path, d.sb.roles[i].path) << i;
 		else
-			EXPECT_STREQ("", d.sb.roles[i].path) << "the highest slot's path goes first";
+			EXPECT_STREQ("", d.sb.roles[i].path)
+			    << "the highest slot's path goes first";
 	}
 }
 

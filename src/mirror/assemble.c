@@ -222,16 +222,17 @@ static gboolean place_legs(const struct assemble_input *legs, unsigned int n,
 				    ") does not list its leg uuid %s, so it was removed or "
 				    "replaced since; take it out of the config, or add it back "
 				    "with 'fusemirrorctl add' (a full resync)",
-				    l->name, l->path, auth->name, legs[authority].name, auth->events,
-				    uuid);
+				    l->name, l->path, auth->name, legs[authority].name,
+				    auth->events, uuid);
 			return FALSE;
 		}
 		if ((unsigned int)slot != l->sb.leg_index) {
-			g_set_error(error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_SLOT,
-				    "leg '%s' (%s) says it is slot %" G_GUINT32_FORMAT
-				    " (leg_index), but the newest superblock (leg '%s') lists it in "
-				    "slot %d: its superblock is damaged; nothing was written",
-				    l->name, l->path, l->sb.leg_index, legs[authority].name, slot);
+			g_set_error(
+			    error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_SLOT,
+			    "leg '%s' (%s) says it is slot %" G_GUINT32_FORMAT
+			    " (leg_index), but the newest superblock (leg '%s') lists it in "
+			    "slot %d: its superblock is damaged; nothing was written",
+			    l->name, l->path, l->sb.leg_index, legs[authority].name, slot);
 			return FALSE;
 		}
 		out->legs[i].slot = slot;

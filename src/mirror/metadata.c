@@ -171,9 +171,10 @@ int metadata_commit(struct mirror *m, uint64_t gen)
 		if (atomic_load(&m->gen_bump) > atomic_load(&m->gen_recorded)) {
 			if (m->array.events == UINT64_MAX) {
 				/* Never to 0: a left-out leg would become the authority. */
-				g_warning("mirror %s: the events counter is at its limit 2^64-1: the "
-					  "change is not recorded",
-					  m->name);
+				g_warning(
+				    "mirror %s: the events counter is at its limit 2^64-1: the "
+				    "change is not recorded",
+				    m->name);
 				r = -EOVERFLOW;
 				break;
 			}

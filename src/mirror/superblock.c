@@ -39,10 +39,10 @@
 #define OFF_NAME	    144
 /* 208..255 reserved */
 #define OFF_ROLES	256
-#define ROLE_ENTRY_SIZE 20 /* uuid (16) + role (u32) */
-#define OFF_NAMES  1536 /* OFF_ROLES + 64 * 20: the leg table, to the crc */
-#define OFF_CRC	   (SB_SIZE - 4)
-#define NAMES_SIZE (OFF_CRC - OFF_NAMES)
+#define ROLE_ENTRY_SIZE 20   /* uuid (16) + role (u32) */
+#define OFF_NAMES	1536 /* OFF_ROLES + 64 * 20: the leg table, to the crc */
+#define OFF_CRC		(SB_SIZE - 4)
+#define NAMES_SIZE	(OFF_CRC - OFF_NAMES)
 
 #define SB_MIN_REGION_SIZE 4096u
 #define SB_ALIGN	   4096u
