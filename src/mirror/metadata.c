@@ -389,11 +389,11 @@ static void place_slots(struct mirror *m, const struct assemble_input *in, unsig
 			continue;
 		if (k < 0) {
 			leg_attach(m, &m->legs[i], r->name, r->path, NULL, r->uuid, false);
-			g_warning("mirror %s: slot %u (leg '%s', last at %s) is not in the config: "
-				  "it is missing (fusemirrorctl add puts it back, remove forgets "
-				  "it)",
-				  m->name, i, *r->name != '\0' ? r->name : "unknown",
-				  *r->path != '\0' ? r->path : "unknown");
+			g_warning(
+			    "mirror %s: the config does not list slot %u (leg '%s', last at %s): "
+			    "it is missing (fusemirrorctl add puts it back, remove forgets it)",
+			    m->name, i, *r->name != '\0' ? r->name : "unknown",
+			    *r->path != '\0' ? r->path : "unknown");
 			continue;
 		}
 		leg_attach(m, &m->legs[i], in[k].name, in[k].path, opened[k].dev,
