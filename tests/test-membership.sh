@@ -110,7 +110,7 @@ done
 
 # ---- b back, the groups in another order: slots stay, b is stale, never read, resynced -------
 
-legs_config "$tmpdir/cba.conf" resync-rate-min=4M resync-rate-max=4M "c=$c" "b=$b" "a=$a"
+legs_config "$tmpdir/cba.conf" resync-rate-min=256K resync-rate-max=256K "c=$c" "b=$b" "a=$a"
 start_daemon "$tmpdir/cba.conf" "$mirror"
 assert_grep "StaleLegRejected: leg 1 \(b, $b\) is stale" "$daemon_log" "b's StaleLegRejected"
 slot_is 0 a "$a" in_sync

@@ -97,7 +97,7 @@ enum sb_error {
  * critical: a bug of the caller) when two non-empty slots of sb's roles hold one leg UUID, a
  * superblock that would brick the mirror: buf is then left zeroed, to be written nowhere.
  */
-int superblock_encode(const struct superblock *sb, void *buf) G_GNUC_WARN_UNUSED_RESULT;
+int superblock_encode(const struct superblock *sb, void *buf);
 
 /* Whether text may be recorded as a leg's name (max SB_LEG_NAME_MAX) or path (SB_LEG_PATH_MAX):
  * it fits, is UTF-8 and has no control character. */
