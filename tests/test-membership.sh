@@ -102,8 +102,11 @@ for run in 1 2; do
 	slot_is 1 b "$b" failed
 	slot_is 2 c "$c" in_sync
 	assert_eq "$(xattr "$mirror" user.fusemirror.state)" degraded "state without b"
-	head -c $mib /dev/urandom >"$tmpdir/new$run"
-	write_at $((run * 4)) "$tmpdir/new$run"
+	# Three regions each time: b misses six, more than its throttled resync copies at once.
+	for at in 1 2 3; do
+		head -c $mib /dev/urandom >"$tmpdir/new"
+		write_at $((run * 6 + at)) "$tmpdir/new"
+	done
 	check_reads "without b (start $run)"
 	stop_daemon
 	for leg in "$a" "$c"; do
@@ -113,7 +116,7 @@ done
 cmp "$tmpdir/b.before" "$b" >&2 || fail "leg b was written while it was out of the config"
 # Where b missed the writes it now holds garbage: if the mirror ever reads b there, it shows.
 head -c $mib /dev/urandom >"$tmpdir/garbage"
-for at in 4 8; do
+for at in 7 8 9 13 14 15; do
 	dd if="$tmpdir/garbage" of="$b" bs=1M seek=$((at + 1)) conv=notrunc status=none
 done
 
