@@ -142,6 +142,55 @@ class Legs
 			l.sb.events_cleared = events_cleared;
 	}
 
+	/*
+	 * The config lists the legs in another order: input i becomes the leg that was at
+	 * order[i] (its name, path and superblock go with it).
+	 */
+	void reorder(const std::vector<unsigned int> &order)
+	{
+		std::vector<struct assemble_input> in;
+		std::vector<std::string> names, paths;
+
+		for (unsigned int k : order) {
+			in.push_back(in_[k]);
+			names.push_back(names_[k]);
+			paths.push_back(paths_[k]);
+		}
+		in_ = in;
+		names_ = names;
+		paths_ = paths;
+		relink();
+	}
+	/* The config leaves leg i out (its group deleted). */
+	void drop(unsigned int i)
+	{
+		in_.erase(in_.begin() + i);
+		names_.erase(names_.begin() + i);
+		paths_.erase(paths_.begin() + i);
+		relink();
+	}
+	/* Rename leg i in the config (its group renamed), or move it to another path. */
+	void rename(unsigned int i, const std::string &name)
+	{
+		names_[i] = name;
+		relink();
+	}
+	void move(unsigned int i, const std::string &path)
+	{
+		paths_[i] = path;
+		relink();
+	}
+	/* Every superblock records slot j's name and path as leg j's now. */
+	void record_names()
+	{
+		for (auto &l : in_)
+			for (unsigned int j = 0; j < size(); j++) {
+				unsigned int slot = in_[j].sb.leg_index;
+				strcpy(l.sb.roles[slot].name, names_[j].c_str());
+				strcpy(l.sb.roles[slot].path, paths_[j].c_str());
+			}
+	}
+
 	/* Decide; on failure the error is kept in error() and the result is FALSE. */
 	bool decide(int force_source = -1)
 	{
@@ -170,6 +219,14 @@ class Legs
 	Legs &operator=(const Legs &) = delete;
 
       private:
+	void relink()
+	{
+		for (unsigned int i = 0; i < size(); i++) {
+			in_[i].name = names_[i].c_str();
+			in_[i].path = paths_[i].c_str();
+		}
+	}
+
 	std::vector<std::string> names_, paths_;
 	std::vector<struct assemble_input> in_;
 	struct assemble_result out_ = {};
@@ -450,15 +507,31 @@ TEST(AssembleStale, TheAuthoritysTableDecidesTheRole)
 	expect_leg(legs.out(), 1, ASSEMBLE_STALE, RESYNC_FULL, 4 * MiB);
 }
 
-TEST(AssembleStale, LegTheArrayDoesNotKnowIsResyncedInFull)
+TEST(AssembleMembership, LegTheArrayDoesNotListIsRefused)
 {
-	/* Equal events, but the authority's table has no slot for leg 1's UUID. */
+	/* The authority (more events) no longer lists leg 1's UUID: it was replaced since. */
 	Legs legs(2);
 	uuid_generate_random_v4(legs.sb(0).roles[1].uuid);
+	legs.set_events(0, 11);
 
-	EXPECT_DECIDES(legs);
-	expect_leg(legs.out(), 0, ASSEMBLE_IN_SYNC, RESYNC_NONE);
-	expect_leg(legs.out(), 1, ASSEMBLE_STALE, RESYNC_FULL, 0);
+	EXPECT_REFUSES(legs, ASSEMBLE_ERROR_NOT_MEMBER);
+	expect_names_leg(legs, 1);
+	EXPECT_CONTAINS(legs.message(),
+			"does not list its leg uuid " + uuid_str(legs.sb(1).leg_uuid));
+	EXPECT_CONTAINS(legs.message(), "removed or replaced since");
+}
+
+TEST(AssembleMembership, RemovedLegIsRefused)
+{
+	/* fusemirrorctl remove empties the slot: the leg, put back in the config, is no member. */
+	Legs legs(3);
+	for (unsigned int i : {0u, 1u}) {
+		memset(&legs.sb(i).roles[2], 0, sizeof(legs.sb(i).roles[2]));
+		legs.set_events(i, 12);
+	}
+
+	EXPECT_REFUSES(legs, ASSEMBLE_ERROR_NOT_MEMBER);
+	expect_names_leg(legs, 2);
 }
 
 TEST(AssembleStale, SpareIsResyncedInFull)
@@ -958,3 +1031,273 @@ TEST(AssembleSplitBrain, ForceSourceWithoutSplitBrainRebuildsTheOthers)
 }
 
 } // namespace
+
+/* ---- Identity: a leg takes the slot its superblock names ------------------------------------ */
+
+namespace
+{
+
+/* Input i (a configured leg) took slot `slot`, and slot `slot` holds input i. */
+void expect_slot(const struct assemble_result &out, unsigned int i, int slot)
+{
+	SCOPED_TRACE("input " + std::to_string(i));
+	EXPECT_EQ(out.legs[i].slot, slot);
+	if (slot >= 0) {
+		EXPECT_EQ(out.slot_leg[slot], (int)i);
+	}
+}
+
+} // namespace
+
+TEST(AssembleIdentity, ConfigOrderNeverRenumbers)
+{
+	/* The config lists c, a, b: each still takes its own slot. */
+	Legs legs(3);
+	legs.reorder({2, 0, 1});
+
+	EXPECT_DECIDES(legs);
+	expect_slot(legs.out(), 0, 2);
+	expect_slot(legs.out(), 1, 0);
+	expect_slot(legs.out(), 2, 1);
+	EXPECT_EQ(legs.out().missing, 0u);
+	for (unsigned int i = 0; i < 3; i++)
+		expect_leg(legs.out(), i, ASSEMBLE_IN_SYNC, RESYNC_NONE);
+}
+
+TEST(AssembleIdentity, LeftOutMiddleLegIsMissingInItsOwnSlot)
+{
+	/* The [leg b] group deleted: c stays in slot 2, slot 1 is missing, nobody has slot 1. */
+	Legs legs(3);
+	legs.drop(1);
+
+	EXPECT_DECIDES(legs);
+	EXPECT_EQ(legs.out().array.num_legs, 3u);
+	expect_slot(legs.out(), 0, 0);
+	expect_slot(legs.out(), 1, 2);
+	EXPECT_EQ(legs.out().slot_leg[1], -1);
+	EXPECT_EQ(legs.out().missing, 1u);
+}
+
+TEST(AssembleIdentity, LeftOutLegBackInAnotherOrderIsStaleInItsSlot)
+{
+	/* b was left out while a and c went on (events 10 -> 14, b failed in their tables). */
+	Legs legs(3);
+	legs.set_role_seen_by_others(1, SB_ROLE_FAILED);
+	legs.set_events(0, 14);
+	legs.set_events(2, 14);
+	legs.set_events_cleared(1);
+	legs.reorder({2, 1, 0});
+
+	EXPECT_DECIDES(legs);
+	expect_slot(legs.out(), 0, 2);
+	expect_slot(legs.out(), 1, 1);
+	expect_slot(legs.out(), 2, 0);
+	expect_leg(legs.out(), 0, ASSEMBLE_IN_SYNC, RESYNC_NONE);
+	expect_leg(legs.out(), 1, ASSEMBLE_STALE, RESYNC_BITMAP);
+	expect_leg(legs.out(), 2, ASSEMBLE_IN_SYNC, RESYNC_NONE);
+	EXPECT_EQ(legs.out().missing, 0u);
+}
+
+TEST(AssembleIdentity, AbsentLegFindsItsSlotByRecordedName)
+{
+	Legs legs(3);
+	legs.record_names();
+	legs.reorder({1, 2, 0});
+	legs[0].present = false; /* leg1 (slot 1) is configured but its device is gone */
+
+	EXPECT_DECIDES(legs);
+	expect_slot(legs.out(), 0, 1);
+	expect_slot(legs.out(), 1, 2);
+	expect_slot(legs.out(), 2, 0);
+	expect_leg(legs.out(), 0, ASSEMBLE_MISSING, RESYNC_NONE);
+	EXPECT_EQ(legs.out().missing, 1u);
+}
+
+TEST(AssembleIdentity, AbsentLegFindsItsSlotByPathWhenRenamed)
+{
+	Legs legs(3);
+	legs.record_names();
+	legs.rename(1, "renamed");
+	legs[1].present = false;
+
+	EXPECT_DECIDES(legs);
+	expect_slot(legs.out(), 1, 1);
+
+	/* Neither its name nor its path recorded anywhere: no slot, and slot 1 is still missing. */
+	legs.move(1, "/dev/elsewhere");
+	EXPECT_DECIDES(legs);
+	EXPECT_EQ(legs.out().legs[1].slot, -1);
+	EXPECT_EQ(legs.out().slot_leg[1], -1);
+	EXPECT_EQ(legs.out().missing, 1u);
+}
+
+TEST(AssembleIdentity, AbsentLegNeverTakesAFilledSlot)
+{
+	/* The absent leg's config name is the one slot 0's present leg had: it gets no slot. */
+	Legs legs(2);
+	legs.record_names();
+	legs.rename(0, "newname");
+	legs.rename(1, "leg0");
+	legs[1].present = false;
+
+	EXPECT_DECIDES(legs);
+	expect_slot(legs.out(), 0, 0);
+	/* Not by name (slot 0 is filled); by its path it is slot 1 still. */
+	expect_slot(legs.out(), 1, 1);
+}
+
+TEST(AssembleIdentity, RenamedPresentLegKeepsItsSlot)
+{
+	Legs legs(2);
+	legs.record_names();
+	legs.rename(0, "leg1");
+	legs.rename(1, "leg0");
+
+	EXPECT_DECIDES(legs);
+	expect_slot(legs.out(), 0, 0);
+	expect_slot(legs.out(), 1, 1);
+}
+
+TEST(AssembleIdentity, OwnIndexMustAgreeWithTheAuthority)
+{
+	/* Leg 1's superblock says slot 1, the authority lists its UUID in slot 2. */
+	Legs legs(3);
+	for (unsigned int i = 0; i < 3; i++) {
+		std::swap(legs.sb(i).roles[1], legs.sb(i).roles[2]);
+		legs.sb(i).roles[1].role = SB_ROLE_IN_SYNC;
+	}
+	legs.sb(2).leg_index = 1; /* leg 2's own index now matches its (swapped) slot */
+	legs.set_events(0, 11);
+
+	EXPECT_REFUSES(legs, ASSEMBLE_ERROR_SLOT);
+	EXPECT_CONTAINS(legs.message(), "says it is slot 1 (leg_index)");
+	EXPECT_CONTAINS(legs.message(), "lists it in slot 2");
+}
+
+/* ---- Geometry: one layout for every leg ------------------------------------------------------ */
+
+struct GeometryCase {
+	const char *field;
+	void (*edit)(struct superblock &sb);
+	const char *values; /* "<authority's> and <the other's>" */
+};
+
+void PrintTo(const GeometryCase &c, std::ostream *os)
+{
+	*os << c.field;
+}
+
+class AssembleGeometry : public ::testing::TestWithParam<GeometryCase>
+{
+};
+
+TEST_P(AssembleGeometry, DisagreementIsRefusedNamingTheFieldAndBothValues)
+{
+	const GeometryCase &c = GetParam();
+	/* Leg 1 has the other layout and more events: it must not become the authority. */
+	Legs legs(3);
+	c.edit(legs.sb(1));
+	legs.set_events(1, 11);
+	legs[1].dev_bytes = 256 * MiB; /* room for any layout: only the geometry differs */
+
+	EXPECT_REFUSES(legs, ASSEMBLE_ERROR_GEOMETRY);
+	EXPECT_CONTAINS(legs.message(), std::string(c.field) + " " + c.values);
+	EXPECT_CONTAINS(legs.message(), "'" + legs.name(1) + "' (" + legs.path(1));
+	EXPECT_CONTAINS(legs.message(), "'" + legs.name(0) + "' (" + legs.path(0));
+
+	/* The same from a stale leg. */
+	Legs stale(2);
+	c.edit(stale.sb(1));
+	stale[1].dev_bytes = 256 * MiB;
+	stale.set_events(1, 9);
+	EXPECT_REFUSES(stale, ASSEMBLE_ERROR_GEOMETRY);
+	EXPECT_CONTAINS(stale.message(), c.field);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, AssembleGeometry,
+    ::testing::Values(
+	GeometryCase{"data_offset", [](struct superblock &sb) { sb.data_offset = 2 * MiB; },
+		     "2097152 and 1048576"},
+	GeometryCase{"data_size", [](struct superblock &sb) { sb.data_size = 32 * MiB; },
+		     "33554432 and 67108864"},
+	GeometryCase{"region_size",
+		     [](struct superblock &sb) {
+			     sb.region_size = 1 * MiB;
+			     sb.bitmap_bytes = (kDataSize / MiB + 7) / 8;
+		     },
+		     "1048576 and 524288"},
+	GeometryCase{"bitmap_offset", [](struct superblock &sb) { sb.bitmap_offset = 8192; },
+		     "8192 and 4096"},
+	GeometryCase{"bitmap_bytes", [](struct superblock &sb) { sb.bitmap_bytes = 1; },
+		     "1 and 16"}),
+    [](const ::testing::TestParamInfo<GeometryCase> &info) {
+	    return std::string(info.param.field);
+    });
+
+TEST(AssembleGeometrySlots, EqualEventsMustAgreeOnTheNumberOfSlots)
+{
+	Legs legs(2);
+	legs.sb(1).num_legs = 3;
+	legs.sb(1).roles[2].role = SB_ROLE_SPARE;
+	uuid_generate_random_v4(legs.sb(1).roles[2].uuid);
+
+	EXPECT_REFUSES(legs, ASSEMBLE_ERROR_GEOMETRY);
+	EXPECT_CONTAINS(legs.message(), "num_legs (slots) at equal events");
+}
+
+TEST(AssembleGeometrySlots, LegThatMissedAHotAddHasFewerSlots)
+{
+	/* Legs 0 and 1 took a hot add into slot 2 (events 12); leg 1 was failed before it. */
+	Legs legs(3);
+	legs.set_events(0, 12);
+	legs.set_events(2, 12);
+	legs.set_role_seen_by_others(1, SB_ROLE_FAILED);
+	legs.sb(1).num_legs = 2;
+	memset(&legs.sb(1).roles[2], 0, sizeof(legs.sb(1).roles[2]));
+	legs.set_events(1, 9);
+
+	EXPECT_DECIDES(legs);
+	expect_leg(legs.out(), 1, ASSEMBLE_STALE, RESYNC_BITMAP);
+	EXPECT_EQ(legs.out().array.num_legs, 3u);
+}
+
+TEST(AssembleGeometrySlots, LegThatMissedARemoveHasMoreSlots)
+{
+	/* Slot 2 was removed (num_legs 3 -> 2) while leg 1 was out. */
+	Legs legs(3);
+	legs.drop(2);
+	legs.sb(0).num_legs = 2;
+	memset(&legs.sb(0).roles[2], 0, sizeof(legs.sb(0).roles[2]));
+	legs.sb(0).roles[1].role = SB_ROLE_FAILED;
+	legs.set_events(0, 13);
+
+	EXPECT_DECIDES(legs);
+	expect_leg(legs.out(), 1, ASSEMBLE_STALE, RESYNC_BITMAP);
+	EXPECT_EQ(legs.out().array.num_legs, 2u);
+}
+
+/* ---- The events counter never wraps ------------------------------------------------------------
+ */
+
+TEST(AssembleEvents, TooCloseToTheLimitIsRefused)
+{
+	for (uint64_t events : {UINT64_MAX, UINT64_MAX - 1, (uint64_t)SB_EVENTS_LIMIT + 1}) {
+		Legs legs(2, events);
+		EXPECT_REFUSES(legs, ASSEMBLE_ERROR_EVENTS);
+		EXPECT_CONTAINS(legs.message(), "events " + std::to_string(events));
+		EXPECT_CONTAINS(legs.message(), "2^64-1");
+		expect_names_leg(legs, 0);
+	}
+	/* Only one leg near the limit (it would be the authority): refused, named. */
+	Legs one(2);
+	one.set_events(1, UINT64_MAX - 1);
+	EXPECT_REFUSES(one, ASSEMBLE_ERROR_EVENTS);
+	expect_names_leg(one, 1);
+}
+
+TEST(AssembleEvents, AtTheLimitStillStarts)
+{
+	Legs legs(2, SB_EVENTS_LIMIT);
+	EXPECT_DECIDES(legs);
+}

@@ -106,7 +106,7 @@ superblock valid_sb()
 Block encode(const superblock &sb)
 {
 	Block b(SB_SIZE, 0xee);
-	superblock_encode(&sb, b.data());
+	EXPECT_EQ(0, superblock_encode(&sb, b.data()));
 	return b;
 }
 
@@ -177,6 +177,12 @@ Decoded decode(const Block &b)
 			       << " != " << b.roles[i].role;
 		if (memcmp(a.roles[i].uuid, b.roles[i].uuid, 16) != 0)
 			return ::testing::AssertionFailure() << "roles[" << i << "].uuid differs";
+		if (strcmp(a.roles[i].name, b.roles[i].name) != 0 ||
+		    strcmp(a.roles[i].path, b.roles[i].path) != 0)
+			return ::testing::AssertionFailure()
+			       << "roles[" << i << "]: '" << a.roles[i].name << "' at '"
+			       << a.roles[i].path << "' != '" << b.roles[i].name << "' at '"
+			       << b.roles[i].path << "'";
 	}
 	return ::testing::AssertionSuccess();
 }
@@ -738,9 +744,39 @@ std::vector<FieldCase> field_cases()
 	    sb_edit(
 		"RoleWithNilUuid", [](superblock &s) { memset(s.roles[0].uuid, 0, 16); },
 		"roles[0] (in_sync) has an all-zero uuid"),
-	    sb_edit(
-		"DuplicateUuid", [](superblock &s) { memcpy(s.roles[0].uuid, s.leg_uuid, 16); },
+	    /* The encoder refuses to write it (LegTable.EncodeRefusesDuplicateUuid): patched in. */
+	    byte_patch(
+		"DuplicateUuid", [](Block &b) { memcpy(&b[256], &b[256 + 20], 16); },
 		"roles[0] and roles[1] have the same uuid"),
+	    /* The leg table (offset 1536): name NUL path NUL per slot below num_legs. */
+	    byte_patch(
+		"LegTableNotTerminated", [](Block &b) { memset(&b[1536], 'a', kCrcOffset - 1536); },
+		"leg table: slot 0's name is not terminated within the table"),
+	    byte_patch(
+		"LegTablePathNotTerminated",
+		[](Block &b) {
+			memset(&b[1536], 0, kCrcOffset - 1536);
+			memset(&b[1539], 'p', kCrcOffset - 1539);
+		},
+		"leg table: slot 1's path is not terminated within the table"),
+	    byte_patch(
+		"LegTableNameTooLong", [](Block &b) { memset(&b[1536], 'n', 65); },
+		"leg table: slot 0's name is 65 bytes, more than 64"),
+	    byte_patch(
+		"LegTablePathTooLong", [](Block &b) { memset(&b[1537], 'p', 256); },
+		"leg table: slot 0's path is 256 bytes, more than 255"),
+	    byte_patch(
+		"LegTableNameControl", [](Block &b) { memcpy(&b[1536], "a\x1b[2J", 6); },
+		"leg table: slot 0's name byte 1 (U+001B) is a control character"),
+	    byte_patch(
+		"LegTablePathNewline", [](Block &b) { memcpy(&b[1537], "/dev/x\nforged", 14); },
+		"leg table: slot 0's path byte 6 (U+000A) is a control character"),
+	    byte_patch(
+		"LegTableNotUtf8", [](Block &b) { memcpy(&b[1538], "b\xc3", 2); },
+		"leg table: slot 1's name is not valid UTF-8 (byte 1)"),
+	    byte_patch(
+		"LegTableGarbageAfter", [](Block &b) { b[1536 + 100] = 1; },
+		"leg table: byte 100 after its end is 0x01"),
 	};
 }
 
@@ -1047,6 +1083,182 @@ TEST_F(SuperblockIo, ReadOnlyDevice)
 	Block b(SB_SIZE);
 	ASSERT_EQ(0, superblock_read_raw(dev.get(), b.data()));
 	EXPECT_EQ(SB_ERROR_MAGIC, decode(b).err) << "a blank leg";
+}
+
+/* ---- The leg table: each slot's recorded name and last path ---------------------------------- */
+
+/* A leg's text of n copies of c. */
+std::string text_of(size_t n, char c)
+{
+	return std::string(n, c);
+}
+
+void set_leg(superblock &sb, unsigned i, const std::string &name, const std::string &path)
+{
+	ASSERT_LE(name.size(), SB_LEG_NAME_MAX);
+	ASSERT_LE(path.size(), SB_LEG_PATH_MAX);
+	strcpy(sb.roles[i].name, name.c_str());
+	strcpy(sb.roles[i].path, path.c_str());
+}
+
+TEST(LegTable, RoundTripAndLayout)
+{
+	superblock sb = valid_sb();
+	set_leg(sb, 0, "a", "/dev/sdb");
+	set_leg(sb, 1, "b\xc3\xa9", "/var/lib/legs/b.img"); /* UTF-8 is kept */
+	expect_round_trip(sb);
+
+	/* The documented layout: per slot name NUL path NUL, then zeroes up to the crc. */
+	Block b = encode(sb);
+	const char want[] = "a\0/dev/sdb\0b\xc3\xa9\0/var/lib/legs/b.img";
+	EXPECT_EQ(0, memcmp(&b[1536], want, sizeof(want))) << "the table is not at offset 1536";
+	for (size_t i = 1536 + sizeof(want); i < kCrcOffset; i++)
+		ASSERT_EQ(0, b[i]) << "byte " << i << " after the table";
+}
+
+TEST(LegTable, OldSuperblockReadsAsUnknown)
+{
+	/* Before the table, bytes 1536..4091 were reserved zeroes: every name and path unknown. */
+	superblock sb = valid_sb();
+	set_leg(sb, 0, "a", "/dev/sdb");
+	Block b = encode(sb);
+	memset(&b[1536], 0, kCrcOffset - 1536);
+	reseal(b);
+	Decoded d = decode(b);
+	ASSERT_EQ(SB_ERROR_NONE, d.err) << d.why;
+	for (unsigned i = 0; i < SB_MAX_LEGS; i++) {
+		EXPECT_STREQ("", d.sb.roles[i].name) << i;
+		EXPECT_STREQ("", d.sb.roles[i].path) << i;
+	}
+}
+
+TEST(LegTable, EmptySlotAndUnstorableTextAreWrittenUnknown)
+{
+	superblock sb = valid_sb();
+	sb.num_legs = 3;
+	fill_uuid(sb.roles[2].uuid, 3);
+	sb.roles[2].role = SB_ROLE_FAILED;
+	set_leg(sb, 0, "a\x07", "/dev/sdb"); /* BEL in a name: decode would refuse it */
+	set_leg(sb, 1, "b", "/dev/\xff");    /* not UTF-8 */
+	sb.roles[2].role = SB_ROLE_EMPTY;    /* a removed slot has no name */
+	memset(sb.roles[2].uuid, 0, 16);
+	set_leg(sb, 2, "c", "/dev/sdd");
+	Decoded d = decode(encode(sb));
+	ASSERT_EQ(SB_ERROR_NONE, d.err) << d.why;
+	EXPECT_STREQ("", d.sb.roles[0].name);
+	EXPECT_STREQ("/dev/sdb", d.sb.roles[0].path);
+	EXPECT_STREQ("b", d.sb.roles[1].name);
+	EXPECT_STREQ("", d.sb.roles[1].path);
+	EXPECT_STREQ("", d.sb.roles[2].name);
+	EXPECT_STREQ("", d.sb.roles[2].path);
+}
+
+TEST(LegTable, TooLongPathsDropTheHighestSlotsFirst)
+{
+	/* 10 slots of "legN" and a 255-byte path: 2620 bytes, 64 more than the 2556 there are. */
+	superblock sb = valid_sb();
+	sb.num_legs = 10;
+	for (unsigned i = 0; i < 10; i++) {
+		fill_uuid(sb.roles[i].uuid, (uint8_t)(i + 1));
+		sb.roles[i].role = SB_ROLE_IN_SYNC;
+		set_leg(sb, i, "leg" + std::to_string(i), "/" + text_of(254, (char)('a' + i)));
+	}
+	memcpy(sb.leg_uuid, sb.roles[1].uuid, 16);
+	Decoded d = decode(encode(sb));
+	ASSERT_EQ(SB_ERROR_NONE, d.err) << d.why;
+	for (unsigned i = 0; i < 10; i++) {
+		EXPECT_STREQ(sb.roles[i].name, d.sb.roles[i].name) << "every name is kept";
+		if (i < 9)
+			EXPECT_STREQ(sb.roles[i].path, d.sb.roles[i].path) << i;
+		else
+			EXPECT_STREQ("", d.sb.roles[i].path)
+			    << "the highest slot's path goes first";
+	}
+}
+
+TEST(LegTable, SixtyFourLongNamesDropPathsThenTheHighestNames)
+{
+	/* Paths all go (64 x 256 > 2556); then names from slot 63 down until 2556 bytes fit:
+	 * 64 x 65 + 64 = 4224 bytes, 64 saved per name dropped, 27 dropped. */
+	superblock sb = valid_sb();
+	sb.num_legs = SB_MAX_LEGS;
+	for (unsigned i = 0; i < SB_MAX_LEGS; i++) {
+		fill_uuid(sb.roles[i].uuid, (uint8_t)(i + 1));
+		sb.roles[i].role = SB_ROLE_IN_SYNC;
+		set_leg(sb, i, text_of(SB_LEG_NAME_MAX, (char)('A' + i % 26)), "/p");
+	}
+	memcpy(sb.leg_uuid, sb.roles[1].uuid, 16);
+	Decoded d = decode(encode(sb));
+	ASSERT_EQ(SB_ERROR_NONE, d.err) << d.why;
+	for (unsigned i = 0; i < SB_MAX_LEGS; i++) {
+		EXPECT_STREQ("", d.sb.roles[i].path) << i;
+		EXPECT_STREQ(i < 37 ? sb.roles[i].name : "", d.sb.roles[i].name) << i;
+	}
+}
+
+TEST(LegTable, TextOk)
+{
+	EXPECT_TRUE(superblock_leg_text_ok("", SB_LEG_NAME_MAX));
+	EXPECT_TRUE(superblock_leg_text_ok(text_of(64, 'x').c_str(), SB_LEG_NAME_MAX));
+	EXPECT_FALSE(superblock_leg_text_ok(text_of(65, 'x').c_str(), SB_LEG_NAME_MAX));
+	EXPECT_TRUE(superblock_leg_text_ok(text_of(255, 'x').c_str(), SB_LEG_PATH_MAX));
+	EXPECT_FALSE(superblock_leg_text_ok(text_of(256, 'x').c_str(), SB_LEG_PATH_MAX));
+	EXPECT_FALSE(superblock_leg_text_ok("a\tb", SB_LEG_NAME_MAX));
+	EXPECT_FALSE(superblock_leg_text_ok("a\xc2\x85", SB_LEG_NAME_MAX)); /* C1 control */
+	EXPECT_FALSE(superblock_leg_text_ok("\xe2\x82", SB_LEG_NAME_MAX));  /* cut UTF-8 */
+}
+
+/* Criticals are captured: a refused encode must say so, loudly. */
+std::vector<std::string> criticals;
+
+GLogWriterOutput capture_writer(GLogLevelFlags level, const GLogField *fields, gsize n,
+				gpointer data)
+{
+	if (!(level & G_LOG_LEVEL_CRITICAL))
+		return g_log_writer_default(level, fields, n, data);
+	for (gsize i = 0; i < n; i++)
+		if (strcmp(fields[i].key, "MESSAGE") == 0)
+			criticals.emplace_back((const char *)fields[i].value);
+	return G_LOG_WRITER_HANDLED;
+}
+
+TEST(LegTable, EncodeRefusesDuplicateUuid)
+{
+	/* Once per process: glib refuses a second writer. */
+	static bool installed;
+	if (!installed)
+		g_log_set_writer_func(capture_writer, nullptr, nullptr);
+	installed = true;
+	superblock sb = valid_sb();
+	sb.num_legs = 3;
+	memcpy(sb.roles[2].uuid, sb.roles[0].uuid, 16);
+	sb.roles[2].role = SB_ROLE_FAILED;
+	Block b(SB_SIZE, 0xee);
+	criticals.clear();
+	EXPECT_EQ(-EINVAL, superblock_encode(&sb, b.data()));
+	EXPECT_EQ(Block(SB_SIZE, 0), b) << "a refused superblock must not be left in the buffer";
+	ASSERT_EQ(1u, criticals.size());
+	EXPECT_NE(std::string::npos,
+		  criticals[0].find("roles[0] and roles[2] have the same leg uuid"))
+	    << criticals[0];
+
+	/* An empty slot may keep a removed leg's UUID: that is no duplicate. */
+	sb.roles[2].role = SB_ROLE_EMPTY;
+	sb.num_legs = 3;
+	criticals.clear();
+	EXPECT_EQ(0, superblock_encode(&sb, b.data()));
+	EXPECT_TRUE(criticals.empty());
+
+	/* Nor is it written to a leg. */
+	TempDir tmp;
+	ASSERT_TRUE(tmp.ok());
+	make_file(tmp / "leg", MiB);
+	int err;
+	Dev dev = open_dev(tmp / "leg", 0, &err);
+	ASSERT_EQ(0, err) << strerror(-err);
+	sb.roles[2].role = SB_ROLE_SPARE;
+	EXPECT_EQ(-EINVAL, superblock_write(dev.get(), &sb));
+	EXPECT_EQ(Block(SB_SIZE, 0), read_file_at(tmp / "leg", 0, SB_SIZE));
 }
 
 } // namespace

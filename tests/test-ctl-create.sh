@@ -104,6 +104,9 @@ check(len(legs) == len(roles), "%d legs, expected %d" % (len(legs), len(roles)))
 uuids = {l["uuid"] for l in legs}
 check(len(uuids) == 1, "array uuids differ: %r" % uuids)
 leg_uuids = [l["leg_uuid"] for l in legs]
+# Each slot records its config name (a, b, ...) and path: examined in the config order.
+leg_names = ["abcdefghijklmnopqrstuvwxyz"[j] for j in range(len(legs))]
+leg_paths = [l["file"] for l in legs]
 check(len(set(leg_uuids)) == len(legs), "leg uuids are not distinct: %r" % leg_uuids)
 for i, l in enumerate(legs):
     p = "leg %d: " % i
@@ -119,7 +122,8 @@ for i, l in enumerate(legs):
     regions = -(-int(data_size) // int(region_size))
     check(l.get("regions") == regions, p + "regions %r, expected %r" % (l.get("regions"), regions))
     check(l.get("bitmap_bytes") == -(-regions // 8), p + "bitmap_bytes %r" % l.get("bitmap_bytes"))
-    want_roles = [{"slot": j, "uuid": leg_uuids[j], "role": roles[j]} for j in range(len(roles))]
+    want_roles = [{"slot": j, "uuid": leg_uuids[j], "role": roles[j], "name": leg_names[j],
+                   "path": leg_paths[j]} for j in range(len(roles))]
     check(l.get("roles") == want_roles,
           p + "roles %r, expected %r" % (l.get("roles"), want_roles))
 if errors:
@@ -178,11 +182,11 @@ out_has '^ +State : clean$' "examine: state"
 out_has '^ *Recovery offset : 0 ' "examine: recovery offset of a resyncing leg"
 out_has '^ +Bitmap : 16 bytes at offset 4096, 126 regions, 0 dirty$' "examine: bitmap"
 out_has '^ +Created : [0-9]{4}-[0-9]{2}-[0-9]{2} ' "examine: created"
-out_has '^ +0 +[0-9a-f-]{36} +in_sync$' "examine: role of slot 0"
-out_has '^ +1 +[0-9a-f-]{36} +resyncing +<- this leg$' "examine: role of slot 1, this leg"
+out_has '^ +0 +[0-9a-f-]{36} +in_sync +a +/[^ ]+/a\.img$' "examine: role, name and path of slot 0"
+out_has '^ +1 +[0-9a-f-]{36} +resyncing +b +/[^ ]+/b\.img +<- this leg$' "examine: role of slot 1, this leg"
 run "$ctl" examine "$a"
 out_has '^ *Recovery offset : done$' "examine: recovery offset of an in-sync leg"
-out_has '^ +0 +[0-9a-f-]{36} +in_sync +<- this leg$' "examine of leg a: this leg"
+out_has '^ +0 +[0-9a-f-]{36} +in_sync +a +/[^ ]+/a\.img +<- this leg$' "examine of leg a: this leg"
 
 # ---- A second create is refused, legs untouched; --force overwrites ------------------------------
 

@@ -283,6 +283,11 @@ static void fill_superblocks(struct create *c, uint64_t data_size, uint64_t regi
 		uuid_generate_random_v4(sb.roles[i].uuid);
 		/* The legs' contents differ until fusemirrord has copied leg 0 onto the others. */
 		sb.roles[i].role = i == 0 || c->assume_clean ? SB_ROLE_IN_SYNC : SB_ROLE_RESYNCING;
+		/* Recorded, so that a slot left out of a config is still shown by name. */
+		if (superblock_leg_text_ok(c->config->legs[i].name, SB_LEG_NAME_MAX))
+			strcpy(sb.roles[i].name, c->config->legs[i].name);
+		if (superblock_leg_text_ok(c->config->legs[i].path, SB_LEG_PATH_MAX))
+			strcpy(sb.roles[i].path, c->config->legs[i].path);
 	}
 	for (unsigned int i = 0; i < c->num_legs; i++) {
 		struct superblock *leg = &c->legs[i].sb;

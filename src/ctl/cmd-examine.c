@@ -237,16 +237,17 @@ static void append_text(GString *out, const struct examine *e)
 	g_string_append_printf(out, "%15s : %s\n", "Updated", updated);
 	g_string_append_c(out, '\n');
 
-	g_string_append_printf(out, "  %4s  %-36s  %s\n", "Slot", "Leg UUID", "Role");
+	g_string_append_printf(out, "  %4s  %-36s  %-9s  %-12s  %s\n", "Slot", "Leg UUID", "Role",
+			       "Name", "Last path");
 	for (unsigned int i = 0; i < sb->num_legs && i < SB_MAX_LEGS; i++) {
-		const char *role = sb_role_name((enum sb_role)sb->roles[i].role);
+		const struct sb_leg_role *r = &sb->roles[i];
+		g_autofree char *leg_name = ctl_printable(*r->name != '\0' ? r->name : "-");
+		g_autofree char *leg_path = ctl_printable(*r->path != '\0' ? r->path : "-");
 
-		uuid_format(sb->roles[i].uuid, uuid);
-		if (i == sb->leg_index)
-			g_string_append_printf(out, "  %4u  %-36s  %-9s  <- this leg\n", i, uuid,
-					       role);
-		else
-			g_string_append_printf(out, "  %4u  %-36s  %s\n", i, uuid, role);
+		uuid_format(r->uuid, uuid);
+		g_string_append_printf(out, "  %4u  %-36s  %-9s  %-12s  %s%s\n", i, uuid,
+				       sb_role_name((enum sb_role)r->role), leg_name, leg_path,
+				       i == sb->leg_index ? "  <- this leg" : "");
 	}
 }
 
@@ -295,10 +296,24 @@ static void append_json(GString *out, const struct examine *e)
 	    out, ",\"ctime\":%" G_GUINT64_FORMAT ",\"utime\":%" G_GUINT64_FORMAT ",\"roles\":[",
 	    (guint64)sb->ctime, (guint64)sb->utime);
 	for (unsigned int i = 0; i < sb->num_legs && i < SB_MAX_LEGS; i++) {
-		uuid_format(sb->roles[i].uuid, uuid);
-		g_string_append_printf(out, "%s{\"slot\":%u,\"uuid\":\"%s\",\"role\":\"%s\"}",
+		const struct sb_leg_role *r = &sb->roles[i];
+
+		uuid_format(r->uuid, uuid);
+		g_string_append_printf(out, "%s{\"slot\":%u,\"uuid\":\"%s\",\"role\":\"%s\"",
 				       i > 0 ? "," : "", i, uuid,
-				       sb_role_name((enum sb_role)sb->roles[i].role));
+				       sb_role_name((enum sb_role)r->role));
+		/* null: not recorded (an older superblock, or the table was full). */
+		g_string_append(out, ",\"name\":");
+		if (*r->name != '\0')
+			ctl_json_append_string(out, r->name);
+		else
+			g_string_append(out, "null");
+		g_string_append(out, ",\"path\":");
+		if (*r->path != '\0')
+			ctl_json_append_string(out, r->path);
+		else
+			g_string_append(out, "null");
+		g_string_append_c(out, '}');
 	}
 	g_string_append(out, "]}\n");
 }

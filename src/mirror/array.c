@@ -27,7 +27,11 @@ static char *format_size(uint64_t bytes)
 	return g_format_size_full(bytes, G_FORMAT_SIZE_IEC_UNITS);
 }
 
-/* Open leg i of the config: 0, or -errno with *error.  A missing leg is failed (internal). */
+/*
+ * Open leg i of the config into slot i, for now: with metadata = internal assembly then moves it
+ * to the slot its superblock names.  0, or -errno with *error; a missing leg (internal) has no
+ * device.
+ */
 static int open_leg(struct mirror *m, const struct mirror_config *config, unsigned int i,
 		    gint64 deadline, GError **error)
 {
@@ -52,10 +56,13 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 	}
 	leg_attach(m, leg, lc->name, lc->path, r == 0 ? dev : NULL, NULL, lc->write_mostly);
 	if (r == -ENOENT && m->metadata == METADATA_INTERNAL) {
-		/* The superblocks of the others tell what it missed when it comes back. */
-		g_warning("leg %u (%s): %s is missing: the mirror starts without it", i, lc->name,
+		/*
+		 * The superblocks of the others tell what it missed when it comes back; assembly
+		 * finds its slot (metadata_assemble), which fails it.
+		 */
+		g_warning("leg '%s': %s is missing: the mirror starts without it", lc->name,
 			  lc->path);
-		return leg_set_state(m, leg, LEG_REMOVED, LEG_FAILED);
+		return 0;
 	}
 	if (r < 0) {
 		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "leg '%s' (%s): cannot open: %s",

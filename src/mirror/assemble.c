@@ -4,7 +4,9 @@
  * authoritative; a leg with fewer events missed writes and is stale; its resync can use the
  * bitmap when no bit was cleared since it fell behind (its events >= events_cleared), else it is
  * copied in full.  Two legs that each recorded the other as failed both went on alone: split
- * brain, which only the operator can settle.
+ * brain, which only the operator can settle.  A leg is who its superblock says: it takes the
+ * slot the authority lists its UUID in, whatever the config's order or names; legs that
+ * disagree on the array's layout, or whose events counter could wrap, are refused.
  */
 #include "config.h"
 
@@ -90,6 +92,20 @@ static gboolean check_legs(const struct assemble_input *legs, unsigned int n, GE
 			    "no leg of the mirror is present");
 		return FALSE;
 	}
+	for (i = 0; i < n; i++) {
+		const struct assemble_input *l = &legs[i];
+
+		/* Starting and stopping bump it twice, each failure once more. */
+		if (l->present && l->sb.events > SB_EVENTS_LIMIT) {
+			g_set_error(error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_EVENTS,
+				    "leg '%s' (%s): events %" G_GUINT64_FORMAT
+				    " is too close to the counter's limit 2^64-1 (a mirror starts "
+				    "with at most %" G_GUINT64_FORMAT
+				    "): the superblock is damaged or forged; nothing was written",
+				    l->name, l->path, l->sb.events, (guint64)SB_EVENTS_LIMIT);
+			return FALSE;
+		}
+	}
 	array = majority_array(legs, n);
 	for (i = 0; i < n; i++) {
 		const struct assemble_input *l = &legs[i];
@@ -127,6 +143,124 @@ static gboolean check_legs(const struct assemble_input *legs, unsigned int n, GE
 			}
 		}
 	}
+	return TRUE;
+}
+
+/*
+ * The array's layout is fixed at create: every leg must agree with the authority on it.  Only
+ * the number of slots changes (hot add, remove), and a leg that missed that change is behind:
+ * legs at the same events were written by one commit and must agree on it too.
+ */
+static gboolean check_geometry(const struct assemble_input *legs, unsigned int n,
+			       unsigned int authority, GError **error)
+{
+	const struct assemble_input *a = &legs[authority];
+	unsigned int i, f;
+
+	for (i = 0; i < n; i++) {
+		const struct assemble_input *l = &legs[i];
+		const struct {
+			const char *field;
+			uint64_t mine, theirs;
+			bool must;
+		} fields[] = {
+		    {"data_offset", l->sb.data_offset, a->sb.data_offset, true},
+		    {"data_size", l->sb.data_size, a->sb.data_size, true},
+		    {"region_size", l->sb.region_size, a->sb.region_size, true},
+		    {"bitmap_offset", l->sb.bitmap_offset, a->sb.bitmap_offset, true},
+		    {"bitmap_bytes", l->sb.bitmap_bytes, a->sb.bitmap_bytes, true},
+		    {"num_legs (slots) at equal events", l->sb.num_legs, a->sb.num_legs,
+		     l->sb.events == a->sb.events},
+		};
+
+		if (!l->present || i == authority)
+			continue;
+		for (f = 0; f < G_N_ELEMENTS(fields); f++) {
+			if (!fields[f].must || fields[f].mine == fields[f].theirs)
+				continue;
+			g_set_error(error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_GEOMETRY,
+				    "legs '%s' (%s, events %" G_GUINT64_FORMAT ") and '%s' (%s, "
+				    "events %" G_GUINT64_FORMAT ") disagree on the array's "
+				    "geometry: %s %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT
+				    "; the layout never changes, so one superblock is damaged: "
+				    "nothing was written",
+				    a->name, a->path, a->sb.events, l->name, l->path, l->sb.events,
+				    fields[f].field, fields[f].theirs, fields[f].mine);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/*
+ * Each present leg into the slot where the authority lists its UUID, which is the slot its own
+ * superblock names; each absent configured leg into the unfilled member slot that records its
+ * name, else its path.  The config's order and names never decide a slot.
+ */
+static gboolean place_legs(const struct assemble_input *legs, unsigned int n,
+			   unsigned int authority, struct assemble_result *out, GError **error)
+{
+	const struct superblock *auth = &legs[authority].sb;
+	char uuid[37];
+	unsigned int i, s, pass;
+
+	for (s = 0; s < SB_MAX_LEGS; s++)
+		out->slot_leg[s] = -1;
+	for (i = 0; i < n; i++) {
+		const struct assemble_input *l = &legs[i];
+		int slot;
+
+		out->legs[i].slot = -1;
+		if (!l->present)
+			continue;
+		slot = assemble_slot_of(auth, l->sb.leg_uuid);
+		if (slot < 0) {
+			uuid_format(l->sb.leg_uuid, uuid);
+			g_set_error(error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_NOT_MEMBER,
+				    "leg '%s' (%s) is not a member of mirror '%s' any more: the "
+				    "newest superblock (leg '%s', events %" G_GUINT64_FORMAT
+				    ") does not list its leg uuid %s, so it was removed or "
+				    "replaced since; take it out of the config, or add it back "
+				    "with 'fusemirrorctl add' (a full resync)",
+				    l->name, l->path, auth->name, legs[authority].name,
+				    auth->events, uuid);
+			return FALSE;
+		}
+		if ((unsigned int)slot != l->sb.leg_index) {
+			g_set_error(
+			    error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_SLOT,
+			    "leg '%s' (%s) says it is slot %" G_GUINT32_FORMAT
+			    " (leg_index), but the newest superblock (leg '%s') lists it in "
+			    "slot %d: its superblock is damaged; nothing was written",
+			    l->name, l->path, l->sb.leg_index, legs[authority].name, slot);
+			return FALSE;
+		}
+		out->legs[i].slot = slot;
+		out->slot_leg[slot] = (int)i;
+	}
+	/* Names first: two legs may have shared a path (a device renamed), never a name. */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < n; i++) {
+			const struct assemble_input *l = &legs[i];
+			const char *mine = pass == 0 ? l->name : l->path;
+
+			if (l->present || out->legs[i].slot >= 0 || mine == NULL || *mine == '\0')
+				continue;
+			for (s = 0; s < auth->num_legs && s < SB_MAX_LEGS; s++) {
+				const struct sb_leg_role *r = &auth->roles[s];
+
+				if (r->role == SB_ROLE_EMPTY || out->slot_leg[s] >= 0 ||
+				    strcmp(pass == 0 ? r->name : r->path, mine) != 0)
+					continue;
+				out->legs[i].slot = (int)s;
+				out->slot_leg[s] = (int)i;
+				break;
+			}
+		}
+	}
+	for (s = 0; s < auth->num_legs && s < SB_MAX_LEGS; s++)
+		out->missing += auth->roles[s].role != SB_ROLE_EMPTY &&
+				(out->slot_leg[s] < 0 || !legs[out->slot_leg[s]].present);
 	return TRUE;
 }
 
@@ -178,6 +312,9 @@ gboolean assemble_decide(const struct assemble_input *legs, unsigned int n, int 
 	out->authority = (unsigned int)authority;
 	out->array = *auth;
 	out->unclean = !(auth->flags & SB_FLAG_CLEAN);
+	if (!check_geometry(legs, n, (unsigned int)authority, error) ||
+	    !place_legs(legs, n, (unsigned int)authority, out, error))
+		return FALSE;
 
 	for (i = 0; i < n; i++) {
 		const struct superblock *sb = &legs[i].sb;
@@ -186,10 +323,9 @@ gboolean assemble_decide(const struct assemble_input *legs, unsigned int n, int 
 
 		if (!legs[i].present) {
 			l->role = ASSEMBLE_MISSING;
-			out->missing++;
 			continue;
 		}
-		slot = assemble_slot_of(auth, sb->leg_uuid);
+		slot = l->slot;
 		if (force_source >= 0 && (int)i != force_source) {
 			/* After a split brain the bitmap cannot tell what differs. */
 			l->role = ASSEMBLE_STALE;

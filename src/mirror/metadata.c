@@ -48,6 +48,24 @@ static bool leg_takes_superblock(const struct leg *leg)
 	return leg->dev != NULL && (leg_is_written(leg) || leg_state(leg) == LEG_SPARE);
 }
 
+/* Copy text into a role's name or path when it can be recorded, else record it unknown. */
+static void record_text(char *out, size_t max, const char *text)
+{
+	if (text != NULL && superblock_leg_text_ok(text, max))
+		strcpy(out, text);
+	else
+		*out = '\0';
+}
+
+/* A slot's role, UUID, name and last path, as its leg is now; under state_lock. */
+static void record_role(struct sb_leg_role *r, const struct leg *leg)
+{
+	r->role = leg_role(leg);
+	memcpy(r->uuid, leg->uuid, 16);
+	record_text(r->name, SB_LEG_NAME_MAX, r->role != SB_ROLE_EMPTY ? leg->name : NULL);
+	record_text(r->path, SB_LEG_PATH_MAX, r->role != SB_ROLE_EMPTY ? leg->path : NULL);
+}
+
 struct commit {
 	struct superblock array;
 	unsigned int n;
@@ -64,10 +82,11 @@ static void commit_snapshot(struct mirror *m, struct commit *c)
 	m->array.utime = (uint64_t)time(NULL);
 	/* Slots past the configured legs (a leg hot-added, not in the config) keep their role. */
 	m->array.num_legs = MAX(m->array.num_legs, slots);
-	for (i = 0; i < slots; i++) {
-		m->array.roles[i].role = leg_role(&m->legs[i]);
-		memcpy(m->array.roles[i].uuid, m->legs[i].uuid, 16);
-	}
+	/* The strings change under state_lock (a leaf below sb_lock). */
+	g_mutex_lock(&m->state_lock);
+	for (i = 0; i < slots; i++)
+		record_role(&m->array.roles[i], &m->legs[i]);
+	g_mutex_unlock(&m->state_lock);
 	/*
 	 * The in-sync legs first: when a power cut falls amid the writes, the newest superblock
 	 * is an in-sync leg's, and the legs it counts in sync are one commit behind at most.
@@ -93,13 +112,19 @@ static void commit_snapshot(struct mirror *m, struct commit *c)
 
 /*
  * Flush every leg of the commit, then write each one's superblock with FUA.  Returns how many
- * legs in sync at the snapshot took it; errors[i] is leg i's 0 or -errno.
+ * legs in sync at the snapshot took it; errors[i] is leg i's 0 or -errno.  -EINVAL, with nothing
+ * written, when the codec refuses the array superblock (a bug: two slots with one leg UUID).
  */
-static unsigned int commit_write(struct mirror *m, struct commit *c, int *errors)
+static int commit_write(struct mirror *m, struct commit *c, int *errors)
 {
 	void *page = aligned_alloc(4096, SB_SIZE);
 	unsigned int i, good = 0;
 
+	/* The legs' superblocks differ only in their own fields: one refuses as all would. */
+	if (page != NULL && superblock_encode(&c->array, page) < 0) {
+		free(page);
+		return -EINVAL;
+	}
 	mirror_sync_io(m, DMIO_FLUSH, 0, c->legs, c->n, NULL, 0, 0, errors);
 	for (i = 0; i < c->n; i++) {
 		struct superblock sb = c->array;
@@ -117,16 +142,18 @@ static unsigned int commit_write(struct mirror *m, struct commit *c, int *errors
 		memcpy(sb.leg_uuid, c->legs[i]->uuid, 16);
 		sb.leg_index = c->legs[i]->index;
 		sb.recovery_offset = c->recovery[i];
-		superblock_encode(&sb, page);
-		errors[i] = mirror_sync_io(m, DMIO_WRITE, DMIO_REQ_FUA, &c->legs[i], 1, page, 0,
-					   SB_SIZE, NULL);
-		if (errors[i] < 0)
-			leg_log_io_error(m, c->legs[i], "superblock write", LEG_IO_METADATA, 0,
-					 SB_SIZE, -errors[i], 1ul << c->legs[i]->index);
+		errors[i] = superblock_encode(&sb, page);
+		if (errors[i] == 0) {
+			errors[i] = mirror_sync_io(m, DMIO_WRITE, DMIO_REQ_FUA, &c->legs[i], 1,
+						   page, 0, SB_SIZE, NULL);
+			if (errors[i] < 0)
+				leg_log_io_error(m, c->legs[i], "superblock write", LEG_IO_METADATA,
+						 0, SB_SIZE, -errors[i], 1ul << c->legs[i]->index);
+		}
 		good += errors[i] == 0 && c->in_sync[i];
 	}
 	free(page);
-	return good;
+	return (int)good;
 }
 
 int metadata_commit(struct mirror *m, uint64_t gen)
@@ -141,20 +168,38 @@ int metadata_commit(struct mirror *m, uint64_t gen)
 	g_mutex_lock(&m->sb_lock);
 	while (atomic_load(&m->gen_recorded) < gen) {
 		uint64_t target;
-		unsigned int i, good;
+		unsigned int i;
+		int good;
 
 		if (m->sb_writing) {
 			g_cond_wait(&m->sb_cond, &m->sb_lock);
 			continue;
 		}
-		m->sb_writing = true;
 		target = atomic_load(&m->gen_wanted);
-		if (atomic_load(&m->gen_bump) > atomic_load(&m->gen_recorded))
+		if (atomic_load(&m->gen_bump) > atomic_load(&m->gen_recorded)) {
+			if (m->array.events == UINT64_MAX) {
+				/* Never to 0: a left-out leg would become the authority. */
+				g_warning(
+				    "mirror %s: the events counter is at its limit 2^64-1: the "
+				    "change is not recorded",
+				    m->name);
+				r = -EOVERFLOW;
+				break;
+			}
 			m->array.events++;
+		}
+		m->sb_writing = true;
 		commit_snapshot(m, c);
 		g_mutex_unlock(&m->sb_lock);
 
 		good = commit_write(m, c, errors);
+		if (good < 0) {
+			g_mutex_lock(&m->sb_lock);
+			m->sb_writing = false;
+			g_cond_broadcast(&m->sb_cond);
+			r = good;
+			break;
+		}
 		for (i = 0; i < c->n; i++) {
 			char *why;
 
@@ -330,6 +375,63 @@ static void assemble_state(struct mirror *m, struct leg *leg, enum leg_state to)
 		leg_set_state(m, leg, from, to);
 }
 
+/* A configured leg's device and flag, taken out of the slot open_leg() put it in. */
+struct opened {
+	struct dmio_dev *dev;
+	bool write_mostly;
+};
+
+/*
+ * Give every slot the superblocks name its leg (array.c opened config leg i into slot i): a
+ * present leg its device, its config name (a renamed group renames the leg) and path; a missing
+ * one the name and path configured for it, else those its slot recorded.  Slots past the array's
+ * are emptied.  Not serving yet: nothing reads the slots meanwhile.
+ */
+static void place_slots(struct mirror *m, const struct assemble_input *in, unsigned int configured,
+			const struct assemble_result *res)
+{
+	const unsigned int slots = MIN(res->array.num_legs, SB_MAX_LEGS);
+	struct opened *opened = g_new0(struct opened, configured);
+	unsigned int i;
+
+	/* in[i].name and .path stay valid: a slot's replaced strings are kept until close. */
+	for (i = 0; i < configured; i++) {
+		opened[i].dev = leg_detach(m, &m->legs[i]);
+		opened[i].write_mostly = m->legs[i].write_mostly;
+	}
+	for (i = 0; i < MAX(configured, slots); i++)
+		leg_attach(m, &m->legs[i], "", "", NULL, NULL, false);
+	legs_set_count(m, slots);
+	for (i = 0; i < slots; i++) {
+		const struct sb_leg_role *r = &res->array.roles[i];
+		int k = res->slot_leg[i];
+
+		if (r->role == SB_ROLE_EMPTY)
+			continue;
+		if (k < 0) {
+			leg_attach(m, &m->legs[i], r->name, r->path, NULL, r->uuid, false);
+			g_warning(
+			    "mirror %s: the config does not list slot %u (leg '%s', last at %s): "
+			    "it is missing (fusemirrorctl add puts it back, remove forgets it)",
+			    m->name, i, *r->name != '\0' ? r->name : "unknown",
+			    *r->path != '\0' ? r->path : "unknown");
+			continue;
+		}
+		leg_attach(m, &m->legs[i], in[k].name, in[k].path, opened[k].dev,
+			   in[k].present ? in[k].sb.leg_uuid : r->uuid, opened[k].write_mostly);
+		if (in[k].present && *r->name != '\0' && strcmp(r->name, in[k].name) != 0)
+			g_message("mirror %s: leg %u, recorded as '%s', is now named '%s' (its "
+				  "config group)",
+				  m->name, i, r->name, in[k].name);
+	}
+	for (i = 0; i < configured; i++)
+		if (res->legs[i].slot < 0)
+			g_warning("mirror %s: leg '%s' (%s) is missing, and no slot of the mirror "
+				  "records that name or path: it is left out",
+				  m->name, in[i].name, in[i].path);
+	g_free(opened);
+}
+
 int metadata_assemble(struct mirror *m, int force_source, GError **error)
 {
 	const unsigned int configured = atomic_load(&m->num_legs);
@@ -371,11 +473,18 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 	m->data_offset = res->array.data_offset;
 	m->size = res->array.data_size;
 	atomic_store(&m->unclean, res->unclean);
-	for (i = 0; i < configured; i++) {
+	place_slots(m, in, configured, res);
+	for (i = 0; i < res->array.num_legs && i < SB_MAX_LEGS; i++) {
 		struct leg *leg = &m->legs[i];
-		const struct assemble_leg *a = &res->legs[i];
+		int k = res->slot_leg[i];
+		const struct assemble_leg *a = k >= 0 ? &res->legs[k] : NULL;
 
-		memcpy(leg->uuid, in[i].present ? in[i].sb.leg_uuid : res->array.roles[i].uuid, 16);
+		if (res->array.roles[i].role == SB_ROLE_EMPTY)
+			continue; /* a removed slot: stays removed */
+		if (a == NULL || a->role == ASSEMBLE_MISSING) {
+			assemble_state(m, leg, LEG_FAILED);
+			continue;
+		}
 		leg->resync = a->resync;
 		switch (a->role) {
 		case ASSEMBLE_IN_SYNC:
@@ -386,7 +495,7 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 			assemble_state(m, leg, LEG_STALE);
 			atomic_store(&leg->recovery_offset,
 				     a->resync == RESYNC_FULL ? a->recovery_offset : 0);
-			if (in[i].sb.events == res->array.events) {
+			if (in[k].sb.events == res->array.events) {
 				/* Not behind: a new array's initial sync, or one a crash cut short.
 				 */
 				g_message(
@@ -399,32 +508,13 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 				     "leg %u (%s, %s) is stale (events %" PRIu64
 				     ", the array is at %" PRIu64
 				     "): it is not read, and is resynced (%s)",
-				     i, leg->name, leg->path, in[i].sb.events, res->array.events,
+				     i, leg->name, leg->path, in[k].sb.events, res->array.events,
 				     a->resync == RESYNC_BITMAP ? "the regions the bitmap recorded"
 								: "in full");
 			break;
 		case ASSEMBLE_MISSING:
-			assemble_state(m, leg, LEG_FAILED);
 			break;
 		}
-	}
-
-	/*
-	 * Slots the superblocks name beyond the config's legs: a leg hot-added and not listed in
-	 * the config since.  It is missing, as a configured leg that is not there: the mirror runs
-	 * degraded until it is added back (into its slot, by its UUID) or removed.
-	 */
-	for (i = configured; i < res->array.num_legs && i < SB_MAX_LEGS; i++) {
-		if (res->array.roles[i].role == SB_ROLE_EMPTY)
-			continue;
-		leg_empty(m, i);
-		memcpy(m->legs[i].uuid, res->array.roles[i].uuid, 16);
-		assemble_state(m, &m->legs[i], LEG_FAILED);
-		res->missing++;
-		g_warning(
-		    "mirror %s: the superblocks name a leg in slot %u that the config does not "
-		    "list: it is missing (fusemirrorctl add puts it back, remove forgets it)",
-		    m->name, i);
 	}
 
 	/* The bits of every in-sync leg: writes go to all of them, a torn write to one. */

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "mirror/superblock-names.h"
 #include "mirror/superblock.h"
 
 /* Byte offsets inside the SB_SIZE bytes. */
@@ -38,9 +39,10 @@
 #define OFF_NAME	    144
 /* 208..255 reserved */
 #define OFF_ROLES	256
-#define ROLE_ENTRY_SIZE 20 /* uuid (16) + role (u32) */
-/* OFF_ROLES + 64 * 20 = 1536 .. 4091 reserved */
-#define OFF_CRC (SB_SIZE - 4)
+#define ROLE_ENTRY_SIZE 20   /* uuid (16) + role (u32) */
+#define OFF_NAMES	1536 /* OFF_ROLES + 64 * 20: the leg table, to the crc */
+#define OFF_CRC		(SB_SIZE - 4)
+#define NAMES_SIZE	(OFF_CRC - OFF_NAMES)
 
 #define SB_MIN_REGION_SIZE 4096u
 #define SB_ALIGN	   4096u
@@ -50,7 +52,8 @@
 #define DEFAULT_REGION_MAX (64ull << 20)
 
 G_STATIC_ASSERT(OFF_NAME + SB_NAME_MAX <= OFF_ROLES);
-G_STATIC_ASSERT(OFF_ROLES + SB_MAX_LEGS * ROLE_ENTRY_SIZE <= OFF_CRC);
+G_STATIC_ASSERT(OFF_ROLES + SB_MAX_LEGS * ROLE_ENTRY_SIZE == OFF_NAMES);
+G_STATIC_ASSERT(2 * SB_MAX_LEGS <= NAMES_SIZE); /* every slot's two NULs fit */
 
 /* ---- Little-endian fields ------------------------------------------------------------------ */
 
@@ -198,12 +201,43 @@ void uuid_generate_random_v4(uint8_t uuid[16])
 
 /* ---- Encode -------------------------------------------------------------------------------- */
 
-void superblock_encode(const struct superblock *sb, void *buf)
+/* Two non-empty slots below num_legs with one leg UUID: slot j into *first, or -1. */
+static int duplicate_slot(const struct superblock *sb, unsigned int *first)
+{
+	unsigned int i, j, n = MIN(sb->num_legs, SB_MAX_LEGS);
+
+	for (i = 0; i < n; i++) {
+		if (sb->roles[i].role == SB_ROLE_EMPTY)
+			continue;
+		for (j = 0; j < i; j++) {
+			if (sb->roles[j].role != SB_ROLE_EMPTY &&
+			    memcmp(sb->roles[j].uuid, sb->roles[i].uuid, 16) == 0) {
+				*first = j;
+				return (int)i;
+			}
+		}
+	}
+	return -1;
+}
+
+int superblock_encode(const struct superblock *sb, void *buf)
 {
 	uint8_t *p = buf;
-	unsigned int i;
+	unsigned int i, first;
+	int dup;
 
 	memset(p, 0, SB_SIZE);
+	dup = duplicate_slot(sb, &first);
+	if (dup >= 0) {
+		char uuid[37];
+
+		/* Decode would refuse it on every leg at the next start: never write it. */
+		uuid_format(sb->roles[dup].uuid, uuid);
+		g_critical("superblock of array '%s': roles[%u] and roles[%d] have the same leg "
+			   "uuid %s: not written",
+			   sb->name, first, dup, uuid);
+		return -EINVAL;
+	}
 	put_u64(p + OFF_MAGIC, SB_MAGIC);
 	put_u32(p + OFF_VERSION, sb->version);
 	put_u32(p + OFF_HEADER_SIZE, SB_SIZE);
@@ -229,7 +263,9 @@ void superblock_encode(const struct superblock *sb, void *buf)
 		memcpy(e, sb->roles[i].uuid, 16);
 		put_u32(e + 16, sb->roles[i].role);
 	}
+	superblock_names_encode(sb, p + OFF_NAMES, NAMES_SIZE);
 	put_u32(p + OFF_CRC, crc32c(0, p, OFF_CRC));
+	return 0;
 }
 
 /* ---- Decode -------------------------------------------------------------------------------- */
@@ -441,6 +477,8 @@ enum sb_error superblock_decode(const void *buf, struct superblock *sb, char **w
 	}
 	/* A field out of range leaves the decoded values in *sb, for examine to show. */
 	problem = check_fields(sb, get_u32(p + OFF_HEADER_SIZE), p + OFF_NAME);
+	if (problem == NULL)
+		problem = superblock_names_decode(p + OFF_NAMES, NAMES_SIZE, sb);
 	if (problem != NULL)
 		err = SB_ERROR_FIELD;
 out:
@@ -496,8 +534,9 @@ int superblock_write(struct dmio_dev *dev, const struct superblock *sb)
 
 	if (posix_memalign(&page, SB_ALIGN, SB_SIZE) != 0)
 		return -ENOMEM;
-	superblock_encode(sb, page);
-	r = superblock_io(dev, DMIO_WRITE, DMIO_REQ_FUA, page);
+	r = superblock_encode(sb, page);
+	if (r == 0)
+		r = superblock_io(dev, DMIO_WRITE, DMIO_REQ_FUA, page);
 	free(page);
 	return r;
 }

@@ -30,6 +30,13 @@ extern "C" {
 #define SB_NAME_MAX	 64u	    /* bytes of the array name, NUL-padded */
 #define SB_MAX_LEGS	 64u
 #define SB_RECOVERY_DONE UINT64_MAX /* recovery_offset of a leg that is fully in sync */
+#define SB_LEG_NAME_MAX	 64u	    /* bytes of a leg's recorded name (its config group's) */
+#define SB_LEG_PATH_MAX	 255u	    /* bytes of a leg's recorded last path */
+/*
+ * An events counter above this cannot start and stop a mirror (and record a few failures)
+ * without passing 2^64 - 1: assembly refuses it (doc/format.md).
+ */
+#define SB_EVENTS_LIMIT (UINT64_MAX - 65536)
 
 /* Array state flags. */
 #define SB_FLAG_CLEAN (1u << 0) /* shut down cleanly: no write was in flight, bitmap is exact */
@@ -46,6 +53,13 @@ enum sb_role {
 struct sb_leg_role {
 	uint8_t uuid[16];
 	uint32_t role; /* enum sb_role */
+	/*
+	 * What the slot's leg was called and where it was last seen, "" when unknown (older
+	 * superblocks, an empty slot, or dropped because the table did not fit: doc/format.md).
+	 * UTF-8 without control characters; encode writes as unknown a text that is not.
+	 */
+	char name[SB_LEG_NAME_MAX + 1];
+	char path[SB_LEG_PATH_MAX + 1];
 };
 
 struct superblock {
@@ -78,8 +92,16 @@ enum sb_error {
 	SB_ERROR_FIELD,	  /* a field out of range (sizes, offsets, index, roles, name) */
 };
 
-/* Encode sb into SB_SIZE bytes (computing the checksum). */
-void superblock_encode(const struct superblock *sb, void *buf);
+/*
+ * Encode sb into SB_SIZE bytes (computing the checksum).  Returns 0, or -EINVAL (logged as
+ * critical: a bug of the caller) when two non-empty slots of sb's roles hold one leg UUID, a
+ * superblock that would brick the mirror: buf is then left zeroed, to be written nowhere.
+ */
+int superblock_encode(const struct superblock *sb, void *buf);
+
+/* Whether text may be recorded as a leg's name (max SB_LEG_NAME_MAX) or path (SB_LEG_PATH_MAX):
+ * it fits, is UTF-8 and has no control character. */
+bool superblock_leg_text_ok(const char *text, size_t max);
 
 /*
  * Decode SB_SIZE bytes.  Returns SB_ERROR_NONE and fills sb, or the first problem found;

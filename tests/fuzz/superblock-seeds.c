@@ -47,7 +47,10 @@ static void write_seed(const char *dir, const char *name, const struct superbloc
 	g_autoptr(GError) error = NULL;
 	char *why = NULL;
 
-	superblock_encode(sb, buf);
+	if (superblock_encode(sb, buf) != 0) {
+		fprintf(stderr, "superblock-seeds: seed %s does not encode\n", name);
+		exit(1);
+	}
 	/* A seed that does not decode would only teach the fuzzer the error paths. */
 	if (superblock_decode(buf, &check, &why) != SB_ERROR_NONE) {
 		fprintf(stderr, "superblock-seeds: seed %s does not decode: %s\n", name, why);
@@ -86,6 +89,12 @@ int main(int argc, char **argv)
 	sb.roles[2].role = SB_ROLE_RESYNCING;
 	sb.recovery_offset = 512ull << 20;
 	sb.flags = 0;
+	/* The slots' recorded names and last paths (the leg table after the roles). */
+	g_strlcpy(sb.roles[0].name, "a", sizeof(sb.roles[0].name));
+	g_strlcpy(sb.roles[0].path, "/dev/disk/by-id/ata-DISK_A", sizeof(sb.roles[0].path));
+	g_strlcpy(sb.roles[1].name, "b", sizeof(sb.roles[1].name));
+	g_strlcpy(sb.roles[2].name, "remote", sizeof(sb.roles[2].name));
+	g_strlcpy(sb.roles[2].path, "/srv/legs/r\xc3\xa9mote.img", sizeof(sb.roles[2].path));
 	write_seed(dir, "three-legs-resyncing", &sb);
 
 	/* A removed middle leg (an empty slot) and a spare; a UTF-8 name of 64 bytes. */
