@@ -1153,6 +1153,23 @@ TEST(LegTable, EmptySlotAndUnstorableTextAreWrittenUnknown)
 	EXPECT_STREQ("", d.sb.roles[2].path);
 }
 
+/* Found by fuzz-superblock: an empty slot with a name decoded, and encoded without it. */
+TEST(LegTable, EmptySlotWithTextIsRefused)
+{
+	superblock sb = valid_sb();
+	sb.num_legs = 3;
+	fill_uuid(sb.roles[2].uuid, 3);
+	sb.roles[2].role = SB_ROLE_FAILED;
+	set_leg(sb, 2, "c", "/dev/sdd");
+	Block b = encode(sb);
+	/* Slot 2 made empty behind the encoder's back, its text left. */
+	memset(&b[256 + 2 * 20], 0, 20);
+	reseal(b);
+	Decoded d = decode(b);
+	EXPECT_EQ(SB_ERROR_FIELD, d.err);
+	EXPECT_EQ("leg table: slot 2 is empty but has a name", d.why);
+}
+
 TEST(LegTable, TooLongPathsDropTheHighestSlotsFirst)
 {
 	/* 10 slots of "legN" and a 255-byte path: 2620 bytes, 64 more than the 2556 there are. */

@@ -113,6 +113,10 @@ char *superblock_names_decode(const uint8_t *area, size_t size, struct superbloc
 			problem = take_text(area, size, &pos, i, "path", SB_LEG_PATH_MAX, r->path);
 		if (problem != NULL)
 			return problem;
+		/* The encoder records nothing for an empty slot: one that has text was not ours. */
+		if (r->role == SB_ROLE_EMPTY && (r->name[0] != '\0' || r->path[0] != '\0'))
+			return g_strdup_printf("leg table: slot %u is empty but has a %s", i,
+					       r->name[0] != '\0' ? "name" : "path");
 	}
 	for (; pos < size; pos++)
 		if (area[pos] != 0)
