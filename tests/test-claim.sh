@@ -11,7 +11,8 @@
 #     stale record of a dead daemon naming that leg is ignored and removed;
 #   - mkfs.ext4 and an O_EXCL open of the held loop device fail;
 # and then the legs are byte for byte what they were.  Running again: a second daemon on the same
-# mountpoint is refused, naming it.  After a clean stop the record is gone and the claim released.
+# mountpoint is refused, naming it; a failed and re-added leg is held again.  After a clean stop
+# the record is gone and the claim released.
 
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/daemon.sh"
@@ -163,6 +164,17 @@ expect_daemon_exit 3 "mountpoint $mirror is in use: mirror 'claim1' (pid $pid, c
 dd if="$mirror" of="$tmpdir/back" bs=1M count=4 iflag=direct status=none ||
 	daemon_fail "reading the mirror after the refusals"
 cmp "$tmpdir/back" "$tmpdir/data" || daemon_fail "the mirror's data changed"
+
+# A failed leg keeps its claim, and its re-add takes it over onto the new descriptor.
+"$fusemirrorctl" fail "$mirror" a >&2 || daemon_fail "fusemirrorctl fail a"
+"$fusemirrorctl" add "$mirror" "$a" >&2 || daemon_fail "fusemirrorctl add (re-add) $a"
+timeout 60 "$fusemirrorctl" wait "$mirror" >&2 || daemon_fail "fusemirrorctl wait after re-add"
+assert_eq "$(leg_state "$mirror" 0)" in_sync "leg a after its re-add"
+run_status=0
+"$fusemirrorctl" create --force "$tmpdir/m.conf" >"$tmpdir/out" 2>"$tmpdir/err" || run_status=$?
+grep -qxF "fusemirrorctl: create $tmpdir/m.conf: leg 'a' ($a) $held" "$tmpdir/err" ||
+	{ cat "$tmpdir/err" >&2; daemon_fail "create --force after the re-add: leg a not held"; }
+test $run_status -eq 1 || daemon_fail "create --force after the re-add: exit $run_status"
 
 stop_daemon
 test -e "$record" && fail "the runtime record $record is left after a clean stop"
