@@ -11,8 +11,8 @@
 #     stale record of a dead daemon naming that leg is ignored and removed;
 #   - mkfs.ext4 and an O_EXCL open of the held loop device fail;
 # and then the legs are byte for byte what they were.  Running again: a second daemon on the same
-# mountpoint is refused, naming it; a failed and re-added leg is held again.  After a clean stop
-# the record is gone and the claim released.
+# mountpoint is refused, naming it; a hot-added leg is named too; a failed and re-added leg is
+# held again.  After a clean stop the record is gone and the claim released.
 
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/daemon.sh"
@@ -164,6 +164,16 @@ expect_daemon_exit 3 "mountpoint $mirror is in use: mirror 'claim1' (pid $pid, c
 dd if="$mirror" of="$tmpdir/back" bs=1M count=4 iflag=direct status=none ||
 	daemon_fail "reading the mirror after the refusals"
 cmp "$tmpdir/back" "$tmpdir/data" || daemon_fail "the mirror's data changed"
+
+# A hot-added leg is in the other mirror's rewritten record.
+truncate -s 64M "$tmpdir/g.img"
+"$fusemirrorctl" add "$mirror2" "$tmpdir/g.img" >&2 || daemon_fail "fusemirrorctl add $tmpdir/g.img"
+write_config "$tmpdir/g.conf" claim5 metadata=internal "$tmpdir/g.img" "$tmpdir/e.img"
+run_status=0
+"$fusemirrorctl" create "$tmpdir/g.conf" >"$tmpdir/out" 2>"$tmpdir/err" || run_status=$?
+grep -qxF "fusemirrorctl: create $tmpdir/g.conf: leg 'a' ($tmpdir/g.img) is held by mirror 'claim2' at $mirror2 (pid $pid2)" \
+	"$tmpdir/err" || { cat "$tmpdir/err" >&2; daemon_fail "create on a hot-added leg: holder"; }
+test $run_status -eq 1 || daemon_fail "create on a hot-added leg: exit $run_status"
 
 # A failed leg keeps its claim, and its re-add takes it over onto the new descriptor.
 "$fusemirrorctl" fail "$mirror" a >&2 || daemon_fail "fusemirrorctl fail a"
