@@ -306,8 +306,8 @@ static int add_leg_locked(struct mirror *m, const char *path, bool force, GError
 		if (r < 0) {
 			resync_start(m);
 			mirror_thaw(m);
-			set_error(error, "%s: cannot claim it once leg %d let it go: %s", path, slot,
-				  g_strerror(-r));
+			set_error(error, "%s: cannot claim it once leg %d let it go: %s", path,
+				  slot, g_strerror(-r));
 			return r;
 		}
 	}
