@@ -362,8 +362,7 @@ bool runtime_find_mountpoint_holder(const char *mountpoint, struct runtime_holde
 	return find_holder(NULL, mountpoint, holder);
 }
 
-/* text with control characters as \xNN, so that one line stays one line. */
-static char *escape(const char *text)
+char *runtime_printable(const char *text)
 {
 	GString *out = g_string_new(NULL);
 
@@ -426,8 +425,8 @@ char *runtime_describe_holder(const char *path)
 	char *text;
 
 	if (runtime_find_leg_holder(path, &holder)) {
-		char *name = escape(holder.name);
-		char *mountpoint = escape(holder.mountpoint);
+		char *name = runtime_printable(holder.name);
+		char *mountpoint = runtime_printable(holder.mountpoint);
 
 		text = g_strdup_printf("is held by mirror '%s' at %s (pid %d)", name, mountpoint,
 				       (int)holder.pid);
@@ -440,7 +439,7 @@ char *runtime_describe_holder(const char *path)
 		char *where = mounted_on(st.st_rdev);
 
 		if (where != NULL) {
-			char *shown = escape(where);
+			char *shown = runtime_printable(where);
 
 			text = g_strdup_printf("is mounted on %s", shown);
 			g_free(shown);

@@ -88,6 +88,9 @@ bool runtime_find_mountpoint_holder(const char *mountpoint, struct runtime_holde
  */
 char *runtime_describe_holder(const char *path);
 
+/* text with control characters as \xNN, for one-line messages; free with g_free. */
+char *runtime_printable(const char *text);
+
 #ifdef __cplusplus
 }
 #endif

@@ -350,11 +350,14 @@ static void clear_dead_mount(const char *path)
 static void refuse_served_mountpoint(struct daemon *d, const char *mountpoint)
 {
 	struct runtime_holder holder;
+	char *name, *config;
 
 	if (!runtime_find_mountpoint_holder(mountpoint, &holder))
 		return;
+	name = runtime_printable(holder.name);
+	config = runtime_printable(holder.config);
 	die(d, EXIT_IN_USE, "mountpoint %s is in use: mirror '%s' (pid %d, config %s) serves it",
-	    mountpoint, holder.name, (int)holder.pid, holder.config);
+	    mountpoint, name, (int)holder.pid, config);
 }
 
 /*
