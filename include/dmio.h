@@ -33,11 +33,19 @@ struct dmio_dev;
 /* Flags for dmio_dev_open(). */
 #define DMIO_DEV_RDONLY (1u << 0) /* open read-only; writes, discards and zeroes get -EROFS */
 #define DMIO_DEV_DIRECT (1u << 1) /* O_DIRECT; the library bounces unaligned buffers */
+/*
+ * Hold the device exclusively while it is open: O_EXCL for a block device (-EBUSY while it is
+ * mounted or another holder has it, as md does); for a regular file an open-file-description
+ * lock over the whole file (F_OFD_SETLK, a write lock, or a read lock with DMIO_DEV_RDONLY),
+ * -EBUSY while another exclusive open or a conflicting fcntl(2) lock has it.
+ */
+#define DMIO_DEV_EXCLUSIVE (1u << 2)
 
 /*
  * Open a regular file or a block device.  On success *out owns the open descriptor; close it with
  * dmio_dev_close().  Returns 0, or -errno (-ENOENT, -EACCES, -EISDIR for a directory, -EINVAL for
- * an unknown flag or a path that is neither a regular file nor a block device, -EROFS, ...).
+ * an unknown flag or a path that is neither a regular file nor a block device, -EROFS, -EBUSY
+ * when DMIO_DEV_EXCLUSIVE is asked and another holder has the device, ...).
  */
 int dmio_dev_open(const char *path, unsigned int flags, struct dmio_dev **out);
 

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -57,7 +58,7 @@ TEST_F(Devices, OpenErrors)
 
 	std::string path = tmp_ / "file.img";
 	create_sparse(path, 1024 * 1024);
-	EXPECT_EQ(-EINVAL, dmio_dev_open(path.c_str(), 1u << 2, &dev)) << "an unknown flag";
+	EXPECT_EQ(-EINVAL, dmio_dev_open(path.c_str(), 1u << 3, &dev)) << "an unknown flag";
 	EXPECT_EQ(-EINVAL, dmio_dev_open(path.c_str(), 1u << 31, &dev)) << "an unknown flag";
 	/* The header promises nothing for *out on failure but a usable value: NULL or untouched. */
 	EXPECT_TRUE(dev == nullptr || dev == reinterpret_cast<dmio_dev *>(0x1));
@@ -115,6 +116,186 @@ TEST_F(Devices, LoopDevices)
 	EXPECT_EQ(12288u, dmio_dev_sectors(dev4k.get()));
 	EXPECT_EQ(4096u, dmio_dev_logical_block_size(dev4k.get()));
 	EXPECT_EQ((unsigned)DMIO_DEV_RDONLY, dmio_dev_flags(dev4k.get()));
+}
+
+/* ---- Exclusive opens --------------------------------------------------------------------- */
+
+/* A plain descriptor, closed when it goes out of scope. */
+struct Fd {
+	int fd;
+	explicit Fd(int f) : fd(f)
+	{
+	}
+	~Fd()
+	{
+		if (fd >= 0)
+			close(fd);
+	}
+};
+
+/*
+ * Another process that takes a classic (process-owned) fcntl write lock on path, then waits for
+ * a byte on a pipe or its end.  Only async-signal-safe calls after fork: the test has threads.
+ */
+class LockingChild
+{
+      public:
+	explicit LockingChild(const std::string &path)
+	{
+		int ready[2], go[2];
+
+		if (pipe(ready) < 0 || pipe(go) < 0)
+			return;
+		pid_ = fork();
+		if (pid_ == 0) {
+			struct flock lock = {};
+			char c = 'x';
+
+			/* Our end of go must be the parent's only: its close is the signal. */
+			close(ready[0]);
+			close(go[1]);
+
+			lock.l_type = F_WRLCK;
+			lock.l_whence = SEEK_SET;
+			int fd = open(path.c_str(), O_RDWR);
+			if (fd < 0 || fcntl(fd, F_SETLK, &lock) < 0)
+				c = 'e';
+			if (write(ready[1], &c, 1) != 1)
+				_exit(1);
+			(void)!read(go[0], &c, 1);
+			_exit(0);
+		}
+		close(ready[1]);
+		close(go[0]);
+		go_ = go[1];
+		char c = 0;
+		locked_ = read(ready[0], &c, 1) == 1 && c == 'x';
+		close(ready[0]);
+	}
+	~LockingChild()
+	{
+		stop();
+	}
+	bool locked() const
+	{
+		return locked_;
+	}
+	void stop()
+	{
+		if (go_ >= 0)
+			close(go_);
+		go_ = -1;
+		if (pid_ > 0)
+			waitpid(pid_, nullptr, 0);
+		pid_ = -1;
+	}
+
+      private:
+	pid_t pid_ = -1;
+	int go_ = -1;
+	bool locked_ = false;
+};
+
+TEST_F(Devices, ExclusiveFile)
+{
+	std::string path = tmp_ / "claimed.img";
+	create_sparse(path, 1024 * 1024);
+
+	Dev first;
+	ASSERT_EQ(0, open_dev(path, DMIO_DEV_EXCLUSIVE, &first));
+	EXPECT_EQ((unsigned)DMIO_DEV_EXCLUSIVE, dmio_dev_flags(first.get()));
+	/* A second exclusive open is refused, also in the same process and read-only. */
+	Dev second;
+	EXPECT_EQ(-EBUSY, open_dev(path, DMIO_DEV_EXCLUSIVE, &second));
+	EXPECT_EQ(nullptr, second.get());
+	EXPECT_EQ(-EBUSY, open_dev(path, DMIO_DEV_EXCLUSIVE | DMIO_DEV_RDONLY, &second));
+	/* Through a hard link: the same file. */
+	std::string link_path = tmp_ / "link.img";
+	ASSERT_EQ(0, link(path.c_str(), link_path.c_str())) << strerror(errno);
+	EXPECT_EQ(-EBUSY, open_dev(link_path, DMIO_DEV_EXCLUSIVE, &second));
+	/* The lock is advisory: plain opens work as before. */
+	Dev plain;
+	EXPECT_EQ(0, open_dev(path, 0, &plain));
+	plain.reset();
+	/* Closing another descriptor of the file does not drop the lock (unlike a POSIX lock). */
+	EXPECT_EQ(-EBUSY, open_dev(path, DMIO_DEV_EXCLUSIVE, &second));
+	/* Other programs see it as a write lock over the whole file. */
+	{
+		Fd fd(open(path.c_str(), O_RDWR | O_CLOEXEC));
+		ASSERT_GE(fd.fd, 0);
+		struct flock lock = {};
+		lock.l_type = F_RDLCK;
+		lock.l_whence = SEEK_SET;
+		lock.l_start = 1 << 30; /* past the end too */
+		lock.l_len = 1;
+		ASSERT_EQ(0, fcntl(fd.fd, F_OFD_GETLK, &lock)) << strerror(errno);
+		EXPECT_EQ(F_WRLCK, lock.l_type);
+	}
+	/* Closing releases it. */
+	first.reset();
+	EXPECT_EQ(0, open_dev(path, DMIO_DEV_EXCLUSIVE, &second));
+	second.reset();
+
+	/* Read-only exclusive opens share a read lock, which keeps writers out. */
+	Dev reader1, reader2, writer;
+	ASSERT_EQ(0, open_dev(path, DMIO_DEV_EXCLUSIVE | DMIO_DEV_RDONLY, &reader1));
+	EXPECT_EQ(0, open_dev(path, DMIO_DEV_EXCLUSIVE | DMIO_DEV_RDONLY, &reader2));
+	EXPECT_EQ(-EBUSY, open_dev(path, DMIO_DEV_EXCLUSIVE, &writer));
+	reader1.reset();
+	reader2.reset();
+	EXPECT_EQ(0, open_dev(path, DMIO_DEV_EXCLUSIVE, &writer));
+}
+
+TEST_F(Devices, ExclusiveFileAgainstAnotherProcess)
+{
+	std::string path = tmp_ / "locked.img";
+	create_sparse(path, 1024 * 1024);
+	Dev dev;
+	{
+		LockingChild child(path);
+		ASSERT_TRUE(child.locked()) << "the child could not lock " << path;
+		EXPECT_EQ(-EBUSY, open_dev(path, DMIO_DEV_EXCLUSIVE, &dev))
+		    << "a POSIX lock of another process";
+		EXPECT_EQ(0, open_dev(path, 0, &dev)) << "a plain open";
+		dev.reset();
+		child.stop(); /* its lock goes with it */
+		EXPECT_EQ(0, open_dev(path, DMIO_DEV_EXCLUSIVE, &dev));
+	}
+	/* Held by us, another process cannot lock it. */
+	LockingChild late(path);
+	EXPECT_FALSE(late.locked()) << "another process locked a file held exclusively";
+}
+
+TEST_F(Devices, ExclusiveLoopDevice)
+{
+	std::string backing = tmp_ / "loop.img";
+	create_sparse(backing, 4 * 1024 * 1024);
+	LoopDevice loop;
+	DMIO_REQUIRE_LOOP(loop, backing);
+	Dev dev;
+	{
+		/* Another holder with O_EXCL (what mount, mkfs and md do). */
+		Fd holder(open(loop.path().c_str(), O_RDONLY | O_EXCL | O_CLOEXEC));
+		ASSERT_GE(holder.fd, 0) << strerror(errno);
+		EXPECT_EQ(-EBUSY, open_dev(loop.path(), DMIO_DEV_EXCLUSIVE, &dev));
+		EXPECT_EQ(-EBUSY,
+			  open_dev(loop.path(), DMIO_DEV_EXCLUSIVE | DMIO_DEV_RDONLY, &dev));
+		EXPECT_EQ(0, open_dev(loop.path(), 0, &dev)) << "a plain open";
+		dev.reset();
+	}
+	ASSERT_EQ(0, open_dev(loop.path(), DMIO_DEV_EXCLUSIVE, &dev));
+	EXPECT_EQ((unsigned)DMIO_DEV_EXCLUSIVE, dmio_dev_flags(dev.get()));
+	/* Held: nothing else can claim it (so mkfs and mount fail), nor a second dmio open. */
+	errno = 0;
+	Fd refused(open(loop.path().c_str(), O_RDONLY | O_EXCL | O_CLOEXEC));
+	EXPECT_EQ(-1, refused.fd);
+	EXPECT_EQ(EBUSY, errno);
+	Dev second;
+	EXPECT_EQ(-EBUSY, open_dev(loop.path(), DMIO_DEV_EXCLUSIVE, &second));
+	dev.reset();
+	/* Closing releases it. */
+	Fd after(open(loop.path().c_str(), O_RDONLY | O_EXCL | O_CLOEXEC));
+	EXPECT_GE(after.fd, 0) << strerror(errno);
 }
 
 /* ---- Clients ------------------------------------------------------------------------------ */

@@ -259,7 +259,7 @@ if test -n "$loop" && command -v mount >/dev/null 2>&1; then
 		sums "$a" >"$tmpdir/mounted.sums"
 		run "$ctl" create --force "$tmpdir/mounted.conf"
 		expect_rc 1 "create --force on a mounted device"
-		err_has "leg 'b' \($mloop\) is in use" "create --force on a mounted device"
+		err_has "leg 'b' \($mloop\) is mounted on $tmpdir/mnt$" "create --force on a mounted device"
 		umount "$tmpdir/mnt"
 		unchanged "create --force on a mounted device" "$tmpdir/mounted.sums"
 	else

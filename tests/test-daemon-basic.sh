@@ -184,7 +184,7 @@ assert_eq "$(xattr "$mirror" user.fusemirror.state)" clean "state after the writ
 
 # ---- Mountpoint checks -----------------------------------------------------------------------
 # A second daemon on the same file is refused and leaves the first one serving.
-expect_daemon_exit 1 "is in use" -f -c "$tmpdir/m.conf" "$mirror"
+expect_daemon_exit 3 "is in use: mirror 'basic' (pid $daemon_pid," -f -c "$tmpdir/m.conf" "$mirror"
 # A directory is refused.
 mkdir "$tmpdir/dir"
 expect_daemon_exit 1 "is a directory" -f -c "$tmpdir/m.conf" "$tmpdir/dir"

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config/runtime.h"
 #include "ctl.h"
 #include "dmio.h"
 #include "mirror/superblock.h"
@@ -107,6 +108,36 @@ static bool resolve_path(struct add *a, const char *path)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * A leg that another running mirror holds is refused at once, naming it: its superblock would
+ * only say "another array", and --force would not help (the daemon's claim fails with EBUSY).
+ * Returns false after a message.
+ */
+static bool check_holder(struct add *a)
+{
+	struct runtime_holder holder;
+	char *mirror = realpath(a->file, NULL);
+	bool ours, ok = true;
+
+	if (!runtime_find_leg_holder(a->path, &holder)) {
+		free(mirror);
+		return true;
+	}
+	/* This very mirror: the daemon knows what to do with its own leg. */
+	ours = mirror != NULL && strcmp(mirror, holder.mountpoint) == 0;
+	if (!ours) {
+		g_autofree char *name = ctl_printable(holder.name);
+		g_autofree char *where = ctl_printable(holder.mountpoint);
+
+		ctl_message("%s: %s is held by mirror '%s' at %s (pid %d)", a->context,
+			    a->shown_path, name, where, (int)holder.pid);
+		ok = false;
+	}
+	runtime_holder_clear(&holder);
+	free(mirror);
+	return ok;
 }
 
 /*
@@ -277,7 +308,7 @@ static int add(struct add *a, const char *path)
 		ctl_message("%s: %s", a->context, error->message);
 		return CTL_EXIT_FAILED;
 	}
-	if (!resolve_path(a, path) || !find_signature(a, &signature, &former))
+	if (!resolve_path(a, path) || !check_holder(a) || !find_signature(a, &signature, &former))
 		return CTL_EXIT_FAILED;
 	if (signature != NULL && !a->force) {
 		ctl_message("%s: %s %s: use --force to overwrite it", a->context, a->shown_path,

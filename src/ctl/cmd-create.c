@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/runtime.h"
 #include "ctl.h"
 #include "dmio.h"
 #include "mirror/superblock.h"
@@ -35,9 +36,7 @@ struct create_leg {
 	const struct leg_config *config;
 	char *shown_name; /* name and path with control characters escaped, for messages */
 	char *shown_path;
-	struct dmio_dev *dev;
-	/* A block device held open with O_EXCL, so that nothing mounts it meanwhile; else -1. */
-	int excl_fd;
+	struct dmio_dev *dev; /* held exclusively (DMIO_DEV_EXCLUSIVE) while create runs */
 	uint64_t bytes;
 	char *signature; /* what --force overwrites ("holds an ext4 file system"), or NULL */
 	struct superblock sb;
@@ -66,12 +65,44 @@ static bool bitmap_fits(uint64_t data_size, uint64_t region_size)
 
 /* ---- Opening and checking the legs --------------------------------------------------------- */
 
+/* Whether an earlier leg than leg is open on the same file: check_distinct() then says so. */
+static bool earlier_leg_is_same(struct create *c, struct create_leg *leg)
+{
+	struct stat st, other;
+
+	if (stat(leg->config->path, &st) < 0)
+		return false;
+	for (struct create_leg *l = c->legs; l < leg; l++) {
+		if (l->dev == NULL || stat(l->config->path, &other) < 0)
+			continue;
+		if (S_ISBLK(st.st_mode) ? S_ISBLK(other.st_mode) && st.st_rdev == other.st_rdev
+					: st.st_dev == other.st_dev && st.st_ino == other.st_ino)
+			return true;
+	}
+	return false;
+}
+
 static bool open_leg(struct create *c, struct create_leg *leg)
 {
 	const char *path = leg->config->path;
 	int r;
 
-	r = dmio_dev_open(path, 0, &leg->dev);
+	/*
+	 * Exclusively, as mdadm: a block device that is mounted or claimed by md, dm, a running
+	 * fusemirrord or another program gives EBUSY, and so does a leg file that a fusemirrord
+	 * holds; overwriting it would corrupt a live mirror or file system, so not even --force
+	 * allows it.  Holding it until the end keeps others from claiming it meanwhile.
+	 */
+	r = dmio_dev_open(path, DMIO_DEV_EXCLUSIVE, &leg->dev);
+	if (r == -EBUSY && earlier_leg_is_same(c, leg))
+		r = dmio_dev_open(path, 0, &leg->dev);
+	if (r == -EBUSY) {
+		g_autofree char *why = runtime_describe_holder(path);
+
+		ctl_message("create %s: leg '%s' (%s) %s", c->shown_file, leg->shown_name,
+			    leg->shown_path, why);
+		return false;
+	}
 	if (r < 0) {
 		ctl_message("create %s: leg '%s' (%s): cannot open it: %s%s", c->shown_file,
 			    leg->shown_name, leg->shown_path, g_strerror(-r),
@@ -79,25 +110,6 @@ static bool open_leg(struct create *c, struct create_leg *leg)
 		return false;
 	}
 	leg->bytes = dmio_dev_sectors(leg->dev) << DMIO_SECTOR_SHIFT;
-
-	/*
-	 * O_EXCL on a block device fails with EBUSY while it is mounted or claimed by md, dm or
-	 * another driver: overwriting it then would corrupt a live file system, so not even
-	 * --force allows it.  Keeping the descriptor until the end keeps others from claiming it.
-	 */
-	if (dmio_dev_is_block(leg->dev)) {
-		leg->excl_fd = open(path, O_RDONLY | O_EXCL | O_CLOEXEC);
-		if (leg->excl_fd < 0) {
-			int err = errno;
-
-			ctl_message("create %s: leg '%s' (%s) is in use%s: %s", c->shown_file,
-				    leg->shown_name, leg->shown_path,
-				    err == EBUSY ? " (mounted, or held by md, dm or another driver)"
-						 : "",
-				    g_strerror(err));
-			return false;
-		}
-	}
 
 	if (leg->bytes < SB_DATA_OFFSET + MIN_DATA_BYTES) {
 		g_autofree char *human = ctl_format_size(leg->bytes);
@@ -431,8 +443,6 @@ static void create_free(struct create *c)
 		struct create_leg *leg = &c->legs[i];
 
 		dmio_dev_close(leg->dev);
-		if (leg->excl_fd >= 0)
-			close(leg->excl_fd);
 		g_free(leg->shown_name);
 		g_free(leg->shown_path);
 		g_free(leg->signature);
@@ -475,7 +485,6 @@ static int create(struct create *c)
 		c->legs[i].config = &c->config->legs[i];
 		c->legs[i].shown_name = ctl_printable(c->config->legs[i].name);
 		c->legs[i].shown_path = ctl_printable(c->config->legs[i].path);
-		c->legs[i].excl_fd = -1;
 	}
 
 	/* Check everything before writing anything; report every leg that is refused. */

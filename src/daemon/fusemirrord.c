@@ -3,7 +3,8 @@
  * fusemirrord: assemble the mirror described by a config file and serve it as one file through
  * FUSE.  See fusemirrord(8).
  *
- * Exit status: 0 clean stop, 1 runtime failure, 2 usage error, 78 bad configuration.
+ * Exit status: 0 clean stop, 1 runtime failure, 2 usage error, 3 in use (a leg or the mountpoint
+ * is held by another mirror or program), 78 bad configuration.
  */
 #include "config.h"
 
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/runtime.h"
 #include "daemon/log.h"
 #include "daemon/notify.h"
 #include "daemon/save-config.h"
@@ -34,6 +37,7 @@
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE   2
+#define EXIT_IN_USE  3
 #define EXIT_CONFIG  78
 
 static gboolean opt_foreground;
@@ -67,6 +71,10 @@ struct daemon {
 	struct mirror *mirror;
 	GThreadPool *event_pool; /* runs the on-event program off the I/O path */
 	int ready_fd;		 /* write end of the pipe to the waiting parent, or -1 */
+	/* Who we are and which legs we hold, under /run (runtime.h), once the legs are claimed. */
+	struct runtime_record *record;
+	atomic_bool record_live; /* written: events that change the legs rewrite it */
+	GMutex record_lock;	 /* a leaf: one rewrite of the record at a time */
 };
 
 /* ---- Events: the on-event program and systemd's STATUS= ------------------------------------ */
@@ -121,6 +129,31 @@ static void update_status(struct mirror *m)
 	g_free(status);
 }
 
+/* ---- The runtime record ------------------------------------------------------------------ */
+
+/* (Re)write the record with the legs m holds now; a failure only costs the holder's name. */
+static void write_record(struct daemon *d, struct mirror *m)
+{
+	GError *error = NULL;
+
+	g_mutex_lock(&d->record_lock);
+	runtime_record_clear_legs(d->record);
+	for (unsigned int i = 0; i < mirror_num_legs(m); i++) {
+		struct leg_status st;
+
+		mirror_leg_status(m, i, &st);
+		if (st.state != LEG_REMOVED)
+			runtime_record_add_leg(d->record, st.name, st.path);
+	}
+	if (!runtime_record_write(d->record, &error)) {
+		g_warning("cannot write the runtime record: %s; refusals to others will not name "
+			  "this mirror",
+			  error->message);
+		g_error_free(error);
+	}
+	g_mutex_unlock(&d->record_lock);
+}
+
 /* Events come from mirror_open on (assembly's), on the mirror's threads: use m, not d->mirror. */
 static void on_event(void *opaque, struct mirror *m, const char *event, GLogLevelFlags level,
 		     int leg, const char *message)
@@ -130,6 +163,9 @@ static void on_event(void *opaque, struct mirror *m, const char *event, GLogLeve
 	struct leg_status st;
 
 	update_status(m);
+	if (atomic_load(&d->record_live) &&
+	    (strcmp(event, "LegAdded") == 0 || strcmp(event, "LegRemoved") == 0))
+		write_record(d, m);
 	if (d->config->on_event == NULL || d->event_pool == NULL)
 		return;
 	job = g_new0(struct event_job, 1);
@@ -235,6 +271,8 @@ static void die(struct daemon *d, int status, const char *format, ...)
 	va_end(ap);
 	g_printerr("fusemirrord: %s\n", message);
 	g_free(message);
+	if (d->record != NULL)
+		runtime_record_remove(d->record);
 	if (d->created_mountpoint != NULL)
 		unlink(d->created_mountpoint);
 	daemon_ready(d, (unsigned char)status);
@@ -329,6 +367,20 @@ static void clear_dead_mount(const char *path)
 	g_free(base);
 }
 
+/* Another live daemon serves (or is about to serve) mountpoint: refuse, naming it. */
+static void refuse_served_mountpoint(struct daemon *d, const char *mountpoint)
+{
+	struct runtime_holder holder;
+	char *name, *config;
+
+	if (!runtime_find_mountpoint_holder(mountpoint, &holder))
+		return;
+	name = runtime_printable(holder.name);
+	config = runtime_printable(holder.config);
+	die(d, EXIT_IN_USE, "mountpoint %s is in use: mirror '%s' (pid %d, config %s) serves it",
+	    mountpoint, name, (int)holder.pid, config);
+}
+
 /*
  * Make the mountpoint usable: create it as an empty file if it does not exist; refuse a
  * directory, anything but a regular file, a file something is already mounted on, and a leg.
@@ -361,8 +413,9 @@ static char *prepare_mountpoint(struct daemon *d, const char *path)
 		    path);
 	if (!S_ISREG(st.st_mode))
 		die(d, EXIT_RUNTIME, "mountpoint %s is not a regular file", path);
+	refuse_served_mountpoint(d, resolved);
 	if (is_mount_point(resolved))
-		die(d, EXIT_RUNTIME,
+		die(d, EXIT_IN_USE,
 		    "mountpoint %s is in use: something is already mounted on it (another "
 		    "fusemirrord?)",
 		    resolved);
@@ -393,8 +446,9 @@ int main(int argc, char **argv)
 				       "file through FUSE");
 	g_option_context_add_main_entries(context, options, NULL);
 	g_option_context_set_description(
-	    context, "Exit status: 0 clean stop, 1 runtime failure, 2 usage error, 78 bad "
-		     "configuration.\nSee fusemirrord(8) and fusemirror.conf(5).");
+	    context, "Exit status: 0 clean stop, 1 runtime failure, 2 usage error, 3 a leg or the "
+		     "mountpoint in use, 78 bad configuration.\nSee fusemirrord(8) and "
+		     "fusemirror.conf(5).");
 	if (!g_option_context_parse(context, &argc, &argv, &error)) {
 		g_printerr("fusemirrord: %s\nTry 'fusemirrord --help'.\n", error->message);
 		g_error_free(error);
@@ -422,6 +476,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	log_setup("fusemirrord", opt_debug);
+	g_mutex_init(&d.record_lock);
 
 	config_path = opt_config != NULL ? opt_config : CONFIG_DEFAULT_PATH;
 	d.config = config_load(config_path, &error);
@@ -466,7 +521,12 @@ int main(int argc, char **argv)
 	d.event_pool = g_thread_pool_new(run_event_program, NULL, 1, FALSE, NULL);
 	r = mirror_open(d.config, on_event, &d, &d.mirror, &error);
 	if (r < 0)
-		die(&d, EXIT_RUNTIME, "%s: %s", abs_config, error->message);
+		die(&d, r == -EBUSY ? EXIT_IN_USE : EXIT_RUNTIME, "%s: %s", abs_config,
+		    error->message);
+	/* The legs are ours: say so, for whoever is refused them. */
+	d.record = runtime_record_new(d.config->name, abs_mountpoint, abs_config);
+	write_record(&d, d.mirror);
+	atomic_store(&d.record_live, true);
 
 	fo.mountpoint = abs_mountpoint;
 	fo.cache = d.config->cache;
@@ -478,6 +538,7 @@ int main(int argc, char **argv)
 	fo.opaque = &d;
 	r = frontend_mount(d.mirror, &fo, &fe, &error);
 	if (r < 0) {
+		atomic_store(&d.record_live, false);
 		mirror_close(d.mirror);
 		die(&d, EXIT_RUNTIME, "%s", error->message);
 	}
@@ -497,7 +558,11 @@ int main(int argc, char **argv)
 		  mirror_name(d.mirror));
 	/* From here the stop signals are ignored: a second one must not cut the flush short. */
 	frontend_drain(fe);
+	atomic_store(&d.record_live, false);
 	mirror_close(d.mirror);
+	/* Only once the legs are let go: until then a refusal can still name us. */
+	runtime_record_remove(d.record);
+	runtime_record_free(d.record);
 	/* Unmounted last: a mount that is gone is a mirror stopped clean (fusemirrorctl stop). */
 	frontend_destroy(fe);
 	g_thread_pool_free(d.event_pool, FALSE, TRUE);

@@ -121,6 +121,26 @@ static void probe_direct_alignment(struct dmio_dev *dev)
 		dev->mem_align = 1;
 }
 
+/*
+ * DMIO_DEV_EXCLUSIVE on a regular file: a lock over the whole file, owned by the open file
+ * description, so it lasts as long as fd and no other descriptor of this process releases it.
+ * A read-only descriptor can only take a read lock.  0, -EBUSY when another lock conflicts, or
+ * the -errno of fcntl(2) (-ENOLCK, ...).
+ */
+static int lock_whole_file(int fd, bool rdonly)
+{
+	struct flock lock = {
+	    .l_type = rdonly ? F_RDLCK : F_WRLCK,
+	    .l_whence = SEEK_SET,
+	    .l_start = 0,
+	    .l_len = 0, /* to the end, however far it grows */
+	};
+
+	if (fcntl(fd, F_OFD_SETLK, &lock) == 0)
+		return 0;
+	return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+}
+
 int dmio_dev_file_open(const char *path, unsigned int flags, struct dmio_dev **out)
 {
 	struct dmio_dev *dev;
@@ -138,6 +158,9 @@ int dmio_dev_file_open(const char *path, unsigned int flags, struct dmio_dev **o
 	oflags |= (flags & DMIO_DEV_RDONLY) ? O_RDONLY : O_RDWR;
 	if (flags & DMIO_DEV_DIRECT)
 		oflags |= O_DIRECT;
+	/* Without O_CREAT, O_EXCL means "claim it" for a block device only (open(2)). */
+	if ((flags & DMIO_DEV_EXCLUSIVE) && S_ISBLK(st.st_mode))
+		oflags |= O_EXCL;
 	fd = open(path, oflags);
 	if (fd < 0)
 		return -errno;
@@ -145,6 +168,19 @@ int dmio_dev_file_open(const char *path, unsigned int flags, struct dmio_dev **o
 		r = -errno;
 		close(fd);
 		return r;
+	}
+	if (flags & DMIO_DEV_EXCLUSIVE) {
+		/* Replaced between stat and open: what was checked is not what was claimed. */
+		if (S_ISBLK(st.st_mode) != ((oflags & O_EXCL) != 0))
+			r = -EAGAIN;
+		else if (!S_ISBLK(st.st_mode))
+			r = lock_whole_file(fd, flags & DMIO_DEV_RDONLY);
+		else
+			r = 0;
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
 	}
 
 	dev = g_new0(struct dmio_dev, 1);

@@ -20,7 +20,7 @@ int dmio_dev_open(const char *path, unsigned int flags, struct dmio_dev **out)
 {
 	if (path == NULL || *path == '\0' || out == NULL)
 		return -EINVAL;
-	if (flags & ~(DMIO_DEV_RDONLY | DMIO_DEV_DIRECT))
+	if (flags & ~(DMIO_DEV_RDONLY | DMIO_DEV_DIRECT | DMIO_DEV_EXCLUSIVE))
 		return -EINVAL;
 	*out = NULL;
 	if (g_str_has_prefix(path, DMIO_DEV_CRASH_PREFIX))

@@ -42,7 +42,8 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 	uint64_t bytes;
 	int r;
 
-	r = dmio_dev_open(lc->path, 0, &dev);
+	/* The claim: another mirror or program holding the leg gets -EBUSY (claim.c). */
+	r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
 	if (r == -ENOENT && m->metadata == METADATA_INTERNAL && g_get_monotonic_time() < deadline) {
 		/* A device may still be coming up (udev, iSCSI login): give it assemble-timeout. */
 		g_message("leg %u (%s): waiting up to %d s for %s to appear", i, lc->name,
@@ -51,7 +52,7 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 			  lc->path);
 		do {
 			g_usleep(100 * 1000);
-			r = dmio_dev_open(lc->path, 0, &dev);
+			r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
 		} while (r == -ENOENT && g_get_monotonic_time() < deadline);
 	}
 	leg_attach(m, leg, lc->name, lc->path, r == 0 ? dev : NULL, NULL, lc->write_mostly);
@@ -64,6 +65,8 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 			  lc->path);
 		return 0;
 	}
+	if (r == -EBUSY)
+		return claim_refused(m, i, lc->name, lc->path, error);
 	if (r < 0) {
 		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "leg '%s' (%s): cannot open: %s",
 			    lc->name, lc->path,

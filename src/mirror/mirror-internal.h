@@ -328,6 +328,32 @@ void cleaner_stop(struct mirror *m);
  */
 long cleaner_clean(struct mirror *m, bool all);
 
+/* ---- claim.c: the exclusive claim on legs ---- */
+
+/*
+ * Leg i (name, path) could not be opened exclusively (-EBUSY): set *error to why, "legs 'a' (..)
+ * and 'b' (..) are the same file" when an earlier leg of m holds it (returns -EINVAL), else
+ * "leg 'b' (/dev/loop3) is held by mirror 'data' at /srv/data (pid 1234)" or who else holds it
+ * (returns -EBUSY).
+ */
+int claim_refused(struct mirror *m, unsigned int i, const char *name, const char *path,
+		  GError **error);
+
+/*
+ * Hot add of path, whose exclusive open failed with -EBUSY.  When a failed leg of m holds it (its
+ * device is still open), open it plainly into *dev, set *own to that leg's index and return 0:
+ * the caller hands the claim over with claim_take_over() once it closed that leg's device.
+ * Otherwise set *error and return -EEXIST (a live leg of m) or -EBUSY (naming the holder).
+ */
+int claim_busy_for_add(struct mirror *m, const char *path, struct dmio_dev **dev, int *own,
+		       GError **error);
+
+/*
+ * Replace the plain *dev of path by an exclusive one, once nothing else of ours holds path.
+ * Returns 0, or -errno with *dev closed and NULL.
+ */
+int claim_take_over(const char *path, struct dmio_dev **dev);
+
 /* ---- reconfig.c ---- */
 
 /* Set up and tear down the reconfig lock and the refusals. */

@@ -258,14 +258,20 @@ static int add_leg_locked(struct mirror *m, const char *path, bool force, GError
 	const char *name;
 	char *basename = NULL;
 	bool readd;
-	int slot, r;
+	int slot, own = -1, r;
 
 	if (m->metadata != METADATA_INTERNAL) {
 		set_error(error,
 			  "hot add needs metadata = internal (the superblocks remember the legs)");
 		return -ENOTSUP;
 	}
-	r = dmio_dev_open(path, 0, &dev);
+	/* The claim (claim.c): held by another mirror or program, it is refused, naming it. */
+	r = dmio_dev_open(path, DMIO_DEV_EXCLUSIVE, &dev);
+	if (r == -EBUSY) {
+		r = claim_busy_for_add(m, path, &dev, &own, error);
+		if (r < 0)
+			return r;
+	}
 	if (r < 0) {
 		if (r == -EINVAL)
 			set_error(error, "%s is not a regular file or block device", path);
@@ -274,6 +280,13 @@ static int add_leg_locked(struct mirror *m, const char *path, bool force, GError
 		return r;
 	}
 	r = choose_slot(m, path, dev, force, &slot, &readd, &resync, uuid, error);
+	if (r == 0 && own >= 0 && slot != own) {
+		set_error(error,
+			  "%s is held by failed leg %d (%s) of mirror %s, and would not go back "
+			  "into that slot: remove leg %d first",
+			  path, own, m->legs[own].name, m->name, own);
+		r = -EBUSY;
+	}
 	if (r < 0) {
 		dmio_dev_close(dev);
 		return r;
@@ -286,6 +299,18 @@ static int add_leg_locked(struct mirror *m, const char *path, bool force, GError
 	leg = &m->legs[slot];
 	/* A failed leg re-added into its own slot: its old device goes. */
 	old = leg_detach(m, leg);
+	if (own >= 0) {
+		/* That old descriptor held the claim: closed, the new one takes it over. */
+		dmio_dev_close(g_steal_pointer(&old));
+		r = claim_take_over(path, &dev);
+		if (r < 0) {
+			resync_start(m);
+			mirror_thaw(m);
+			set_error(error, "%s: cannot claim it once leg %d let it go: %s", path,
+				  slot, g_strerror(-r));
+			return r;
+		}
+	}
 	if ((unsigned int)slot >= atomic_load(&m->num_legs))
 		leg_empty(m, (unsigned int)slot);
 	/* A member back in its configured slot keeps its name; a new leg is named after its file.
