@@ -230,13 +230,15 @@ start_daemon "$tmpdir/scan.conf" "$mirror"
 assert_eq "$(xattr "$mirror" user.fusemirror.uuid)" "$uuid" "uuid from scan's config"
 assert_eq "$(xattr "$mirror" user.fusemirror.state)" clean "state from scan's config"
 i=0
+# The names are those the superblocks recorded: the config's group names.
 for leg in "$a" "$b" "$d"; do
 	assert_eq "$(xattr "$mirror" user.fusemirror.leg.$i.path)" "$leg" "leg $i from scan's config"
-	assert_eq "$(xattr "$mirror" user.fusemirror.leg.$i.name)" leg$i "leg $i's name from scan"
+	assert_eq "$(xattr "$mirror" user.fusemirror.leg.$i.name)" "$(basename "$leg" .img)" \
+		"leg $i's name from scan"
 	i=$((i + 1))
 done
-# Legs that disagree: leg1 failed misses the events of the others; scan says which is newest.
-"$fusemirrorctl" fail "$mirror" leg1 >&2 || daemon_fail "fail leg1"
+# Legs that disagree: b failed misses the events of the others; scan says which is newest.
+"$fusemirrorctl" fail "$mirror" b >&2 || daemon_fail "fail b"
 stop_daemon
 "$fusemirrorctl" scan "$a" "$b" "$d" >"$tmpdir/scan2.conf" || fail "scan of disagreeing legs"
 cat "$tmpdir/scan2.conf" >&2
@@ -244,13 +246,13 @@ python3 - "$tmpdir/scan2.conf" "$b" <<'EOF_PY' || fail "scan of disagreeing legs
 import re, sys
 text, b = open(sys.argv[1]).read(), sys.argv[2]
 newest = int(re.search(r"events (\d+)\n", text).group(1))
-for slot in (0, 2):
-    if "# events %d: the newest\n[leg leg%d]\n" % (newest, slot) not in text:
-        sys.exit("leg%d is not said to be the newest" % slot)
+for name in ("a", "d"):
+    if "# events %d: the newest\n[leg %s]\n" % (newest, name) not in text:
+        sys.exit("%s is not said to be the newest" % name)
 m = re.search(r"# events (\d+), older than the newest \((\d+)\): it will be resynced\n"
-              r"# failed in the newest superblock\n\[leg leg1\]\npath = (.*)\n", text)
+              r"# failed in the newest superblock\n\[leg b\]\npath = (.*)\n", text)
 if m is None or int(m.group(1)) >= newest or int(m.group(2)) != newest or m.group(3) != b:
-    sys.exit("leg1 is not said to be older and failed")
+    sys.exit("b is not said to be older and failed")
 EOF_PY
 
 # A LEG that is no leg: said, exit 1.

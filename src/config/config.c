@@ -209,6 +209,15 @@ static const char *name_problem(const char *name, bool is_mirror)
 	return NULL;
 }
 
+const char *config_leg_name_problem(const char *name)
+{
+	if (!g_utf8_validate(name, -1, NULL))
+		return "is not UTF-8";
+	if (strpbrk(name, "[]") != NULL)
+		return "contains '[' or ']'";
+	return name_problem(name, false);
+}
+
 static gboolean parse_name(struct parser *p, const char *key, const char *value, unsigned int line,
 			   GError **error)
 {

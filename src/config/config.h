@@ -110,7 +110,14 @@ const char *config_engine_name(enum dmio_engine engine);
  */
 gboolean config_parse_size(const char *text, uint64_t *out);
 
+/* Why name cannot be the NAME of a "[leg NAME]" group (a phrase: "is empty"), or NULL. */
+const char *config_leg_name_problem(const char *name);
+
 /* ---- save.c: keeping the file true ----------------------------------------------------------- */
+
+/* The leg named name among legs[0..num_legs), or NULL. */
+const struct leg_config *config_find_leg(const struct leg_config *legs, unsigned int num_legs,
+					const char *name);
 
 /*
  * The text of the config data (read from filename, which names it in messages) with its

@@ -106,7 +106,7 @@ char *config_escape_value(const char *value)
 	return g_key_file_get_value(keyfile, "g", "k", NULL);
 }
 
-static const struct leg_config *find_leg(const struct leg_config *legs, unsigned int num_legs,
+const struct leg_config *config_find_leg(const struct leg_config *legs, unsigned int num_legs,
 					 const char *name)
 {
 	for (unsigned int i = 0; i < num_legs; i++)
@@ -226,7 +226,7 @@ static bool same_legs(const struct mirror_config *config, const struct leg_confi
 		return false;
 	for (unsigned int i = 0; i < num_legs; i++) {
 		const struct leg_config *got =
-		    find_leg(config->legs, config->num_legs, legs[i].name);
+		    config_find_leg(config->legs, config->num_legs, legs[i].name);
 
 		if (got == NULL || strcmp(got->path, legs[i].path) != 0 ||
 		    got->write_mostly != legs[i].write_mostly)
@@ -275,7 +275,8 @@ char *config_rewrite_legs(const char *data, gsize length, const char *filename,
 			next++;
 		}
 		if (is_leg_group(&rw.lines[h]) &&
-		    find_leg(legs, num_legs, rw.lines[h].name + strlen(LEG_GROUP_PREFIX)) == NULL) {
+		    config_find_leg(legs, num_legs, rw.lines[h].name + strlen(LEG_GROUP_PREFIX)) ==
+			NULL) {
 			from = attached_start(rw.lines, h);
 			while (from > 0 && rw.lines[from - 1].kind == LINE_BLANK)
 				from--;
@@ -302,12 +303,13 @@ char *config_rewrite_legs(const char *data, gsize length, const char *filename,
 		}
 		if (is_leg_group(line)) {
 			const char *name = line->name + strlen(LEG_GROUP_PREFIX);
-			const struct leg_config *leg = find_leg(legs, num_legs, name);
+			const struct leg_config *leg = config_find_leg(legs, num_legs, name);
 
 			while (next < rw.num_lines && rw.lines[next].kind != LINE_GROUP &&
 			       !drop[next])
 				next++;
-			rewrite_group(&rw, i, next, find_leg(now->legs, now->num_legs, name), leg);
+			rewrite_group(&rw, i, next, config_find_leg(now->legs, now->num_legs, name),
+				      leg);
 			i = next;
 			continue;
 		}
@@ -317,7 +319,7 @@ char *config_rewrite_legs(const char *data, gsize length, const char *filename,
 		i = next;
 	}
 	for (unsigned int i = 0; i < num_legs; i++)
-		if (find_leg(now->legs, now->num_legs, legs[i].name) == NULL)
+		if (config_find_leg(now->legs, now->num_legs, legs[i].name) == NULL)
 			append_group(rw.out, &legs[i]);
 
 	/* What is written must read back as asked, and as valid as before. */

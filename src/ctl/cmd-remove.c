@@ -48,8 +48,8 @@ static int run_remove(const struct ctl_command *cmd, int argc, char **argv)
 
 	if (!ctl_parse_options(cmd, entries, &argc, &argv, 2, 2))
 		return CTL_EXIT_USAGE;
-	g_autofree char *options = g_strconcat(force ? "--force " : "", no_save ? "--no-save " : "",
-					       NULL);
+	g_autofree char *options =
+	    g_strconcat(force ? "--force " : "", no_save ? "--no-save " : "", NULL);
 
 	if (ctl_leg_command("remove", argv[1], argv[2], options, refusal_reason, &name, &index) !=
 	    CTL_EXIT_OK)

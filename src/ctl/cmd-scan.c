@@ -41,13 +41,24 @@ struct found_array {
 };
 
 /*
- * The name of slot in the config scan prints.  The superblock records no names yet: legs are
- * leg0, leg1, ... by slot.
+ * The name of slot in the config scan prints: the one its superblocks recorded (the group name it
+ * had in the config), or legN by slot when none was recorded (a superblock from before the leg
+ * table) or it cannot be a group name.
  */
 static char *slot_leg_name(const struct superblock *sb, unsigned int slot)
 {
-	(void)sb;
-	return g_strdup_printf("leg%u", slot);
+	const char *name = sb->roles[slot].name;
+	unsigned int i;
+
+	/* The name the superblocks recorded, when a config can carry it and no other slot has it.
+	 */
+	if (*name == '\0' || config_leg_name_problem(name) != NULL)
+		return g_strdup_printf("leg%u", slot);
+	for (i = 0; i < sb->num_legs && i < SB_MAX_LEGS; i++)
+		if (i != slot && sb->roles[i].role != SB_ROLE_EMPTY &&
+		    strcmp(sb->roles[i].name, name) == 0)
+			return g_strdup_printf("leg%u", slot);
+	return g_strdup(name);
 }
 
 /*
@@ -230,7 +241,7 @@ static void append_array(GString *out, const struct found_array *array)
 	}
 	append_comment(out, "mountpoint = ... (the superblocks do not record it: set it here or "
 			    "give fusemirrord a MOUNTPOINT)");
-	append_comment(out, "The superblocks record no leg names and no write-mostly: check them.");
+	append_comment(out, "The superblocks record no write-mostly: check it.");
 
 	for (unsigned int slot = 0; slot < sb->num_legs && slot < SB_MAX_LEGS; slot++) {
 		const struct found_leg *leg = leg_in_slot(array, sb, slot);

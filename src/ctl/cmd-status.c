@@ -104,18 +104,6 @@ static bool resync_eta(const struct ctl_status *st, uint64_t *seconds)
 	return true;
 }
 
-/* "3h05m", "4m02s", "12s". */
-static char *format_seconds(uint64_t seconds)
-{
-	if (seconds >= 3600)
-		return g_strdup_printf("%" G_GUINT64_FORMAT "h%02um", (guint64)(seconds / 3600),
-				       (unsigned int)(seconds % 3600 / 60));
-	if (seconds >= 60)
-		return g_strdup_printf("%um%02us", (unsigned int)(seconds / 60),
-				       (unsigned int)(seconds % 60));
-	return g_strdup_printf("%us", (unsigned int)seconds);
-}
-
 /* The name of leg index, printable, or "?" when the status has no such leg. */
 static char *leg_label(const struct ctl_status *st, int index)
 {
@@ -143,7 +131,7 @@ static void append_resync_text(GString *out, const struct ctl_status *st)
 			st->resync_total > 0
 			    ? MIN(100.0, (double)st->resync_done * 100.0 / (double)st->resync_total)
 			    : 0.0);
-	eta = resync_eta(st, &seconds) ? format_seconds(seconds) : g_strdup("?");
+	eta = resync_eta(st, &seconds) ? ctl_format_seconds(seconds) : g_strdup("?");
 	g_string_append_printf(out,
 			       "%14s : %s%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
 			       " bytes, %s of %s) at %s, ETA %s\n",

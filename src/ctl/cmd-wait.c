@@ -61,13 +61,7 @@ static char *format_eta(uint64_t left, uint64_t rate)
 	if (rate == 0)
 		return g_strdup("?");
 	seconds = (left + rate - 1) / rate;
-	if (seconds >= 3600)
-		return g_strdup_printf("%" G_GUINT64_FORMAT "h%02um", (guint64)(seconds / 3600),
-				       (unsigned int)(seconds % 3600 / 60));
-	if (seconds >= 60)
-		return g_strdup_printf("%um%02us", (unsigned int)(seconds / 60),
-				       (unsigned int)(seconds % 60));
-	return g_strdup_printf("%us", (unsigned int)seconds);
+	return ctl_format_seconds(seconds);
 }
 
 /*

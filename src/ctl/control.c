@@ -95,7 +95,8 @@ int ctl_leg_command(const char *verb, const char *file, const char *leg_arg, con
 		goto out;
 	r = ctl_send(file, command, &explanation);
 	if (r < 0) {
-		ctl_report_refusal(context, command, -r, explanation, reason(-r, leg, strstr(options, "--force") != NULL));
+		ctl_report_refusal(context, command, -r, explanation,
+				   reason(-r, leg, strstr(options, "--force") != NULL));
 		goto out;
 	}
 	*leg_name = ctl_printable(leg->name);

@@ -103,7 +103,7 @@ struct ctl_status {
 	uint64_t resync_done;  /* bytes copied by the running (or last) resync */
 	uint64_t resync_total; /* bytes it has to copy */
 	uint64_t resync_rate;  /* bytes per second; 0 when none is running */
-	int resync_source; /* the leg copied from; -1: none runs, or the daemon does not say */
+	int resync_source;     /* the leg copied from; -1: none runs, or the daemon does not say */
 	bool has_rate_min, has_rate_max;
 	uint64_t resync_rate_min, resync_rate_max; /* bytes per second; max 0: no limit */
 	/*
@@ -234,6 +234,9 @@ char *ctl_printable(const char *s);
 
 /* bytes in binary units with two decimals, "1.00 GiB" ("512 B" below 1 KiB). */
 char *ctl_format_size(uint64_t bytes);
+
+/* A duration: "3h05m", "4m02s", "12s". */
+char *ctl_format_seconds(uint64_t seconds);
 
 /* A rate in bytes per second as "50.00 MiB/s", or "unlimited" for 0 when zero_is_unlimited. */
 char *ctl_format_rate(uint64_t bytes_per_second, bool zero_is_unlimited);

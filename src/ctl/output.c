@@ -106,6 +106,17 @@ bool ctl_write_stdout(const GString *out)
 	return true;
 }
 
+char *ctl_format_seconds(uint64_t seconds)
+{
+	if (seconds >= 3600)
+		return g_strdup_printf("%" G_GUINT64_FORMAT "h%02um", (guint64)(seconds / 3600),
+				       (unsigned int)(seconds % 3600 / 60));
+	if (seconds >= 60)
+		return g_strdup_printf("%um%02us", (unsigned int)(seconds / 60),
+				       (unsigned int)(seconds % 60));
+	return g_strdup_printf("%us", (unsigned int)seconds);
+}
+
 char *ctl_format_rate(uint64_t bytes_per_second, bool zero_is_unlimited)
 {
 	g_autofree char *size = NULL;

@@ -49,15 +49,6 @@ static char *may_not_write(const char *path)
 	return NULL;
 }
 
-static const struct leg_config *find_leg(const struct leg_config *legs, unsigned int num_legs,
-					 const char *name)
-{
-	for (unsigned int i = 0; i < num_legs; i++)
-		if (strcmp(legs[i].name, name) == 0)
-			return &legs[i];
-	return NULL;
-}
-
 /* "[leg c] added (/dev/sdc), [leg b] removed": what the rewrite changes. */
 static char *describe_changes(const struct mirror_config *before, const struct leg_config *legs,
 			      unsigned int num_legs)
@@ -66,7 +57,7 @@ static char *describe_changes(const struct mirror_config *before, const struct l
 
 	for (unsigned int i = 0; i < num_legs; i++) {
 		const struct leg_config *old =
-		    find_leg(before->legs, before->num_legs, legs[i].name);
+		    config_find_leg(before->legs, before->num_legs, legs[i].name);
 
 		if (old == NULL)
 			g_string_append_printf(text, "%s[leg %s] added (%s)", text->len ? ", " : "",
@@ -78,7 +69,7 @@ static char *describe_changes(const struct mirror_config *before, const struct l
 					       legs[i].write_mostly ? ", write-mostly" : "");
 	}
 	for (unsigned int i = 0; i < before->num_legs; i++)
-		if (find_leg(legs, num_legs, before->legs[i].name) == NULL)
+		if (config_find_leg(legs, num_legs, before->legs[i].name) == NULL)
 			g_string_append_printf(text, "%s[leg %s] removed", text->len ? ", " : "",
 					       before->legs[i].name);
 	return g_string_free(text, FALSE);
@@ -101,9 +92,9 @@ static unsigned int collect_legs(struct mirror *m, const struct mirror_config *b
 		if (st.state == LEG_REMOVED || st.path[0] == '\0' || st.name[0] == '\0')
 			continue;
 		if (st.state == LEG_FAILED &&
-		    find_leg(before->legs, before->num_legs, st.name) == NULL)
+		    config_find_leg(before->legs, before->num_legs, st.name) == NULL)
 			continue;
-		legs[n].name = find_leg(legs, n, st.name) == NULL
+		legs[n].name = config_find_leg(legs, n, st.name) == NULL
 				   ? g_strdup(st.name)
 				   : g_strdup_printf("%s-%u", st.name, i);
 		legs[n].path = g_strdup(st.path);
