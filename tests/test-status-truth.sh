@@ -103,8 +103,9 @@ assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.uuid)" "$uuid_b" "leg.1.uuid"
 assert_eq "$(xattr "$mirror" user.fusemirror.resync.source)" "" "resync.source before"
 assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.resync)" none "leg.1.resync before"
 
-# 16 MiB at 4 MiB/s: about 4 s.
-ctl_out "set" set "$mirror" resync-rate-max=4M
+# 16 MiB at 1 MiB/s: about 16 s, so that the three forms below are read while it runs even on
+# a loaded machine (at 4 MiB/s a CI run once read --export after the end); then unlimited.
+ctl_out "set" set "$mirror" resync-rate-max=1M
 ctl_out "resync --full" resync --full "$mirror"
 assert_eq "$(xattr "$mirror" user.fusemirror.state)" resyncing "state during resync --full"
 assert_eq "$(leg_state "$mirror" 1)" in_sync "leg 1 (rewritten) stays in sync"
@@ -157,6 +158,7 @@ assert_eq $status 1 "status --export exit status during a resync"
 		test "$MIRROR_LEG_1_STATE" = in_sync
 ) || daemon_fail "status --export during a resync: $(cat "$tmpdir/status.env")"
 
+ctl_out "set" set "$mirror" resync-rate-max=0
 timeout 60 "$fusemirrorctl" wait "$mirror" >&2 || daemon_fail "fusemirrorctl wait"
 assert_eq "$(xattr "$mirror" user.fusemirror.state)" clean "state after resync --full"
 assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.resync)" none "leg.1.resync after"
