@@ -213,9 +213,9 @@ TEST_F(Control, ControlCharactersAreRefused)
 /* Whatever the input, a refusal's message holds no control character (it is logged). */
 TEST_F(Control, MessagesNeverCarryControlCharacters)
 {
-	const char *templates[] = {"X",	     "fail X", "fail 1X", "remove --X 1",
-				   "add X",  "add /X", "set X 1", "set resync-rate-min X",
-				   "stop X", "X X", "repair --source X"};
+	const char *templates[] = {"X",	     "fail X", "fail 1X",	   "remove --X 1",
+				   "add X",  "add /X", "set X 1",	   "set resync-rate-min X",
+				   "stop X", "X X",    "repair --source X"};
 	for (const char *t : templates) {
 		for (unsigned c = 1; c < 256; c++) {
 			std::string text = t;

@@ -77,9 +77,9 @@ class Xattr : public MirrorTest
 };
 
 const char *const kMirrorKeys[] = {
-    "name",	    "state",	   "legs",	    "error_bits",      "events", "resync.done",
-    "resync.total", "resync.rate", "resync.source", "resync.rate_min", "uuid",
-    "mismatch_cnt", "mismatches"};
+    "name",	   "state",	   "legs",	  "error_bits",	   "events",
+    "resync.done", "resync.total", "resync.rate", "resync.source", "resync.rate_min",
+    "uuid",	   "mismatch_cnt", "mismatches"};
 const char *const kLegFields[] = {"name",	  "path", "state", "read_errors",
 				  "write_errors", "uuid", "resync"};
 

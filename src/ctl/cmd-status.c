@@ -189,7 +189,8 @@ static void append_text(GString *out, const struct ctl_status *st)
 	if (st->has_resync && ctl_status_resyncing(st))
 		append_resync_text(out, st);
 	if (st->has_check && strcmp(st->state, "checking") == 0)
-		g_string_append_printf(out, "%14s : %.1f%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+		g_string_append_printf(out,
+				       "%14s : %.1f%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
 				       " bytes compared)\n",
 				       "Check",
 				       st->resync_total > 0 ? (double)st->resync_done * 100.0 /
@@ -318,11 +319,10 @@ static void append_json(GString *out, const struct ctl_status *st)
 		g_auto(GStrv) ranges = g_strsplit(st->mismatches, " ", -1);
 		unsigned int n = 0;
 
-		g_string_append_printf(out,
-				       "{\"running\":%s,\"mismatch_cnt\":%" G_GUINT64_FORMAT
-				       ",\"mismatches\":[",
-				       strcmp(st->state, "checking") == 0 ? "true" : "false",
-				       (guint64)st->mismatch_cnt);
+		g_string_append_printf(
+		    out, "{\"running\":%s,\"mismatch_cnt\":%" G_GUINT64_FORMAT ",\"mismatches\":[",
+		    strcmp(st->state, "checking") == 0 ? "true" : "false",
+		    (guint64)st->mismatch_cnt);
 		for (char **r = ranges; *r != NULL; r++) {
 			if (**r == '\0')
 				continue;

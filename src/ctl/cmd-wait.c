@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * fusemirrorctl wait [--interval SECONDS] FILE: block until no resync (nor check or repair, the
- * state checking) runs on a mirror, as mdadm --wait does, polling user.fusemirror.state and the resync.* attributes.  On a terminal the
- * progress is a bar redrawn in place on stderr; otherwise one line per 10% and a last one, so
- * that a log stays short.  The exit status is then the mirror's state, as status gives it.
+ * state checking) runs on a mirror, as mdadm --wait does, polling user.fusemirror.state and the
+ * resync.* attributes.  On a terminal the progress is a bar redrawn in place on stderr; otherwise
+ * one line per 10% and a last one, so that a log stays short.  The exit status is then the mirror's
+ * state, as status gives it.
  */
 #include "config.h"
 

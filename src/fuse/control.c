@@ -199,8 +199,7 @@ static int parse_options(const struct verb *v, const char **p, struct control_co
 			g_autofree char *leg = next_word(p);
 
 			if (leg == NULL || strncmp(leg, "--", 2) == 0)
-				return parse_error(error, "%s --source needs a leg index",
-						   v->name);
+				return parse_error(error, "%s --source needs a leg index", v->name);
 			r = check_text(leg, "the leg index", error);
 			if (r < 0)
 				return r;

@@ -29,8 +29,8 @@
  *   3. range holds        (rangelock.h; not a mutex) a write holds its range from before its
  *                         bitmap bits are made durable until its legs answered; the resync holds
  *                         the chunk it copies, the scrub the chunk it compares (inside
- *                         io_begin: freezing waits for it).  Under a hold: bitmap persist_lock, sb_lock, the
- *                         leaves.  Nothing waits for a hold while holding a mutex.
+ *                         io_begin: freezing waits for it).  Under a hold: bitmap persist_lock,
+ * sb_lock, the leaves.  Nothing waits for a hold while holding a mutex.
  *   4. bitmap persist_lock (bitmap.c) held while bitmap blocks are written; completions never
  *                         take it.
  *   5. m->sb_lock         the array superblock and the commit bookkeeping; never held during

@@ -162,8 +162,8 @@ int mirror_check(struct mirror *m, bool repair, int source, GError **error);
 
 #define SCRUB_MAX_RANGES 64 /* differing ranges listed; beyond, only counted */
 struct check_status {
-	bool active;  /* the mirror's state reads checking */
-	bool repair;  /* the running (or last) pass is a repair */
+	bool active;	/* the mirror's state reads checking */
+	bool repair;	/* the running (or last) pass is a repair */
 	uint64_t done;	/* bytes compared */
 	uint64_t total; /* bytes to compare */
 	uint64_t rate;	/* bytes/s */
