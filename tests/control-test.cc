@@ -213,9 +213,9 @@ TEST_F(Control, ControlCharactersAreRefused)
 /* Whatever the input, a refusal's message holds no control character (it is logged). */
 TEST_F(Control, MessagesNeverCarryControlCharacters)
 {
-	const char *templates[] = {"X",	     "fail X", "fail 1X", "remove --X 1",
-				   "add X",  "add /X", "set X 1", "set resync-rate-min X",
-				   "stop X", "X X"};
+	const char *templates[] = {"X",	     "fail X", "fail 1X",	   "remove --X 1",
+				   "add X",  "add /X", "set X 1",	   "set resync-rate-min X",
+				   "stop X", "X X",    "repair --source X"};
 	for (const char *t : templates) {
 		for (unsigned c = 1; c < 256; c++) {
 			std::string text = t;
@@ -230,6 +230,28 @@ TEST_F(Control, MessagesNeverCarryControlCharacters)
 			control_command_clear(&p.c);
 		}
 	}
+}
+
+TEST_F(Control, CheckRepair)
+{
+	EXPECT_EQ(CONTROL_CHECK, ok("check").verb);
+	EXPECT_EQ(CONTROL_REPAIR, ok("repair").verb);
+	EXPECT_FALSE(ok("repair").has_source);
+	const control_command *c = &ok("repair --source 2");
+	EXPECT_TRUE(c->has_source);
+	EXPECT_EQ(2u, c->leg);
+	EXPECT_EQ(CONTROL_REPAIR, ok("  repair\t--source  0 ").verb);
+	refused("check now", "unexpected argument 'now'");
+	refused("check --source 1", "check takes no options, got '--source'");
+	refused("repair --full", "repair has no option '--full'");
+	refused("repair --source", "repair --source needs a leg index");
+	refused("repair --source --source 1", "repair --source needs a leg index");
+	refused("repair --source 01", "'01' is not a leg index");
+	refused("repair --source b", "'b' is not a leg index");
+	refused("repair --source 1 2", "unexpected argument '2'");
+	refused("repair 1", "unexpected argument '1'");
+	refused("repair --source \x1b", "the leg index contains control character 0x1b");
+	refused("frob", "(there are: fail, remove, add, resync, set, stop, check, repair)");
 }
 
 TEST_F(Control, ClearTwiceAndVerbNames)
@@ -247,6 +269,8 @@ TEST_F(Control, ClearTwiceAndVerbNames)
 	EXPECT_STREQ("resync", control_verb_name(CONTROL_RESYNC));
 	EXPECT_STREQ("set", control_verb_name(CONTROL_SET));
 	EXPECT_STREQ("stop", control_verb_name(CONTROL_STOP));
+	EXPECT_STREQ("check", control_verb_name(CONTROL_CHECK));
+	EXPECT_STREQ("repair", control_verb_name(CONTROL_REPAIR));
 }
 
 TEST(ControlEscape, NoRawControlCharacterSurvives)

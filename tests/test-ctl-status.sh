@@ -162,7 +162,7 @@ check_json "$clean" "{
 		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
 		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0}],
-	'events': 1, 'error_bits': '0x0', 'resync': None}"
+	'events': 1, 'error_bits': '0x0', 'resync': None, 'check': None}"
 
 run "$ctl" status --json "$degraded"
 expect_rc 1 "status --json of a degraded mirror"
@@ -176,7 +176,7 @@ check_json "$degraded" "{
 		{'index': 2, 'name': 'c', 'path': '/var/tmp/leg c\\'s \"copy\" \$HOME;\\tx',
 		 'state': 'in_sync', 'resync': None, 'uuid': None, 'read_errors': 0,
 		 'write_errors': 18446744073709551615}],
-	'events': 5, 'error_bits': '0x2', 'resync': None}"
+	'events': 5, 'error_bits': '0x2', 'resync': None, 'check': None}"
 
 run "$ctl" status --json "$failed"
 expect_rc 2 "status --json of a failed mirror"
@@ -184,7 +184,7 @@ check_json "$failed" "{
 	'file': '$failed', 'name': 'gone', 'uuid': None, 'state': 'failed', 'size': 512,
 	'legs': [{'index': 0, 'name': 'only', 'path': '/var/tmp/only.img', 'state': 'failed',
 		  'resync': None, 'uuid': None, 'read_errors': 3, 'write_errors': 4}],
-	'events': 9, 'error_bits': '0x1', 'resync': None}"
+	'events': 9, 'error_bits': '0x1', 'resync': None, 'check': None}"
 
 # Every character that JSON must escape, and UTF-8 that it must not.
 escapes=$tmpdir/escapes.img
@@ -286,7 +286,7 @@ check_json "$rs" "{
 		 'resync': 'rewrite', 'uuid': '$u1', 'read_errors': 0, 'write_errors': 0}],
 	'events': 1, 'error_bits': '0x0',
 	'resync': {'active': True, 'done': 26214400, 'total': 104857600, 'rate': 5242880,
-		   'eta': 15, 'source': 0}}"
+		   'eta': 15, 'source': 0}, 'check': None}"
 
 run "$ctl" status --export "$rs"
 expect_rc 1 "status --export of a resync"
@@ -324,6 +324,27 @@ if ! cmp -s "$tmpdir/expected" "$tmpdir/out"; then
 	problem "status --export of $rs differs from the expected (-) lines:"
 	diff "$tmpdir/expected" "$tmpdir/out" | sed 's/^/    /'
 fi
+
+# A check that found mismatches (issue 11): the Check and Mismatches lines, --json, --export.
+copy_mirror "$rs" "$rs.chk" && set_attrs "$rs.chk" state=checking resync.source= \
+	leg.0.resync=none leg.1.resync=none mismatch_cnt=28 \
+	"mismatches=1052672+8192 20971008+1024" || fail "setfattr"
+run "$ctl" status "$rs.chk"
+expect_rc 1 "status of a check"
+out_has '^ +Check : 25\.0% \(26214400 of 104857600 bytes compared\)$' "status (check) progress"
+out_has '^ +Mismatches : 28 sectors at 1052672\+8192 20971008\+1024$' "status (check) mismatches"
+run "$ctl" status --json "$rs.chk"
+python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))["check"]
+assert c == {"running": True, "mismatch_cnt": 28,
+	     "mismatches": ["1052672+8192", "20971008+1024"]}, c
+' "$tmpdir/out" >"$tmpdir/json.log" 2>&1 ||
+	problem "status --json of a check: $(cat "$tmpdir/json.log")"
+run "$ctl" status --export "$rs.chk"
+out_has "^MIRROR_CHECK_ACTIVE=1\$" "status --export of a check: active"
+out_has "^MIRROR_MISMATCH_CNT=28\$" "status --export of a check: count"
+out_has "^MIRROR_MISMATCHES='1052672\+8192 20971008\+1024'\$" "status --export of a check: ranges"
 
 # Once it is over: no Resync lines nor column, the last progress kept in --json, no ETA.
 copy_mirror "$rs" "$rs.done" && set_attrs "$rs.done" state=clean resync.done=104857600 \

@@ -188,6 +188,22 @@ static void append_text(GString *out, const struct ctl_status *st)
 			       (guint64)st->error_bits);
 	if (st->has_resync && ctl_status_resyncing(st))
 		append_resync_text(out, st);
+	if (st->has_check && strcmp(st->state, "checking") == 0)
+		g_string_append_printf(out,
+				       "%14s : %.1f%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+				       " bytes compared)\n",
+				       "Check",
+				       st->resync_total > 0 ? (double)st->resync_done * 100.0 /
+								  (double)st->resync_total
+							    : 0.0,
+				       (guint64)st->resync_done, (guint64)st->resync_total);
+	if (st->has_check) {
+		g_autofree char *ranges = ctl_printable(st->mismatches);
+
+		g_string_append_printf(out, "%14s : %" G_GUINT64_FORMAT " sectors%s%s\n",
+				       "Mismatches", (guint64)st->mismatch_cnt,
+				       *ranges != '\0' ? " at " : "", ranges);
+	}
 	g_string_append_c(out, '\n');
 
 	/* Row 0 holds the titles, row i + 1 leg i; the widths fit the widest cell of each column.
@@ -296,6 +312,25 @@ static void append_json(GString *out, const struct ctl_status *st)
 			       ",\"error_bits\":\"0x%" G_GINT64_MODIFIER "x\",\"resync\":",
 			       (guint64)st->events, (guint64)st->error_bits);
 	append_json_resync(out, st);
+	g_string_append(out, ",\"check\":");
+	if (!st->has_check) {
+		g_string_append(out, "null");
+	} else {
+		g_auto(GStrv) ranges = g_strsplit(st->mismatches, " ", -1);
+		unsigned int n = 0;
+
+		g_string_append_printf(
+		    out, "{\"running\":%s,\"mismatch_cnt\":%" G_GUINT64_FORMAT ",\"mismatches\":[",
+		    strcmp(st->state, "checking") == 0 ? "true" : "false",
+		    (guint64)st->mismatch_cnt);
+		for (char **r = ranges; *r != NULL; r++) {
+			if (**r == '\0')
+				continue;
+			g_string_append(out, n++ > 0 ? "," : "");
+			ctl_json_append_string(out, *r);
+		}
+		g_string_append(out, "]}");
+	}
 	g_string_append(out, "}\n");
 }
 
@@ -336,6 +371,12 @@ static void append_export(GString *out, const struct ctl_status *st)
 		if (st->resync_source >= 0)
 			append_export_number(out, "MIRROR_RESYNC_SOURCE",
 					     (uint64_t)st->resync_source);
+	}
+	if (st->has_check) {
+		append_export_line(out, "MIRROR_CHECK_ACTIVE",
+				   strcmp(st->state, "checking") == 0 ? "1" : "0");
+		append_export_number(out, "MIRROR_MISMATCH_CNT", st->mismatch_cnt);
+		append_export_line(out, "MIRROR_MISMATCHES", st->mismatches);
 	}
 	for (unsigned int i = 0; i < st->nlegs; i++) {
 		const struct ctl_leg_status *leg = &st->legs[i];

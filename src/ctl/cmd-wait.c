@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * fusemirrorctl wait [--interval SECONDS] FILE: block until no resync runs on a mirror, as mdadm
- * --wait does, polling user.fusemirror.state and the resync.* attributes.  On a terminal the
- * progress is a bar redrawn in place on stderr; otherwise one line per 10% and a last one, so
- * that a log stays short.  The exit status is then the mirror's state, as status gives it.
+ * fusemirrorctl wait [--interval SECONDS] FILE: block until no resync (nor check or repair, the
+ * state checking) runs on a mirror, as mdadm --wait does, polling user.fusemirror.state and the
+ * resync.* attributes.  On a terminal the progress is a bar redrawn in place on stderr; otherwise
+ * one line per 10% and a last one, so that a log stays short.  The exit status is then the mirror's
+ * state, as status gives it.
  */
 #include "config.h"
 
@@ -23,6 +24,7 @@ struct progress {
 	const char *shown_file;
 	bool tty;	    /* draw a bar on stderr */
 	bool seen;	    /* a resync was running at some point */
+	const char *what;   /* "resync", or "check" for the state checking (progress in resync.*) */
 	int last_decade;    /* the 10% step of the last plain line; -1 before the first */
 	uint64_t last_done; /* resync.done when it last changed, and when that was seen */
 	gint64 last_time;
@@ -161,8 +163,8 @@ static void show_progress(struct progress *p, const struct ctl_status *st)
 	if (decade <= p->last_decade)
 		return;
 	p->last_decade = decade;
-	ctl_message("wait %s: resync %d%% (%s of %s) at %s, %s left", p->shown_file, (int)percent,
-		    done, total, rate_text, eta);
+	ctl_message("wait %s: %s %d%% (%s of %s) at %s, %s left", p->shown_file, p->what,
+		    (int)percent, done, total, rate_text, eta);
 }
 
 /* The last line: the resync is over (or none ran), and the state it left. */
@@ -175,7 +177,8 @@ static void show_end(struct progress *p, const struct ctl_status *st)
 		bar_drawn = 0;
 	}
 	if (p->seen)
-		ctl_message("wait %s: the resync is over; the mirror is %s", p->shown_file, state);
+		ctl_message("wait %s: the %s is over; the mirror is %s", p->shown_file, p->what,
+			    state);
 	else
 		ctl_message("wait %s: no resync is running; the mirror is %s", p->shown_file,
 			    state);
@@ -241,13 +244,14 @@ static int run_wait(const struct ctl_command *cmd, int argc, char **argv)
 			ctl_status_free(st);
 			return CTL_STATUS_UNREADABLE;
 		}
-		if (!ctl_status_resyncing(st)) {
+		if (!ctl_status_resyncing(st) && strcmp(st->state, "checking") != 0) {
 			show_end(&p, st);
 			status = ctl_status_exit_code(st);
 			ctl_status_free(st);
 			return status;
 		}
 		p.seen = true;
+		p.what = ctl_status_resyncing(st) ? "resync" : "check";
 		show_progress(&p, st);
 		ctl_status_free(st);
 		g_usleep((gulong)(interval * G_USEC_PER_SEC));

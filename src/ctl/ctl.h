@@ -46,6 +46,8 @@ extern const struct ctl_command ctl_cmd_wait;
 extern const struct ctl_command ctl_cmd_add;
 extern const struct ctl_command ctl_cmd_remove;
 extern const struct ctl_command ctl_cmd_resync;
+extern const struct ctl_command ctl_cmd_check;
+extern const struct ctl_command ctl_cmd_repair;
 extern const struct ctl_command ctl_cmd_set;
 extern const struct ctl_command ctl_cmd_stop;
 extern const struct ctl_command ctl_cmd_scan;
@@ -104,6 +106,10 @@ struct ctl_status {
 	uint64_t resync_total; /* bytes it has to copy */
 	uint64_t resync_rate;  /* bytes per second; 0 when none is running */
 	int resync_source;     /* the leg copied from; -1: none runs, or the daemon does not say */
+	/* The results of the running or last check/repair (mismatch_cnt, mismatches). */
+	bool has_check;
+	uint64_t mismatch_cnt; /* 512-byte sectors found different */
+	char *mismatches;      /* "OFFSET+LENGTH ..." as the daemon gives it */
 	bool has_rate_min, has_rate_max;
 	uint64_t resync_rate_min, resync_rate_max; /* bytes per second; max 0: no limit */
 	/*

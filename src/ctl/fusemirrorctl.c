@@ -26,6 +26,8 @@ static const struct ctl_command *const commands[] = {
     &ctl_cmd_add,
     &ctl_cmd_remove,
     &ctl_cmd_resync,
+    &ctl_cmd_check,
+    &ctl_cmd_repair,
     &ctl_cmd_set,
     &ctl_cmd_stop,
 };

@@ -154,7 +154,7 @@ static bool read_resync_source(const char *file, struct ctl_status *status, GErr
 /* The resync attributes come as a set: done and total, or none. */
 static bool read_resync(const char *file, struct ctl_status *status, GError **error)
 {
-	bool has_total = false, has_rate = false;
+	bool has_total = false, has_rate = false, has_ranges = false;
 
 	if (!read_optional_number(file, "resync.done", &status->has_resync, &status->resync_done,
 				  error) ||
@@ -166,6 +166,12 @@ static bool read_resync(const char *file, struct ctl_status *status, GError **er
 				  &status->resync_rate_max, error))
 		return false;
 	status->has_resync = status->has_resync && has_total;
+	if (!read_optional_number(file, "mismatch_cnt", &status->has_check, &status->mismatch_cnt,
+				  error) ||
+	    !read_optional_string(file, "mismatches", &has_ranges, &status->mismatches, error))
+		return false;
+	/* Both, or neither (an older daemon). */
+	status->has_check = status->has_check && has_ranges;
 	if (!has_rate)
 		status->resync_rate = 0;
 	return read_resync_source(file, status, error);
@@ -289,6 +295,7 @@ void ctl_status_free(struct ctl_status *status)
 		g_free(status->legs[i].resync);
 	}
 	g_free(status->legs);
+	g_free(status->mismatches);
 	g_free(status->file);
 	g_free(status->name);
 	g_free(status->state);

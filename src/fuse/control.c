@@ -13,6 +13,7 @@ enum {
 	OPT_FORCE = 1u << 0,
 	OPT_NO_SAVE = 1u << 1,
 	OPT_FULL = 1u << 2,
+	OPT_SOURCE = 1u << 3, /* takes a leg index */
 };
 
 static const struct {
@@ -22,6 +23,7 @@ static const struct {
     {"--force", OPT_FORCE},
     {"--no-save", OPT_NO_SAVE},
     {"--full", OPT_FULL},
+    {"--source", OPT_SOURCE},
 };
 
 static const struct verb {
@@ -35,6 +37,8 @@ static const struct verb {
     {"resync", CONTROL_RESYNC, OPT_FULL},
     {"set", CONTROL_SET, 0},
     {"stop", CONTROL_STOP, OPT_FORCE},
+    {"check", CONTROL_CHECK, 0},
+    {"repair", CONTROL_REPAIR, OPT_SOURCE},
 };
 
 /* A decimal number of bytes per second: digits only, no sign, no suffix. */
@@ -191,6 +195,19 @@ static int parse_options(const struct verb *v, const char **p, struct control_co
 		out->force |= bit == OPT_FORCE;
 		out->no_save |= bit == OPT_NO_SAVE;
 		out->full |= bit == OPT_FULL;
+		if (bit == OPT_SOURCE) {
+			g_autofree char *leg = next_word(p);
+
+			if (leg == NULL || strncmp(leg, "--", 2) == 0)
+				return parse_error(error, "%s --source needs a leg index", v->name);
+			r = check_text(leg, "the leg index", error);
+			if (r < 0)
+				return r;
+			r = parse_leg(leg, &out->leg, error);
+			if (r < 0)
+				return r;
+			out->has_source = true;
+		}
 	}
 }
 
@@ -301,7 +318,7 @@ int control_parse(const char *text, struct control_command *out, GError **error)
 	if (v == NULL) {
 		r = parse_error(error,
 				"unknown command '%s' (there are: fail, remove, add, resync, "
-				"set, stop)",
+				"set, stop, check, repair)",
 				word);
 		goto fail;
 	}
@@ -322,6 +339,8 @@ int control_parse(const char *text, struct control_command *out, GError **error)
 		break;
 	case CONTROL_RESYNC:
 	case CONTROL_STOP:
+	case CONTROL_CHECK:
+	case CONTROL_REPAIR:
 		r = expect_end(v, p, error);
 		break;
 	}

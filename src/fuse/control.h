@@ -5,7 +5,7 @@
  * fits the other one, is for whoever runs the command (xattr.c) to say.
  *
  *   fail N | remove [--force] [--no-save] N | add [--force] [--no-save] PATH |
- *   resync [--full] | set NAME VALUE | stop [--force]
+ *   resync [--full] | set NAME VALUE | stop [--force] | check | repair [--source N]
  *
  * Words are separated by blanks (spaces, tabs); options come before the arguments.  add's PATH
  * is the rest of the line, so it may hold spaces.  No part of a command may hold a control
@@ -29,6 +29,8 @@ enum control_verb {
 	CONTROL_RESYNC,
 	CONTROL_SET,
 	CONTROL_STOP,
+	CONTROL_CHECK,
+	CONTROL_REPAIR,
 };
 
 /* The runtime tunables of "set" (control.c has their names and value syntax). */
@@ -42,7 +44,9 @@ struct control_command {
 	bool force;	  /* remove, add, stop: --force */
 	bool no_save;	  /* remove, add: --no-save (the config file is not rewritten) */
 	bool full;	  /* resync: --full */
-	unsigned int leg; /* fail, remove: the index as given, not checked against any mirror */
+	unsigned int leg; /* fail, remove, repair --source: the index as given, not checked
+			   * against any mirror */
+	bool has_source;  /* repair: --source N was given (N in leg) */
 	char *path;	  /* add: an absolute path (owned; control_command_clear frees it) */
 	enum control_tunable tunable; /* set */
 	const char *tunable_name;     /* set: static, as in the command ("resync-rate-min") */

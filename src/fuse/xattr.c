@@ -103,6 +103,15 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 		mirror_resync_status(m, &rs);
 		return rs.source >= 0 ? g_strdup_printf("%d", rs.source) : g_strdup("");
 	}
+	if (strcmp(key, "mismatch_cnt") == 0 || strcmp(key, "mismatches") == 0) {
+		struct check_status cs;
+
+		/* Of the running or last check or repair: 0 and "" before the first. */
+		mirror_check_status(m, &cs);
+		if (key[8] == '_')
+			return g_strdup_printf("%" PRIu64, cs.mismatch_cnt);
+		return mirror_check_ranges_text(&cs);
+	}
 	if (strncmp(key, "leg.", 4) == 0) {
 		const char *field;
 		int index = parse_index(m, key + 4, '.', &field);
@@ -119,7 +128,7 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	    "error_bits",    "events",		"uuid",
 	    "last_error",    "resync.done",	"resync.total",
 	    "resync.rate",   "resync.rate_min", "resync.rate_max",
-	    "resync.source",
+	    "resync.source", "mismatch_cnt",	"mismatches",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;
@@ -216,6 +225,15 @@ static int ctl_run(struct mirror *m, const struct xattr_hooks *hooks,
 		break;
 	case CONTROL_RESYNC:
 		return mirror_resync(m, c->full, error);
+	case CONTROL_CHECK:
+		return mirror_check(m, false, -1, error);
+	case CONTROL_REPAIR:
+		if (c->has_source) {
+			r = check_leg(m, c->leg, error);
+			if (r < 0)
+				return r;
+		}
+		return mirror_check(m, true, c->has_source ? (int)c->leg : -1, error);
 	case CONTROL_SET:
 		return set_tunable(m, c, error);
 	case CONTROL_STOP:

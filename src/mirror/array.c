@@ -134,6 +134,7 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	g_mutex_init(&m->freeze_lock);
 	g_cond_init(&m->freeze_cond);
 	reconfig_init(m);
+	scrub_init(m);
 	g_mutex_init(&m->sb_lock);
 	g_cond_init(&m->sb_cond);
 	g_mutex_init(&m->cleaner_lock);
@@ -258,6 +259,7 @@ void mirror_close(struct mirror *m)
 
 	if (m == NULL)
 		return;
+	scrub_stop(m);
 	resync_stop(m);
 	/* In-flight requests complete on engine threads; wait for the last reply. */
 	mirror_drain(m);
@@ -283,6 +285,7 @@ void mirror_close(struct mirror *m)
 	g_cond_clear(&m->sb_cond);
 	g_mutex_clear(&m->sb_lock);
 	reconfig_clear(m);
+	scrub_clear(m);
 	g_cond_clear(&m->freeze_cond);
 	g_mutex_clear(&m->freeze_lock);
 	g_mutex_clear(&m->state_lock);
@@ -307,6 +310,17 @@ void mirror_resync_status(const struct mirror *m, struct resync_status *out)
 {
 	struct mirror *mm = (struct mirror *)m;
 
+	if (scrub_active(m)) {
+		struct check_status cs;
+
+		mirror_check_status(m, &cs);
+		out->active = true;
+		out->done = cs.done;
+		out->total = cs.total;
+		out->rate = cs.rate;
+		out->source = -1;
+		return;
+	}
 	out->active = atomic_load(&mm->resync_active);
 	out->done = atomic_load(&mm->resync_done);
 	out->total = atomic_load(&mm->resync_total);

@@ -290,6 +290,8 @@ const char *mirror_state_name(enum mirror_state state)
 		return "failed";
 	case MIRROR_RESYNCING:
 		return "resyncing";
+	case MIRROR_CHECKING:
+		return "checking";
 	}
 	return "unknown";
 }
@@ -303,6 +305,8 @@ enum mirror_state mirror_state(const struct mirror *m)
 		return MIRROR_FAILED;
 	if (atomic_load(&mm->resync_active))
 		return MIRROR_RESYNCING;
+	if (scrub_active(m))
+		return MIRROR_CHECKING;
 	return n == atomic_load(&mm->num_legs) ? MIRROR_CLEAN : MIRROR_DEGRADED;
 }
 

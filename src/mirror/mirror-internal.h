@@ -16,7 +16,8 @@
  *   cleaner.c    the thread that clears idle bitmap bits
  *   resync.c     the background copy
  *   reconfig.c   control commands: fail, add, remove, resync on request
- * Calls run one way, none back: array -> reconfig -> resync -> metadata -> legio -> leg ->
+ *   scrub.c      check and repair: the comparison of the in-sync legs (struct scrub, its own)
+ * Calls run one way, none back: array -> reconfig -> scrub -> resync -> metadata -> legio -> leg ->
  * event; io and cleaner call metadata and what is below it; every one may use rangelock,
  * quiesce and dmio.
  *
@@ -27,15 +28,17 @@
  *                         flight; taken under reconfig_lock only.
  *   3. range holds        (rangelock.h; not a mutex) a write holds its range from before its
  *                         bitmap bits are made durable until its legs answered; the resync holds
- *                         the chunk it copies.  Under a hold: bitmap persist_lock, sb_lock, the
- *                         leaves.  Nothing waits for a hold while holding a mutex.
+ *                         the chunk it copies, the scrub the chunk it compares (inside
+ *                         io_begin: freezing waits for it).  Under a hold: bitmap persist_lock,
+ * sb_lock, the leaves.  Nothing waits for a hold while holding a mutex.
  *   4. bitmap persist_lock (bitmap.c) held while bitmap blocks are written; completions never
  *                         take it.
  *   5. m->sb_lock         the array superblock and the commit bookkeeping; never held during
  *                         I/O (the writer marks sb_writing and drops it).
  *   6. m->state_lock      leg state and identity changes; a leaf, never held during I/O or
  *                         while an event is raised.
- *   freeze_lock, the rangelock buckets' mutexes, waiter locks: leaves inside their modules.
+ *   freeze_lock, the rangelock buckets' mutexes, waiter locks, scrub->lock: leaves inside their
+ *   modules.
  *
  * ---- What completions may do ----
  * A completion (an engine thread, or the submitter with DMIO_REQ_CALLER_RUNS) never waits for
@@ -170,6 +173,10 @@ struct mirror {
 	atomic_ullong resync_rate;     /* bytes/s, recent */
 	atomic_ullong resync_rate_min; /* bytes/s */
 	atomic_ullong resync_rate_max; /* bytes/s */
+
+	/* ---- scrub.c: its thread, progress and results (struct scrub, under its own leaf lock
+	 * scrub->lock for the results; the thread started and joined under reconfig_lock) ---- */
+	struct scrub *scrub;
 };
 
 static inline enum leg_state leg_state(const struct leg *leg)
@@ -359,6 +366,19 @@ int claim_take_over(const char *path, struct dmio_dev **dev);
 /* Set up and tear down the reconfig lock and the refusals. */
 void reconfig_init(struct mirror *m);
 void reconfig_clear(struct mirror *m);
+
+/* ---- scrub.c ---- */
+
+/* Set up (at open, before any thread) and free (at close, the pass stopped) the scrub. */
+void scrub_init(struct mirror *m);
+void scrub_clear(struct mirror *m);
+/* Start a pass (under reconfig_lock): mirror_check()'s errors. */
+int scrub_start(struct mirror *m, bool repair, int source, GError **error);
+/* Stop a running pass (its results so far are kept) and wait; under reconfig_lock or at close. */
+void scrub_stop(struct mirror *m);
+/* Whether the mirror's state reads checking; whether the thread has not finished. */
+bool scrub_active(const struct mirror *m);
+bool scrub_running(const struct mirror *m);
 
 /* ---- resync.c ---- */
 

@@ -47,6 +47,7 @@ enum mirror_state {
 	MIRROR_DEGRADED,  /* some legs failed or stale, at least one in sync */
 	MIRROR_FAILED,	  /* no leg in sync */
 	MIRROR_RESYNCING, /* a resync is copying regions */
+	MIRROR_CHECKING,  /* a check or repair compares the in-sync legs (fusemirrorctl check) */
 };
 
 /* Flags for mirror_write() and mirror_write_zeroes(). */
@@ -149,6 +150,35 @@ int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError *
 int mirror_resync(struct mirror *m, bool full, GError **error);
 
 /*
+ * Scrub (fusemirrorctl check, repair): compare the in-sync legs in the background, chunk by
+ * chunk under the range lock; with repair, rewrite every differing 4 KiB block from leg source
+ * (>= 0), else from the majority of three or more legs, else from the authoritative leg (the
+ * first in-sync leg, write-mostly last).  Returns 0 (started), or -errno with *error:
+ * -EALREADY (a check or repair runs), -EBUSY (a resync runs, or fewer than two in-sync legs),
+ * -EINVAL (source is not an in-sync leg).  A resync is refused (-EBUSY) while a pass runs; a
+ * change of the set of legs (add, remove) stops it.
+ */
+int mirror_check(struct mirror *m, bool repair, int source, GError **error);
+
+#define SCRUB_MAX_RANGES 64 /* differing ranges listed; beyond, only counted */
+struct check_status {
+	bool active;	/* the mirror's state reads checking */
+	bool repair;	/* the running (or last) pass is a repair */
+	uint64_t done;	/* bytes compared */
+	uint64_t total; /* bytes to compare */
+	uint64_t rate;	/* bytes/s */
+	/* The results of the running (or last) pass. */
+	uint64_t mismatch_cnt; /* 512-byte sectors found different */
+	unsigned int nranges;  /* differing ranges, merged, in the mirror's bytes, ascending */
+	uint64_t offsets[SCRUB_MAX_RANGES], lengths[SCRUB_MAX_RANGES];
+	uint64_t ranges_dropped; /* ranges found beyond the first SCRUB_MAX_RANGES */
+	uint64_t repaired;	 /* bytes rewritten, summed over the legs rewritten */
+};
+void mirror_check_status(const struct mirror *m, struct check_status *out);
+/* "OFFSET+LENGTH OFFSET+LENGTH ..." of st's ranges ("" for none); g_free it. */
+char *mirror_check_ranges_text(const struct check_status *st);
+
+/*
  * The reason of the last refused control command of one caller (e.g. a process id: two
  * operators at once never see each other's), "" when none; free with g_free.  The mirror keeps
  * the reasons of the last MIRROR_LAST_ERRORS callers.
@@ -198,6 +228,7 @@ unsigned long mirror_error_bits(const struct mirror *m);
 /* Bumped on every change of state (a leg failed, ...). */
 uint64_t mirror_events(const struct mirror *m);
 
+/* The background pass's progress: the resync's, or while a check runs the check's. */
 struct resync_status {
 	bool active;
 	uint64_t done;	/* bytes copied */

@@ -294,6 +294,7 @@ static int add_leg_locked(struct mirror *m, const char *path, bool force, GError
 	if (!readd)
 		uuid_generate_random_v4(uuid);
 
+	scrub_stop(m); /* a pass compares a set of legs: it ends when the set changes */
 	resync_stop(m);
 	mirror_freeze(m);
 	leg = &m->legs[slot];
@@ -398,6 +399,7 @@ static int remove_leg_locked(struct mirror *m, unsigned int index, bool force, G
 		return -EBUSY;
 	}
 
+	scrub_stop(m); /* a pass compares a set of legs: it ends when the set changes */
 	resync_stop(m);
 	mirror_freeze(m);
 	dev = leg_detach(m, leg);
@@ -448,6 +450,13 @@ static int resync_locked(struct mirror *m, bool full, GError **error)
 	if (atomic_load(&m->resync_running)) {
 		set_error(error, "a resync of mirror %s is running already", m->name);
 		return -EALREADY;
+	}
+	if (scrub_running(m)) {
+		set_error(error,
+			  "a check of mirror %s is running: resync once it is over "
+			  "('fusemirrorctl wait' follows it)",
+			  m->name);
+		return -EBUSY;
 	}
 	in_sync = mirror_count_in_sync(m);
 	if (full && in_sync < 2) {
