@@ -374,11 +374,17 @@ static gboolean parse_on_event(struct parser *p, const char *key, const char *va
 static gboolean parse_leg_path(struct parser *p, const char *key, const char *value,
 			       unsigned int line, GError **error)
 {
+	/* A test leg behind libdmio's fault-injecting kind (libdmio(3)): the file is after it. */
+	const char *file = g_str_has_prefix(value, "fault:") ? value + strlen("fault:") : value;
 	g_autofree char *normal = NULL;
 	const char *other;
 
-	if (!parse_path(p, key, value, line, &p->leg->path, error))
+	if (!parse_path(p, key, file, line, &p->leg->path, error))
 		return FALSE;
+	if (file != value) {
+		g_free(p->leg->path);
+		p->leg->path = g_strdup(value);
+	}
 	normal = normalize_path(value);
 	other = g_hash_table_lookup(p->leg_paths, normal);
 	if (other != NULL) {

@@ -8,6 +8,10 @@
  * a volatile write cache that tests create and "power cut".  It is for tests only, so neither
  * libdmio(3) nor dmio.h mention it; -ENOENT when no such disk exists.  A file whose path starts
  * with "crash:" can still be opened as "./crash:...".
+ *
+ * "fault:PATH" opens PATH through the fault-injecting kind (dev-fault.c, dev-fault.h), whose
+ * rules fail, delay or hang its operations.  It is documented in libdmio(3) for tests, and opens
+ * only with FUSEMIRROR_TEST_DEVICES=1 in the environment (else -EPERM).
  */
 #include "config.h"
 
@@ -25,6 +29,8 @@ int dmio_dev_open(const char *path, unsigned int flags, struct dmio_dev **out)
 	*out = NULL;
 	if (g_str_has_prefix(path, DMIO_DEV_CRASH_PREFIX))
 		return dmio_dev_crash_open(path, flags, out);
+	if (g_str_has_prefix(path, DMIO_DEV_FAULT_PREFIX))
+		return dmio_dev_fault_open(path, flags, out);
 	return dmio_dev_file_open(path, flags, out);
 }
 

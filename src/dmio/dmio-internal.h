@@ -55,6 +55,10 @@ int dmio_dev_file_open(const char *path, unsigned int flags, struct dmio_dev **o
 #define DMIO_DEV_CRASH_PREFIX "crash:"
 int dmio_dev_crash_open(const char *path, unsigned int flags, struct dmio_dev **out);
 
+/* The fault-injecting kind (dev-fault.c, for tests): path is DMIO_DEV_FAULT_PREFIX and a path. */
+#define DMIO_DEV_FAULT_PREFIX "fault:"
+int dmio_dev_fault_open(const char *path, unsigned int flags, struct dmio_dev **out);
+
 /* Switch a capability off for good (the kernel said EOPNOTSUPP). */
 void dmio_dev_cap_off(atomic_bool *cap, const struct dmio_dev *dev, const char *what);
 
