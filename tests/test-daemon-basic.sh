@@ -76,6 +76,8 @@ user.fusemirror.leg.1.state
 user.fusemirror.leg.1.uuid
 user.fusemirror.leg.1.write_errors
 user.fusemirror.legs
+user.fusemirror.mismatch_cnt
+user.fusemirror.mismatches
 user.fusemirror.name
 user.fusemirror.resync.done
 user.fusemirror.resync.rate
