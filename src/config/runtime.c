@@ -375,28 +375,58 @@ char *runtime_printable(const char *text)
 	return g_string_free(out, FALSE);
 }
 
+static void mount_free(gpointer data)
+{
+	struct runtime_mount *mount = data;
+
+	g_free(mount->point);
+	g_free(mount->type);
+	g_free(mount->source);
+	g_free(mount);
+}
+
+GPtrArray *runtime_read_mounts(GError **error)
+{
+	g_autofree char *contents = NULL;
+	g_auto(GStrv) lines = NULL;
+	GPtrArray *mounts;
+
+	if (!g_file_get_contents("/proc/self/mountinfo", &contents, NULL, error))
+		return NULL;
+	mounts = g_ptr_array_new_with_free_func(mount_free);
+	lines = g_strsplit(contents, "\n", -1);
+	for (char **l = lines; *l != NULL; l++) {
+		g_auto(GStrv) fields = g_strsplit(*l, " ", -1);
+		guint n = g_strv_length(fields), i = 6;
+		struct runtime_mount *mount;
+		unsigned int maj, min;
+
+		if (n < 5 || sscanf(fields[2], "%u:%u", &maj, &min) != 2)
+			continue;
+		while (i < n && strcmp(fields[i], "-") != 0)
+			i++;
+		mount = g_new0(struct runtime_mount, 1);
+		mount->dev = makedev(maj, min);
+		mount->point = g_strcompress(fields[4]);
+		mount->type = g_strdup(i + 1 < n ? fields[i + 1] : "");
+		mount->source = i + 2 < n ? g_strcompress(fields[i + 2]) : g_strdup("");
+		g_ptr_array_add(mounts, mount);
+	}
+	return mounts;
+}
+
 /* Where the block device rdev is mounted (the first mount of it), or NULL. */
 static char *mounted_on(dev_t rdev)
 {
-	char *contents = NULL, *found = NULL;
-	char **lines;
+	g_autoptr(GPtrArray) mounts = runtime_read_mounts(NULL);
 
-	if (!g_file_get_contents("/proc/self/mountinfo", &contents, NULL, NULL))
-		return NULL;
-	lines = g_strsplit(contents, "\n", -1);
-	for (char **l = lines; *l != NULL && found == NULL; l++) {
-		char **fields = g_strsplit(*l, " ", 6);
-		unsigned int maj, min;
+	for (guint i = 0; mounts != NULL && i < mounts->len; i++) {
+		const struct runtime_mount *mount = g_ptr_array_index(mounts, i);
 
-		/* Field 3 is the file system's device, field 5 the mount point (octal-escaped). */
-		if (g_strv_length(fields) >= 5 && sscanf(fields[2], "%u:%u", &maj, &min) == 2 &&
-		    makedev(maj, min) == rdev)
-			found = g_strcompress(fields[4]);
-		g_strfreev(fields);
+		if (mount->dev == rdev)
+			return g_strdup(mount->point);
 	}
-	g_strfreev(lines);
-	g_free(contents);
-	return found;
+	return NULL;
 }
 
 /* The pid of a classic fcntl lock that conflicts with a write lock on path, or 0. */

@@ -69,6 +69,20 @@ struct runtime_holder {
 /* Free the strings of a holder filled by a lookup. */
 void runtime_holder_clear(struct runtime_holder *holder);
 
+/* One line of /proc/self/mountinfo, unescaped (\040 is a space). */
+struct runtime_mount {
+	dev_t dev;    /* field 3: the mounted file system's device */
+	char *point;  /* field 5: the mount point */
+	char *type;   /* after the "-" that ends the optional fields: the file system type */
+	char *source; /* and the source (fsname) */
+};
+
+/*
+ * The mounts of this mount namespace, in mountinfo's order: a GPtrArray of struct runtime_mount
+ * that frees them, or NULL with *error when mountinfo cannot be read.
+ */
+GPtrArray *runtime_read_mounts(GError **error);
+
 /*
  * The live daemon, other than this process, whose record lists path as a leg: the same block
  * device (st_rdev) or the same file (st_dev, st_ino).  Fills *holder and returns true; false when

@@ -19,9 +19,9 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "config/runtime.h"
 #include "ctl.h"
 
-#define MOUNTINFO     "/proc/self/mountinfo"
 #define FUSEMIRROR_FS "fuse.fusemirror"
 #define FSNAME_PREFIX "fusemirror:"
 /* How long a mirror may take to answer. */
@@ -104,31 +104,25 @@ static gpointer probe_thread(gpointer data)
  */
 static GPtrArray *find_mounts(GError **error)
 {
-	GPtrArray *probes = g_ptr_array_new();
-	g_autofree char *contents = NULL;
-	g_auto(GStrv) lines = NULL;
+	g_autoptr(GPtrArray) mounts = runtime_read_mounts(error);
+	GPtrArray *probes;
 
-	if (!g_file_get_contents(MOUNTINFO, &contents, NULL, error)) {
-		g_ptr_array_unref(probes);
+	if (mounts == NULL)
 		return NULL;
-	}
-	lines = g_strsplit(contents, "\n", -1);
-	for (char **line = lines; *line != NULL; line++) {
-		g_auto(GStrv) fields = g_strsplit(*line, " ", -1);
-		guint n = g_strv_length(fields), i = 6;
+	probes = g_ptr_array_new();
+	for (guint i = 0; i < mounts->len; i++) {
+		const struct runtime_mount *mount = g_ptr_array_index(mounts, i);
+		const char *name = mount->source;
 		struct probe *p;
 
-		while (i < n && strcmp(fields[i], "-") != 0)
-			i++;
-		if (n < 5 || i + 2 >= n || strcmp(fields[i + 1], FUSEMIRROR_FS) != 0)
+		if (strcmp(mount->type, FUSEMIRROR_FS) != 0 || *name == '\0')
 			continue;
+		if (g_str_has_prefix(name, FSNAME_PREFIX))
+			name += strlen(FSNAME_PREFIX);
 		p = g_new0(struct probe, 1);
 		g_atomic_ref_count_init(&p->refs);
-		p->mountpoint = g_strcompress(fields[4]);
-		p->name = g_strcompress(fields[i + 2]);
-		if (g_str_has_prefix(p->name, FSNAME_PREFIX))
-			memmove(p->name, p->name + strlen(FSNAME_PREFIX),
-				strlen(p->name) - strlen(FSNAME_PREFIX) + 1);
+		p->mountpoint = g_strdup(mount->point);
+		p->name = g_strdup(name);
 		p->lock = &probes_lock;
 		p->cond = &probes_cond;
 		g_ptr_array_add(probes, p);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/runtime.h"
 #include "ctl.h"
 
 #define DEFAULT_WAIT 60 /* seconds */
@@ -35,24 +36,13 @@ static const char *refusal_reason(int err)
 /* Whether path (absolute, canonical) is the mount point of a mount. */
 static bool is_mounted(const char *path)
 {
-	g_autofree char *contents = NULL;
-	g_auto(GStrv) lines = NULL;
-	bool found = false;
+	g_autoptr(GPtrArray) mounts = runtime_read_mounts(NULL);
 
-	if (!g_file_get_contents("/proc/self/mountinfo", &contents, NULL, NULL))
-		return false;
-	lines = g_strsplit(contents, "\n", -1);
-	for (char **l = lines; *l != NULL && !found; l++) {
-		g_auto(GStrv) fields = g_strsplit(*l, " ", 6);
-
-		if (g_strv_length(fields) >= 5) {
-			/* The mount point, with space, tab, newline and \ octal-escaped. */
-			g_autofree char *point = g_strcompress(fields[4]);
-
-			found = strcmp(point, path) == 0;
-		}
-	}
-	return found;
+	for (guint i = 0; mounts != NULL && i < mounts->len; i++)
+		if (strcmp(((struct runtime_mount *)g_ptr_array_index(mounts, i))->point, path) ==
+		    0)
+			return true;
+	return false;
 }
 
 static int run_stop(const struct ctl_command *cmd, int argc, char **argv)

@@ -287,38 +287,15 @@ static void die(struct daemon *d, int status, const char *format, ...)
  */
 static bool find_mount(const char *path, const char *type)
 {
-	char *contents = NULL;
-	bool found = false;
-	char **lines;
+	g_autoptr(GPtrArray) mounts = runtime_read_mounts(NULL);
 
-	if (!g_file_get_contents("/proc/self/mountinfo", &contents, NULL, NULL))
-		return false;
-	lines = g_strsplit(contents, "\n", -1);
-	for (char **l = lines; *l != NULL && !found; l++) {
-		char **fields = g_strsplit(*l, " ", -1);
-		guint n = g_strv_length(fields);
+	for (guint i = 0; mounts != NULL && i < mounts->len; i++) {
+		const struct runtime_mount *mount = g_ptr_array_index(mounts, i);
 
-		if (n >= 5) {
-			/* Field 5 is the mount point, with space, tab, newline and \ octal-escaped.
-			 */
-			char *unescaped = g_strcompress(fields[4]);
-
-			found = strcmp(unescaped, path) == 0;
-			g_free(unescaped);
-		}
-		if (found && type != NULL) {
-			/* The file system type follows the "-" that ends the optional fields. */
-			guint i = 6;
-
-			while (i < n && strcmp(fields[i], "-") != 0)
-				i++;
-			found = i + 1 < n && strcmp(fields[i + 1], type) == 0;
-		}
-		g_strfreev(fields);
+		if (strcmp(mount->point, path) == 0)
+			return type == NULL || strcmp(mount->type, type) == 0;
 	}
-	g_strfreev(lines);
-	g_free(contents);
-	return found;
+	return false;
 }
 
 static bool is_mount_point(const char *path)
