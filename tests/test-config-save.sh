@@ -102,7 +102,7 @@ assert_eq "$(xattr "$mirror" user.fusemirror.state)" clean "state after the add'
 "$fusemirrorctl" remove --no-save "$mirror" d >&2 || daemon_fail "fusemirrorctl remove --no-save d"
 cmp "$tmpdir/expected" "$conf" >&2 ||
 	daemon_fail "remove --no-save rewrote the config: $(diff -u "$tmpdir/expected" "$conf")"
-assert_grep "is not rewritten (--no-save)" "$daemon_log" "the log of remove --no-save"
+assert_grep "is not rewritten \\(--no-save\\)" "$daemon_log" "the log of remove --no-save"
 "$fusemirrorctl" add --no-save "$mirror" "$d" >&2 || daemon_fail "fusemirrorctl add --no-save d"
 cmp "$tmpdir/expected" "$conf" >&2 ||
 	daemon_fail "add --no-save rewrote the config: $(diff -u "$tmpdir/expected" "$conf")"
@@ -277,10 +277,11 @@ blocks = [b for b in text.split("\n# fusemirror array ") if uuid in b.split("\n"
 if len(blocks) != 1:
     sys.exit("array %s not found once in:\n%s" % (uuid, text))
 block = blocks[0]
-for slot, path in ((0, la), (1, lb)):
-    if "[leg leg%d]\npath = %s\n" % (slot, path) not in block:
-        sys.exit("no [leg leg%d] with path %s in:\n%s" % (slot, path, block))
-if "[leg leg2]: slot 2, leg uuid" not in block or "not found" not in block:
+# The legs are named as the superblocks recorded them.
+for name, path in (("a", la), ("b", lb)):
+    if "[leg %s]\npath = %s\n" % (name, path) not in block:
+        sys.exit("no [leg %s] with path %s in:\n%s" % (name, path, block))
+if "[leg d]: slot 2, leg uuid" not in block or "not found" not in block:
     sys.exit("the slot of d (not on a block device) is not a comment:\n" + block)
 EOF
 fi
