@@ -49,7 +49,10 @@ struct dmio_dev;
  */
 int dmio_dev_open(const char *path, unsigned int flags, struct dmio_dev **out);
 
-/* Close a device.  No I/O may be in flight on it.  NULL is ignored. */
+/*
+ * Close a device.  No I/O may be in flight on it, except regions abandoned by dmio_dev_abandon():
+ * then the device is closed when the last of them returns.  NULL is ignored.
+ */
 void dmio_dev_close(struct dmio_dev *dev);
 
 /* Size of the device in 512-byte sectors (a file's trailing partial sector is not counted). */
@@ -77,6 +80,28 @@ unsigned int dmio_dev_flags(const struct dmio_dev *dev);
 bool dmio_dev_can_discard(const struct dmio_dev *dev);
 bool dmio_dev_can_zero(const struct dmio_dev *dev);
 bool dmio_dev_can_fua(const struct dmio_dev *dev);
+
+/*
+ * Outstanding I/O of dev: returns how long, in nanoseconds, the device has been working on the
+ * oldest region it started and has not answered (0: none), and sets *outstanding (when not
+ * NULL) to the regions issued to it and not answered, started or waiting.  Abandoned regions
+ * are not counted.
+ */
+uint64_t dmio_dev_busy_ns(struct dmio_dev *dev, unsigned int *outstanding);
+
+/*
+ * Give up on every outstanding region of dev whose call is DMIO_REQ_ABANDONABLE, started or
+ * waiting: each finishes now with -err (a positive errno) as if the device had answered so, and
+ * its call completes once its other regions did; a waiting region is never started.  Whatever
+ * the device answers later is ignored.  A running region keeps its call's memory until the
+ * device answers; dmio_dev_close() of the device is then carried out by its last answer.
+ * Runs the completions in the calling thread: hold no lock they need.  Returns how many regions
+ * were abandoned.
+ */
+unsigned int dmio_dev_abandon(struct dmio_dev *dev, int err);
+
+/* Regions of dev abandoned while running whose device has not answered yet. */
+unsigned int dmio_dev_abandoned(struct dmio_dev *dev);
 
 /* ---- Regions and memory -------------------------------------------------------------------- */
 
@@ -161,6 +186,14 @@ enum dmio_op {
  * hand-off, or the first one), so the notify function may run in it before dmio() returns.
  */
 #define DMIO_REQ_CALLER_RUNS (1u << 1)
+/*
+ * The call may be abandoned (dmio_dev_abandon()): a region whose device does not answer is
+ * finished with the abandon's errno, and the call completes without waiting for it.  Such a
+ * region keeps using the call's memory until its device answers: a synchronous call is bounced
+ * through libdmio's own pages, so the caller's memory is free when dmio() returns; an
+ * asynchronous call learns when its memory is free from notify.release.
+ */
+#define DMIO_REQ_ABANDONABLE (1u << 2)
 
 enum dmio_mem_type {
 	DMIO_MEM_PAGE_LIST = 0, /* ptr.pl, starting offset bytes into the first page */
@@ -186,6 +219,12 @@ struct dmio_memory {
 struct dmio_notify {
 	dmio_notify_fn fn; /* NULL: dmio() is synchronous */
 	void *context;
+	/*
+	 * Optional, asynchronous calls: called once with context when no region uses the call's
+	 * memory any more - right after fn, or, when a region was abandoned, once its device
+	 * answered (which may be never) - from whichever thread lets go of it last.
+	 */
+	void (*release)(void *context);
 };
 
 struct dmio_request {

@@ -86,8 +86,48 @@ int dmio_client_resize(struct dmio_client *client, unsigned int num_pages)
 	return dmio_pool_resize(&client->pool, num_pages);
 }
 
+static void client_free(struct dmio_client *client)
+{
+	client->engine->destroy(client->engine_priv);
+	dmio_pool_destroy(&client->pool);
+	g_cond_clear(&client->idle);
+	g_mutex_clear(&client->lock);
+	g_free(client);
+}
+
+static gpointer client_free_thread(gpointer data)
+{
+	client_free(data);
+	return NULL;
+}
+
+void dmio_client_lent_begin(struct dmio_client *client)
+{
+	g_mutex_lock(&client->lock);
+	client->lent++;
+	g_mutex_unlock(&client->lock);
+}
+
+void dmio_client_lent_end(struct dmio_client *client)
+{
+	bool last;
+
+	g_mutex_lock(&client->lock);
+	last = --client->lent == 0 && client->orphaned;
+	g_mutex_unlock(&client->lock);
+	/*
+	 * The destroy that was put off: from a thread of its own, as this may be one of the
+	 * engine's threads, which the engine's destroy waits for.
+	 */
+	if (last)
+		g_thread_unref(g_thread_new("dmio-free", client_free_thread, client));
+}
+
 void dmio_client_destroy(struct dmio_client *client)
 {
+	unsigned int lent;
+	bool orphan;
+
 	if (client == NULL)
 		return;
 	g_mutex_lock(&client->lock);
@@ -96,12 +136,18 @@ void dmio_client_destroy(struct dmio_client *client)
 	while (atomic_load(&client->inflight) > 0)
 		g_cond_wait_until(&client->idle, &client->lock,
 				  g_get_monotonic_time() + G_TIME_SPAN_MILLISECOND);
+	/* Abandoned jobs that may never return still use the engine: the last one frees it. */
+	lent = client->lent;
+	orphan = lent > 0;
+	client->orphaned = orphan;
 	g_mutex_unlock(&client->lock);
-	client->engine->destroy(client->engine_priv);
-	dmio_pool_destroy(&client->pool);
-	g_cond_clear(&client->idle);
-	g_mutex_clear(&client->lock);
-	g_free(client);
+	if (orphan) {
+		g_message("dmio: %u calls still wait for a device that was given up on; the client "
+			  "is freed when they return",
+			  lent);
+		return;
+	}
+	client_free(client);
 }
 
 const char *dmio_client_engine_name(const struct dmio_client *client)

@@ -27,20 +27,40 @@ int dmio_dev_open(const char *path, unsigned int flags, struct dmio_dev **out)
 	if (flags & ~(DMIO_DEV_RDONLY | DMIO_DEV_DIRECT | DMIO_DEV_EXCLUSIVE))
 		return -EINVAL;
 	*out = NULL;
+	int r;
+
 	if (g_str_has_prefix(path, DMIO_DEV_CRASH_PREFIX))
-		return dmio_dev_crash_open(path, flags, out);
-	if (g_str_has_prefix(path, DMIO_DEV_FAULT_PREFIX))
-		return dmio_dev_fault_open(path, flags, out);
-	return dmio_dev_file_open(path, flags, out);
+		r = dmio_dev_crash_open(path, flags, out);
+	else if (g_str_has_prefix(path, DMIO_DEV_FAULT_PREFIX))
+		r = dmio_dev_fault_open(path, flags, out);
+	else
+		r = dmio_dev_file_open(path, flags, out);
+	if (r == 0)
+		g_mutex_init(&(*out)->jobs_lock);
+	return r;
+}
+
+void dmio_dev_free(struct dmio_dev *dev)
+{
+	g_mutex_clear(&dev->jobs_lock);
+	dev->ops->close(dev);
+	g_free(dev->path);
+	g_free(dev);
 }
 
 void dmio_dev_close(struct dmio_dev *dev)
 {
+	bool later;
+
 	if (dev == NULL)
 		return;
-	dev->ops->close(dev);
-	g_free(dev->path);
-	g_free(dev);
+	/* A job abandoned while running still uses the descriptor: its answer closes it. */
+	g_mutex_lock(&dev->jobs_lock);
+	later = dev->abandoned_running > 0;
+	dev->close_pending = later;
+	g_mutex_unlock(&dev->jobs_lock);
+	if (!later)
+		dmio_dev_free(dev);
 }
 
 uint64_t dmio_dev_sectors(const struct dmio_dev *dev)

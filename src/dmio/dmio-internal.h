@@ -46,6 +46,17 @@ struct dmio_dev {
 	atomic_ullong avg_ns;
 	atomic_ullong timed_ns; /* CLOCK_MONOTONIC when avg_ns was last updated */
 	atomic_ullong probe_ns; /* when a call last ran inline only to update avg_ns */
+	/*
+	 * Outstanding jobs (abandon.c), under jobs_lock, a leaf: every job of a call from dmio()
+	 * until its outcome is recorded, in the order the calls came (jobs_head is the oldest);
+	 * abandoned_running counts abandoned jobs whose device has not answered yet; a close
+	 * while there are some is done by the last of them (close_pending).
+	 */
+	GMutex jobs_lock;
+	struct dmio_job *jobs_head, *jobs_tail;
+	unsigned int jobs_count;
+	unsigned int abandoned_running;
+	bool close_pending;
 };
 
 /* The file and block-device kind (dev-file.c). */
@@ -58,6 +69,9 @@ int dmio_dev_crash_open(const char *path, unsigned int flags, struct dmio_dev **
 /* The fault-injecting kind (dev-fault.c, for tests): path is DMIO_DEV_FAULT_PREFIX and a path. */
 #define DMIO_DEV_FAULT_PREFIX "fault:"
 int dmio_dev_fault_open(const char *path, unsigned int flags, struct dmio_dev **out);
+
+/* Free a device (its kind's close): at once, or by the last abandoned job to return. */
+void dmio_dev_free(struct dmio_dev *dev);
 
 /* Switch a capability off for good (the kernel said EOPNOTSUPP). */
 void dmio_dev_cap_off(atomic_bool *cap, const struct dmio_dev *dev, const char *what);
@@ -88,6 +102,13 @@ struct dmio_job {
 	/* Set by whoever runs the job: an engine worker, or a synchronous caller raiding the queue.
 	 */
 	atomic_bool claimed;
+	/* When its device started on it, CLOCK_MONOTONIC ns; 0 while it waits (abandon.c). */
+	atomic_ullong started_ns;
+	/* On its device's list of outstanding jobs (abandon.c), under the device's jobs_lock. */
+	struct dmio_job *dev_prev, *dev_next;
+	bool tracked;
+	bool abandoned; /* its outcome was recorded by dmio_dev_abandon(): a late answer is ignored */
+	bool engine_owns; /* the engine claimed it (io_uring: before it went into the ring) */
 };
 
 struct dmio_io {
@@ -119,6 +140,14 @@ struct dmio_io {
 	unsigned int bounce_count;
 	struct iovec *user_iov;
 	unsigned int user_iovcnt;
+	/* DMIO_REQ_ABANDONABLE: called once nothing uses the call's memory (notify.release). */
+	void (*release)(void *context);
+	/*
+	 * A running job was abandoned: the memory is the device's until it returns, so the bounce
+	 * pages go back to the pool when the call is freed, not when it completes; the call holds
+	 * the client (client->lent) until then.
+	 */
+	atomic_bool lent;
 	unsigned int num_jobs;
 	struct dmio_job jobs[];
 };
@@ -143,6 +172,28 @@ void dmio_job_complete(struct dmio_job *job, int err);
  */
 void dmio_job_run(struct dmio_job *job);
 
+/* Drop the engine's reference to a job it will not run (someone else claimed it). */
+void dmio_job_drop(struct dmio_job *job);
+
+/* ---- Outstanding jobs and abandoning them (abandon.c) -------------------------------------- */
+
+/* Put a new job on its device's list (dmio(), before anyone may run it). */
+void dmio_job_track(struct dmio_job *job);
+/* The device starts on the job now. */
+void dmio_job_mark_started(struct dmio_job *job);
+/*
+ * The job's device answered: take it off the list.  False when the job was abandoned: the
+ * answer is ignored (and the last such answer of a closed device frees the device).
+ */
+bool dmio_job_untrack(struct dmio_job *job);
+/* Record a job's outcome (the caller saw dmio_job_untrack() return true, or abandons it). */
+void dmio_job_record(struct dmio_job *job, int err);
+/* Take a reference to a call / drop one (the last frees it). */
+void dmio_io_ref(struct dmio_io *io);
+void dmio_io_unref(struct dmio_io *io);
+/* Run a claimed-or-not job of a call with an abandoned job on a thread of its own. */
+void dmio_job_rescue(struct dmio_job *job);
+
 /* True in threads that run engine work (completions); synchronous calls made there run inline. */
 bool dmio_in_engine_thread(void);
 void dmio_set_engine_thread(void);
@@ -159,6 +210,11 @@ struct dmio_engine_ops {
 	void (*destroy)(void *priv);
 	/* Workers call dmio_job_run(), so a synchronous caller may run queued jobs itself. */
 	bool stealable;
+	/*
+	 * Optional: delta more (or fewer) of the engine's threads are stuck in jobs that were
+	 * abandoned; the engine starts as many more so that it keeps its strength.
+	 */
+	void (*stuck)(void *priv, int delta);
 };
 
 extern const struct dmio_engine_ops dmio_engine_threads;
@@ -195,7 +251,17 @@ struct dmio_client {
 	GCond idle;
 	atomic_uint inflight;	/* calls submitted and not yet notified */
 	atomic_bool destroying; /* dmio_client_destroy() waits for inflight to drop to 0 */
+	/*
+	 * Under lock: calls whose memory an abandoned job still holds; a destroy while there are
+	 * some only marks the client orphaned, and the last of them destroys it.
+	 */
+	unsigned int lent;
+	bool orphaned;
 };
+
+/* A call became lent (an abandoned job holds its memory) / is freed after being lent. */
+void dmio_client_lent_begin(struct dmio_client *client);
+void dmio_client_lent_end(struct dmio_client *client);
 
 /* The default client of the seed's API, created on first use; NULL when it cannot be. */
 struct dmio_client *dmio_default_client(void);

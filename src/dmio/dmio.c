@@ -404,6 +404,7 @@ int dmio_job_execute(struct dmio_job *job)
 
 	if (job->kind == DMIO_JOB_NOP)
 		return 0;
+	dmio_job_mark_started(job);
 	switch (job->io->op) {
 	case DMIO_READ:
 		r = transfer_full(dev, false, job->iov, job->iovcnt, job->offset, job->len, 0,
@@ -433,8 +434,15 @@ int dmio_job_execute(struct dmio_job *job)
 
 static void io_free(struct dmio_io *io)
 {
+	struct dmio_client *client = io->client;
+	void (*release)(void *context) = io->release;
+	void *context = io->context;
+	bool lent = atomic_load(&io->lent);
 	unsigned int i;
 
+	/* Lent: the pages were kept from the pool until the abandoned job let go of them. */
+	if (lent && io->bounce_pages != NULL)
+		dmio_pool_give(&client->pool, io->bounce_count, io->bounce_pages);
 	for (i = 0; i < io->num_jobs; i++)
 		g_free(io->jobs[i].iov_own);
 	/* io->iov lives in the call's allocation unless it was swapped for bounce pages. */
@@ -446,16 +454,30 @@ static void io_free(struct dmio_io *io)
 		g_mutex_clear(&io->lock);
 	}
 	g_free(io);
+	if (release != NULL)
+		release(context);
+	if (lent)
+		dmio_client_lent_end(client);
 }
 
-static void io_unref(struct dmio_io *io)
+void dmio_io_ref(struct dmio_io *io)
+{
+	atomic_fetch_add(&io->refs, 1);
+}
+
+void dmio_io_unref(struct dmio_io *io)
 {
 	if (atomic_fetch_sub(&io->refs, 1) == 1)
 		io_free(io);
 }
 
+static void io_unref(struct dmio_io *io)
+{
+	dmio_io_unref(io);
+}
+
 /* Record one job's outcome; the last one finishes the call.  Takes no reference. */
-static void job_finish(struct dmio_job *job, int err)
+void dmio_job_record(struct dmio_job *job, int err)
 {
 	struct dmio_io *io = job->io;
 	struct dmio_client *client = io->client;
@@ -468,12 +490,16 @@ static void job_finish(struct dmio_job *job, int err)
 	if (atomic_fetch_sub(&io->pending, 1) != 1)
 		return;
 
-	/* The last region.  Hand the bounce pages back before anyone can destroy the client. */
+	/*
+	 * The last region.  Hand the bounce pages back before anyone can destroy the client,
+	 * unless an abandoned job still uses them (io_free gives them back).
+	 */
 	if (io->bounce_pages != NULL) {
 		if (io->op == DMIO_READ)
 			copy_iov_pages(io->user_iov, io->user_iovcnt, io->bounce_pages, io->len,
 				       false);
-		dmio_pool_give(&client->pool, io->bounce_count, io->bounce_pages);
+		if (!atomic_load(&io->lent))
+			dmio_pool_give(&client->pool, io->bounce_count, io->bounce_pages);
 	}
 	if (io->fn != NULL) {
 		io->fn(atomic_load(&io->error_bits), io->context);
@@ -486,6 +512,13 @@ static void job_finish(struct dmio_job *job, int err)
 	if (io->sleeping)
 		g_cond_signal(&io->cond);
 	g_mutex_unlock(&io->lock);
+}
+
+/* A device answered a job: record it, unless it was abandoned (the answer changes nothing). */
+static void job_finish(struct dmio_job *job, int err)
+{
+	if (dmio_job_untrack(job))
+		dmio_job_record(job, err);
 }
 
 void dmio_job_complete(struct dmio_job *job, int err)
@@ -503,6 +536,11 @@ void dmio_job_run(struct dmio_job *job)
 	if (!atomic_exchange(&job->claimed, true))
 		job_finish(job, job_execute_timed(job));
 	io_unref(io);
+}
+
+void dmio_job_drop(struct dmio_job *job)
+{
+	io_unref(job->io);
 }
 
 /* A synchronous caller runs a job itself, unless an engine worker got to it first. */
@@ -533,6 +571,21 @@ static void io_wait(struct dmio_io *io)
 	}
 }
 
+/* The end of a synchronous call: wait, let go of it, say how it went. */
+static int io_wait_result(struct dmio_io *io, struct dmio_client *client,
+			  unsigned long *error_bits)
+{
+	unsigned long bits;
+
+	io_wait(io);
+	bits = atomic_load(&io->error_bits);
+	io_unref(io);
+	dmio_client_call_end(client);
+	if (error_bits != NULL)
+		*error_bits = bits;
+	return bits != 0 ? -EIO : 0;
+}
+
 /* ---- Setting up a call --------------------------------------------------------------------- */
 
 static int validate(const struct dmio_request *req, unsigned int num_regions,
@@ -544,7 +597,7 @@ static int validate(const struct dmio_request *req, unsigned int num_regions,
 	if (req == NULL || where == NULL || num_regions == 0 || num_regions > DMIO_MAX_REGIONS)
 		return -EINVAL;
 	if ((unsigned int)req->op > DMIO_WRITE_ZEROES ||
-	    (req->flags & ~(DMIO_REQ_FUA | DMIO_REQ_CALLER_RUNS)))
+	    (req->flags & ~(DMIO_REQ_FUA | DMIO_REQ_CALLER_RUNS | DMIO_REQ_ABANDONABLE)))
 		return -EINVAL;
 	if (req->op == DMIO_READ && num_regions != 1)
 		return -EINVAL;
@@ -646,10 +699,9 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	unsigned int num_jobs, mem_align, len_align, i, j;
 	struct dmio_job *jobs;
 	struct dmio_io *io;
-	unsigned long bits;
 	uint64_t max_len;
 	long iovcnt = 0;
-	bool sync, caller_runs, inline_all;
+	bool sync, caller_runs, inline_all, hands_off;
 	int r;
 
 	r = validate(req, num_regions, where, &max_len, &num_jobs, &mem_align, &len_align);
@@ -673,6 +725,7 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	io->region_errors = req->region_errors;
 	io->fn = req->notify.fn;
 	io->context = req->notify.context;
+	io->release = req->notify.fn != NULL ? req->notify.release : NULL;
 	io->num_jobs = MAX(num_jobs, 1u);
 	io->len = max_len;
 	io->iov = (struct iovec *)&io->jobs[io->num_jobs];
@@ -684,8 +737,13 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	if (io->region_errors != NULL)
 		memset(io->region_errors, 0, num_regions * sizeof(int));
 
-	if (iovcnt > 0 && mem_align > 1 &&
-	    !iov_aligned(io->iov, io->iovcnt, mem_align, len_align)) {
+	/*
+	 * A synchronous call that may be abandoned works on our own pages: the caller's memory is
+	 * free when dmio() returns, even while an abandoned region still writes into ours.
+	 */
+	if (iovcnt > 0 &&
+	    ((io->fn == NULL && (io->flags & DMIO_REQ_ABANDONABLE)) ||
+	     (mem_align > 1 && !iov_aligned(io->iov, io->iovcnt, mem_align, len_align)))) {
 		r = io_bounce(io);
 		if (r < 0) {
 			g_free(io);
@@ -713,6 +771,9 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 		jobs[0].io = io;
 		jobs[0].kind = DMIO_JOB_NOP;
 	}
+	/* Outstanding on their devices from now on, whoever runs them. */
+	for (i = 0; i < io->num_jobs; i++)
+		dmio_job_track(&jobs[i]);
 	num_jobs = io->num_jobs;
 	sync = io->fn == NULL;
 	/*
@@ -720,11 +781,17 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	 * and regions that take less time than a thread hop are faster run one after the other;
 	 * an asynchronous call may do the same when its caller lets it (DMIO_REQ_CALLER_RUNS).
 	 */
-	caller_runs = sync || (io->flags & DMIO_REQ_CALLER_RUNS);
+	/*
+	 * A synchronous call that may be abandoned waits while the engine runs its regions: a
+	 * caller stuck in a device could not return at the abandon.  (In an engine thread it runs
+	 * them itself, as it must.)
+	 */
+	hands_off = sync && (io->flags & DMIO_REQ_ABANDONABLE) && !dmio_in_engine_thread();
+	caller_runs = (sync && !hands_off) || (io->flags & DMIO_REQ_CALLER_RUNS);
 	inline_all = caller_runs && ((sync && dmio_in_engine_thread()) || io_is_cheap(io));
-	/* References: one per job handed to the engine, plus the running caller's. */
-	atomic_init(&io->refs,
-		    (caller_runs ? 1 : 0) + (inline_all ? 0 : num_jobs - (caller_runs ? 1 : 0)));
+	/* References: one per job handed to the engine, plus the running or waiting caller's. */
+	atomic_init(&io->refs, (caller_runs || sync ? 1 : 0) +
+				   (inline_all ? 0 : num_jobs - (caller_runs ? 1 : 0)));
 	if (sync) {
 		g_mutex_init(&io->lock);
 		g_cond_init(&io->cond);
@@ -736,7 +803,9 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 		/* Once the last job is submitted the call may be gone: touch only locals. */
 		for (i = 0; i < num_jobs; i++)
 			client->engine->submit(client->engine_priv, &jobs[i]);
-		return 0;
+		if (!sync)
+			return 0;
+		return io_wait_result(io, client, error_bits);
 	}
 
 	/*
@@ -756,13 +825,7 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 		io_unref(io);
 		return 0;
 	}
-	io_wait(io);
-	bits = atomic_load(&io->error_bits);
-	io_unref(io);
-	dmio_client_call_end(client);
-	if (error_bits != NULL)
-		*error_bits = bits;
-	return bits != 0 ? -EIO : 0;
+	return io_wait_result(io, client, error_bits);
 }
 
 /* ---- The seed's six calls ------------------------------------------------------------------ */

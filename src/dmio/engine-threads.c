@@ -17,31 +17,58 @@ static void threads_worker(gpointer data, gpointer user_data)
 	dmio_job_run(job);
 }
 
+struct threads {
+	GThreadPool *pool;
+	GMutex lock; /* a leaf: protects stuck */
+	unsigned int base;
+	unsigned int stuck; /* workers running abandoned jobs */
+};
+
 static int threads_create(const struct dmio_client_opts *opts, void **priv)
 {
+	struct threads *t = g_new0(struct threads, 1);
 	GError *error = NULL;
-	GThreadPool *pool;
 
 	/* Exclusive: the threads exist from the start and are never shared with other pools. */
-	pool = g_thread_pool_new(threads_worker, NULL, (gint)opts->threads, TRUE, &error);
-	if (pool == NULL) {
+	t->pool = g_thread_pool_new(threads_worker, NULL, (gint)opts->threads, TRUE, &error);
+	if (t->pool == NULL) {
 		g_warning("dmio: cannot start %u engine threads: %s", opts->threads,
 			  error->message);
 		g_error_free(error);
+		g_free(t);
 		return -EAGAIN;
 	}
-	*priv = pool;
+	t->base = opts->threads;
+	g_mutex_init(&t->lock);
+	*priv = t;
 	return 0;
 }
 
 static void threads_submit(void *priv, struct dmio_job *job)
 {
-	g_thread_pool_push(priv, job, NULL);
+	struct threads *t = priv;
+
+	g_thread_pool_push(t->pool, job, NULL);
+}
+
+/* A worker stuck in an abandoned job is replaced, so the pool keeps its strength. */
+static void threads_stuck(void *priv, int delta)
+{
+	struct threads *t = priv;
+
+	g_mutex_lock(&t->lock);
+	t->stuck = (unsigned int)((int)t->stuck + delta);
+	g_thread_pool_set_max_threads(t->pool, (gint)(t->base + t->stuck), NULL);
+	g_mutex_unlock(&t->lock);
 }
 
 static void threads_destroy(void *priv)
 {
-	g_thread_pool_free(priv, FALSE, TRUE);
+	struct threads *t = priv;
+
+	g_thread_pool_free(t->pool, FALSE, TRUE);
+	g_mutex_clear(&t->lock);
+	g_free(t);
 }
 
 const struct dmio_engine_ops dmio_engine_threads = {
@@ -50,4 +77,5 @@ const struct dmio_engine_ops dmio_engine_threads = {
     .submit = threads_submit,
     .destroy = threads_destroy,
     .stealable = true,
+    .stuck = threads_stuck,
 };

@@ -51,6 +51,8 @@ struct uring {
 	bool stopping;
 	GThread *thread;
 	GThreadPool *fallback;
+	unsigned int fallback_threads;
+	unsigned int stuck; /* jobs abandoned while running (in the ring or the pool) */
 };
 
 static const uint64_t uring_wake_one = 1;
@@ -63,7 +65,11 @@ static void uring_fallback_run(gpointer data, gpointer user_data)
 
 	/* So that a synchronous call made by a notify fn here runs inline, not queued behind us. */
 	dmio_set_engine_thread();
-	dmio_job_complete(job, dmio_job_execute(job));
+	/* A job the ring did not finish is ours already; another may have been abandoned. */
+	if (job->engine_owns)
+		dmio_job_complete(job, dmio_job_execute(job));
+	else
+		dmio_job_run(job);
 }
 
 static void uring_fallback(struct uring *u, struct dmio_job *job)
@@ -150,10 +156,21 @@ static void uring_fill(struct uring *u)
 	struct io_uring_sqe *sqe;
 
 	while (!g_queue_is_empty(&u->queue) && u->inflight < u->limit) {
+		struct dmio_job *job = g_queue_pop_head(&u->queue);
+
+		/* Ours from now on, unless it was abandoned or rescued while it waited. */
+		if (!job->engine_owns && atomic_exchange(&job->claimed, true)) {
+			dmio_job_drop(job);
+			continue;
+		}
+		job->engine_owns = true;
 		sqe = io_uring_get_sqe(&u->ring);
-		if (sqe == NULL)
+		if (sqe == NULL) {
+			g_queue_push_head(&u->queue, job);
 			return;
-		uring_prep(sqe, g_queue_pop_head(&u->queue));
+		}
+		dmio_job_mark_started(job);
+		uring_prep(sqe, job);
 		u->inflight++;
 	}
 }
@@ -334,6 +351,7 @@ static int uring_create(const struct dmio_client_opts *opts, void **priv)
 		r = -EAGAIN;
 		goto fail_fd;
 	}
+	u->fallback_threads = threads;
 	u->thread = g_thread_try_new("dmio-uring", uring_run, u, &error);
 	if (u->thread == NULL) {
 		g_warning("dmio: cannot start the io_uring thread: %s", error->message);
@@ -353,6 +371,17 @@ fail_ring:
 	io_uring_queue_exit(&u->ring);
 	g_free(u);
 	return r;
+}
+
+/* A fallback thread stuck in an abandoned job is replaced. */
+static void uring_stuck(void *priv, int delta)
+{
+	struct uring *u = priv;
+
+	g_mutex_lock(&u->lock);
+	u->stuck = (unsigned int)((int)u->stuck + delta);
+	g_thread_pool_set_max_threads(u->fallback, (gint)(u->fallback_threads + u->stuck), NULL);
+	g_mutex_unlock(&u->lock);
 }
 
 static void uring_destroy(void *priv)
@@ -377,4 +406,5 @@ const struct dmio_engine_ops dmio_engine_io_uring = {
     .create = uring_create,
     .submit = uring_submit,
     .destroy = uring_destroy,
+    .stuck = uring_stuck,
 };
