@@ -269,6 +269,7 @@ class MirrorTest : public dmio_test::DmioTest
 			lc.name = const_cast<char *>(l.name.c_str());
 			lc.path = const_cast<char *>(l.path.c_str());
 			lc.write_mostly = l.write_mostly;
+			lc.io_timeout_ms = -1; /* the mirror's */
 			leg_configs_.push_back(lc);
 		}
 		memset(&config_, 0, sizeof(config_));
@@ -281,6 +282,7 @@ class MirrorTest : public dmio_test::DmioTest
 		config_.metadata = metadata_;
 		config_.resync_rate_min = resync_rate_min_;
 		config_.resync_rate_max = 0;
+		config_.io_timeout_ms = io_timeout_ms_;
 		config_.num_legs = (unsigned)leg_configs_.size();
 		config_.legs = leg_configs_.empty() ? nullptr : leg_configs_.data();
 		return &config_;
@@ -555,6 +557,7 @@ class MirrorTest : public dmio_test::DmioTest
 	metadata_mode metadata_ = METADATA_NONE;
 	uint64_t resync_rate_min_ = 0;
 	unsigned threads_ = 0; /* engine threads; 0 = libdmio's default */
+	unsigned io_timeout_ms_ = 0; /* the legs' io-timeout; 0 = none */
 	std::vector<LegSpec> legs_;
 	mirror *m_ = nullptr;
 

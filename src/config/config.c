@@ -25,6 +25,8 @@
  */
 #define MAX_STOP_TIMEOUT     3600u
 #define DEFAULT_STOP_TIMEOUT 5u
+/* Like the kernel's SCSI and NVMe command timeouts: no healthy device takes this long. */
+#define DEFAULT_IO_TIMEOUT_MS 30000u
 #define MIRROR_GROUP		 "mirror"
 #define LEG_GROUP_PREFIX	 "leg "
 #define MAX_NAME_BYTES		 64
@@ -397,6 +399,22 @@ static gboolean parse_leg_path(struct parser *p, const char *key, const char *va
 	return TRUE;
 }
 
+static gboolean parse_io_timeout(struct parser *p, const char *key, const char *value,
+				 unsigned int line, GError **error)
+{
+	unsigned int ms;
+
+	if (!config_parse_seconds(value, &ms))
+		return bad_value(p, error, line, key, value,
+				 "is not a number of seconds from 0 to 3600 (decimals allowed, "
+				 "0: none)");
+	if (p->leg != NULL)
+		p->leg->io_timeout_ms = (int)ms;
+	else
+		p->config->io_timeout_ms = ms;
+	return TRUE;
+}
+
 static gboolean parse_write_mostly(struct parser *p, const char *key, const char *value,
 				   unsigned int line, GError **error)
 {
@@ -420,12 +438,14 @@ static const struct key_parser mirror_keys[] = {
 	{ "on-event", parse_on_event },
 	{ "assemble-timeout", parse_assemble_timeout },
 	{ "stop-timeout", parse_stop_timeout },
+	{ "io-timeout", parse_io_timeout },
 	{ NULL, NULL },
 };
 
 static const struct key_parser leg_keys[] = {
 	{ "path", parse_leg_path },
 	{ "write-mostly", parse_write_mostly },
+	{ "io-timeout", parse_io_timeout },
 	{ NULL, NULL },
 };
 /* clang-format on */
@@ -613,6 +633,7 @@ static gboolean parse_values(struct parser *p, GError **error)
 		}
 		p->leg = &config->legs[config->num_legs++];
 		p->leg->name = g_strdup(group->name + strlen(LEG_GROUP_PREFIX));
+		p->leg->io_timeout_ms = -1;
 		where = g_strdup_printf("[%s]: ", config_quote(&p->ctx, group->name, 0));
 		p->where = where;
 		if (!parse_group(p, group, error))
@@ -735,6 +756,7 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 	p.config->resync_rate_min = 16ull << 20;
 	p.config->assemble_timeout = DEFAULT_ASSEMBLE_TIMEOUT;
 	p.config->stop_timeout = DEFAULT_STOP_TIMEOUT;
+	p.config->io_timeout_ms = DEFAULT_IO_TIMEOUT_MS;
 	p.config->metadata = METADATA_INTERNAL;
 	p.keyfile = g_key_file_new();
 	p.leg_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);

@@ -52,6 +52,7 @@ struct leg_config {
 	char *name; /* from the group name "[leg NAME]" */
 	char *path;
 	bool write_mostly;
+	int io_timeout_ms; /* io-timeout of this leg; -1: the [mirror] group's */
 };
 
 struct mirror_config {
@@ -71,6 +72,7 @@ struct mirror_config {
 	uint64_t resync_rate_max; /* bytes/s a resync gets at most; 0 = unlimited */
 	unsigned int assemble_timeout; /* seconds to wait for a missing leg at start */
 	unsigned int stop_timeout;     /* seconds SIGTERM waits for the file's last close */
+	unsigned int io_timeout_ms;    /* io-timeout of the legs that set none; 0 = none */
 	char *force_source;	       /* not in the file: fusemirrord --force-source LEG */
 	unsigned int num_legs;
 	struct leg_config *legs; /* in the order of the file */
@@ -109,6 +111,10 @@ const char *config_engine_name(enum dmio_engine engine);
  * value.
  */
 gboolean config_parse_size(const char *text, uint64_t *out);
+
+/* Seconds with up to three decimals ("30", "2.5", "0.25"), at most CONFIG_MAX_SECONDS, in ms. */
+#define CONFIG_MAX_SECONDS 3600u
+gboolean config_parse_seconds(const char *text, unsigned int *ms);
 
 /* Why name cannot be the NAME of a "[leg NAME]" group (a phrase: "is empty"), or NULL. */
 const char *config_leg_name_problem(const char *name);

@@ -54,3 +54,34 @@ gboolean config_parse_size(const char *text, uint64_t *out)
 	*out = value << shift;
 	return TRUE;
 }
+
+gboolean config_parse_seconds(const char *text, unsigned int *ms)
+{
+	const char *p = text;
+	uint64_t whole = 0, frac = 0;
+	unsigned int digits = 0;
+
+	/* "3", "2.5", "0.250": no sign, no exponent, at most milliseconds. */
+	if (text == NULL || !g_ascii_isdigit(*p))
+		return FALSE;
+	for (; g_ascii_isdigit(*p); p++) {
+		whole = whole * 10 + (uint64_t)(*p - '0');
+		if (whole > CONFIG_MAX_SECONDS)
+			return FALSE;
+	}
+	if (*p == '.') {
+		for (p++; g_ascii_isdigit(*p); p++, digits++) {
+			if (digits == 3)
+				return FALSE;
+			frac = frac * 10 + (uint64_t)(*p - '0');
+		}
+		if (digits == 0)
+			return FALSE;
+		for (; digits < 3; digits++)
+			frac *= 10;
+	}
+	if (*p != '\0' || whole * 1000 + frac > CONFIG_MAX_SECONDS * 1000ull)
+		return FALSE;
+	*ms = (unsigned int)(whole * 1000 + frac);
+	return TRUE;
+}

@@ -56,14 +56,30 @@ struct frontend {
 	void *opaque;
 	pthread_t loop_thread; /* set before loop_running */
 	atomic_bool loop_running, loop_returned;
+	/* The loop's thread (frontend_run): loop_lock protects loop_result, loop_cond its end. */
+	GMutex loop_lock;
+	GCond loop_cond;
+	int loop_result;
+	struct fuse_loop_config *loop_config;
 	bool drained;
 };
 
-/* A flush, fsync or fallocate handed to the mirror: the completion replies. */
+/* A request handed to the mirror: its answer replies (a read's or write's lives on the stack). */
 struct request {
 	struct frontend *fe;
 	fuse_req_t req;
 };
+
+/* A request handed to the mirror counts in inflight until it is answered. */
+static void request_begin(struct frontend *fe)
+{
+	atomic_fetch_add(&fe->inflight, 1);
+}
+
+static void request_answered(struct request *r)
+{
+	atomic_fetch_sub(&r->fe->inflight, 1);
+}
 
 static struct request *request_new(struct frontend *fe, fuse_req_t req)
 {
@@ -71,7 +87,7 @@ static struct request *request_new(struct frontend *fe, fuse_req_t req)
 
 	r->fe = fe;
 	r->req = req;
-	atomic_fetch_add(&fe->inflight, 1);
+	request_begin(fe);
 	return r;
 }
 
@@ -262,11 +278,38 @@ static void *worker_buffer(void)
 	return buf;
 }
 
+/*
+ * The answer of a read or write, sent from whichever thread knows it first: with a leg that does
+ * not answer, that is the mirror's failfast thread once the leg is given up on, while this
+ * worker still waits for the leg to let go of its buffer.
+ */
+static void reply_read(void *opaque, ssize_t result, const void *data)
+{
+	struct request *r = opaque;
+
+	if (result < 0)
+		fuse_reply_err(r->req, (int)-result);
+	else
+		fuse_reply_buf(r->req, data, (size_t)result);
+	request_answered(r);
+}
+
+static void reply_write(void *opaque, ssize_t result, const void *data)
+{
+	struct request *r = opaque;
+
+	if (result < 0)
+		fuse_reply_err(r->req, (int)-result);
+	else
+		fuse_reply_write(r->req, (size_t)result);
+	request_answered(r);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct frontend *fe = fuse_req_userdata(req);
-	ssize_t r;
+	struct request r = {.fe = fe, .req = req};
 	void *buf;
 
 	if (off < 0) {
@@ -280,31 +323,26 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r = mirror_read_wait(fe->m, buf, size, (uint64_t)off);
-	if (r < 0)
-		fuse_reply_err(req, (int)-r);
-	else
-		fuse_reply_buf(req, buf, (size_t)r);
+	request_begin(fe);
+	/* Returns once no leg holds buf: this worker's buffer is its own again. */
+	mirror_read_answered(fe->m, buf, size, (uint64_t)off, reply_read, &r);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	struct frontend *fe = fuse_req_userdata(req);
-	ssize_t r;
+	struct request r = {.fe = fe, .req = req};
 
 	if (off < 0 || size > MAX_WRITE) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
 	touch(fe, true);
-	/* libfuse keeps buf until we return, and we return once every leg has it. */
-	r = mirror_write_wait(fe->m, buf, size, (uint64_t)off,
-			      (fi->flags & (O_SYNC | O_DSYNC)) ? MIRROR_FUA : 0);
-	if (r < 0)
-		fuse_reply_err(req, (int)-r);
-	else
-		fuse_reply_write(req, (size_t)r);
+	request_begin(fe);
+	/* libfuse keeps buf until we return, and we return once no leg holds it. */
+	mirror_write_answered(fe->m, buf, size, (uint64_t)off,
+			      (fi->flags & (O_SYNC | O_DSYNC)) ? MIRROR_FUA : 0, reply_write, &r);
 }
 
 static void status_done(void *opaque, ssize_t result)
@@ -538,6 +576,8 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	clock_gettime(CLOCK_REALTIME, &fe->mtime);
 	fe->ctime = fe->mtime;
 	g_mutex_init(&fe->attr_lock);
+	g_mutex_init(&fe->loop_lock);
+	g_cond_init(&fe->loop_cond);
 	fe->on_membership = o->on_membership;
 	fe->opaque = o->opaque;
 	fe->hooks.stop = stop_hook;
@@ -599,9 +639,30 @@ fail_early:
 	return r;
 }
 
+/* How long an ended session waits for workers that hold buffers of legs given up on. */
+#define STUCK_WORKERS_GRACE_US (2 * G_USEC_PER_SEC)
+
+static gpointer loop_main(gpointer data)
+{
+	struct frontend *fe = data;
+	int r;
+
+	fe->loop_thread = pthread_self();
+	atomic_store(&fe->loop_running, true);
+	r = fuse_session_loop_mt(fe->se, fe->loop_config);
+	g_mutex_lock(&fe->loop_lock);
+	fe->loop_result = r;
+	atomic_store(&fe->loop_returned, true);
+	g_cond_signal(&fe->loop_cond);
+	g_mutex_unlock(&fe->loop_lock);
+	return NULL;
+}
+
 int frontend_run(struct frontend *fe)
 {
 	struct fuse_loop_config *config = fuse_loop_cfg_create();
+	gint64 grace_end = 0;
+	GThread *thread;
 	int r;
 
 	if (config == NULL)
@@ -609,10 +670,41 @@ int frontend_run(struct frontend *fe)
 	/* One /dev/fuse descriptor per worker: no contention on reading requests. */
 	fuse_loop_cfg_set_clone_fd(config, 1);
 	fuse_loop_cfg_set_idle_threads(config, 16);
-	fe->loop_thread = pthread_self();
-	atomic_store(&fe->loop_running, true);
-	r = fuse_session_loop_mt(fe->se, config);
-	atomic_store(&fe->loop_returned, true);
+	/*
+	 * A worker whose buffer a hung leg holds waits until the leg lets go of it (maybe never):
+	 * room for the requests in flight when a leg hangs, on top of the usual ten.
+	 */
+	fuse_loop_cfg_set_max_threads(config, 10 + 128);
+	fe->loop_config = config;
+	thread = g_thread_new("fuse-loop", loop_main, fe);
+
+	/*
+	 * The loop returns once its workers did; a worker stuck in a leg that was given up on
+	 * never does.  Once the session ended and every request was answered, such workers are
+	 * left behind (the process is about to exit).
+	 */
+	g_mutex_lock(&fe->loop_lock);
+	while (!atomic_load(&fe->loop_returned)) {
+		gint64 now = g_get_monotonic_time();
+
+		if (fuse_session_exited(fe->se) && atomic_load(&fe->inflight) == 0) {
+			if (grace_end == 0)
+				grace_end = now + STUCK_WORKERS_GRACE_US;
+			else if (now >= grace_end)
+				break;
+		}
+		g_cond_wait_until(&fe->loop_cond, &fe->loop_lock, now + 100 * G_TIME_SPAN_MILLISECOND);
+	}
+	g_mutex_unlock(&fe->loop_lock);
+	if (!atomic_load(&fe->loop_returned)) {
+		g_message("FUSE workers still wait for legs that were given up on: not waiting for "
+			  "them");
+		g_thread_unref(thread);
+		return 0;
+	}
+	g_thread_join(thread);
+	r = fe->loop_result;
+	fe->loop_config = NULL;
 	fuse_loop_cfg_destroy(config);
 	return r < 0 ? r : 0;
 }
@@ -639,12 +731,20 @@ void frontend_destroy(struct frontend *fe)
 	if (fe == NULL)
 		return;
 	frontend_drain(fe);
+	/* A loop left behind with stuck workers still uses the session: unmount, keep the rest. */
+	if (atomic_load(&fe->loop_running) && !atomic_load(&fe->loop_returned)) {
+		if (fe->mounted)
+			fuse_session_unmount(fe->se);
+		return;
+	}
 	if (fe->se != NULL) {
 		if (fe->mounted)
 			fuse_session_unmount(fe->se);
 		fuse_session_destroy(fe->se);
 	}
 	opens_free(fe->opens);
+	g_cond_clear(&fe->loop_cond);
+	g_mutex_clear(&fe->loop_lock);
 	g_mutex_clear(&fe->attr_lock);
 	g_free(fe);
 }

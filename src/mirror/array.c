@@ -135,6 +135,8 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	g_cond_init(&m->freeze_cond);
 	reconfig_init(m);
 	scrub_init(m);
+	failfast_init(m);
+	atomic_init(&m->io_timeout_default_ms, config->io_timeout_ms);
 	g_mutex_init(&m->sb_lock);
 	g_cond_init(&m->sb_cond);
 	g_mutex_init(&m->cleaner_lock);
@@ -161,6 +163,23 @@ static void report_sizes(struct mirror *m)
 			g_free(a);
 			g_free(b);
 		}
+	}
+}
+
+/* Each member's io-timeout: its [leg] group's, else the mirror's (leg_attach gave it that). */
+static void apply_io_timeouts(struct mirror *m, const struct mirror_config *config)
+{
+	unsigned int i, slots = atomic_load(&m->num_legs);
+
+	for (i = 0; i < slots; i++) {
+		struct leg *leg = &m->legs[i];
+		const struct leg_config *lc;
+
+		if (leg->name == NULL)
+			continue;
+		lc = config_find_leg(config->legs, config->num_legs, leg->name);
+		if (lc != NULL && lc->io_timeout_ms >= 0)
+			atomic_store(&leg->io_timeout_ms, (unsigned int)lc->io_timeout_ms);
 	}
 }
 
@@ -217,6 +236,8 @@ int mirror_open(const struct mirror_config *config, mirror_event_fn event_fn, vo
 		if (r < 0)
 			goto fail;
 		atomic_store(&m->serving, true);
+		apply_io_timeouts(m, config);
+		failfast_start(m);
 		metadata_start(m);
 		/* Running: dirty until a clean stop says otherwise. */
 		metadata_set_clean(m, false);
@@ -231,6 +252,8 @@ int mirror_open(const struct mirror_config *config, mirror_event_fn event_fn, vo
 	} else {
 		report_sizes(m);
 		atomic_store(&m->serving, true);
+		apply_io_timeouts(m, config);
+		failfast_start(m);
 	}
 	*out = m;
 	return 0;
@@ -270,8 +293,11 @@ void mirror_close(struct mirror *m)
 		if (atomic_load(&m->serving) && cleaner_clean(m, true) > 0)
 			metadata_bits_cleared(m, true);
 		metadata_stop(m);
+		/* Last: a leg that hangs in any of the above is failed and given up on. */
+		failfast_stop(m);
 		dmio_client_destroy(m->client);
 	}
+	failfast_stop(m);
 	for (i = 0; i < SB_MAX_LEGS; i++) {
 		dmio_dev_close(m->legs[i].dev);
 		g_free(m->legs[i].name);
@@ -286,6 +312,7 @@ void mirror_close(struct mirror *m)
 	g_mutex_clear(&m->sb_lock);
 	reconfig_clear(m);
 	scrub_clear(m);
+	failfast_clear(m);
 	g_cond_clear(&m->freeze_cond);
 	g_mutex_clear(&m->freeze_lock);
 	g_mutex_clear(&m->state_lock);
@@ -357,6 +384,9 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 	out->name = leg->name != NULL ? leg->name : "";
 	out->path = leg->path != NULL ? leg->path : "";
 	out->write_mostly = leg->write_mostly;
+	out->io_timeout_ms = atomic_load(&((struct leg *)leg)->io_timeout_ms);
+	out->busy_ms = atomic_load(&((struct leg *)leg)->busy_ns) / 1000000u;
+	out->slow = atomic_load(&((struct leg *)leg)->slow);
 	/* An empty slot, a missing leg or metadata = none: no identity to show. */
 	if (mm->metadata == METADATA_INTERNAL && memcmp(leg->uuid, (uint8_t[16]){0}, 16) != 0)
 		uuid_format(leg->uuid, out->uuid);
@@ -384,4 +414,22 @@ uint64_t mirror_events(const struct mirror *m)
 		return atomic_load(&((struct mirror *)m)->events);
 	metadata_snapshot((struct mirror *)m, &sb);
 	return sb.events;
+}
+
+int mirror_set_io_timeout(struct mirror *m, int index, unsigned int ms)
+{
+	unsigned int i, slots = atomic_load(&m->num_legs);
+
+	if (index >= (int)slots)
+		return -EINVAL;
+	if (index >= 0) {
+		atomic_store(&m->legs[index].io_timeout_ms, ms);
+	} else {
+		atomic_store(&m->io_timeout_default_ms, ms);
+		for (i = 0; i < slots; i++)
+			atomic_store(&m->legs[i].io_timeout_ms, ms);
+	}
+	/* A shorter timeout takes effect at once, not after the old tick. */
+	failfast_kick(m);
+	return 0;
 }

@@ -31,8 +31,17 @@ struct mirror_io {
 	size_t len;
 	size_t reported; /* the byte count a success reports (the caller's, edges included) */
 	uint64_t offset;
-	mirror_done_fn done;
+	/*
+	 * The answer, as soon as the outcome is known, and the release, once no leg uses the
+	 * caller's memory: later than the answer when a leg that holds it was abandoned.
+	 */
+	mirror_answer_fn answer;
+	void (*release)(void *opaque);
 	void *opaque;
+	/* The answer to come (1) and the dmio calls not released; the last one frees it. */
+	atomic_uint holds;
+	/* A read's own buffer, when an abandoned leg kept the caller's (then data comes here). */
+	void *own_buf;
 	ssize_t result; /* a completion handed to the metadata thread */
 	/* Reads: the leg being read and the legs tried so far. */
 	int leg;
@@ -71,11 +80,20 @@ static const char *op_name(enum dmio_op op)
 	return "I/O";
 }
 
+static void *aligned_buffer(size_t len)
+{
+	void *buf;
+
+	if (posix_memalign(&buf, MIRROR_ALIGN, len > 0 ? len : 1) != 0)
+		return NULL;
+	return buf;
+}
+
 /* ---- A request's life ---------------------------------------------------------------------- */
 
 static struct mirror_io *io_new(struct mirror *m, enum dmio_op op, void *buf, size_t len,
-				uint64_t offset, unsigned int flags, mirror_done_fn done,
-				void *opaque)
+				uint64_t offset, unsigned int flags, mirror_answer_fn answer,
+				void (*release)(void *opaque), void *opaque)
 {
 	struct mirror_io *io;
 	unsigned int legs;
@@ -98,10 +116,39 @@ static struct mirror_io *io_new(struct mirror *m, enum dmio_op op, void *buf, si
 	io->reported = len;
 	io->offset = offset;
 	io->flags = flags;
-	io->done = done;
+	io->answer = answer;
+	io->release = release;
 	io->opaque = opaque;
+	atomic_init(&io->holds, 1);
 	io->leg = -1;
 	return io;
+}
+
+/* Let go of one hold: the answer given, or a dmio call released.  The last frees the request. */
+static void io_put(struct mirror_io *io)
+{
+	void (*release)(void *opaque) = io->release;
+	void *opaque = io->opaque;
+
+	if (atomic_fetch_sub(&io->holds, 1) != 1)
+		return;
+	/* Touch nothing of the mirror: it may be closed while an abandoned leg still ran. */
+	free(io->own_buf);
+	g_free(io);
+	if (release != NULL)
+		release(opaque);
+}
+
+/* notify.release of the request's dmio calls: nothing uses their memory any more. */
+static void io_dmio_released(void *context)
+{
+	io_put(context);
+}
+
+/* The request is about to hand memory to a dmio call that will release it. */
+static void io_hold(struct mirror_io *io)
+{
+	atomic_fetch_add(&io->holds, 1);
 }
 
 /* Let go of what the request holds that other requests wait for: its range, its bitmap count. */
@@ -125,10 +172,10 @@ static void io_finish(struct mirror_io *io, ssize_t result)
 	bool nested = io->flags & IO_NESTED;
 
 	io_release(io);
-	io->done(io->opaque, result);
-	g_free(io);
+	io->answer(io->opaque, result, io->own_buf != NULL ? io->own_buf : io->buf);
 	if (!nested)
 		io_end(m);
+	io_put(io);
 }
 
 static void io_finish_recorded(void *opaque, int recorded)
@@ -250,8 +297,9 @@ static void fanout_issue(struct mirror_io *io)
 	struct mirror *m = io->m;
 	struct dmio_request req = {
 	    .op = io->op,
-	    .flags = DMIO_REQ_CALLER_RUNS | ((io->flags & MIRROR_FUA) ? DMIO_REQ_FUA : 0),
-	    .notify = {.fn = fanout_done, .context = io},
+	    .flags = DMIO_REQ_CALLER_RUNS | DMIO_REQ_ABANDONABLE |
+		     ((io->flags & MIRROR_FUA) ? DMIO_REQ_FUA : 0),
+	    .notify = {.fn = fanout_done, .context = io, .release = io_dmio_released},
 	    .client = m->client,
 	    .region_errors = io->region_errors,
 	};
@@ -298,10 +346,12 @@ static void fanout_issue(struct mirror_io *io)
 	}
 	for (i = 0; i < n; i++)
 		atomic_fetch_add(&m->legs[io->leg_of[i]].pending, 1);
+	io_hold(io);
 	r = dmio(&req, n, io->where, NULL);
 	if (r < 0) {
 		for (i = 0; i < n; i++)
 			atomic_fetch_sub(&m->legs[io->leg_of[i]].pending, 1);
+		io_put(io);
 		write_finish(io, r);
 	}
 }
@@ -369,6 +419,17 @@ static void read_done(unsigned long error, void *context)
 		return;
 	}
 	io->last_error = err;
+	/*
+	 * Given up on (io-timeout, or the leg failed): the leg still has the caller's buffer and
+	 * may write into it whenever it answers, so the next leg reads into our own.
+	 */
+	if ((err == ETIMEDOUT || err == ECANCELED) && io->own_buf == NULL) {
+		io->own_buf = aligned_buffer(io->len);
+		if (io->own_buf == NULL) {
+			io_finish(io, -ENOMEM);
+			return;
+		}
+	}
 	atomic_fetch_add(&leg->read_errors, 1);
 	atomic_store(&m->error_bits, 1ul << leg->index);
 	leg_log_io_error(m, leg, "read", io->offset, m->data_offset + io->offset, io->len, err,
@@ -385,8 +446,8 @@ static void read_issue(struct mirror_io *io)
 	struct mirror *m = io->m;
 	struct dmio_request req = {
 	    .op = DMIO_READ,
-	    .flags = DMIO_REQ_CALLER_RUNS,
-	    .notify = {.fn = read_done, .context = io},
+	    .flags = DMIO_REQ_CALLER_RUNS | DMIO_REQ_ABANDONABLE,
+	    .notify = {.fn = read_done, .context = io, .release = io_dmio_released},
 	    .client = m->client,
 	    .region_errors = io->region_errors,
 	};
@@ -414,63 +475,95 @@ static void read_issue(struct mirror_io *io)
 	io->where[0].sector = (m->data_offset + io->offset) >> DMIO_SECTOR_SHIFT;
 	io->where[0].count = io->len >> DMIO_SECTOR_SHIFT;
 	req.mem.type = DMIO_MEM_VM;
-	req.mem.ptr.vma = io->buf;
+	req.mem.ptr.vma = io->own_buf != NULL ? io->own_buf : io->buf;
 	atomic_fetch_add(&m->legs[leg].pending, 1);
+	io_hold(io);
 	r = dmio(&req, 1, io->where, NULL);
 	if (r < 0) {
 		atomic_fetch_sub(&m->legs[leg].pending, 1);
+		io_put(io);
 		io_finish(io, r);
 	}
 }
 
 /* ---- Waiting for one's own request --------------------------------------------------------- */
 
-/* A caller that waits for its own request: usually done before it waits (CALLER_RUNS). */
+/*
+ * A caller that waits for its own request until nothing uses its memory (the release): usually
+ * done before it waits (CALLER_RUNS).  The answer either goes on to forward, the moment it is
+ * known, or is kept: with a read's data copied when it came in the mirror's buffer (an
+ * abandoned leg kept the caller's), into buf once the release says buf is the caller's again.
+ */
 struct waiter {
 	GMutex lock;
 	GCond cond;
-	bool done;
+	bool released;
 	bool sleeping; /* the caller waits on cond */
 	ssize_t result;
+	void *buf;
+	void *copy;
+	mirror_answer_fn forward;
+	void *forward_opaque;
 };
 
-static void waiter_done(void *opaque, ssize_t result)
+static void waiter_answer(void *opaque, ssize_t result, const void *data)
+{
+	struct waiter *w = opaque;
+
+	if (w->forward != NULL) {
+		w->forward(w->forward_opaque, result, data);
+		return;
+	}
+	g_mutex_lock(&w->lock);
+	w->result = result;
+	if (result > 0 && data != NULL && w->buf != NULL && data != w->buf)
+		w->copy = g_memdup2(data, (gsize)result);
+	g_mutex_unlock(&w->lock);
+}
+
+static void waiter_release(void *opaque)
 {
 	struct waiter *w = opaque;
 
 	g_mutex_lock(&w->lock);
-	w->result = result;
-	w->done = true;
+	w->released = true;
 	/* Usually the waiter itself is here: wake it (a system call) only when it sleeps. */
 	if (w->sleeping)
 		g_cond_signal(&w->cond);
 	g_mutex_unlock(&w->lock);
 }
 
-static ssize_t waiter_wait(struct waiter *w)
-{
-	g_mutex_lock(&w->lock);
-	while (!w->done) {
-		w->sleeping = true;
-		g_cond_wait(&w->cond, &w->lock);
-	}
-	g_mutex_unlock(&w->lock);
-	return w->result;
-}
-
-static void waiter_init(struct waiter *w)
+static void waiter_init(struct waiter *w, void *buf, mirror_answer_fn forward, void *opaque)
 {
 	g_mutex_init(&w->lock);
 	g_cond_init(&w->cond);
-	w->done = false;
+	w->released = false;
 	w->sleeping = false;
 	w->result = 0;
+	w->buf = buf;
+	w->copy = NULL;
+	w->forward = forward;
+	w->forward_opaque = opaque;
 }
 
-static void waiter_clear(struct waiter *w)
+/* Wait for the release; returns the kept result and frees the waiter's parts. */
+static ssize_t waiter_wait(struct waiter *w)
 {
+	ssize_t r;
+
+	g_mutex_lock(&w->lock);
+	while (!w->released) {
+		w->sleeping = true;
+		g_cond_wait(&w->cond, &w->lock);
+	}
+	r = w->result;
+	if (w->copy != NULL)
+		memcpy(w->buf, w->copy, (size_t)r);
+	g_mutex_unlock(&w->lock);
+	g_free(w->copy);
 	g_cond_clear(&w->cond);
 	g_mutex_clear(&w->lock);
+	return r;
 }
 
 /* Issue a request and wait for it. */
@@ -478,13 +571,10 @@ static ssize_t issue_wait(struct mirror *m, enum dmio_op op, void *buf, size_t l
 			  unsigned int flags, void (*issue)(struct mirror_io *io))
 {
 	struct waiter w;
-	ssize_t r;
 
-	waiter_init(&w);
-	issue(io_new(m, op, buf, len, offset, flags, waiter_done, &w));
-	r = waiter_wait(&w);
-	waiter_clear(&w);
-	return r;
+	waiter_init(&w, buf, NULL, NULL);
+	issue(io_new(m, op, buf, len, offset, flags, waiter_answer, waiter_release, &w));
+	return waiter_wait(&w);
 }
 
 /* ---- Byte-granular requests: the sector is the legs' unit ---------------------------------- */
@@ -492,15 +582,6 @@ static ssize_t issue_wait(struct mirror *m, enum dmio_op op, void *buf, size_t l
 static bool sector_aligned(uint64_t offset, uint64_t len)
 {
 	return ((offset | len) & (DMIO_SECTOR_SIZE - 1)) == 0;
-}
-
-static void *aligned_buffer(size_t len)
-{
-	void *buf;
-
-	if (posix_memalign(&buf, MIRROR_ALIGN, len > 0 ? len : 1) != 0)
-		return NULL;
-	return buf;
 }
 
 /*
@@ -556,109 +637,214 @@ static bool clip(const struct mirror *m, uint64_t offset, uint64_t *len)
 	return true;
 }
 
-void mirror_write(struct mirror *m, const void *buf, size_t len, uint64_t offset,
-		  unsigned int flags, mirror_done_fn done, void *opaque)
+/* Answer and release at once: a request that touched no leg. */
+static void answer_now(mirror_answer_fn answer, void (*release)(void *opaque), void *opaque,
+		       ssize_t result, const void *data)
+{
+	answer(opaque, result, data);
+	release(opaque);
+}
+
+static void write_start(struct mirror *m, const void *buf, size_t len, uint64_t offset,
+			unsigned int flags, mirror_answer_fn answer, void (*release)(void *opaque),
+			void *opaque)
 {
 	uint64_t n = len;
 
 	flags &= MIRROR_FUA;
 	if (len == 0) {
-		done(opaque, 0);
+		answer_now(answer, release, opaque, 0, buf);
 		return;
 	}
 	if (!clip(m, offset, &n)) {
-		done(opaque, -ENOSPC);
+		answer_now(answer, release, opaque, -ENOSPC, buf);
 		return;
 	}
 	if (!sector_aligned(offset, n)) {
-		done(opaque, rmw_write(m, buf, n, offset, flags));
+		/* The merge works on its own buffer: buf is free when it returns. */
+		answer_now(answer, release, opaque, rmw_write(m, buf, n, offset, flags), buf);
 		return;
 	}
-	fanout_issue(io_new(m, DMIO_WRITE, (void *)buf, n, offset, flags, done, opaque));
+	fanout_issue(io_new(m, DMIO_WRITE, (void *)buf, n, offset, flags, answer, release, opaque));
 }
 
+/* A read not of whole sectors: the covering sectors into a bounce buffer, the asked bytes out. */
 struct unaligned_read {
 	char *bounce;
 	void *buf;
 	size_t skip;
 	size_t len;
-	mirror_done_fn done;
+	mirror_answer_fn answer;
+	void (*release)(void *opaque);
 	void *opaque;
 };
 
-static void unaligned_read_done(void *opaque, ssize_t result)
+static void unaligned_read_answer(void *opaque, ssize_t result, const void *data)
 {
 	struct unaligned_read *u = opaque;
 
+	/* The caller's buffer is only written here: no leg ever holds it. */
 	if (result >= 0) {
-		memcpy(u->buf, u->bounce + u->skip, u->len);
+		memcpy(u->buf, (const char *)data + u->skip, u->len);
 		result = (ssize_t)u->len;
 	}
-	u->done(u->opaque, result);
+	u->answer(u->opaque, result, u->buf);
+}
+
+static void unaligned_read_release(void *opaque)
+{
+	struct unaligned_read *u = opaque;
+
 	free(u->bounce);
+	u->release(u->opaque);
 	g_free(u);
 }
 
-void mirror_read(struct mirror *m, void *buf, size_t len, uint64_t offset, mirror_done_fn done,
-		 void *opaque)
+static void read_start(struct mirror *m, void *buf, size_t len, uint64_t offset,
+		       mirror_answer_fn answer, void (*release)(void *opaque), void *opaque)
 {
 	uint64_t n = len, start, end;
 	struct unaligned_read *u;
 
 	if (len == 0 || !clip(m, offset, &n)) {
-		done(opaque, 0);
+		answer_now(answer, release, opaque, 0, buf);
 		return;
 	}
 	if (sector_aligned(offset, n)) {
-		read_issue(io_new(m, DMIO_READ, buf, n, offset, 0, done, opaque));
+		read_issue(io_new(m, DMIO_READ, buf, n, offset, 0, answer, release, opaque));
 		return;
 	}
-	/* Read the covering sectors into a bounce buffer and copy the asked bytes out. */
 	start = offset & ~(uint64_t)(DMIO_SECTOR_SIZE - 1);
 	end = (offset + n + DMIO_SECTOR_SIZE - 1) & ~(uint64_t)(DMIO_SECTOR_SIZE - 1);
 	u = g_new0(struct unaligned_read, 1);
 	u->bounce = aligned_buffer(end - start);
 	if (u->bounce == NULL) {
 		g_free(u);
-		done(opaque, -ENOMEM);
+		answer_now(answer, release, opaque, -ENOMEM, buf);
 		return;
 	}
 	u->buf = buf;
 	u->skip = offset - start;
 	u->len = n;
-	u->done = done;
+	u->answer = answer;
+	u->release = release;
 	u->opaque = opaque;
-	read_issue(io_new(m, DMIO_READ, u->bounce, end - start, start, 0, unaligned_read_done, u));
+	read_issue(io_new(m, DMIO_READ, u->bounce, end - start, start, 0, unaligned_read_answer,
+			  unaligned_read_release, u));
+}
+
+/* mirror_write() and mirror_read(): done once the caller's buffer is its own again. */
+struct done_later {
+	struct waiter w; /* keeps the answer (no one waits on it) */
+	mirror_done_fn done;
+	void *opaque;
+};
+
+static void done_later_release(void *opaque)
+{
+	struct done_later *d = opaque;
+	mirror_done_fn done = d->done;
+	void *done_opaque = d->opaque;
+	ssize_t r;
+
+	d->w.released = true;
+	r = waiter_wait(&d->w);
+	g_free(d);
+	done(done_opaque, r);
+}
+
+static struct done_later *done_later_new(void *buf, mirror_done_fn done, void *opaque)
+{
+	struct done_later *d = g_new0(struct done_later, 1);
+
+	waiter_init(&d->w, buf, NULL, NULL);
+	d->done = done;
+	d->opaque = opaque;
+	return d;
+}
+
+void mirror_write(struct mirror *m, const void *buf, size_t len, uint64_t offset,
+		  unsigned int flags, mirror_done_fn done, void *opaque)
+{
+	struct done_later *d = done_later_new(NULL, done, opaque);
+
+	write_start(m, buf, len, offset, flags, waiter_answer, done_later_release, &d->w);
+}
+
+void mirror_read(struct mirror *m, void *buf, size_t len, uint64_t offset, mirror_done_fn done,
+		 void *opaque)
+{
+	struct done_later *d = done_later_new(buf, done, opaque);
+
+	read_start(m, buf, len, offset, waiter_answer, done_later_release, &d->w);
 }
 
 ssize_t mirror_write_wait(struct mirror *m, const void *buf, size_t len, uint64_t offset,
 			  unsigned int flags)
 {
 	struct waiter w;
-	ssize_t r;
 
-	waiter_init(&w);
-	mirror_write(m, buf, len, offset, flags, waiter_done, &w);
-	r = waiter_wait(&w);
-	waiter_clear(&w);
-	return r;
+	waiter_init(&w, NULL, NULL, NULL);
+	write_start(m, buf, len, offset, flags, waiter_answer, waiter_release, &w);
+	return waiter_wait(&w);
 }
 
 ssize_t mirror_read_wait(struct mirror *m, void *buf, size_t len, uint64_t offset)
 {
 	struct waiter w;
-	ssize_t r;
 
-	waiter_init(&w);
-	mirror_read(m, buf, len, offset, waiter_done, &w);
-	r = waiter_wait(&w);
-	waiter_clear(&w);
-	return r;
+	waiter_init(&w, buf, NULL, NULL);
+	read_start(m, buf, len, offset, waiter_answer, waiter_release, &w);
+	return waiter_wait(&w);
+}
+
+void mirror_write_answered(struct mirror *m, const void *buf, size_t len, uint64_t offset,
+			   unsigned int flags, mirror_answer_fn answer, void *opaque)
+{
+	struct waiter w;
+
+	waiter_init(&w, NULL, answer, opaque);
+	write_start(m, buf, len, offset, flags, waiter_answer, waiter_release, &w);
+	waiter_wait(&w);
+}
+
+void mirror_read_answered(struct mirror *m, void *buf, size_t len, uint64_t offset,
+			  mirror_answer_fn answer, void *opaque)
+{
+	struct waiter w;
+
+	waiter_init(&w, buf, answer, opaque);
+	read_start(m, buf, len, offset, waiter_answer, waiter_release, &w);
+	waiter_wait(&w);
+}
+
+/* Flushes, discards and write-zeroes hold no memory of the caller: done is the answer. */
+static void done_answer(void *opaque, ssize_t result, const void *data)
+{
+	struct done_later *d = opaque;
+
+	d->done(d->opaque, result);
+}
+
+static void done_free(void *opaque)
+{
+	g_free(opaque);
+}
+
+static struct mirror_io *io_new_done(struct mirror *m, enum dmio_op op, size_t len,
+				     uint64_t offset, unsigned int flags, mirror_done_fn done,
+				     void *opaque)
+{
+	struct done_later *d = g_new0(struct done_later, 1);
+
+	d->done = done;
+	d->opaque = opaque;
+	return io_new(m, op, NULL, len, offset, flags, done_answer, done_free, d);
 }
 
 void mirror_flush(struct mirror *m, mirror_done_fn done, void *opaque)
 {
-	fanout_issue(io_new(m, DMIO_FLUSH, NULL, 0, 0, 0, done, opaque));
+	fanout_issue(io_new_done(m, DMIO_FLUSH, 0, 0, 0, done, opaque));
 }
 
 /* A hole reads back as zeroes only in files: block-device legs are zeroed instead. */
@@ -714,7 +900,7 @@ static void zero_range(struct mirror *m, enum dmio_op op, uint64_t offset, uint6
 			return;
 		}
 	}
-	io = io_new(m, op, NULL, end - start, start, flags, done, opaque);
+	io = io_new_done(m, op, end - start, start, flags, done, opaque);
 	io->reported = n;
 	fanout_issue(io);
 }

@@ -155,6 +155,8 @@ static void raise_failed(struct mirror *m, struct leg *leg, const char *why,
 			 unsigned long error_bits, unsigned int left, unsigned int total)
 {
 	mirror_state_changed(m, true, true);
+	/* What the leg still has in flight is given up on at once (failfast.c). */
+	failfast_kick(m);
 	mirror_event(m, "LegFailed", G_LOG_LEVEL_WARNING, (int)leg->index,
 		     "leg %u (%s, %s) failed: %s (error bits 0x%lx); %u of %u legs in sync",
 		     leg->index, leg->name, leg->path, why, error_bits, left, total);
@@ -241,8 +243,12 @@ void leg_forget_uuid(struct mirror *m, struct leg *leg)
 void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char *path,
 		struct dmio_dev *dev, const uint8_t uuid[16], bool write_mostly)
 {
+	/* A new member gets the mirror's io-timeout; the config may say otherwise (array.c). */
+	atomic_store(&leg->io_timeout_ms, atomic_load(&m->io_timeout_default_ms));
 	set_identity(m, leg, g_strdup(name), g_strdup(path), uuid, write_mostly);
+	failfast_lock_slots(m);
 	leg->dev = dev;
+	failfast_unlock_slots(m);
 	atomic_store(&leg->read_errors, 0);
 	atomic_store(&leg->write_errors, 0);
 	atomic_store(&leg->pending, 0);
@@ -252,9 +258,13 @@ void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char 
 
 struct dmio_dev *leg_detach(struct mirror *m, struct leg *leg)
 {
-	struct dmio_dev *dev = leg->dev;
+	struct dmio_dev *dev;
 
+	/* Not while the failfast thread looks at the slot's device (it may be closed next). */
+	failfast_lock_slots(m);
+	dev = leg->dev;
 	leg->dev = NULL;
+	failfast_unlock_slots(m);
 	return dev;
 }
 

@@ -70,9 +70,10 @@ int mirror_sync_io(struct mirror *m, enum dmio_op op, unsigned int flags, struct
 {
 	struct dmio_region where[DMIO_MAX_REGIONS];
 	int region_errors[DMIO_MAX_REGIONS];
+	/* Abandonable: a hung leg must not hang a superblock commit, the bitmap or the resync. */
 	struct dmio_request req = {
 	    .op = op,
-	    .flags = flags,
+	    .flags = flags | DMIO_REQ_ABANDONABLE,
 	    .client = m->client,
 	    .region_errors = region_errors,
 	};

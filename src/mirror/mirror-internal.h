@@ -17,6 +17,8 @@
  *   resync.c     the background copy
  *   reconfig.c   control commands: fail, add, remove, resync on request
  *   scrub.c      check and repair: the comparison of the in-sync legs (struct scrub, its own)
+ *   failfast.c   the thread that fails a leg past its io-timeout and gives up on the I/O of
+ *                failed legs
  * Calls run one way, none back: array -> reconfig -> scrub -> resync -> metadata -> legio -> leg ->
  * event; io and cleaner call metadata and what is below it; every one may use rangelock,
  * quiesce and dmio.
@@ -24,6 +26,9 @@
  * ---- Locks, outermost first (a thread holding one never takes one above it) ----
  *   1. m->reconfig_lock   control commands, one at a time (md's reconfig_mutex).  Held across
  *                         resync stop/start, freezing and superblock commits.
+ *   1a. m->failfast_lock  (failfast.c) held by the failfast thread across a scan of the slots,
+ *                         during which it fails legs and abandons their I/O (running
+ *                         completions); leg_detach() takes it.  Completions never take it.
  *   2. freezing           (quiesce.c; not a mutex) the freezer waits until no request is in
  *                         flight; taken under reconfig_lock only.
  *   3. range holds        (rangelock.h; not a mutex) a write holds its range from before its
@@ -88,6 +93,12 @@ struct leg {
 	atomic_uint pending;
 	atomic_ullong read_errors;
 	atomic_ullong write_errors;
+	/* Failfast (failfast.c): io-timeout (0: none) set at open and by "set"; what its thread
+	 * saw last, atomics; waiting_logged is the thread's own. */
+	atomic_uint io_timeout_ms;
+	atomic_ullong busy_ns; /* age of the oldest outstanding I/O */
+	atomic_bool slow;
+	bool waiting_logged;
 	/* I/O error log rate limit (legio.c), under state_lock. */
 	gint64 log_window_start;
 	unsigned int log_count;
@@ -177,6 +188,15 @@ struct mirror {
 	/* ---- scrub.c: its thread, progress and results (struct scrub, under its own leaf lock
 	 * scrub->lock for the results; the thread started and joined under reconfig_lock) ---- */
 	struct scrub *scrub;
+
+	/* ---- failfast.c: the thread; failfast_wait_lock (a leaf) protects the flags ---- */
+	GThread *failfast;
+	GMutex failfast_lock;
+	GMutex failfast_wait_lock;
+	GCond failfast_cond;
+	bool failfast_stopping;
+	bool failfast_kicked;
+	atomic_uint io_timeout_default_ms; /* for legs added later */
 };
 
 static inline enum leg_state leg_state(const struct leg *leg)
@@ -379,6 +399,19 @@ void scrub_stop(struct mirror *m);
 /* Whether the mirror's state reads checking; whether the thread has not finished. */
 bool scrub_active(const struct mirror *m);
 bool scrub_running(const struct mirror *m);
+
+/* ---- failfast.c ---- */
+
+/* Set up (at open) and free (at close); start once serving, stop after the resync and scrub. */
+void failfast_init(struct mirror *m);
+void failfast_clear(struct mirror *m);
+void failfast_start(struct mirror *m);
+void failfast_stop(struct mirror *m);
+/* A leg failed: give up on its I/O now, not at the next tick.  Takes only a leaf. */
+void failfast_kick(struct mirror *m);
+/* Keep the failfast thread off the slots' devices (leg_detach). */
+void failfast_lock_slots(struct mirror *m);
+void failfast_unlock_slots(struct mirror *m);
 
 /* ---- resync.c ---- */
 

@@ -59,6 +59,13 @@ struct mirror;
 typedef void (*mirror_done_fn)(void *opaque, ssize_t result);
 
 /*
+ * An answer that may come before the request lets go of the caller's memory: result as for
+ * mirror_done_fn; data holds a read's bytes - the caller's buffer, or the mirror's own when a leg
+ * that was given up on (io-timeout, a failed leg) still holds the caller's.
+ */
+typedef void (*mirror_answer_fn)(void *opaque, ssize_t result, const void *data);
+
+/*
  * Event sink: the daemon logs events (LegFailed, DegradedArray, ...) and runs the on-event
  * program.  m is the mirror (also while mirror_open() assembles it); leg is -1 when the event
  * concerns the whole mirror; message is one line.  It may run on any of the mirror's threads.
@@ -82,7 +89,8 @@ uint64_t mirror_size(const struct mirror *m);
 const char *mirror_name(const struct mirror *m);
 
 /*
- * Write len bytes of buf at offset to every in-sync leg.  buf must stay valid until done.
+ * Write len bytes of buf at offset to every in-sync leg.  buf must stay valid until done, which
+ * runs once no leg uses buf (see mirror_write_answered).
  * Succeeds when any leg took the write; the legs that failed it are failed.  A write reaching
  * past the end is shortened; one starting at or past the end fails with -ENOSPC.
  */
@@ -104,6 +112,17 @@ void mirror_read(struct mirror *m, void *buf, size_t len, uint64_t offset, mirro
 ssize_t mirror_write_wait(struct mirror *m, const void *buf, size_t len, uint64_t offset,
 			  unsigned int flags);
 ssize_t mirror_read_wait(struct mirror *m, void *buf, size_t len, uint64_t offset);
+
+/*
+ * The same, answered at once: answer runs as soon as the outcome is known - from another of the
+ * mirror's threads when a leg that does not answer is given up on - and the call returns once
+ * nothing uses buf any more, which may be much later (never, for a leg that never answers).  So a
+ * server answers its client on time while the hung leg keeps the buffer it was given.
+ */
+void mirror_write_answered(struct mirror *m, const void *buf, size_t len, uint64_t offset,
+			   unsigned int flags, mirror_answer_fn answer, void *opaque);
+void mirror_read_answered(struct mirror *m, void *buf, size_t len, uint64_t offset,
+			  mirror_answer_fn answer, void *opaque);
 
 /* fdatasync every in-sync leg. */
 void mirror_flush(struct mirror *m, mirror_done_fn done, void *opaque);
@@ -217,6 +236,9 @@ struct leg_status {
 	unsigned int pending; /* requests in flight on the leg */
 	char uuid[37];	      /* the leg's UUID in its superblock; "" with metadata = none */
 	enum leg_resync_role resync;
+	unsigned int io_timeout_ms; /* 0: none */
+	uint64_t busy_ms;	    /* age of its oldest outstanding I/O (0: none) */
+	bool slow;		    /* busy_ms is past half its io-timeout (5 s without one) */
 };
 
 enum mirror_state mirror_state(const struct mirror *m);
@@ -240,6 +262,10 @@ void mirror_resync_status(const struct mirror *m, struct resync_status *out);
 /* Runtime tunables: bytes/s; 0 = unlimited (max only). */
 void mirror_set_resync_rate(struct mirror *m, uint64_t min, uint64_t max);
 void mirror_get_resync_rate(const struct mirror *m, uint64_t *min, uint64_t *max);
+
+/* Set the io-timeout of leg index (or of every leg and legs added later: index -1); 0 = none.
+ * Returns 0 or -EINVAL (no such leg). */
+int mirror_set_io_timeout(struct mirror *m, int index, unsigned int ms);
 
 const char *mirror_state_name(enum mirror_state state);
 const char *leg_state_name(enum leg_state state);
