@@ -17,9 +17,11 @@
 static const struct {
 	const char *name;
 	bool zero_is_unlimited;
+	bool seconds; /* VALUE is seconds (io-timeout of every leg), not bytes per second */
 } settings[] = {
-    {"resync-rate-min", false},
-    {"resync-rate-max", true},
+    {"resync-rate-min", false, false},
+    {"resync-rate-max", true, false},
+    {"io-timeout", false, true},
 };
 
 struct assignment {
@@ -78,6 +80,22 @@ static bool parse_assignment(const struct ctl_command *cmd, const char *arg, boo
 		ctl_usage_error(cmd, "%s is given twice", settings[i].name);
 		return false;
 	}
+	if (settings[i].seconds) {
+		unsigned int ms;
+
+		if (!config_parse_seconds(equals + 1, &ms)) {
+			ctl_usage_error(cmd,
+					"'%s': not a number of seconds from 0 to 3600 (decimals "
+					"allowed, 0: none)",
+					shown);
+			return false;
+		}
+		given[i] = true;
+		a->setting = (unsigned int)i;
+		a->value = ms;
+		a->command = g_strdup_printf("set %s %s", settings[i].name, equals + 1);
+		return true;
+	}
 	/* config_parse_size() takes white space and a sign that a rate cannot have. */
 	if (!g_ascii_isdigit(equals[1]) || !config_parse_size(equals + 1, &a->value)) {
 		ctl_usage_error(cmd,
@@ -109,6 +127,10 @@ static bool print_settings(const char *file)
 	}
 	for (size_t i = 0; i < G_N_ELEMENTS(settings); i++) {
 		bool present = i == 0 ? st->has_rate_min : st->has_rate_max;
+
+		/* Per leg: status shows each leg's. */
+		if (settings[i].seconds)
+			continue;
 		uint64_t value = i == 0 ? st->resync_rate_min : st->resync_rate_max;
 		g_autofree char *human = NULL;
 
@@ -186,11 +208,12 @@ out:
 const struct ctl_command ctl_cmd_set = {
     .name = "set",
     .parameters = "FILE NAME=VALUE...",
-    .summary = "Change the resync rate limits of a running mirror",
+    .summary = "Change the resync rate limits or the io-timeout of a running mirror",
     .description =
 	"NAME is resync-rate-min or resync-rate-max, VALUE bytes per second with an optional\n"
 	"K, M or G suffix (powers of 1024); resync-rate-max=0 lifts the limit.  The new values\n"
-	"are printed as the daemon reports them.\n"
+	"are printed as the daemon reports them.  io-timeout=SECONDS sets every leg's\n"
+	"io-timeout (decimals allowed, 0: none).\n"
 	"Exit status: 0 set, 1 refused or failed, 64 usage error.",
     .run = run_set,
 };

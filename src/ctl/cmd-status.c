@@ -217,6 +217,12 @@ static void append_text(GString *out, const struct ctl_status *st)
 		row[COL_INDEX] = g_strdup_printf("%u", leg->index);
 		row[COL_NAME] = ctl_printable(leg->name);
 		row[COL_STATE] = ctl_printable(leg->state);
+		if (leg->slow) {
+			char *plain = row[COL_STATE];
+
+			row[COL_STATE] = g_strdup_printf("%s (slow)", plain);
+			g_free(plain);
+		}
 		row[COL_RESYNC] = leg_in_resync(leg) ? ctl_printable(leg->resync) : g_strdup("-");
 		row[COL_UUID] = leg->uuid != NULL ? ctl_printable(leg->uuid) : g_strdup("-");
 		row[COL_READ_ERRORS] =
@@ -299,6 +305,9 @@ static void append_json(GString *out, const struct ctl_status *st)
 		ctl_json_append_string(out, leg->state);
 		g_string_append(out, ",\"resync\":");
 		append_json_optional(out, leg->resync);
+		g_string_append(out, ",\"io_timeout\":");
+		append_json_optional(out, leg->io_timeout);
+		g_string_append_printf(out, ",\"slow\":%s", leg->slow ? "true" : "false");
 		g_string_append(out, ",\"uuid\":");
 		append_json_optional(out, leg->uuid);
 		g_string_append_printf(out,

@@ -85,6 +85,8 @@ struct ctl_leg_status {
 	/* Of daemons that keep superblocks and resync: NULL when the daemon does not say. */
 	char *uuid;   /* the leg's UUID, 36 characters; NULL also for an empty slot */
 	char *resync; /* what the running resync does with it: none, source, bitmap, ... */
+	char *io_timeout; /* seconds, as the daemon says it ("30", "2.5"; "0": none) */
+	bool slow;	  /* its oldest outstanding I/O is past half its io-timeout */
 };
 
 struct ctl_status {

@@ -208,6 +208,9 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 
 	g_autofree char *uuid = g_strdup_printf("leg.%u.uuid", leg->index);
 	g_autofree char *resync = g_strdup_printf("leg.%u.resync", leg->index);
+	g_autofree char *io_timeout = g_strdup_printf("leg.%u.io_timeout", leg->index);
+	g_autofree char *slow_name = g_strdup_printf("leg.%u.slow", leg->index);
+	g_autofree char *slow = NULL;
 	bool present;
 
 	if (!read_string(file, name, &leg->name, error) ||
@@ -216,8 +219,11 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	    !read_number(file, read_errors, G_MAXUINT64, &leg->read_errors, error) ||
 	    !read_number(file, write_errors, G_MAXUINT64, &leg->write_errors, error) ||
 	    !read_optional_string(file, uuid, &present, &leg->uuid, error) ||
-	    !read_optional_string(file, resync, &present, &leg->resync, error))
+	    !read_optional_string(file, resync, &present, &leg->resync, error) ||
+	    !read_optional_string(file, io_timeout, &present, &leg->io_timeout, error) ||
+	    !read_optional_string(file, slow_name, &present, &slow, error))
 		return false;
+	leg->slow = slow != NULL && strcmp(slow, "1") == 0;
 	/* Empty for an empty slot, or with metadata = none. */
 	if (leg->uuid != NULL && *leg->uuid == '\0')
 		g_clear_pointer(&leg->uuid, g_free);
@@ -291,6 +297,7 @@ void ctl_status_free(struct ctl_status *status)
 		g_free(status->legs[i].name);
 		g_free(status->legs[i].path);
 		g_free(status->legs[i].state);
+		g_free(status->legs[i].io_timeout);
 		g_free(status->legs[i].uuid);
 		g_free(status->legs[i].resync);
 	}

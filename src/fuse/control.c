@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "fuse/control.h"
 
 /* Options a verb may take, before its arguments. */
@@ -53,17 +54,30 @@ static bool parse_rate(const char *word, uint64_t *out)
 	return true;
 }
 
+static bool parse_seconds(const char *word, uint64_t *out)
+{
+	unsigned int ms;
+
+	if (!config_parse_seconds(word, &ms))
+		return false;
+	*out = ms;
+	return true;
+}
+
 /* The tunables of "set": a new one is one line here and its case in xattr.c. */
 static const struct tunable {
 	const char *name;
 	enum control_tunable tunable;
 	bool (*parse)(const char *word, uint64_t *out);
 	const char *syntax; /* what parse accepts, for "NAME needs SYNTAX, got 'WORD'" */
+	bool per_leg;	    /* "set NAME [LEG] VALUE": of one leg, or of every leg */
 } tunables[] = {
     {"resync-rate-min", CONTROL_RESYNC_RATE_MIN, parse_rate,
-     "a decimal number of bytes per second"},
+     "a decimal number of bytes per second", false},
     {"resync-rate-max", CONTROL_RESYNC_RATE_MAX, parse_rate,
-     "a decimal number of bytes per second (0: unlimited)"},
+     "a decimal number of bytes per second (0: unlimited)", false},
+    {"io-timeout", CONTROL_IO_TIMEOUT, parse_seconds,
+     "seconds from 0 to 3600, up to three decimals (0: none)", true},
 };
 
 const char *control_verb_name(enum control_verb verb)
@@ -269,7 +283,8 @@ static int parse_set(const struct verb *v, const char **p, struct control_comman
 
 	if (name == NULL)
 		return parse_error(error, "set needs a tunable and a value (resync-rate-min or "
-					  "resync-rate-max, then bytes per second)");
+					  "resync-rate-max, then bytes per second; io-timeout [LEG], "
+					  "then seconds)");
 	r = check_text(name, "the tunable name", error);
 	if (r < 0)
 		return r;
@@ -291,6 +306,22 @@ static int parse_set(const struct verb *v, const char **p, struct control_comman
 	r = check_text(value, "the value", error);
 	if (r < 0)
 		return r;
+	/* "set io-timeout 1 2.5": the first word was the leg. */
+	if (t->per_leg) {
+		g_autofree char *second = next_word(p);
+
+		if (second != NULL) {
+			r = check_text(second, "the value", error);
+			if (r < 0)
+				return r;
+			r = parse_leg(value, &out->leg, error);
+			if (r < 0)
+				return r;
+			out->has_leg = true;
+			g_free(value);
+			value = g_steal_pointer(&second);
+		}
+	}
 	if (!t->parse(value, &out->value))
 		return parse_error(error, "%s needs %s, got '%s'", t->name, t->syntax, value);
 	out->tunable = t->tunable;

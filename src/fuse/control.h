@@ -37,6 +37,7 @@ enum control_verb {
 enum control_tunable {
 	CONTROL_RESYNC_RATE_MIN, /* bytes/s a resync always gets */
 	CONTROL_RESYNC_RATE_MAX, /* bytes/s a resync gets at most; 0 = unlimited */
+	CONTROL_IO_TIMEOUT,	 /* ms (given in seconds); 0 = none; of one leg (has_leg) or all */
 };
 
 struct control_command {
@@ -47,6 +48,7 @@ struct control_command {
 	unsigned int leg; /* fail, remove, repair --source: the index as given, not checked
 			   * against any mirror */
 	bool has_source;  /* repair: --source N was given (N in leg) */
+	bool has_leg;	  /* set io-timeout LEG SECONDS: for leg only */
 	char *path;	  /* add: an absolute path (owned; control_command_clear frees it) */
 	enum control_tunable tunable; /* set */
 	const char *tunable_name;     /* set: static, as in the command ("resync-rate-min") */

@@ -14,7 +14,21 @@
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
     "name", "path", "state", "read_errors", "write_errors", "uuid", "resync",
+    "io_timeout", "busy", "slow",
 };
+
+/* Milliseconds as seconds: "30", "2.5", "0.125". */
+static char *seconds_text(uint64_t ms)
+{
+	char *s = g_strdup_printf("%" PRIu64 ".%03u", ms / 1000, (unsigned int)(ms % 1000));
+	char *end = s + strlen(s) - 1;
+
+	while (*end == '0')
+		*end-- = '\0';
+	if (*end == '.')
+		*end = '\0';
+	return s;
+}
 
 static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 {
@@ -35,6 +49,12 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 		return g_strdup(st.uuid);
 	if (strcmp(field, "resync") == 0)
 		return g_strdup(leg_resync_role_name(st.resync));
+	if (strcmp(field, "io_timeout") == 0)
+		return seconds_text(st.io_timeout_ms);
+	if (strcmp(field, "busy") == 0)
+		return seconds_text(st.busy_ms);
+	if (strcmp(field, "slow") == 0)
+		return g_strdup(st.slow ? "1" : "0");
 	return NULL;
 }
 
@@ -184,6 +204,12 @@ static int set_tunable(struct mirror *m, const struct control_command *c, GError
 		} else {
 			mirror_set_resync_rate(m, c->value, max);
 		}
+		break;
+	case CONTROL_IO_TIMEOUT:
+		r = mirror_set_io_timeout(m, c->has_leg ? (int)c->leg : -1, (unsigned int)c->value);
+		if (r < 0)
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "no leg %u (the mirror has %u)", c->leg, mirror_num_legs(m));
 		break;
 	case CONTROL_RESYNC_RATE_MAX:
 		if (c->value != 0 && c->value < min) {
