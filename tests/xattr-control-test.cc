@@ -80,7 +80,7 @@ TEST_F(XattrControl, LastErrorIsThePreciseReason)
 	refused("remove 2", EINVAL, "no leg 2 (the mirror has legs 0 to 1)");
 	refused("add dev/sdc", EINVAL, "add needs an absolute path, got 'dev/sdc'");
 	refused("frob", EINVAL,
-		"unknown command 'frob' (there are: fail, remove, add, resync, set, stop, check, repair)");
+		"unknown command 'frob' (there are: fail, remove, add, resync, set, stop, check, repair, replace)");
 	refused("fail 01", EINVAL,
 		"'01' is not a leg index (a decimal number, 0 for the first leg)");
 	refused("", EINVAL, "empty control command");

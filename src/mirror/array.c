@@ -135,6 +135,7 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	g_cond_init(&m->freeze_cond);
 	reconfig_init(m);
 	scrub_init(m);
+	replace_init(m);
 	g_mutex_init(&m->sb_lock);
 	g_cond_init(&m->sb_cond);
 	g_mutex_init(&m->cleaner_lock);
@@ -259,6 +260,8 @@ void mirror_close(struct mirror *m)
 
 	if (m == NULL)
 		return;
+	/* First: the replace's end removes a leg and restarts the resync. */
+	replace_stop(m);
 	scrub_stop(m);
 	resync_stop(m);
 	/* In-flight requests complete on engine threads; wait for the last reply. */
@@ -284,6 +287,7 @@ void mirror_close(struct mirror *m)
 	g_mutex_clear(&m->cleaner_lock);
 	g_cond_clear(&m->sb_cond);
 	g_mutex_clear(&m->sb_lock);
+	replace_clear(m);
 	reconfig_clear(m);
 	scrub_clear(m);
 	g_cond_clear(&m->freeze_cond);
