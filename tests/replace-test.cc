@@ -163,6 +163,8 @@ TEST_F(Replace, UnderWritesNeverFewerInSyncLegsAndTheNewLegEqualsTheOthers)
 	EXPECT_EQ(LEG_IN_SYNC, state_of(2));
 	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
 	EXPECT_EQ(new_path_, leg(2).path);
+	/* Slot 1 is an empty slot below a live one: the mirror reads degraded, as after remove. */
+	EXPECT_EQ(MIRROR_DEGRADED, mirror_state(m_));
 	rs = running();
 	EXPECT_EQ(-1, rs.leg);
 	EXPECT_EQ(-1, rs.by);
