@@ -152,16 +152,16 @@ fio_status=0
 wait $fio_pid || fio_status=$?
 : >"$tmpdir/poll.stop"
 wait $poller || true
+test "$(wc -l <"$tmpdir/counts")" -gt 20 || daemon_fail "the poller saw too little"
+if grep -qvx '[2-9]' "$tmpdir/counts"; then
+	daemon_fail "fewer than 2 in-sync legs during the replace: $(sort -u "$tmpdir/counts" | tr '\n' ' ')"
+fi
 test $status -eq 0 || daemon_fail "replace --wait b by c: exit status $status: $(cat "$tmpdir/replace.err")"
 test $fio_status -eq 0 && grep -Eq 'err= *0' "$tmpdir/fio-replace.out" &&
 	! grep -Eq 'err= *[1-9]' "$tmpdir/fio-replace.out" ||
 	daemon_fail "fio --verify during the replace: $(grep -E 'err=|verify|bad' "$tmpdir/fio-replace.out" | head)"
 assert_grep "leg 1 \(b\) of $mirror replaced by $c \(leg 2, in sync\)" "$tmpdir/replace.err" \
 	"replace --wait's last line"
-test "$(wc -l <"$tmpdir/counts")" -gt 20 || daemon_fail "the poller saw too little"
-if grep -qvx '[2-9]' "$tmpdir/counts"; then
-	daemon_fail "fewer than 2 in-sync legs during the replace: $(sort -u "$tmpdir/counts" | tr '\n' ' ')"
-fi
 assert_eq "$(leg_state "$mirror" 1)" removed "b after the replace"
 assert_eq "$(leg_state "$mirror" 2)" in_sync "c after the replace"
 assert_eq "$(xattr "$mirror" user.fusemirror.leg.2.path)" "$c" "leg 2's path"
