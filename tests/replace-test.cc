@@ -19,13 +19,12 @@
 #include <condition_variable>
 #include <random>
 
-
 using namespace mirror_test;
 
 namespace
 {
 
-constexpr uint64_t kData = 4 * MiB;		/* the mirror's data area */
+constexpr uint64_t kData = 4 * MiB;		  /* the mirror's data area */
 constexpr uint64_t kLeg = kData + SB_DATA_OFFSET; /* a leg's size */
 
 /* The done callback's one call. */
@@ -171,9 +170,9 @@ TEST_F(Replace, UnderWritesNeverFewerInSyncLegsAndTheNewLegEqualsTheOthers)
 	EXPECT_EQ(1u, count_events("LegReplaced", 2)) << dump_events();
 	EXPECT_EQ(0u, count_events("ReplaceAborted", 1)) << dump_events();
 	EXPECT_EQ(1u, LogCapture::get().count("LegReplaced", {"leg 1 (b, " + legs_[1].path +
-								  ") of mirror rp replaced by leg "
-								  "2 (c.img, " +
-								  new_path_ + ")"}))
+							      ") of mirror rp replaced by leg "
+							      "2 (c.img, " +
+							      new_path_ + ")"}))
 	    << LogCapture::get().dump();
 	close_mirror();
 	EXPECT_TRUE(read_at(new_path_, SB_DATA_OFFSET, kData) == data_)
@@ -200,7 +199,7 @@ TEST_F(Replace, TheNewLegFailedMidwayKeepsTheOldLeg)
 	EXPECT_EQ(1u, count_events("ReplaceAborted", 1)) << dump_events();
 	EXPECT_EQ(0u, count_events("LegReplaced", by)) << dump_events();
 	EXPECT_EQ(1u, LogCapture::get().count("ReplaceAborted", {"the new leg 2 (" + new_path_ +
-								     ") is failed; leg 1 is kept"}))
+								 ") is failed; leg 1 is kept"}))
 	    << LogCapture::get().dump();
 }
 
@@ -237,7 +236,7 @@ TEST_F(Replace, TheOldLegFailedMidwayAborts)
 	EXPECT_FALSE(ended.replaced);
 	EXPECT_EQ(LEG_FAILED, state_of(1)) << "failed by the operator, not removed";
 	EXPECT_EQ(1u, LogCapture::get().count("ReplaceAborted", {"leg 1 (b) is failed, no longer "
-								     "in sync"}))
+								 "in sync"}))
 	    << LogCapture::get().dump();
 }
 

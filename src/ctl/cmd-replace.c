@@ -30,8 +30,8 @@ struct replace {
 	bool no_save;
 	bool wait;
 	struct ctl_status *st;
-	unsigned int leg;  /* LEG's index */
-	char *shown_leg;   /* LEG's name, printable */
+	unsigned int leg; /* LEG's index */
+	char *shown_leg;  /* LEG's name, printable */
 };
 
 /* Why the daemon may say no, after the errno's own text (fusemirrorctl(8) lists them). */
@@ -171,7 +171,8 @@ static bool check_signature(struct replace *rp)
 static int find_new_leg(const struct ctl_status *st, const char *path)
 {
 	for (unsigned int i = 0; i < st->nlegs; i++)
-		if (strcmp(st->legs[i].path, path) == 0 && strcmp(st->legs[i].state, "removed") != 0)
+		if (strcmp(st->legs[i].path, path) == 0 &&
+		    strcmp(st->legs[i].state, "removed") != 0)
 			return (int)i;
 	return -1;
 }
@@ -268,8 +269,8 @@ static int replace(struct replace *rp, const char *leg_arg, const char *path)
 	if (!resolve_path(rp, path) || !check_holder(rp) || !check_signature(rp))
 		return CTL_EXIT_FAILED;
 
-	command = g_strdup_printf("replace %s%u %s", rp->no_save ? "--no-save " : "", rp->leg,
-				  rp->path);
+	command =
+	    g_strdup_printf("replace %s%u %s", rp->no_save ? "--no-save " : "", rp->leg, rp->path);
 	quoted = g_strdup_printf("'%s'", command);
 	if (!ctl_check_live(rp->st, rp->context, quoted))
 		return CTL_EXIT_FAILED;

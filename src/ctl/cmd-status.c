@@ -390,8 +390,8 @@ static void append_export(GString *out, const struct ctl_status *st)
 	if (st->has_replace) {
 		g_autofree char *leg = st->replace_leg >= 0 ? g_strdup_printf("%d", st->replace_leg)
 							    : g_strdup("none");
-		g_autofree char *by = st->replace_by >= 0 ? g_strdup_printf("%d", st->replace_by)
-							  : g_strdup("none");
+		g_autofree char *by =
+		    st->replace_by >= 0 ? g_strdup_printf("%d", st->replace_by) : g_strdup("none");
 
 		append_export_line(out, "MIRROR_REPLACE_LEG", leg);
 		append_export_line(out, "MIRROR_REPLACE_BY", by);

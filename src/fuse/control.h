@@ -9,8 +9,8 @@
  *   replace [--no-save] N PATH
  *
  * Words are separated by blanks (spaces, tabs); options come before the arguments.  add's and
- * replace's PATH is the rest of the line, so it may hold spaces.  No part of a command may hold a control
- * character (C0, DEL or C1): a command is logged, and its path becomes a leg's path.
+ * replace's PATH is the rest of the line, so it may hold spaces.  No part of a command may hold a
+ * control character (C0, DEL or C1): a command is logged, and its path becomes a leg's path.
  */
 #ifndef FUSEMIRROR_CONTROL_H
 #define FUSEMIRROR_CONTROL_H

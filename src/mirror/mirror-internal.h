@@ -20,8 +20,8 @@
  *   replace.c    replace: a hot add, then the old leg's removal once the new one is in sync, by a
  *                thread of its own (struct replace, its own)
  * Calls run one way, none back: array -> replace -> reconfig -> scrub -> resync -> metadata ->
- * legio -> leg -> event; io and cleaner call metadata and what is below it; every one may use rangelock,
- * quiesce and dmio.
+ * legio -> leg -> event; io and cleaner call metadata and what is below it; every one may use
+ * rangelock, quiesce and dmio.
  *
  * ---- Locks, outermost first (a thread holding one never takes one above it) ----
  *   1. m->reconfig_lock   control commands, one at a time (md's reconfig_mutex).  Held across
@@ -181,8 +181,8 @@ struct mirror {
 	 * scrub->lock for the results; the thread started and joined under reconfig_lock) ---- */
 	struct scrub *scrub;
 
-	/* ---- replace.c: its thread and the running replace (struct replace, its own; the thread
-	 * started under reconfig_lock, joined at close or by the next replace once finished) ---- */
+	/* ---- replace.c: its thread and the running replace (struct replace, its own; the
+	 * thread started under reconfig_lock, joined at close or by the next replace) ---- */
 	struct replace *replace;
 };
 

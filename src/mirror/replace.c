@@ -175,7 +175,8 @@ static gpointer replace_thread(gpointer data)
 	if (why == NULL)
 		mirror_event(m, "LegReplaced", G_LOG_LEVEL_MESSAGE, by,
 			     "leg %d (%s, %s) of mirror %s replaced by leg %d (%s, %s), in sync",
-			     leg, rp->leg_name, rp->leg_path, m->name, by, rp->by_name, rp->by_path);
+			     leg, rp->leg_name, rp->leg_path, m->name, by, rp->by_name,
+			     rp->by_path);
 	else
 		mirror_event(m, "ReplaceAborted", G_LOG_LEVEL_WARNING, leg,
 			     "replace of leg %d (%s, %s) of mirror %s by leg %d (%s) aborted: %s; "
