@@ -10,6 +10,7 @@
 #     two in-sync legs (polled all along), b's slot is removed and the new leg in sync,
 #     LegReplaced is logged, the config file names the new leg instead of b;
 #   - replace --no-save --wait of a: done, the config file unchanged;
+#   - SIGTERM during a replace: the daemon stops within 5 s, ReplaceAborted says why;
 #   - the new legs' data areas equal what was written (cmp past the 1 MiB of metadata).
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/daemon.sh"
@@ -200,7 +201,19 @@ assert_grep "is not rewritten \(--no-save\)" "$daemon_log" "the log of replace -
 # ---- The data: the new legs hold what was written -------------------------------------------
 
 read_mirror "$mirror" "$tmpdir/now"
+
+# ---- SIGTERM during a replace: the daemon stops at once, the replace aborted ------------------
+
+"$fusemirrorctl" set "$mirror" resync-rate-max=262144 resync-rate-min=262144 >/dev/null 2>&1 ||
+	daemon_fail "set the resync rate"
+timeout 10 "$fusemirrorctl" replace "$mirror" c.img "$e" 2>/dev/null || daemon_fail "replace c.img by e"
+t0=$(date +%s%N)
 stop_daemon
+t1=$(date +%s%N)
+test $(((t1 - t0) / 1000000)) -lt 5000 ||
+	fail "SIGTERM during a replace took $(((t1 - t0) / 1000000)) ms"
+assert_grep "ReplaceAborted: .*aborted: mirror rp is closing before the new leg [0-9]+ \($e\) is in sync; leg 2 is kept" \
+	"$daemon_log" "ReplaceAborted at the stop"
 cmp -n $((8 * mib)) "$tmpdir/expect" "$tmpdir/now" >&2 ||
 	fail "the first 8 MiB (not written by fio) changed"
 data_equal $size "$c" "$d"
