@@ -251,7 +251,8 @@ TEST_F(Control, CheckRepair)
 	refused("repair --source 1 2", "unexpected argument '2'");
 	refused("repair 1", "unexpected argument '1'");
 	refused("repair --source \x1b", "the leg index contains control character 0x1b");
-	refused("frob", "(there are: fail, remove, add, resync, set, stop, check, repair, replace)");
+	refused("frob",
+		"(there are: fail, remove, add, resync, set, stop, check, repair, replace)");
 }
 
 TEST_F(Control, ReplaceTakesALegThenTheRestOfTheLine)
