@@ -117,7 +117,7 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 		int leg;
 
 		mirror_replace_status(m, &rs);
-		leg = key[8] == 'l' ? rs.leg : rs.by;
+		leg = strcmp(key, "replace.leg") == 0 ? rs.leg : rs.by;
 		return leg >= 0 ? g_strdup_printf("%d", leg) : g_strdup("none");
 	}
 	if (strncmp(key, "leg.", 4) == 0) {
