@@ -251,7 +251,29 @@ TEST_F(Control, CheckRepair)
 	refused("repair --source 1 2", "unexpected argument '2'");
 	refused("repair 1", "unexpected argument '1'");
 	refused("repair --source \x1b", "the leg index contains control character 0x1b");
-	refused("frob", "(there are: fail, remove, add, resync, set, stop, check, repair)");
+	refused("frob",
+		"(there are: fail, remove, add, resync, set, stop, check, repair, replace)");
+}
+
+TEST_F(Control, ReplaceTakesALegThenTheRestOfTheLine)
+{
+	const control_command *c = &ok("replace 1 /dev/sdd");
+	EXPECT_EQ(CONTROL_REPLACE, c->verb);
+	EXPECT_EQ(1u, c->leg);
+	EXPECT_STREQ("/dev/sdd", c->path);
+	EXPECT_FALSE(c->no_save);
+	c = &ok("replace --no-save	0  /srv/legs/new leg.img ");
+	EXPECT_TRUE(c->no_save);
+	EXPECT_EQ(0u, c->leg);
+	EXPECT_STREQ("/srv/legs/new leg.img", c->path);
+	refused("replace", "replace needs a leg index and the path of the new leg");
+	refused("replace 1", "replace needs the path of the new leg");
+	refused("replace /dev/sdd", "'/dev/sdd' is not a leg index");
+	refused("replace b /dev/sdd", "'b' is not a leg index");
+	refused("replace 1 dev/sdd", "replace needs an absolute path, got 'dev/sdd'");
+	refused("replace --force 1 /dev/sdd", "replace has no option '--force'");
+	refused("replace 1 /x\x1b", "the path contains control character 0x1b");
+	EXPECT_STREQ("replace", control_verb_name(CONTROL_REPLACE));
 }
 
 TEST_F(Control, ClearTwiceAndVerbNames)

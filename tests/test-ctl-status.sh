@@ -162,7 +162,7 @@ check_json "$clean" "{
 		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
 		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0}],
-	'events': 1, 'error_bits': '0x0', 'resync': None, 'check': None}"
+	'events': 1, 'error_bits': '0x0', 'resync': None, 'replace': None, 'check': None}"
 
 run "$ctl" status --json "$degraded"
 expect_rc 1 "status --json of a degraded mirror"
@@ -176,7 +176,7 @@ check_json "$degraded" "{
 		{'index': 2, 'name': 'c', 'path': '/var/tmp/leg c\\'s \"copy\" \$HOME;\\tx',
 		 'state': 'in_sync', 'resync': None, 'uuid': None, 'read_errors': 0,
 		 'write_errors': 18446744073709551615}],
-	'events': 5, 'error_bits': '0x2', 'resync': None, 'check': None}"
+	'events': 5, 'error_bits': '0x2', 'resync': None, 'replace': None, 'check': None}"
 
 run "$ctl" status --json "$failed"
 expect_rc 2 "status --json of a failed mirror"
@@ -184,7 +184,7 @@ check_json "$failed" "{
 	'file': '$failed', 'name': 'gone', 'uuid': None, 'state': 'failed', 'size': 512,
 	'legs': [{'index': 0, 'name': 'only', 'path': '/var/tmp/only.img', 'state': 'failed',
 		  'resync': None, 'uuid': None, 'read_errors': 3, 'write_errors': 4}],
-	'events': 9, 'error_bits': '0x1', 'resync': None, 'check': None}"
+	'events': 9, 'error_bits': '0x1', 'resync': None, 'replace': None, 'check': None}"
 
 # Every character that JSON must escape, and UTF-8 that it must not.
 escapes=$tmpdir/escapes.img
@@ -286,7 +286,7 @@ check_json "$rs" "{
 		 'resync': 'rewrite', 'uuid': '$u1', 'read_errors': 0, 'write_errors': 0}],
 	'events': 1, 'error_bits': '0x0',
 	'resync': {'active': True, 'done': 26214400, 'total': 104857600, 'rate': 5242880,
-		   'eta': 15, 'source': 0}, 'check': None}"
+		   'eta': 15, 'source': 0}, 'replace': None, 'check': None}"
 
 run "$ctl" status --export "$rs"
 expect_rc 1 "status --export of a resync"
@@ -345,6 +345,36 @@ run "$ctl" status --export "$rs.chk"
 out_has "^MIRROR_CHECK_ACTIVE=1\$" "status --export of a check: active"
 out_has "^MIRROR_MISMATCH_CNT=28\$" "status --export of a check: count"
 out_has "^MIRROR_MISMATCHES='1052672\+8192 20971008\+1024'\$" "status --export of a check: ranges"
+
+# A replace running (issue 11): the Replacing line, --json, --export; none when it is over.
+copy_mirror "$rs" "$rs.rp" && set_attrs "$rs.rp" replace.leg=1 replace.by=0 || fail "setfattr"
+run "$ctl" status "$rs.rp"
+out_has '^ +Replacing : leg 1 \(b\) by leg 0 \(a\)$' "status (replace) line"
+run "$ctl" status --json "$rs.rp"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["replace"]
+assert r == {"running": True, "leg": 1, "by": 0}, r
+' "$tmpdir/out" >"$tmpdir/json.log" 2>&1 ||
+	problem "status --json of a replace: $(cat "$tmpdir/json.log")"
+run "$ctl" status --export "$rs.rp"
+out_has "^MIRROR_REPLACE_LEG=1\$" "status --export of a replace: leg"
+out_has "^MIRROR_REPLACE_BY=0\$" "status --export of a replace: by"
+set_attrs "$rs.rp" replace.leg=none replace.by=none || fail "setfattr"
+run "$ctl" status "$rs.rp"
+grep -q -e '^ *Replacing' "$tmpdir/out" && problem "status shows a replace that is over"
+run "$ctl" status --json "$rs.rp"
+python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))["replace"]
+assert r == {"running": False, "leg": None, "by": None}, r
+' "$tmpdir/out" >"$tmpdir/json.log" 2>&1 ||
+	problem "status --json after a replace: $(cat "$tmpdir/json.log")"
+run "$ctl" status --export "$rs.rp"
+out_has "^MIRROR_REPLACE_LEG=none\$" "status --export after a replace"
+set_attrs "$rs.rp" replace.leg=x || fail "setfattr"
+run "$ctl" status "$rs.rp"
+expect_rc 4 "status with a malformed replace.leg"
 
 # Once it is over: no Resync lines nor column, the last progress kept in --json, no ETA.
 copy_mirror "$rs" "$rs.done" && set_attrs "$rs.done" state=clean resync.done=104857600 \

@@ -79,6 +79,8 @@ user.fusemirror.legs
 user.fusemirror.mismatch_cnt
 user.fusemirror.mismatches
 user.fusemirror.name
+user.fusemirror.replace.by
+user.fusemirror.replace.leg
 user.fusemirror.resync.done
 user.fusemirror.resync.rate
 user.fusemirror.resync.rate_max

@@ -3,7 +3,7 @@
  * Control commands through the control attribute (src/fuse/xattr.c over control.c), on a real
  * mirror without FUSE: last_error keeps the precise reason, set refuses min above max in either
  * order, control characters are refused and logged escaped, and the front end's hooks (stop,
- * membership) are called as documented.
+ * membership) are called as documented, a replace's membership hook also at its end.
  */
 #include "mirror-util.h"
 
@@ -20,7 +20,9 @@ struct Hooks {
 	int stop_calls = 0;
 	bool stop_force = false;
 	int stop_result = 0;
-	std::vector<bool> saves; /* one per on_membership call */
+	std::vector<bool> saves; /* one per on_membership call, under lock (a replace's end
+				  * calls it from the mirror's thread) */
+	std::mutex lock;
 
 	static int stop(void *opaque, bool force, GError **error)
 	{
@@ -34,7 +36,14 @@ struct Hooks {
 	}
 	static void membership(void *opaque, struct mirror *m, bool save)
 	{
-		static_cast<Hooks *>(opaque)->saves.push_back(save);
+		Hooks *h = static_cast<Hooks *>(opaque);
+		std::lock_guard<std::mutex> g(h->lock);
+		h->saves.push_back(save);
+	}
+	std::vector<bool> saved()
+	{
+		std::lock_guard<std::mutex> g(lock);
+		return saves;
 	}
 };
 
@@ -53,9 +62,17 @@ class XattrControl : public MirrorTest
 	}
 	int ctl(const std::string &command)
 	{
-		xattr_hooks hooks = {Hooks::stop, Hooks::membership, &hooks_};
-		return xattr_set_hooked(m_, &hooks, kCaller, XATTR_CTL, command.data(),
+		/* The fixture's: a replace's end calls them after the command returned. */
+		hooks_table_ = {Hooks::stop, Hooks::membership, &hooks_};
+		return xattr_set_hooked(m_, &hooks_table_, kCaller, XATTR_CTL, command.data(),
 					command.size(), true);
+	}
+	std::string status(const std::string &name)
+	{
+		char *v = xattr_status_get(m_, kCaller, name.c_str());
+		std::string s = v != nullptr ? v : "<none>";
+		g_free(v);
+		return s;
 	}
 	std::string last_error()
 	{
@@ -71,6 +88,7 @@ class XattrControl : public MirrorTest
 		EXPECT_EQ(want, last_error()) << "'" << command << "'";
 	}
 	Hooks hooks_;
+	xattr_hooks hooks_table_{};
 };
 
 TEST_F(XattrControl, LastErrorIsThePreciseReason)
@@ -80,7 +98,8 @@ TEST_F(XattrControl, LastErrorIsThePreciseReason)
 	refused("remove 2", EINVAL, "no leg 2 (the mirror has legs 0 to 1)");
 	refused("add dev/sdc", EINVAL, "add needs an absolute path, got 'dev/sdc'");
 	refused("frob", EINVAL,
-		"unknown command 'frob' (there are: fail, remove, add, resync, set, stop, check, repair)");
+		"unknown command 'frob' (there are: fail, remove, add, resync, set, stop, check, "
+		"repair, replace)");
 	refused("fail 01", EINVAL,
 		"'01' is not a leg index (a decimal number, 0 for the first leg)");
 	refused("", EINVAL, "empty control command");
@@ -156,6 +175,41 @@ TEST_F(XattrControl, MembershipHookAfterAddAndRemoveOnly)
 	EXPECT_TRUE(hooks_.saves[1]);
 	EXPECT_EQ(-EEXIST, ctl("add " + legs_[1].path));
 	EXPECT_EQ(2u, hooks_.saves.size());
+}
+
+TEST_F(XattrControl, ReplaceSavesAtTheAddAndAtTheEnd)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2, true));
+	std::string c = tmp_.path() + "/c.img", d = tmp_.path() + "/d.img";
+	dmio_test::create_sparse(c, 4 * MiB);
+	dmio_test::create_sparse(d, 4 * MiB);
+	refused("replace 9 " + c, EINVAL, "no leg 9 (the mirror has legs 0 to 1)");
+	refused("replace 0 " + legs_[1].path, EEXIST,
+		legs_[1].path + " is already leg 1 (leg1) of mirror xc");
+	EXPECT_TRUE(hooks_.saved().empty()) << "no hook after a refusal";
+
+	mirror_set_resync_rate(m_, 4 * MiB, 4 * MiB); /* the copy lasts about 0.75 s */
+	EXPECT_EQ(0, ctl("replace 1 " + c));
+	EXPECT_EQ("1", status("user.fusemirror.replace.leg"));
+	EXPECT_EQ("2", status("user.fusemirror.replace.by"));
+	EXPECT_EQ(std::vector<bool>{true}, hooks_.saved()) << "the add is saved at once";
+	refused("replace 0 " + d, EBUSY,
+		"a replace of leg 1 (leg1) by leg 2 (" + c +
+		    ") is running on mirror xc: one at a time");
+	for (int i = 0; i < 1000 && status("user.fusemirror.replace.leg") != "none"; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	ASSERT_EQ("none", status("user.fusemirror.replace.leg"));
+	EXPECT_EQ("none", status("user.fusemirror.replace.by"));
+	EXPECT_EQ((std::vector<bool>{true, true}), hooks_.saved())
+	    << "saved again once the old leg went, before the status says none";
+	EXPECT_EQ("removed", status("user.fusemirror.leg.1.state"));
+
+	mirror_set_resync_rate(m_, 0, 0);
+	EXPECT_EQ(0, ctl("replace --no-save 0 " + d));
+	for (int i = 0; i < 1000 && status("user.fusemirror.replace.leg") != "none"; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	EXPECT_EQ((std::vector<bool>{true, true, false, false}), hooks_.saved());
+	EXPECT_EQ("removed", status("user.fusemirror.leg.0.state"));
 }
 
 TEST_F(XattrControl, StopGoesToTheHook)

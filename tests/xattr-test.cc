@@ -79,7 +79,7 @@ class Xattr : public MirrorTest
 const char *const kMirrorKeys[] = {
     "name",	   "state",	   "legs",	  "error_bits",	   "events",
     "resync.done", "resync.total", "resync.rate", "resync.source", "resync.rate_min",
-    "uuid",	   "mismatch_cnt", "mismatches"};
+    "uuid",	   "mismatch_cnt", "mismatches",  "replace.leg",   "replace.by"};
 const char *const kLegFields[] = {"name",	  "path", "state", "read_errors",
 				  "write_errors", "uuid", "resync"};
 
@@ -292,7 +292,7 @@ TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
 		}
 
 		std::vector<std::string> names = list();
-		EXPECT_EQ(15u + 7u * n, names.size());
+		EXPECT_EQ(17u + 7u * n, names.size());
 		std::set<std::string> listed(names.begin(), names.end());
 		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
 		for (const std::string &name : names) {

@@ -188,6 +188,13 @@ static void append_text(GString *out, const struct ctl_status *st)
 			       (guint64)st->error_bits);
 	if (st->has_resync && ctl_status_resyncing(st))
 		append_resync_text(out, st);
+	if (st->has_replace && st->replace_leg >= 0) {
+		g_autofree char *old = leg_label(st, st->replace_leg);
+		g_autofree char *new_leg = leg_label(st, st->replace_by);
+
+		g_string_append_printf(out, "%14s : leg %d (%s) by leg %d (%s)\n", "Replacing",
+				       st->replace_leg, old, st->replace_by, new_leg);
+	}
 	if (st->has_check && strcmp(st->state, "checking") == 0)
 		g_string_append_printf(out,
 				       "%14s : %.1f%% (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
@@ -321,6 +328,14 @@ static void append_json(GString *out, const struct ctl_status *st)
 			       ",\"error_bits\":\"0x%" G_GINT64_MODIFIER "x\",\"resync\":",
 			       (guint64)st->events, (guint64)st->error_bits);
 	append_json_resync(out, st);
+	g_string_append(out, ",\"replace\":");
+	if (!st->has_replace)
+		g_string_append(out, "null");
+	else if (st->replace_leg < 0)
+		g_string_append(out, "{\"running\":false,\"leg\":null,\"by\":null}");
+	else
+		g_string_append_printf(out, "{\"running\":true,\"leg\":%d,\"by\":%d}",
+				       st->replace_leg, st->replace_by);
 	g_string_append(out, ",\"check\":");
 	if (!st->has_check) {
 		g_string_append(out, "null");
@@ -380,6 +395,15 @@ static void append_export(GString *out, const struct ctl_status *st)
 		if (st->resync_source >= 0)
 			append_export_number(out, "MIRROR_RESYNC_SOURCE",
 					     (uint64_t)st->resync_source);
+	}
+	if (st->has_replace) {
+		g_autofree char *leg = st->replace_leg >= 0 ? g_strdup_printf("%d", st->replace_leg)
+							    : g_strdup("none");
+		g_autofree char *by =
+		    st->replace_by >= 0 ? g_strdup_printf("%d", st->replace_by) : g_strdup("none");
+
+		append_export_line(out, "MIRROR_REPLACE_LEG", leg);
+		append_export_line(out, "MIRROR_REPLACE_BY", by);
 	}
 	if (st->has_check) {
 		append_export_line(out, "MIRROR_CHECK_ACTIVE",

@@ -45,6 +45,7 @@ extern const struct ctl_command ctl_cmd_examine;
 extern const struct ctl_command ctl_cmd_wait;
 extern const struct ctl_command ctl_cmd_add;
 extern const struct ctl_command ctl_cmd_remove;
+extern const struct ctl_command ctl_cmd_replace;
 extern const struct ctl_command ctl_cmd_resync;
 extern const struct ctl_command ctl_cmd_check;
 extern const struct ctl_command ctl_cmd_repair;
@@ -112,6 +113,9 @@ struct ctl_status {
 	bool has_check;
 	uint64_t mismatch_cnt; /* 512-byte sectors found different */
 	char *mismatches;      /* "OFFSET+LENGTH ..." as the daemon gives it */
+	/* The running replace: the leg being replaced and the new leg, -1 when none runs. */
+	bool has_replace;
+	int replace_leg, replace_by;
 	bool has_rate_min, has_rate_max;
 	uint64_t resync_rate_min, resync_rate_max; /* bytes per second; max 0: no limit */
 	/*

@@ -25,6 +25,7 @@ static const struct ctl_command *const commands[] = {
     &ctl_cmd_fail,
     &ctl_cmd_add,
     &ctl_cmd_remove,
+    &ctl_cmd_replace,
     &ctl_cmd_resync,
     &ctl_cmd_check,
     &ctl_cmd_repair,

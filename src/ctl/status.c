@@ -151,6 +151,37 @@ static bool read_resync_source(const char *file, struct ctl_status *status, GErr
 	return true;
 }
 
+/* replace.NAME: a leg index, or none (-1) when no replace runs. */
+static bool read_replace_leg(const char *file, const char *attr, bool *present, int *leg,
+			     GError **error)
+{
+	g_autofree char *text = NULL;
+	uint64_t index;
+
+	*leg = -1;
+	if (!read_optional_string(file, attr, present, &text, error))
+		return false;
+	if (!*present || strcmp(text, "none") == 0)
+		return true;
+	if (!parse_number(attr, text, CTL_MAX_LEGS - 1, &index, error))
+		return false;
+	*leg = (int)index;
+	return true;
+}
+
+/* The replace attributes come as a pair: leg and by, or none (an older daemon). */
+static bool read_replace(const char *file, struct ctl_status *status, GError **error)
+{
+	bool has_by = false;
+
+	if (!read_replace_leg(file, "replace.leg", &status->has_replace, &status->replace_leg,
+			      error) ||
+	    !read_replace_leg(file, "replace.by", &has_by, &status->replace_by, error))
+		return false;
+	status->has_replace = status->has_replace && has_by;
+	return true;
+}
+
 /* The resync attributes come as a set: done and total, or none. */
 static bool read_resync(const char *file, struct ctl_status *status, GError **error)
 {
@@ -272,7 +303,8 @@ struct ctl_status *ctl_status_read(const char *file, GError **error)
 	    !read_number(file, "legs", CTL_MAX_LEGS, &nlegs, error) ||
 	    !read_number(file, "events", G_MAXUINT64, &status->events, error) ||
 	    !read_bitset(file, "error_bits", &status->error_bits, error) ||
-	    !read_uuid(file, status, error) || !read_resync(file, status, error))
+	    !read_uuid(file, status, error) || !read_resync(file, status, error) ||
+	    !read_replace(file, status, error))
 		goto fail;
 
 	status->nlegs = nlegs;

@@ -182,9 +182,11 @@ static void on_event(void *opaque, struct mirror *m, const char *event, GLogLeve
 }
 
 /*
- * A control command add or remove succeeded: rewrite the config's [leg] groups from the slots,
- * unless the command said --no-save.  On the command's thread, after the mirror's reconfig_lock
- * is released and before fusemirrorctl add or remove returns.
+ * A control command add, remove or replace succeeded: rewrite the config's [leg] groups from the
+ * slots, unless the command said --no-save.  On the command's thread, after the mirror's
+ * reconfig_lock is released and before fusemirrorctl add or remove returns; for the end of a
+ * replace (its old leg removed), on the mirror's replace thread, with no lock of the mirror held
+ * and before the status stops showing the replace.
  */
 static void on_membership(void *opaque, struct mirror *m, bool save)
 {

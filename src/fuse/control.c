@@ -40,6 +40,7 @@ static const struct verb {
     {"stop", CONTROL_STOP, OPT_FORCE},
     {"check", CONTROL_CHECK, 0},
     {"repair", CONTROL_REPAIR, OPT_SOURCE},
+    {"replace", CONTROL_REPLACE, OPT_NO_SAVE},
 };
 
 /* A decimal number of bytes per second: digits only, no sign, no suffix. */
@@ -254,8 +255,9 @@ static int parse_leg_argument(const struct verb *v, const char **p, struct contr
 	return r < 0 ? r : expect_end(v, *p, error);
 }
 
-/* add's path: the rest of the line, blanks at its end excepted. */
-static int parse_path_argument(const char *p, struct control_command *out, GError **error)
+/* add's and replace's path: the rest of the line, blanks at its end excepted. */
+static int parse_path_argument(const struct verb *v, const char *p, struct control_command *out,
+			       GError **error)
 {
 	size_t len = strlen(p);
 	int r;
@@ -263,14 +265,31 @@ static int parse_path_argument(const char *p, struct control_command *out, GErro
 	while (len > 0 && is_blank(p[len - 1]))
 		len--;
 	if (len == 0)
-		return parse_error(error, "add needs the path of the new leg");
+		return parse_error(error, "%s needs the path of the new leg", v->name);
 	out->path = g_strndup(p, len);
 	r = check_text(out->path, "the path", error);
 	if (r < 0)
 		return r;
 	if (out->path[0] != '/')
-		return parse_error(error, "add needs an absolute path, got '%s'", out->path);
+		return parse_error(error, "%s needs an absolute path, got '%s'", v->name,
+				   out->path);
 	return 0;
+}
+
+/* replace's leg index, then its path. */
+static int parse_replace(const struct verb *v, const char **p, struct control_command *out,
+			 GError **error)
+{
+	g_autofree char *word = next_word(p);
+	int r;
+
+	if (word == NULL)
+		return parse_error(error, "replace needs a leg index and the path of the new leg");
+	r = check_text(word, "the leg index", error);
+	if (r < 0)
+		return r;
+	r = parse_leg(word, &out->leg, error);
+	return r < 0 ? r : parse_path_argument(v, *p, out, error);
 }
 
 static int parse_set(const struct verb *v, const char **p, struct control_command *out,
@@ -349,7 +368,7 @@ int control_parse(const char *text, struct control_command *out, GError **error)
 	if (v == NULL) {
 		r = parse_error(error,
 				"unknown command '%s' (there are: fail, remove, add, resync, "
-				"set, stop, check, repair)",
+				"set, stop, check, repair, replace)",
 				word);
 		goto fail;
 	}
@@ -363,7 +382,10 @@ int control_parse(const char *text, struct control_command *out, GError **error)
 		r = parse_leg_argument(v, &p, out, error);
 		break;
 	case CONTROL_ADD:
-		r = parse_path_argument(p, out, error);
+		r = parse_path_argument(v, p, out, error);
+		break;
+	case CONTROL_REPLACE:
+		r = parse_replace(v, &p, out, error);
 		break;
 	case CONTROL_SET:
 		r = parse_set(v, &p, out, error);

@@ -5,11 +5,12 @@
  * fits the other one, is for whoever runs the command (xattr.c) to say.
  *
  *   fail N | remove [--force] [--no-save] N | add [--force] [--no-save] PATH |
- *   resync [--full] | set NAME VALUE | stop [--force] | check | repair [--source N]
+ *   resync [--full] | set NAME VALUE | stop [--force] | check | repair [--source N] |
+ *   replace [--no-save] N PATH
  *
- * Words are separated by blanks (spaces, tabs); options come before the arguments.  add's PATH
- * is the rest of the line, so it may hold spaces.  No part of a command may hold a control
- * character (C0, DEL or C1): a command is logged, and its path becomes a leg's path.
+ * Words are separated by blanks (spaces, tabs); options come before the arguments.  add's and
+ * replace's PATH is the rest of the line, so it may hold spaces.  No part of a command may hold a
+ * control character (C0, DEL or C1): a command is logged, and its path becomes a leg's path.
  */
 #ifndef FUSEMIRROR_CONTROL_H
 #define FUSEMIRROR_CONTROL_H
@@ -31,6 +32,7 @@ enum control_verb {
 	CONTROL_STOP,
 	CONTROL_CHECK,
 	CONTROL_REPAIR,
+	CONTROL_REPLACE,
 };
 
 /* The runtime tunables of "set" (control.c has their names and value syntax). */
@@ -43,13 +45,13 @@ enum control_tunable {
 struct control_command {
 	enum control_verb verb;
 	bool force;	  /* remove, add, stop: --force */
-	bool no_save;	  /* remove, add: --no-save (the config file is not rewritten) */
+	bool no_save;	  /* remove, add, replace: --no-save (the config file is not rewritten) */
 	bool full;	  /* resync: --full */
-	unsigned int leg; /* fail, remove, repair --source: the index as given, not checked
-			   * against any mirror */
+	unsigned int leg; /* fail, remove, replace, repair --source: the index as given, not
+			   * checked against any mirror */
 	bool has_source;  /* repair: --source N was given (N in leg) */
 	bool has_leg;	  /* set io-timeout LEG SECONDS: for leg only */
-	char *path;	  /* add: an absolute path (owned; control_command_clear frees it) */
+	char *path; /* add, replace: an absolute path (owned; control_command_clear frees it) */
 	enum control_tunable tunable; /* set */
 	const char *tunable_name;     /* set: static, as in the command ("resync-rate-min") */
 	uint64_t value;		      /* set */

@@ -132,6 +132,14 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 			return g_strdup_printf("%" PRIu64, cs.mismatch_cnt);
 		return mirror_check_ranges_text(&cs);
 	}
+	if (strcmp(key, "replace.leg") == 0 || strcmp(key, "replace.by") == 0) {
+		struct replace_status rs;
+		int leg;
+
+		mirror_replace_status(m, &rs);
+		leg = strcmp(key, "replace.leg") == 0 ? rs.leg : rs.by;
+		return leg >= 0 ? g_strdup_printf("%d", leg) : g_strdup("none");
+	}
 	if (strncmp(key, "leg.", 4) == 0) {
 		const char *field;
 		int index = parse_index(m, key + 4, '.', &field);
@@ -149,6 +157,7 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	    "last_error",    "resync.done",	"resync.total",
 	    "resync.rate",   "resync.rate_min", "resync.rate_max",
 	    "resync.source", "mismatch_cnt",	"mismatches",
+	    "replace.leg",   "replace.by",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;
@@ -226,6 +235,22 @@ static int set_tunable(struct mirror *m, const struct control_command *c, GError
 	return r;
 }
 
+/* What the end of a replace needs to save the config: the hooks and --no-save. */
+struct replace_end {
+	const struct xattr_hooks *hooks;
+	bool save;
+};
+
+/* A replace ended (on its thread, no lock of the mirror held): the old leg went, or not. */
+static void replace_done(void *opaque, struct mirror *m, bool replaced)
+{
+	struct replace_end *end = opaque;
+
+	if (replaced && end->hooks != NULL && end->hooks->on_membership != NULL)
+		end->hooks->on_membership(end->hooks->opaque, m, end->save);
+	g_free(end);
+}
+
 /*
  * Run one parsed control command (fusemirrorctl(8), CONTROL COMMANDS).  Returns 0 or -errno with
  * *error saying why.
@@ -249,6 +274,21 @@ static int ctl_run(struct mirror *m, const struct xattr_hooks *hooks,
 		if (r > 0)
 			r = 0;
 		break;
+	case CONTROL_REPLACE: {
+		struct replace_end *end = g_new0(struct replace_end, 1);
+
+		r = check_leg(m, c->leg, error);
+		end->hooks = hooks;
+		end->save = !c->no_save;
+		/* Returns once the new leg is added: its end runs on the mirror's thread. */
+		if (r == 0)
+			r = mirror_replace_leg(m, c->leg, c->path, replace_done, end, error);
+		if (r < 0)
+			g_free(end);
+		else
+			r = 0;
+		break;
+	}
 	case CONTROL_RESYNC:
 		return mirror_resync(m, c->full, error);
 	case CONTROL_CHECK:

@@ -32,7 +32,8 @@ char *xattr_status_list(struct mirror *m, size_t *length);
  * Set an attribute.  XATTR_CTL runs a command ("fail N"); is_root says whether the caller may;
  * a refusal's reason becomes caller's user.fusemirror.last_error.  Returns 0 or -errno: -EPERM
  * (not root, or a read-only status attribute), -EINVAL (bad command or leg), -EBUSY (failing the
- * last in-sync leg), -EALREADY (the leg is not in sync), -ENOTSUP (any other name).
+ * last in-sync leg, a replace while one runs), -EALREADY (the leg is not in sync), -ENOTSUP (any
+ * other name).
  */
 int xattr_set(struct mirror *m, uint64_t caller, const char *name, const char *value, size_t size,
 	      bool is_root);
@@ -45,7 +46,11 @@ struct xattr_hooks {
 	 * Without it stop is -ENOTSUP.
 	 */
 	int (*stop)(void *opaque, bool force, GError **error);
-	/* After a successful add or remove; save is false with --no-save. */
+	/*
+	 * After a successful add or remove, and a replace's add; save is false with --no-save.
+	 * Also when a replace has removed its old leg, then on the mirror's replace thread: the
+	 * hooks must stay valid until the mirror is closed.
+	 */
 	void (*on_membership)(void *opaque, struct mirror *m, bool save);
 	void *opaque;
 };

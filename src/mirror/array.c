@@ -137,6 +137,7 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	scrub_init(m);
 	failfast_init(m);
 	atomic_init(&m->io_timeout_default_ms, config->io_timeout_ms);
+	replace_init(m);
 	g_mutex_init(&m->sb_lock);
 	g_cond_init(&m->sb_cond);
 	g_mutex_init(&m->cleaner_lock);
@@ -282,6 +283,8 @@ void mirror_close(struct mirror *m)
 
 	if (m == NULL)
 		return;
+	/* First: the replace's end removes a leg and restarts the resync. */
+	replace_stop(m);
 	scrub_stop(m);
 	resync_stop(m);
 	/* In-flight requests complete on engine threads; wait for the last reply. */
@@ -310,6 +313,7 @@ void mirror_close(struct mirror *m)
 	g_mutex_clear(&m->cleaner_lock);
 	g_cond_clear(&m->sb_cond);
 	g_mutex_clear(&m->sb_lock);
+	replace_clear(m);
 	reconfig_clear(m);
 	scrub_clear(m);
 	failfast_clear(m);

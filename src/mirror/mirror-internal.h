@@ -19,9 +19,11 @@
  *   scrub.c      check and repair: the comparison of the in-sync legs (struct scrub, its own)
  *   failfast.c   the thread that fails a leg past its io-timeout and gives up on the I/O of
  *                failed legs
- * Calls run one way, none back: array -> reconfig -> scrub -> resync -> metadata -> legio -> leg ->
- * event; io and cleaner call metadata and what is below it; every one may use rangelock,
- * quiesce and dmio.
+ *   replace.c    replace: a hot add, then the old leg's removal once the new one is in sync, by a
+ *                thread of its own (struct replace, its own)
+ * Calls run one way, none back: array -> replace -> reconfig -> scrub -> resync -> metadata ->
+ * legio -> leg -> event; io and cleaner call metadata and what is below it; every one may use
+ * rangelock, quiesce and dmio.
  *
  * ---- Locks, outermost first (a thread holding one never takes one above it) ----
  *   1. m->reconfig_lock   control commands, one at a time (md's reconfig_mutex).  Held across
@@ -42,8 +44,9 @@
  *                         I/O (the writer marks sb_writing and drops it).
  *   6. m->state_lock      leg state and identity changes; a leaf, never held during I/O or
  *                         while an event is raised.
- *   freeze_lock, the rangelock buckets' mutexes, waiter locks, scrub->lock: leaves inside their
- *   modules.
+ *   freeze_lock, the rangelock buckets' mutexes, waiter locks, scrub->lock, replace->lock:
+ *   leaves inside their modules.  The replace thread waits for its new leg holding none of them,
+ *   and takes reconfig_lock only to remove the old leg.
  *
  * ---- What completions may do ----
  * A completion (an engine thread, or the submitter with DMIO_REQ_CALLER_RUNS) never waits for
@@ -197,6 +200,10 @@ struct mirror {
 	bool failfast_stopping;
 	bool failfast_kicked;
 	atomic_uint io_timeout_default_ms; /* for legs added later */
+
+	/* ---- replace.c: its thread and the running replace (struct replace, its own; the
+	 * thread started under reconfig_lock, joined at close or by the next replace) ---- */
+	struct replace *replace;
 };
 
 static inline enum leg_state leg_state(const struct leg *leg)
@@ -386,6 +393,25 @@ int claim_take_over(const char *path, struct dmio_dev **dev);
 /* Set up and tear down the reconfig lock and the refusals. */
 void reconfig_init(struct mirror *m);
 void reconfig_clear(struct mirror *m);
+
+/*
+ * The hot add and the removal of mirror_add_leg() and mirror_remove_leg(), under reconfig_lock
+ * (replace.c runs them inside its own checks).  The same returns.
+ */
+int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GError **error);
+int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force, GError **error);
+
+/* ---- replace.c ---- */
+
+/* Set up (at open, before any thread) and free (at close, the replace stopped) the replace. */
+void replace_init(struct mirror *m);
+void replace_clear(struct mirror *m);
+/*
+ * Stop a running replace (ReplaceAborted; the old leg stays) and join its thread, which wakes
+ * from its wait at once.  At close, first of all (its end removes a leg and restarts the resync),
+ * never under reconfig_lock (its end takes it).
+ */
+void replace_stop(struct mirror *m);
 
 /* ---- scrub.c ---- */
 

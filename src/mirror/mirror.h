@@ -15,8 +15,8 @@
  * Concurrency: any number of threads may call any function at once.  Two writes (or
  * write-zeroes, discards) whose ranges overlap reach every leg in the order they were called:
  * the later one waits, in its caller's thread, until the earlier one is done.  Writes that do
- * not overlap, and reads, never wait for each other.  Control calls (fail, add, remove, resync)
- * run one at a time.
+ * not overlap, and reads, never wait for each other.  Control calls (fail, add, remove, resync,
+ * replace) run one at a time; a replace's wait for its new leg runs in the background.
  */
 #ifndef FUSEMIRROR_MIRROR_H
 #define FUSEMIRROR_MIRROR_H
@@ -159,6 +159,29 @@ int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **erro
  * with *error: -EINVAL (no such leg), -EALREADY (removed already), -EBUSY.
  */
 int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError **error);
+
+/*
+ * Replace leg index by path (fusemirrorctl replace, md's --replace): hot add path as
+ * mirror_add_leg() does and return, while a thread of the mirror waits for the new leg to be in
+ * sync, then removes leg index (as mirror_remove_leg() with force).  Leg index stays in sync
+ * and keeps serving meanwhile, so the mirror never has fewer in-sync legs than before; when it
+ * or the new leg fails or is removed, or the mirror closes, the replace ends (ReplaceAborted)
+ * and nothing is removed; when the old leg goes, LegReplaced.  done(opaque, m, replaced), when
+ * not NULL, runs once on that thread at the end, with no lock of the mirror held (replaced:
+ * leg index was removed); status shows the replace until done returned.  Returns the new leg's
+ * index, or -errno with *error: mirror_add_leg()'s errors, -EINVAL (no leg index, or it is not
+ * in sync) or -EBUSY (a replace runs already: one at a time); done is then not called.
+ */
+typedef void (*mirror_replace_done_fn)(void *opaque, struct mirror *m, bool replaced);
+int mirror_replace_leg(struct mirror *m, unsigned int index, const char *path,
+		       mirror_replace_done_fn done, void *opaque, GError **error);
+
+/* The running replace: the leg being replaced and the new leg; both -1 when none runs. */
+struct replace_status {
+	int leg;
+	int by;
+};
+void mirror_replace_status(const struct mirror *m, struct replace_status *out);
 
 /*
  * Start the resync of every leg that needs it (e.g. after one stopped for want of a source), or

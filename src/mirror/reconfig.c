@@ -249,7 +249,7 @@ static int choose_slot(struct mirror *m, const char *path, struct dmio_dev *dev,
 	return 0;
 }
 
-static int add_leg_locked(struct mirror *m, const char *path, bool force, GError **error)
+int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GError **error)
 {
 	enum assemble_resync resync;
 	uint8_t uuid[16];
@@ -358,14 +358,14 @@ int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **erro
 	int r;
 
 	g_mutex_lock(&m->reconfig_lock);
-	r = add_leg_locked(m, path, force, error);
+	r = reconfig_add_leg_locked(m, path, force, error);
 	g_mutex_unlock(&m->reconfig_lock);
 	return r;
 }
 
 /* ---- remove -------------------------------------------------------------------------------- */
 
-static int remove_leg_locked(struct mirror *m, unsigned int index, bool force, GError **error)
+int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force, GError **error)
 {
 	struct dmio_dev *dev;
 	struct leg *leg;
@@ -431,7 +431,7 @@ int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError *
 	int r;
 
 	g_mutex_lock(&m->reconfig_lock);
-	r = remove_leg_locked(m, index, force, error);
+	r = reconfig_remove_leg_locked(m, index, force, error);
 	g_mutex_unlock(&m->reconfig_lock);
 	return r;
 }
