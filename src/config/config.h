@@ -71,6 +71,7 @@ struct mirror_config {
 	uint64_t resync_rate_max; /* bytes/s a resync gets at most; 0 = unlimited */
 	unsigned int assemble_timeout; /* seconds to wait for a missing leg at start */
 	unsigned int stop_timeout;     /* seconds SIGTERM waits for the file's last close */
+	unsigned int max_read_errors;  /* recent corrected read errors a leg may have; 0: any */
 	char *force_source;	       /* not in the file: fusemirrord --force-source LEG */
 	unsigned int num_legs;
 	struct leg_config *legs; /* in the order of the file */

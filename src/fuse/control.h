@@ -37,6 +37,7 @@ enum control_verb {
 enum control_tunable {
 	CONTROL_RESYNC_RATE_MIN, /* bytes/s a resync always gets */
 	CONTROL_RESYNC_RATE_MAX, /* bytes/s a resync gets at most; 0 = unlimited */
+	CONTROL_MAX_READ_ERRORS, /* recent corrected read errors a leg may have; 0 = any */
 };
 
 struct control_command {

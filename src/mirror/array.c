@@ -135,6 +135,7 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	g_cond_init(&m->freeze_cond);
 	reconfig_init(m);
 	scrub_init(m);
+	readfix_init(m, config->max_read_errors);
 	g_mutex_init(&m->sb_lock);
 	g_cond_init(&m->sb_cond);
 	g_mutex_init(&m->cleaner_lock);
@@ -263,6 +264,8 @@ void mirror_close(struct mirror *m)
 	resync_stop(m);
 	/* In-flight requests complete on engine threads; wait for the last reply. */
 	mirror_drain(m);
+	/* The reads drained queued their corrections: they run (and may fail a leg) now. */
+	readfix_clear(m);
 	cleaner_stop(m);
 	if (m->client != NULL) {
 		flush_at_close(m);
@@ -367,6 +370,7 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 	out->state = leg_state(leg);
 	out->read_errors = atomic_load(&leg->read_errors);
 	out->write_errors = atomic_load(&leg->write_errors);
+	out->corrected_errors = atomic_load(&leg->corrected_errors);
 	out->pending = atomic_load(&leg->pending);
 }
 
