@@ -203,9 +203,8 @@ TEST_F(Readfix, TheCountHalvesEveryHour)
 	for (unsigned i = 1; i <= 8; i++)
 		EXPECT_EQ(i, readfix_count_error(m_, l, t0));
 	EXPECT_EQ(8u, readfix_recent_errors(m_, l, t0 + kHour - 1));
-	EXPECT_EQ(4u, readfix_recent_errors(m_, l, t0 + kHour));
 	EXPECT_EQ(4u, readfix_recent_errors(m_, l, t0 + kHour + kHour / 2));
-	/* md would restart the hour at the last look and not halve here. */
+	/* md would restart the hour at the last look (t0 + 1.5 h) and not halve here. */
 	EXPECT_EQ(2u, readfix_recent_errors(m_, l, t0 + 2 * kHour));
 	EXPECT_EQ(3u, readfix_count_error(m_, l, t0 + 2 * kHour + 1));
 	EXPECT_EQ(0u, readfix_recent_errors(m_, l, t0 + 40 * kHour));
