@@ -190,7 +190,7 @@ static void append_text(GString *out, const struct ctl_status *st)
 	g_string_append_printf(out, "%14s : 0x%" G_GINT64_MODIFIER "x\n", "Error Bits",
 			       (guint64)st->error_bits);
 	if (st->has_max_read_errors)
-		g_string_append_printf(out, "%14s : %" G_GUINT64_FORMAT "%s\n", "Max Read Errors",
+		g_string_append_printf(out, "%14s : %" G_GUINT64_FORMAT "%s\n", "Read Err Limit",
 				       (guint64)st->max_read_errors,
 				       st->max_read_errors == 0 ? " (legs never fail for corrected "
 								  "read errors)"
