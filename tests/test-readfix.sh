@@ -94,6 +94,12 @@ corrected_is ()
 	test "$(xattr "$mirror" user.fusemirror.leg.0.corrected_errors)" = "$1"
 }
 
+# leg_a_is STATE: leg a's state is STATE.
+leg_a_is ()
+{
+	test "$(leg_state "$mirror" 0)" = "$1"
+}
+
 # ---- One bad block: corrected -------------------------------------------------------------------
 touch "$nbd/bad/64"
 read_block 64
@@ -124,7 +130,7 @@ for n in 1 2; do
 	assert_eq "$(leg_state "$mirror" 0)" in_sync "leg a after $((n + 1)) corrected errors"
 done
 read_block 224
-wait_for 10 test "$(leg_state "$mirror" 0)" = failed
+wait_for 10 leg_a_is failed
 assert_eq "$(xattr "$mirror" user.fusemirror.leg.0.corrected_errors)" 3 "leg a's corrections"
 assert_grep 'LegFailed: leg 0 \(a, .*\) failed: too many corrected read errors: 4 > max-read-errors 3' \
 	"$daemon_log" "the failure says why"
