@@ -476,7 +476,8 @@ class MirrorTest : public dmio_test::DmioTest
 		    new_request("read " + std::to_string(len) + " at " + std::to_string(offset));
 		mirror_read(m_, buf, len, offset, Request::done, r);
 		ssize_t result = finish(r);
-		/* A read error's correction runs after the answer: let the tests see its outcome. */
+		/* A read error's correction runs after the answer: let the tests see its outcome.
+		 */
 		readfix_drain(m_);
 		return result;
 	}
@@ -561,7 +562,7 @@ class MirrorTest : public dmio_test::DmioTest
 	metadata_mode metadata_ = METADATA_NONE;
 	uint64_t resync_rate_min_ = 0;
 	unsigned max_read_errors_ = 20; /* fusemirror.conf(5)'s default */
-	unsigned threads_ = 0; /* engine threads; 0 = libdmio's default */
+	unsigned threads_ = 0;		/* engine threads; 0 = libdmio's default */
 	std::vector<LegSpec> legs_;
 	mirror *m_ = nullptr;
 

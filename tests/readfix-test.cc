@@ -169,8 +169,8 @@ TEST_F(Readfix, MoreThanMaxReadErrorsFailTheLeg)
 	EXPECT_TRUE(same_bytes(expected(256 * KiB, 4 * KiB), read(4 * KiB, 256 * KiB)));
 	EXPECT_EQ(LEG_FAILED, state_of(0));
 	EXPECT_EQ(3u, leg(0).corrected_errors);
-	EXPECT_NE(std::string::npos,
-		  leg_failed_message().find("too many corrected read errors: 4 > max-read-errors 3"))
+	EXPECT_NE(std::string::npos, leg_failed_message().find(
+					 "too many corrected read errors: 4 > max-read-errors 3"))
 	    << dump_events();
 }
 
@@ -235,8 +235,8 @@ TEST_F(Readfix, DecayedCountLetsALegSurvive)
 	fail_rule(DMIO_FAULT_READ, 128 * KiB, 4 * KiB, EIO, 1);
 	read(4 * KiB, 128 * KiB);
 	EXPECT_EQ(LEG_FAILED, state_of(0));
-	EXPECT_NE(std::string::npos,
-		  leg_failed_message().find("too many corrected read errors: 6 > max-read-errors 4"))
+	EXPECT_NE(std::string::npos, leg_failed_message().find(
+					 "too many corrected read errors: 6 > max-read-errors 4"))
 	    << dump_events();
 }
 
@@ -267,7 +267,8 @@ TEST_F(Readfix, NonMediaErrorsFailTheLegAtOnce)
 		fail_rule(DMIO_FAULT_READ, 64 * KiB, 4 * KiB, err, 1);
 		std::vector<uint8_t> got(4 * KiB);
 		/* No drain: the failure is the completion's own. */
-		EXPECT_EQ((ssize_t)got.size(), mirror_read_wait(m_, got.data(), got.size(), 64 * KiB));
+		EXPECT_EQ((ssize_t)got.size(),
+			  mirror_read_wait(m_, got.data(), got.size(), 64 * KiB));
 		EXPECT_TRUE(same_bytes(expected(64 * KiB, 4 * KiB), got));
 		EXPECT_EQ(LEG_FAILED, state_of(0));
 		readfix_drain(m_);
@@ -328,7 +329,8 @@ TEST_F(Readfix, CorrectsWithSuperblocksAtTheDataOffset)
 	EXPECT_TRUE(same_bytes(expected(8 * KiB, 4 * KiB), read(4 * KiB, 8 * KiB)));
 	EXPECT_EQ(LEG_IN_SYNC, state_of(0)) << leg_failed_message();
 	EXPECT_EQ(1u, leg(0).corrected_errors);
-	EXPECT_EQ(1u, LogCapture::get().count("ReadErrorCorrected", {"data offset 8192 length 4096"}))
+	EXPECT_EQ(1u,
+		  LogCapture::get().count("ReadErrorCorrected", {"data offset 8192 length 4096"}))
 	    << LogCapture::get().dump();
 	EXPECT_EQ(MIRROR_CLEAN, mirror_state(m_));
 }

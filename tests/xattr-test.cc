@@ -77,11 +77,11 @@ class Xattr : public MirrorTest
 };
 
 const char *const kMirrorKeys[] = {
-    "name",	   "state",	   "legs",	  "error_bits",	   "events",
-    "resync.done", "resync.total", "resync.rate", "resync.source", "resync.rate_min",
-    "uuid",	   "mismatch_cnt", "mismatches",   "max_read_errors"};
-const char *const kLegFields[] = {"name",	  "path",	      "state", "read_errors",
-				  "write_errors", "corrected_errors", "uuid",  "resync"};
+    "name",	   "state",	   "legs",	  "error_bits",	    "events",
+    "resync.done", "resync.total", "resync.rate", "resync.source",  "resync.rate_min",
+    "uuid",	   "mismatch_cnt", "mismatches",  "max_read_errors"};
+const char *const kLegFields[] = {
+    "name", "path", "state", "read_errors", "write_errors", "corrected_errors", "uuid", "resync"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
 {

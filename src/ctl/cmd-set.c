@@ -123,7 +123,7 @@ static bool print_settings(const char *file)
 		return false;
 	}
 	for (size_t i = 0; i < G_N_ELEMENTS(settings); i++) {
-		bool present = i == 0   ? st->has_rate_min
+		bool present = i == 0	? st->has_rate_min
 			       : i == 1 ? st->has_rate_max
 					: st->has_max_read_errors;
 		uint64_t value = i == 0	  ? st->resync_rate_min

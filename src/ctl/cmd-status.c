@@ -316,7 +316,8 @@ static void append_json(GString *out, const struct ctl_status *st)
 		append_json_optional(out, leg->uuid);
 		g_string_append_printf(out,
 				       ",\"read_errors\":%" G_GUINT64_FORMAT
-				       ",\"write_errors\":%" G_GUINT64_FORMAT ",\"corrected_errors\":",
+				       ",\"write_errors\":%" G_GUINT64_FORMAT
+				       ",\"corrected_errors\":",
 				       (guint64)leg->read_errors, (guint64)leg->write_errors);
 		if (leg->has_corrected)
 			g_string_append_printf(out, "%" G_GUINT64_FORMAT "}",

@@ -282,9 +282,10 @@ static int parse_set(const struct verb *v, const char **p, struct control_comman
 	int r;
 
 	if (name == NULL)
-		return parse_error(error, "set needs a tunable and a value (resync-rate-min or "
-					  "resync-rate-max, then bytes per second; max-read-errors, "
-					  "then a count)");
+		return parse_error(error,
+				   "set needs a tunable and a value (resync-rate-min or "
+				   "resync-rate-max, then bytes per second; max-read-errors, "
+				   "then a count)");
 	r = check_text(name, "the tunable name", error);
 	if (r < 0)
 		return r;

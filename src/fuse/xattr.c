@@ -128,11 +128,21 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 char *xattr_status_list(struct mirror *m, size_t *length)
 {
 	static const char *const mirror_keys[] = {
-	    "name",	     "state",		"legs",
-	    "error_bits",    "events",		"uuid",
-	    "last_error",    "resync.done",	"resync.total",
-	    "resync.rate",   "resync.rate_min", "resync.rate_max",
-	    "resync.source", "mismatch_cnt",	"mismatches",
+	    "name",
+	    "state",
+	    "legs",
+	    "error_bits",
+	    "events",
+	    "uuid",
+	    "last_error",
+	    "resync.done",
+	    "resync.total",
+	    "resync.rate",
+	    "resync.rate_min",
+	    "resync.rate_max",
+	    "resync.source",
+	    "mismatch_cnt",
+	    "mismatches",
 	    "max_read_errors",
 	};
 	GString *s = g_string_new(NULL);

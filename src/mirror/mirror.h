@@ -218,8 +218,8 @@ struct leg_status {
 	uint64_t read_errors;
 	uint64_t write_errors;
 	uint64_t corrected_errors; /* read errors corrected by a rewrite (never decays) */
-	unsigned int pending; /* requests in flight on the leg */
-	char uuid[37];	      /* the leg's UUID in its superblock; "" with metadata = none */
+	unsigned int pending;	   /* requests in flight on the leg */
+	char uuid[37];		   /* the leg's UUID in its superblock; "" with metadata = none */
 	enum leg_resync_role resync;
 };
 

@@ -40,9 +40,9 @@
 #define HOUR_US ((gint64)3600 * G_USEC_PER_SEC)
 
 struct readfix {
-	GThreadPool *pool; /* one thread: the corrections, in order */
-	GMutex lock;	   /* a leaf: the legs' recent_read_errors and recent_since, queued */
-	GCond idle;	   /* queued dropped to 0 */
+	GThreadPool *pool;   /* one thread: the corrections, in order */
+	GMutex lock;	     /* a leaf: the legs' recent_read_errors and recent_since, queued */
+	GCond idle;	     /* queued dropped to 0 */
 	unsigned int queued; /* corrections queued or running */
 };
 
@@ -261,9 +261,9 @@ static void run_job(struct mirror *m, struct readfix_job *job)
 	if (scratch == NULL)
 		goto out;
 	/* The last block, or the one before the range when the range holds the last block. */
-	at = job->offset + job->len < m->size ? m->size - MIRROR_ALIGN
-					      : (job->offset >= MIRROR_ALIGN ? job->offset - MIRROR_ALIGN
-									     : UINT64_MAX);
+	at = job->offset + job->len < m->size
+		 ? m->size - MIRROR_ALIGN
+		 : (job->offset >= MIRROR_ALIGN ? job->offset - MIRROR_ALIGN : UINT64_MAX);
 	r = at != UINT64_MAX ? probe(m, leg, scratch, at) : 0;
 	free(scratch);
 	if (r < 0) {
@@ -292,8 +292,8 @@ static void run_job(struct mirror *m, struct readfix_job *job)
 		     ": %s (errno %d), corrected from leg %u (%s); %" PRIu64
 		     " corrected, %u recent of max-read-errors %u",
 		     leg->index, leg->name, leg->path, job->offset, job->len, g_strerror(job->err),
-		     job->err, from->index, from->name, (uint64_t)atomic_load(&leg->corrected_errors),
-		     count, max);
+		     job->err, from->index, from->name,
+		     (uint64_t)atomic_load(&leg->corrected_errors), count, max);
 out:
 	io_end(m);
 }
