@@ -22,6 +22,7 @@ extern "C" {
 }
 #include "dmio/dev-fault.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -301,7 +302,12 @@ TEST_F(Readfix, TheRewriteWaitsForTheRange)
 	std::vector<uint8_t> got(4 * KiB);
 	EXPECT_EQ((ssize_t)got.size(), mirror_read_wait(m_, got.data(), got.size(), 64 * KiB));
 	EXPECT_TRUE(same_bytes(expected(64 * KiB, 4 * KiB), got));
-	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	/* The correction comes in (io_begin) and waits for the range; give it time to (not) write.
+	 */
+	for (int i = 0; i < 2000 && atomic_load(&m_->inflight) == 0; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	EXPECT_EQ(1u, atomic_load(&m_->inflight)) << "no correction is in flight";
+	std::this_thread::sleep_for(std::chrono::milliseconds(200));
 	EXPECT_TRUE(same_bytes(junk, read_at(bad_, 64 * KiB, 4 * KiB)))
 	    << "the leg was rewritten while another held the range";
 	EXPECT_EQ(0u, leg(0).corrected_errors);
@@ -311,6 +317,45 @@ TEST_F(Readfix, TheRewriteWaitsForTheRange)
 	EXPECT_EQ(1u, leg(0).corrected_errors);
 	EXPECT_TRUE(same_bytes(expected(64 * KiB, 4 * KiB), read_at(bad_, 64 * KiB, 4 * KiB)));
 	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
+}
+
+/*
+ * A correction is a request for the freezer (quiesce.c): a remove that freezes the mirror while a
+ * correction waits for its range waits for it, and both finish once the range is free.
+ */
+TEST_F(Readfix, AFreezerWaitsForACorrectionAndBothFinish)
+{
+	add_leg("third", 1 * MiB);
+	ASSERT_NO_FATAL_FAILURE(open_with_data(90));
+	ASSERT_EQ(0, mirror_fail_leg(m_, 2, nullptr));
+	fail_rule(DMIO_FAULT_READ, 64 * KiB, 4 * KiB, EIO, 1);
+	rangelock_hold hold;
+	rangelock_acquire(m_->ranges, &hold, 64 * KiB, 4 * KiB);
+	std::vector<uint8_t> got(4 * KiB);
+	EXPECT_EQ((ssize_t)got.size(), mirror_read_wait(m_, got.data(), got.size(), 64 * KiB));
+
+	/* The correction is in (inside io_begin, waiting for the range) before the freezer comes.
+	 */
+	for (int i = 0; i < 2000 && atomic_load(&m_->inflight) == 0; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	EXPECT_EQ(1u, atomic_load(&m_->inflight)) << "no correction is in flight";
+	std::atomic<bool> removed{false};
+	std::thread remover([&] {
+		EXPECT_EQ(0, mirror_remove_leg(m_, 2, false, nullptr));
+		removed = true;
+	});
+	std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	EXPECT_FALSE(removed) << "the freeze did not wait for the correction in flight; inflight "
+			      << atomic_load(&m_->inflight) << " held "
+			      << rangelock_count(m_->ranges);
+	EXPECT_EQ(0u, leg(0).corrected_errors);
+	rangelock_release(m_->ranges, &hold);
+	remover.join();
+	readfix_drain(m_);
+	EXPECT_TRUE(removed);
+	EXPECT_EQ(1u, leg(0).corrected_errors);
+	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
+	EXPECT_EQ(LEG_REMOVED, state_of(2));
 }
 
 /* With superblocks (data after the 1 MiB data offset) the offsets are the mirror's. */
