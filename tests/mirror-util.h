@@ -456,6 +456,12 @@ class MirrorTest : public dmio_test::DmioTest
 			return kLost;
 		}
 		EXPECT_EQ(1, r->calls()) << "done calls of " << r->what;
+		/*
+		 * A read error's correction (a read's, or a read-modify-write's) runs after the
+		 * answer: let the tests see its outcome.
+		 */
+		if (m_ != nullptr)
+			readfix_drain(m_);
 		return r->result();
 	}
 
@@ -475,11 +481,7 @@ class MirrorTest : public dmio_test::DmioTest
 		Request *r =
 		    new_request("read " + std::to_string(len) + " at " + std::to_string(offset));
 		mirror_read(m_, buf, len, offset, Request::done, r);
-		ssize_t result = finish(r);
-		/* A read error's correction runs after the answer: let the tests see its outcome.
-		 */
-		readfix_drain(m_);
-		return result;
+		return finish(r);
 	}
 	/* Read len bytes; *result gets the result. */
 	std::vector<uint8_t> read(size_t len, uint64_t offset, ssize_t *result = nullptr)
