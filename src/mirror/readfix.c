@@ -284,7 +284,8 @@ static void run_job(struct mirror *m, struct readfix_job *job)
 		leg_fail(m, leg, why, 1ul << leg->index);
 		goto out;
 	}
-	if (!correct(m, leg, job, &from))
+	/* Failed meanwhile by another request (a write error): not corrected after all. */
+	if (!correct(m, leg, job, &from) || leg_state(leg) != LEG_IN_SYNC)
 		goto out;
 	atomic_fetch_add(&leg->corrected_errors, 1);
 	mirror_event(m, "ReadErrorCorrected", G_LOG_LEVEL_WARNING, (int)leg->index,
