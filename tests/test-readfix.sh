@@ -18,7 +18,7 @@
 set -e
 requires_fuse
 requires_ctl
-requires nbdkit nbdfuse fusermount3 cmp dd truncate head getfattr
+requires nbdkit nbdfuse fusermount3 cmp dd truncate head getfattr python3
 nbdkit sh --dump-plugin >/dev/null 2>&1 || skip "nbdkit has no sh plugin (nbdkit-plugin-sh)"
 make_daemon_tmpdir
 
@@ -115,6 +115,14 @@ assert_grep 'ReadErrorCorrected: leg 0 \(a, .*\): read error at data offset 2621
 	"$daemon_log" "ReadErrorCorrected in the daemon's log"
 "$fusemirrorctl" status "$mirror" >"$tmpdir/status" || daemon_fail "status of a clean mirror"
 assert_grep '^ +0 +a +in_sync +1 +0 +1 ' "$tmpdir/status" "status shows the corrected error"
+"$fusemirrorctl" status --json "$mirror" >"$tmpdir/status.json" ||
+	daemon_fail "status --json of a clean mirror"
+python3 -c '
+import json, sys
+st = json.load(open(sys.argv[1]))
+assert [l["corrected_errors"] for l in st["legs"]] == [1, 0], st["legs"]
+assert st["max_read_errors"] == 5, st
+' "$tmpdir/status.json" || daemon_fail "status --json does not say leg a corrected one error"
 
 # ---- A leg that keeps erroring: failed after max-read-errors ------------------------------------
 "$fusemirrorctl" set "$mirror" max-read-errors=3 >"$tmpdir/set" ||
