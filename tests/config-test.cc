@@ -973,6 +973,26 @@ TEST(ConfigNames, RoundTripThroughTheParser)
 	}
 }
 
+// ---- max-read-errors ------------------------------------------------------------------------
+
+TEST(ConfigMaxReadErrors, DefaultRangeAndErrors)
+{
+	ConfigPtr config = parse_ok("[mirror]\n" + two_legs);
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->max_read_errors, 20u) << "the default, md's";
+	for (unsigned v : {0u, 1u, 20u, 1000000u}) {
+		config = parse_ok(mirror_with("max-read-errors = " + std::to_string(v)));
+		ASSERT_NE(config, nullptr);
+		EXPECT_EQ(config->max_read_errors, v);
+	}
+	for (const char *bad : {"1000001", "-1", "+2", "20x", "1.5", "many"})
+		EXPECT_EQ(parse_error(mirror_with(std::string("max-read-errors = ") + bad),
+				      CONFIG_ERROR_VALUE),
+			  std::string("a.conf:2: max-read-errors '") + bad +
+			      "' is not a number of errors from 0 to 1000000 (0 = never fail a leg "
+			      "for corrected errors)");
+}
+
 // ---- stop-timeout ---------------------------------------------------------------------------
 
 TEST(ConfigStopTimeout, DefaultRangeAndErrors)

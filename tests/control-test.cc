@@ -134,6 +134,12 @@ TEST_F(Control, ResyncSetStop)
 	EXPECT_EQ(CONTROL_RESYNC_RATE_MAX, c->tunable);
 	EXPECT_EQ(0u, c->value);
 	EXPECT_EQ(18446744073709551615u, ok("set resync-rate-max 18446744073709551615").value);
+	c = &ok("set max-read-errors 7");
+	EXPECT_EQ(CONTROL_MAX_READ_ERRORS, c->tunable);
+	EXPECT_STREQ("max-read-errors", c->tunable_name);
+	EXPECT_EQ(7u, c->value);
+	EXPECT_EQ(0u, ok("set max-read-errors 0").value);
+	EXPECT_EQ(1000000u, ok("set max-read-errors 1000000").value);
 	c = &ok("stop");
 	EXPECT_EQ(CONTROL_STOP, c->verb);
 	EXPECT_FALSE(c->force);
@@ -175,6 +181,9 @@ TEST_F(Control, PreciseRefusals)
 	refused("set resync-rate-max -1", "got '-1'");
 	refused("set resync-rate-max 18446744073709551616", "got '18446744073709551616'");
 	refused("set resync-rate-min 1 2", "unexpected argument '2'");
+	refused("set max-read-errors 1000001", "max-read-errors needs a decimal number of read "
+					      "errors from 0 to 1000000");
+	refused("set max-read-errors 2K", "got '2K'");
 	refused("stop now", "unexpected argument 'now'");
 	refused("stop --no-save", "stop has no option '--no-save'");
 }

@@ -857,7 +857,10 @@ TEST_F(MirrorRead, ReadModifyWriteSurvivesAReadError)
 	EXPECT_EQ(LEG_FAILED, state_of(0));
 	EXPECT_EQ(1u, leg(0).read_errors);
 	EXPECT_TRUE(legs_hold(legs_, {1}, model, 0));
-	EXPECT_EQ(512 * KiB, file_size(legs_[0].path)) << "the failed leg was written";
+	/*
+	 * The read error no longer fails the leg in the completion: its correction (readfix.c)
+	 * finds the leg shrunk and fails it, maybe after the write reached it; not read again.
+	 */
 	EXPECT_TRUE(same_bytes(model, read(model.size(), 0)));
 }
 

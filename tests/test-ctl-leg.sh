@@ -171,11 +171,15 @@ usage_error "set with a bad suffix" set "$mirror" resync-rate-max=12Q
 usage_error "set with a negative value" set "$mirror" resync-rate-max=-1
 usage_error "set with a blank in the value" set "$mirror" "resync-rate-max= 1M"
 usage_error "set with a name given twice" set "$mirror" resync-rate-min=1 resync-rate-min=2
+usage_error "set max-read-errors with a suffix" set "$mirror" max-read-errors=2K
+usage_error "set max-read-errors negative" set "$mirror" max-read-errors=-1
+usage_error "set max-read-errors above a million" set "$mirror" max-read-errors=1000001
 usage_error "set with three assignments" set "$mirror" resync-rate-min=1 resync-rate-max=2 x=3
 run "$ctl" set "$mirror"
 err_has "missing NAME=VALUE" "set without NAME=VALUE"
 run "$ctl" set "$mirror" resync-speed=1M
-err_has "unknown setting 'resync-speed'.*resync-rate-min, resync-rate-max" "set of an unknown name"
+err_has "unknown setting 'resync-speed'.*resync-rate-min, resync-rate-max, max-read-errors" \
+	"set of an unknown name"
 run "$ctl" add "$mirror"
 err_has "missing PATH" "add without PATH"
 

@@ -159,10 +159,10 @@ check_json "$clean" "{
 	'file': '$clean', 'name': 'data', 'uuid': None, 'state': 'clean', 'size': 1073741824,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0},
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
-		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0}],
-	'events': 1, 'error_bits': '0x0', 'resync': None, 'replace': None, 'check': None}"
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False}],
+	'events': 1, 'error_bits': '0x0', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 run "$ctl" status --json "$degraded"
 expect_rc 1 "status --json of a degraded mirror"
@@ -170,21 +170,47 @@ check_json "$degraded" "{
 	'file': '$degraded', 'name': 'db', 'uuid': None, 'state': 'degraded', 'size': 1572864,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0},
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'failed',
-		 'resync': None, 'uuid': None, 'read_errors': 7, 'write_errors': 1},
+		 'resync': None, 'uuid': None, 'read_errors': 7, 'write_errors': 1, 'corrected_errors': None, 'io_timeout': None, 'slow': False},
 		{'index': 2, 'name': 'c', 'path': '/var/tmp/leg c\\'s \"copy\" \$HOME;\\tx',
 		 'state': 'in_sync', 'resync': None, 'uuid': None, 'read_errors': 0,
-		 'write_errors': 18446744073709551615}],
-	'events': 5, 'error_bits': '0x2', 'resync': None, 'replace': None, 'check': None}"
+		 'write_errors': 18446744073709551615, 'corrected_errors': None, 'io_timeout': None, 'slow': False}],
+	'events': 5, 'error_bits': '0x2', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 run "$ctl" status --json "$failed"
 expect_rc 2 "status --json of a failed mirror"
 check_json "$failed" "{
 	'file': '$failed', 'name': 'gone', 'uuid': None, 'state': 'failed', 'size': 512,
 	'legs': [{'index': 0, 'name': 'only', 'path': '/var/tmp/only.img', 'state': 'failed',
-		  'resync': None, 'uuid': None, 'read_errors': 3, 'write_errors': 4}],
-	'events': 9, 'error_bits': '0x1', 'resync': None, 'replace': None, 'check': None}"
+		  'resync': None, 'uuid': None, 'read_errors': 3, 'write_errors': 4, 'corrected_errors': None, 'io_timeout': None, 'slow': False}],
+	'events': 9, 'error_bits': '0x1', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
+
+# A daemon that corrects read errors: a Corrected column and the limit, in every form.
+fixing=$tmpdir/fixing.img
+copy_mirror "$clean" "$fixing" || fail "cp"
+set_attrs "$fixing" max_read_errors=20 leg.0.corrected_errors=3 leg.1.corrected_errors=0 ||
+	fail "setfattr on $fixing"
+run "$ctl" status "$fixing"
+expect_rc 0 "status of a mirror that corrects read errors"
+out_has '^Read Err Limit : 20$' "status shows max-read-errors"
+out_has '^ +Index +Name +State +Read Errors +Write Errors +Corrected +Path$' \
+	"status (corrected errors) leg table header"
+out_has '^ +0 +a +in_sync +0 +0 +3 +/var/tmp/a\.img$' "status shows leg 0's corrected errors"
+run "$ctl" status --json "$fixing"
+python3 -c '
+import json, sys
+got = json.load(open(sys.argv[1]))
+assert got["max_read_errors"] == 20, got
+assert [l["corrected_errors"] for l in got["legs"]] == [3, 0], got
+' "$tmpdir/out" >"$tmpdir/json.log" 2>&1 || {
+	problem "status --json does not give the corrected errors:"
+	sed 's/^/    /' "$tmpdir/json.log" "$tmpdir/out"
+}
+run "$ctl" status --export "$fixing"
+out_has '^MIRROR_MAX_READ_ERRORS=20$' "status --export gives max-read-errors"
+out_has '^MIRROR_LEG_0_CORRECTED_ERRORS=3$' "status --export gives leg 0's corrected errors"
+out_has '^MIRROR_LEG_1_CORRECTED_ERRORS=0$' "status --export gives leg 1's corrected errors"
 
 # Every character that JSON must escape, and UTF-8 that it must not.
 escapes=$tmpdir/escapes.img
@@ -281,12 +307,12 @@ check_json "$rs" "{
 	'file': '$rs', 'name': 'data', 'uuid': '$au', 'state': 'resyncing', 'size': 1073741824,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'resync': 'source', 'uuid': '$u0', 'read_errors': 0, 'write_errors': 0},
+		 'resync': 'source', 'uuid': '$u0', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
-		 'resync': 'rewrite', 'uuid': '$u1', 'read_errors': 0, 'write_errors': 0}],
+		 'resync': 'rewrite', 'uuid': '$u1', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False}],
 	'events': 1, 'error_bits': '0x0',
 	'resync': {'active': True, 'done': 26214400, 'total': 104857600, 'rate': 5242880,
-		   'eta': 15, 'source': 0}, 'replace': None, 'check': None}"
+		   'eta': 15, 'source': 0}, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 run "$ctl" status --export "$rs"
 expect_rc 1 "status --export of a resync"

@@ -52,7 +52,7 @@ for i in 0 1; do
 done
 
 # listxattr lists exactly what getxattr answers: every listed name has the value getxattr gives,
-# and the list is the 13 mirror attributes plus 7 per leg.  (getfattr -d shows an empty value,
+# and the list is the 14 mirror attributes plus 8 per leg.  (getfattr -d shows an empty value,
 # uuid with metadata = none and last_error, as the bare name.)
 getfattr --absolute-names -d -m - "$mirror" >"$tmpdir/dump" ||
 	daemon_fail "getfattr -d -m - $mirror"
@@ -61,6 +61,7 @@ cat >"$tmpdir/expected" <<EOF
 user.fusemirror.error_bits
 user.fusemirror.events
 user.fusemirror.last_error
+user.fusemirror.leg.0.corrected_errors
 user.fusemirror.leg.0.name
 user.fusemirror.leg.0.path
 user.fusemirror.leg.0.read_errors
@@ -68,6 +69,7 @@ user.fusemirror.leg.0.resync
 user.fusemirror.leg.0.state
 user.fusemirror.leg.0.uuid
 user.fusemirror.leg.0.write_errors
+user.fusemirror.leg.1.corrected_errors
 user.fusemirror.leg.1.name
 user.fusemirror.leg.1.path
 user.fusemirror.leg.1.read_errors
@@ -76,6 +78,7 @@ user.fusemirror.leg.1.state
 user.fusemirror.leg.1.uuid
 user.fusemirror.leg.1.write_errors
 user.fusemirror.legs
+user.fusemirror.max_read_errors
 user.fusemirror.mismatch_cnt
 user.fusemirror.mismatches
 user.fusemirror.name

@@ -124,8 +124,8 @@ assert_grep '^ +Resync : [0-9.]+% \([0-9]+ of 16777216 bytes, [0-9.]+ [KM]iB of 
 	"$tmpdir/status" "status: the progress"
 assert_grep '^ +Resyncing : from leg 0 \(a\) onto leg 1 \(b, rewrite\)$' "$tmpdir/status" \
 	"status: what is copied where"
-assert_grep "^ +0 +a +in_sync +source +0 +0 +$uuid_a +$a\$" "$tmpdir/status" "status: leg 0"
-assert_grep "^ +1 +b +in_sync +rewrite +0 +0 +$uuid_b +$b\$" "$tmpdir/status" "status: leg 1"
+assert_grep "^ +0 +a +in_sync +source +0 +0 +0 +$uuid_a +$a\$" "$tmpdir/status" "status: leg 0"
+assert_grep "^ +1 +b +in_sync +rewrite +0 +0 +0 +$uuid_b +$b\$" "$tmpdir/status" "status: leg 1"
 
 status=0
 "$fusemirrorctl" status --json "$mirror" >"$tmpdir/status.json" || status=$?

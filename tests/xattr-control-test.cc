@@ -67,6 +67,10 @@ class XattrControl : public MirrorTest
 		return xattr_set_hooked(m_, &hooks_table_, kCaller, XATTR_CTL, command.data(),
 					command.size(), true);
 	}
+	std::string get(const char *name)
+	{
+		return status(name);
+	}
 	std::string status(const std::string &name)
 	{
 		char *v = xattr_status_get(m_, kCaller, name.c_str());
@@ -132,6 +136,22 @@ TEST_F(XattrControl, SetRefusesMinAboveMaxInEitherOrder)
 	EXPECT_EQ(0, ctl("set resync-rate-max 9000000")) << "equal is fine";
 	refused("set resync-rate-min 50M", EINVAL,
 		"resync-rate-min needs a decimal number of bytes per second, got '50M'");
+}
+
+TEST_F(XattrControl, SetMaxReadErrors)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	EXPECT_EQ(20u, mirror_get_max_read_errors(m_)) << "the fixture's, the config default";
+	EXPECT_EQ("20", get("user.fusemirror.max_read_errors"));
+	ASSERT_EQ(0, ctl("set max-read-errors 3"));
+	EXPECT_EQ(3u, mirror_get_max_read_errors(m_));
+	EXPECT_EQ("3", get("user.fusemirror.max_read_errors"));
+	ASSERT_EQ(0, ctl("set max-read-errors 0"));
+	EXPECT_EQ("0", get("user.fusemirror.max_read_errors"));
+	refused("set max-read-errors -1", EINVAL,
+		"max-read-errors needs a decimal number of read errors from 0 to 1000000 (0: never "
+		"fail a leg for them), got '-1'");
+	EXPECT_EQ(0u, mirror_get_max_read_errors(m_)) << "the refused value was not applied";
 }
 
 TEST_F(XattrControl, ControlCharactersAreRefusedAndLoggedEscaped)

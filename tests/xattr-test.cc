@@ -79,9 +79,11 @@ class Xattr : public MirrorTest
 const char *const kMirrorKeys[] = {
     "name",	   "state",	   "legs",	  "error_bits",	   "events",
     "resync.done", "resync.total", "resync.rate", "resync.source", "resync.rate_min",
-    "uuid",	   "mismatch_cnt", "mismatches",  "replace.leg",   "replace.by"};
-const char *const kLegFields[] = {"name",	  "path", "state", "read_errors",
-				  "write_errors", "uuid", "resync"};
+    "uuid",	   "mismatch_cnt", "mismatches",  "replace.leg",   "replace.by",
+    "max_read_errors"};
+const char *const kLegFields[] = {"name",	  "path",	      "state", "read_errors",
+				  "write_errors", "corrected_errors", "uuid",  "resync",
+				  "io_timeout",	  "busy",	      "slow"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
 {
@@ -98,6 +100,7 @@ TEST_F(Xattr, StatusOfACleanMirror)
 		EXPECT_EQ("in_sync", get_leg(i, "state"));
 		EXPECT_EQ("0", get_leg(i, "read_errors"));
 		EXPECT_EQ("0", get_leg(i, "write_errors"));
+		EXPECT_EQ("0", get_leg(i, "corrected_errors"));
 		EXPECT_EQ("", get_leg(i, "uuid")) << "metadata = none: no superblock, no UUID";
 		EXPECT_EQ("none", get_leg(i, "resync"));
 	}
@@ -292,7 +295,7 @@ TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
 		}
 
 		std::vector<std::string> names = list();
-		EXPECT_EQ(17u + 7u * n, names.size());
+		EXPECT_EQ(18u + 11u * n, names.size());
 		std::set<std::string> listed(names.begin(), names.end());
 		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
 		for (const std::string &name : names) {

@@ -27,6 +27,9 @@
 #define DEFAULT_STOP_TIMEOUT 5u
 /* Like the kernel's SCSI and NVMe command timeouts: no healthy device takes this long. */
 #define DEFAULT_IO_TIMEOUT_MS 30000u
+/* md's default (max_corrected_read_errors); a leg failing more often than that is dying. */
+#define DEFAULT_MAX_READ_ERRORS 20u
+#define MAX_MAX_READ_ERRORS	1000000u
 #define MIRROR_GROUP		 "mirror"
 #define LEG_GROUP_PREFIX	 "leg "
 #define MAX_NAME_BYTES		 64
@@ -301,6 +304,20 @@ static gboolean parse_stop_timeout(struct parser *p, const char *key, const char
 	return TRUE;
 }
 
+static gboolean parse_max_read_errors(struct parser *p, const char *key, const char *value,
+				      unsigned int line, GError **error)
+{
+	guint64 v;
+
+	if (strspn(value, "0123456789") != strlen(value) ||
+	    !g_ascii_string_to_unsigned(value, 10, 0, MAX_MAX_READ_ERRORS, &v, NULL))
+		return bad_value(p, error, line, key, value,
+				 "is not a number of errors from 0 to 1000000 (0 = never fail a "
+				 "leg for corrected errors)");
+	p->config->max_read_errors = (unsigned int)v;
+	return TRUE;
+}
+
 static gboolean parse_cache(struct parser *p, const char *key, const char *value, unsigned int line,
 			    GError **error)
 {
@@ -439,6 +456,7 @@ static const struct key_parser mirror_keys[] = {
 	{ "assemble-timeout", parse_assemble_timeout },
 	{ "stop-timeout", parse_stop_timeout },
 	{ "io-timeout", parse_io_timeout },
+	{ "max-read-errors", parse_max_read_errors },
 	{ NULL, NULL },
 };
 
@@ -757,6 +775,7 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 	p.config->assemble_timeout = DEFAULT_ASSEMBLE_TIMEOUT;
 	p.config->stop_timeout = DEFAULT_STOP_TIMEOUT;
 	p.config->io_timeout_ms = DEFAULT_IO_TIMEOUT_MS;
+	p.config->max_read_errors = DEFAULT_MAX_READ_ERRORS;
 	p.config->metadata = METADATA_INTERNAL;
 	p.keyfile = g_key_file_new();
 	p.leg_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);

@@ -73,6 +73,7 @@ struct mirror_config {
 	unsigned int assemble_timeout; /* seconds to wait for a missing leg at start */
 	unsigned int stop_timeout;     /* seconds SIGTERM waits for the file's last close */
 	unsigned int io_timeout_ms;    /* io-timeout of the legs that set none; 0 = none */
+	unsigned int max_read_errors;  /* recent corrected read errors a leg may have; 0: any */
 	char *force_source;	       /* not in the file: fusemirrord --force-source LEG */
 	unsigned int num_legs;
 	struct leg_config *legs; /* in the order of the file */

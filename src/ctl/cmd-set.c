@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * fusemirrorctl set FILE NAME=VALUE...: change a setting of a running mirror, as writing to
- * md's sync_speed_min does: "set NAME BYTES" to trusted.fusemirror.ctl for each one, then the
- * values read back from user.fusemirror.resync.rate_min and .rate_max.  VALUE takes the size
- * suffixes of fusemirror.conf(5) (K, M, G, T: powers of 1024), parsed by the same code.
+ * md's sync_speed_min does: "set NAME VALUE" to trusted.fusemirror.ctl for each one, then the
+ * values read back from user.fusemirror.resync.rate_min, .rate_max and .max_read_errors.  A
+ * rate takes the size suffixes of fusemirror.conf(5) (K, M, G, T: powers of 1024), parsed by the
+ * same code; max-read-errors is a plain count.
  */
 #include "config.h"
 
@@ -18,10 +19,12 @@ static const struct {
 	const char *name;
 	bool zero_is_unlimited;
 	bool seconds; /* VALUE is seconds (io-timeout of every leg), not bytes per second */
+	bool count;   /* a number of errors, not a rate */
 } settings[] = {
-    {"resync-rate-min", false, false},
-    {"resync-rate-max", true, false},
-    {"io-timeout", false, true},
+    {"resync-rate-min", false, false, false},
+    {"resync-rate-max", true, false, false},
+    {"io-timeout", false, true, false},
+    {"max-read-errors", false, false, true},
 };
 
 struct assignment {
@@ -96,8 +99,20 @@ static bool parse_assignment(const struct ctl_command *cmd, const char *arg, boo
 		a->command = g_strdup_printf("set %s %s", settings[i].name, equals + 1);
 		return true;
 	}
-	/* config_parse_size() takes white space and a sign that a rate cannot have. */
-	if (!g_ascii_isdigit(equals[1]) || !config_parse_size(equals + 1, &a->value)) {
+	if (settings[i].count) {
+		guint64 v;
+
+		if (strspn(equals + 1, "0123456789") != strlen(equals + 1) ||
+		    !g_ascii_string_to_unsigned(equals + 1, 10, 0, 1000000, &v, NULL)) {
+			ctl_usage_error(cmd,
+					"'%s': not a number of read errors from 0 to 1000000 (0: "
+					"never fail a leg for corrected read errors)",
+					shown);
+			return false;
+		}
+		a->value = v;
+	} else if (!g_ascii_isdigit(equals[1]) || !config_parse_size(equals + 1, &a->value)) {
+		/* config_parse_size() takes white space and a sign that a rate cannot have. */
 		ctl_usage_error(cmd,
 				"'%s': not a rate in bytes per second, such as 50M (K, M, G: "
 				"powers of 1024)",
@@ -126,17 +141,27 @@ static bool print_settings(const char *file)
 		return false;
 	}
 	for (size_t i = 0; i < G_N_ELEMENTS(settings); i++) {
-		bool present = i == 0 ? st->has_rate_min : st->has_rate_max;
+		bool present = i == 0	? st->has_rate_min
+			       : i == 1 ? st->has_rate_max
+					: st->has_max_read_errors;
+		uint64_t value = i == 0	  ? st->resync_rate_min
+				 : i == 1 ? st->resync_rate_max
+					  : st->max_read_errors;
 
 		/* Per leg: status shows each leg's. */
 		if (settings[i].seconds)
 			continue;
-		uint64_t value = i == 0 ? st->resync_rate_min : st->resync_rate_max;
 		g_autofree char *human = NULL;
 
 		if (!present) {
 			g_string_append_printf(out, "%s = ? (the daemon does not report it)\n",
 					       settings[i].name);
+			continue;
+		}
+		if (settings[i].count) {
+			g_string_append_printf(out, "%s = %" G_GUINT64_FORMAT "%s\n",
+					       settings[i].name, (guint64)value,
+					       value == 0 ? " (never fail a leg for them)" : "");
 			continue;
 		}
 		human = ctl_format_rate(value, settings[i].zero_is_unlimited);
@@ -208,12 +233,13 @@ out:
 const struct ctl_command ctl_cmd_set = {
     .name = "set",
     .parameters = "FILE NAME=VALUE...",
-    .summary = "Change the resync rate limits or the io-timeout of a running mirror",
+    .summary = "Change the resync rate limits, io-timeout or max-read-errors of a running mirror",
     .description =
 	"NAME is resync-rate-min or resync-rate-max, VALUE bytes per second with an optional\n"
-	"K, M or G suffix (powers of 1024); resync-rate-max=0 lifts the limit.  The new values\n"
-	"are printed as the daemon reports them.  io-timeout=SECONDS sets every leg's\n"
-	"io-timeout (decimals allowed, 0: none).\n"
+	"K, M or G suffix (powers of 1024); resync-rate-max=0 lifts the limit.  NAME\n"
+	"max-read-errors takes a number of read errors (0: legs are never failed for corrected\n"
+	"read errors); io-timeout=SECONDS sets every leg's io-timeout (decimals allowed, 0:\n"
+	"none).  The new values are printed as the daemon reports them.\n"
 	"Exit status: 0 set, 1 refused or failed, 64 usage error.",
     .run = run_set,
 };

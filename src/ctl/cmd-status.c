@@ -34,6 +34,7 @@ enum leg_column {
 	COL_RESYNC,
 	COL_READ_ERRORS,
 	COL_WRITE_ERRORS,
+	COL_CORRECTED,
 	COL_UUID,
 	COL_PATH,
 	N_COLS
@@ -49,6 +50,7 @@ static const struct {
     [COL_RESYNC] = {"Resync", false},
     [COL_READ_ERRORS] = {"Read Errors", true},
     [COL_WRITE_ERRORS] = {"Write Errors", true},
+    [COL_CORRECTED] = {"Corrected", true},
     [COL_UUID] = {"UUID", false},
     [COL_PATH] = {"Path", false},
 };
@@ -60,16 +62,17 @@ static bool leg_in_resync(const struct ctl_leg_status *leg)
 }
 
 /*
- * The optional columns: Resync while a leg takes part in a resync, UUID when the daemon gives
- * the legs' UUIDs (metadata = internal).  A daemon that gives neither gets the table it always
- * had.
+ * The optional columns: Resync while a leg takes part in a resync, Corrected when the daemon
+ * counts corrected read errors, UUID when the daemon gives the legs' UUIDs (metadata =
+ * internal).  A daemon that gives none of them gets the table it always had.
  */
 static void optional_columns(const struct ctl_status *st, bool shown[N_COLS])
 {
 	for (int c = 0; c < N_COLS; c++)
-		shown[c] = c != COL_RESYNC && c != COL_UUID;
+		shown[c] = c != COL_RESYNC && c != COL_UUID && c != COL_CORRECTED;
 	for (unsigned int i = 0; i < st->nlegs; i++) {
 		shown[COL_RESYNC] |= leg_in_resync(&st->legs[i]);
+		shown[COL_CORRECTED] |= st->legs[i].has_corrected;
 		shown[COL_UUID] |= st->legs[i].uuid != NULL;
 	}
 }
@@ -186,6 +189,12 @@ static void append_text(GString *out, const struct ctl_status *st)
 			       (guint64)st->events);
 	g_string_append_printf(out, "%14s : 0x%" G_GINT64_MODIFIER "x\n", "Error Bits",
 			       (guint64)st->error_bits);
+	if (st->has_max_read_errors)
+		g_string_append_printf(out, "%14s : %" G_GUINT64_FORMAT "%s\n", "Read Err Limit",
+				       (guint64)st->max_read_errors,
+				       st->max_read_errors == 0 ? " (legs never fail for corrected "
+								  "read errors)"
+								: "");
 	if (st->has_resync && ctl_status_resyncing(st))
 		append_resync_text(out, st);
 	if (st->has_replace && st->replace_leg >= 0) {
@@ -236,6 +245,10 @@ static void append_text(GString *out, const struct ctl_status *st)
 		    g_strdup_printf("%" G_GUINT64_FORMAT, (guint64)leg->read_errors);
 		row[COL_WRITE_ERRORS] =
 		    g_strdup_printf("%" G_GUINT64_FORMAT, (guint64)leg->write_errors);
+		row[COL_CORRECTED] =
+		    leg->has_corrected
+			? g_strdup_printf("%" G_GUINT64_FORMAT, (guint64)leg->corrected_errors)
+			: g_strdup("-");
 		row[COL_PATH] = ctl_printable(leg->path);
 	}
 	for (int c = 0; c < N_COLS; c++) {
@@ -319,8 +332,14 @@ static void append_json(GString *out, const struct ctl_status *st)
 		append_json_optional(out, leg->uuid);
 		g_string_append_printf(out,
 				       ",\"read_errors\":%" G_GUINT64_FORMAT
-				       ",\"write_errors\":%" G_GUINT64_FORMAT "}",
+				       ",\"write_errors\":%" G_GUINT64_FORMAT
+				       ",\"corrected_errors\":",
 				       (guint64)leg->read_errors, (guint64)leg->write_errors);
+		if (leg->has_corrected)
+			g_string_append_printf(out, "%" G_GUINT64_FORMAT "}",
+					       (guint64)leg->corrected_errors);
+		else
+			g_string_append(out, "null}");
 	}
 	/* A string: JSON numbers above 2^53 lose bits in most parsers, and 64 legs need 64. */
 	g_string_append_printf(out,
@@ -336,6 +355,11 @@ static void append_json(GString *out, const struct ctl_status *st)
 	else
 		g_string_append_printf(out, "{\"running\":true,\"leg\":%d,\"by\":%d}",
 				       st->replace_leg, st->replace_by);
+	g_string_append(out, ",\"max_read_errors\":");
+	if (st->has_max_read_errors)
+		g_string_append_printf(out, "%" G_GUINT64_FORMAT, (guint64)st->max_read_errors);
+	else
+		g_string_append(out, "null");
 	g_string_append(out, ",\"check\":");
 	if (!st->has_check) {
 		g_string_append(out, "null");
@@ -382,6 +406,8 @@ static void append_export(GString *out, const struct ctl_status *st)
 	append_export_number(out, "MIRROR_EVENTS", st->events);
 	g_string_append_printf(out, "MIRROR_ERROR_BITS=0x%" G_GINT64_MODIFIER "x\n",
 			       (guint64)st->error_bits);
+	if (st->has_max_read_errors)
+		append_export_number(out, "MIRROR_MAX_READ_ERRORS", st->max_read_errors);
 	if (st->has_resync) {
 		uint64_t seconds;
 
@@ -424,6 +450,12 @@ static void append_export(GString *out, const struct ctl_status *st)
 		append_export_line(out, state, leg->state);
 		append_export_number(out, reads, leg->read_errors);
 		append_export_number(out, writes, leg->write_errors);
+		if (leg->has_corrected) {
+			g_autofree char *key =
+			    g_strdup_printf("MIRROR_LEG_%u_CORRECTED_ERRORS", leg->index);
+
+			append_export_number(out, key, leg->corrected_errors);
+		}
 		if (leg->resync != NULL) {
 			g_autofree char *key = g_strdup_printf("MIRROR_LEG_%u_RESYNC", leg->index);
 

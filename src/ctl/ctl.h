@@ -83,6 +83,9 @@ struct ctl_leg_status {
 	char *state; /* in_sync, failed, ... as the daemon names it */
 	uint64_t read_errors;
 	uint64_t write_errors;
+	/* Read errors corrected by a rewrite: false when the daemon does not say. */
+	bool has_corrected;
+	uint64_t corrected_errors;
 	/* Of daemons that keep superblocks and resync: NULL when the daemon does not say. */
 	char *uuid;   /* the leg's UUID, 36 characters; NULL also for an empty slot */
 	char *resync; /* what the running resync does with it: none, source, bitmap, ... */
@@ -118,6 +121,8 @@ struct ctl_status {
 	int replace_leg, replace_by;
 	bool has_rate_min, has_rate_max;
 	uint64_t resync_rate_min, resync_rate_max; /* bytes per second; max 0: no limit */
+	bool has_max_read_errors;
+	uint64_t max_read_errors; /* the tunable max-read-errors; 0: legs never fail for them */
 	/*
 	 * The file is on a FUSE file system, as a mirror served by fusemirrord always is.  When it
 	 * is not, its attributes are a copy (cp -a of the mirror file keeps them): no daemon is

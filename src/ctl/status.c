@@ -194,7 +194,9 @@ static bool read_resync(const char *file, struct ctl_status *status, GError **er
 	    !read_optional_number(file, "resync.rate_min", &status->has_rate_min,
 				  &status->resync_rate_min, error) ||
 	    !read_optional_number(file, "resync.rate_max", &status->has_rate_max,
-				  &status->resync_rate_max, error))
+				  &status->resync_rate_max, error) ||
+	    !read_optional_number(file, "max_read_errors", &status->has_max_read_errors,
+				  &status->max_read_errors, error))
 		return false;
 	status->has_resync = status->has_resync && has_total;
 	if (!read_optional_number(file, "mismatch_cnt", &status->has_check, &status->mismatch_cnt,
@@ -237,6 +239,7 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	g_autofree char *read_errors = g_strdup_printf("leg.%u.read_errors", leg->index);
 	g_autofree char *write_errors = g_strdup_printf("leg.%u.write_errors", leg->index);
 
+	g_autofree char *corrected = g_strdup_printf("leg.%u.corrected_errors", leg->index);
 	g_autofree char *uuid = g_strdup_printf("leg.%u.uuid", leg->index);
 	g_autofree char *resync = g_strdup_printf("leg.%u.resync", leg->index);
 	g_autofree char *io_timeout = g_strdup_printf("leg.%u.io_timeout", leg->index);
@@ -249,6 +252,8 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	    !read_string(file, state, &leg->state, error) ||
 	    !read_number(file, read_errors, G_MAXUINT64, &leg->read_errors, error) ||
 	    !read_number(file, write_errors, G_MAXUINT64, &leg->write_errors, error) ||
+	    !read_optional_number(file, corrected, &leg->has_corrected, &leg->corrected_errors,
+				  error) ||
 	    !read_optional_string(file, uuid, &present, &leg->uuid, error) ||
 	    !read_optional_string(file, resync, &present, &leg->resync, error) ||
 	    !read_optional_string(file, io_timeout, &present, &leg->io_timeout, error) ||

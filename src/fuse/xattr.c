@@ -13,7 +13,7 @@
 
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
-    "name", "path", "state", "read_errors", "write_errors", "uuid", "resync",
+    "name", "path", "state", "read_errors", "write_errors", "corrected_errors", "uuid", "resync",
     "io_timeout", "busy", "slow",
 };
 
@@ -45,6 +45,8 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 		return g_strdup_printf("%" PRIu64, st.read_errors);
 	if (strcmp(field, "write_errors") == 0)
 		return g_strdup_printf("%" PRIu64, st.write_errors);
+	if (strcmp(field, "corrected_errors") == 0)
+		return g_strdup_printf("%" PRIu64, st.corrected_errors);
 	if (strcmp(field, "uuid") == 0)
 		return g_strdup(st.uuid);
 	if (strcmp(field, "resync") == 0)
@@ -105,6 +107,8 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 		mirror_get_resync_rate(m, &min, &max);
 		return g_strdup_printf("%" PRIu64, strcmp(key, "resync.rate_min") == 0 ? min : max);
 	}
+	if (strcmp(key, "max_read_errors") == 0)
+		return g_strdup_printf("%u", mirror_get_max_read_errors(m));
 	if (strcmp(key, "resync.done") == 0 || strcmp(key, "resync.total") == 0 ||
 	    strcmp(key, "resync.rate") == 0) {
 		struct resync_status rs;
@@ -152,12 +156,24 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 char *xattr_status_list(struct mirror *m, size_t *length)
 {
 	static const char *const mirror_keys[] = {
-	    "name",	     "state",		"legs",
-	    "error_bits",    "events",		"uuid",
-	    "last_error",    "resync.done",	"resync.total",
-	    "resync.rate",   "resync.rate_min", "resync.rate_max",
-	    "resync.source", "mismatch_cnt",	"mismatches",
-	    "replace.leg",   "replace.by",
+	    "name",
+	    "state",
+	    "legs",
+	    "error_bits",
+	    "events",
+	    "uuid",
+	    "last_error",
+	    "resync.done",
+	    "resync.total",
+	    "resync.rate",
+	    "resync.rate_min",
+	    "resync.rate_max",
+	    "resync.source",
+	    "mismatch_cnt",
+	    "mismatches",
+	    "max_read_errors",
+	    "replace.leg",
+	    "replace.by",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;
@@ -229,6 +245,9 @@ static int set_tunable(struct mirror *m, const struct control_command *c, GError
 		} else {
 			mirror_set_resync_rate(m, min, c->value);
 		}
+		break;
+	case CONTROL_MAX_READ_ERRORS:
+		mirror_set_max_read_errors(m, (unsigned int)c->value);
 		break;
 	}
 	g_mutex_unlock(&tunables_lock);

@@ -138,6 +138,7 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	failfast_init(m);
 	atomic_init(&m->io_timeout_default_ms, config->io_timeout_ms);
 	replace_init(m);
+	readfix_init(m, config->max_read_errors);
 	g_mutex_init(&m->sb_lock);
 	g_cond_init(&m->sb_cond);
 	g_mutex_init(&m->cleaner_lock);
@@ -289,6 +290,8 @@ void mirror_close(struct mirror *m)
 	resync_stop(m);
 	/* In-flight requests complete on engine threads; wait for the last reply. */
 	mirror_drain(m);
+	/* The reads drained queued their corrections: they run (and may fail a leg) now. */
+	readfix_clear(m);
 	cleaner_stop(m);
 	if (m->client != NULL) {
 		flush_at_close(m);
@@ -401,6 +404,7 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 	out->state = leg_state(leg);
 	out->read_errors = atomic_load(&leg->read_errors);
 	out->write_errors = atomic_load(&leg->write_errors);
+	out->corrected_errors = atomic_load(&leg->corrected_errors);
 	out->pending = atomic_load(&leg->pending);
 }
 

@@ -6,7 +6,8 @@
  * writes; the completion turns the error bitset into leg failures and, when a failure is not
  * yet in the superblocks, hands the request to the metadata thread, which completes it once it
  * is.  A flush is the same call without range or bitmap.  Reads go to one leg chosen by the read
- * policy, and to the next one when it fails; they take no range.  Leg states are atomics read
+ * policy, and to the next one when it fails (a media error queues the range's correction,
+ * readfix.c; any other error fails the leg); they take no range.  Leg states are atomics read
  * without a lock here; they change only through leg.c.
  */
 #include "config.h"
@@ -434,10 +435,13 @@ static void read_done(unsigned long error, void *context)
 	atomic_store(&m->error_bits, 1ul << leg->index);
 	leg_log_io_error(m, leg, "read", io->offset, m->data_offset + io->offset, io->len, err,
 			 1ul << leg->index);
-	why = g_strdup_printf("read error at data offset %" PRIu64 " length %zu: %s", io->offset,
-			      io->len, g_strerror(err));
-	leg_fail(m, leg, why, 1ul << leg->index);
-	g_free(why);
+	/* A bad sector is rewritten from another leg after the answer (readfix.c), not failed. */
+	if (!readfix_queue(m, leg, io->offset, io->len, err)) {
+		why = g_strdup_printf("read error at data offset %" PRIu64 " length %zu: %s",
+				      io->offset, io->len, g_strerror(err));
+		leg_fail(m, leg, why, 1ul << leg->index);
+		g_free(why);
+	}
 	read_issue(io);
 }
 

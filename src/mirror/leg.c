@@ -251,6 +251,8 @@ void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char 
 	failfast_unlock_slots(m);
 	atomic_store(&leg->read_errors, 0);
 	atomic_store(&leg->write_errors, 0);
+	atomic_store(&leg->corrected_errors, 0);
+	leg->recent_read_errors = 0;
 	atomic_store(&leg->pending, 0);
 	leg->resync = RESYNC_NONE;
 	atomic_store(&leg->recovery_offset, SB_RECOVERY_DONE);

@@ -21,9 +21,12 @@
  *                failed legs
  *   replace.c    replace: a hot add, then the old leg's removal once the new one is in sync, by a
  *                thread of its own (struct replace, its own)
+ *   readfix.c    read-error correction: rewrite a leg's unreadable range from another leg, or
+ *                fail the leg (struct readfix, its own; md's fix_read_error)
  * Calls run one way, none back: array -> replace -> reconfig -> scrub -> resync -> metadata ->
- * legio -> leg -> event; io and cleaner call metadata and what is below it; every one may use
- * rangelock, quiesce and dmio.
+ * legio -> leg -> event; io and cleaner call metadata and what is below it; io calls readfix,
+ * which calls legio and what is below it; failfast calls leg; every one may use rangelock,
+ * quiesce and dmio.
  *
  * ---- Locks, outermost first (a thread holding one never takes one above it) ----
  *   1. m->reconfig_lock   control commands, one at a time (md's reconfig_mutex).  Held across
@@ -32,11 +35,13 @@
  *                         during which it fails legs and abandons their I/O (running
  *                         completions); leg_detach() takes it.  Completions never take it.
  *   2. freezing           (quiesce.c; not a mutex) the freezer waits until no request is in
- *                         flight; taken under reconfig_lock only.
+ *                         flight (nor a read-error correction: readfix.c enters too); taken under
+ *                         reconfig_lock only.
  *   3. range holds        (rangelock.h; not a mutex) a write holds its range from before its
  *                         bitmap bits are made durable until its legs answered; the resync holds
- *                         the chunk it copies, the scrub the chunk it compares (inside
- *                         io_begin: freezing waits for it).  Under a hold: bitmap persist_lock,
+ *                         the chunk it copies, the scrub the chunk it compares, a read-error
+ *                         correction the range it rewrites (inside io_begin: freezing waits
+ *                         for it).  Under a hold: bitmap persist_lock,
  * sb_lock, the leaves.  Nothing waits for a hold while holding a mutex.
  *   4. bitmap persist_lock (bitmap.c) held while bitmap blocks are written; completions never
  *                         take it.
@@ -44,9 +49,9 @@
  *                         I/O (the writer marks sb_writing and drops it).
  *   6. m->state_lock      leg state and identity changes; a leaf, never held during I/O or
  *                         while an event is raised.
- *   freeze_lock, the rangelock buckets' mutexes, waiter locks, scrub->lock, replace->lock:
- *   leaves inside their modules.  The replace thread waits for its new leg holding none of them,
- *   and takes reconfig_lock only to remove the old leg.
+ *   freeze_lock, the rangelock buckets' mutexes, waiter locks, scrub->lock, replace->lock,
+ *   readfix->lock: leaves inside their modules.  The replace thread waits for its new leg
+ *   holding none of them, and takes reconfig_lock only to remove the old leg.
  *
  * ---- What completions may do ----
  * A completion (an engine thread, or the submitter with DMIO_REQ_CALLER_RUNS) never waits for
@@ -106,6 +111,15 @@ struct leg {
 	gint64 log_window_start;
 	unsigned int log_count;
 	unsigned long log_suppressed;
+	/*
+	 * Read-error correction (readfix.c; zeroed by leg_attach, while no correction is inside
+	 * io_begin).  corrected_errors: an atomic, the corrections that worked (never decays).
+	 * recent_read_errors and recent_since: under readfix->lock, md's read_errors (one per
+	 * correction tried, halved every hour) and the monotonic µs it last halved.
+	 */
+	atomic_ullong corrected_errors;
+	unsigned int recent_read_errors;
+	gint64 recent_since;
 	/* Catching up (resync.c; set by leg_attach): how, and how far. */
 	enum assemble_resync resync;
 	atomic_ullong recovery_offset; /* in sync below this (bytes of data), flushed */
@@ -204,6 +218,12 @@ struct mirror {
 	/* ---- replace.c: its thread and the running replace (struct replace, its own; the
 	 * thread started under reconfig_lock, joined at close or by the next replace) ---- */
 	struct replace *replace;
+
+	/* ---- readfix.c: the correction thread and its queue (struct readfix, under its own leaf
+	 * lock readfix->lock); max_read_errors an atomic (0: never fail for corrected errors),
+	 * set at open and by mirror_set_max_read_errors() ---- */
+	struct readfix *readfix;
+	atomic_uint max_read_errors;
 };
 
 static inline enum leg_state leg_state(const struct leg *leg)
@@ -438,6 +458,30 @@ void failfast_kick(struct mirror *m);
 /* Keep the failfast thread off the slots' devices (leg_detach). */
 void failfast_lock_slots(struct mirror *m);
 void failfast_unlock_slots(struct mirror *m);
+
+/* ---- readfix.c ---- */
+
+/* Set up (at open, before any request) and stop (at close, after the drain: queued corrections
+ * run first) the correction thread. */
+void readfix_init(struct mirror *m, unsigned int max_read_errors);
+void readfix_clear(struct mirror *m);
+/* Whether err (positive) says a sector is bad rather than the leg gone (EIO, ENODATA, ...). */
+bool readfix_media_error(int err);
+/*
+ * A read of [offset, offset + len) (the mirror's data) failed on leg with err (positive): queue
+ * its correction when it can be corrected (a media error, the leg in sync, another leg in sync)
+ * and return true; false, and the caller fails the leg as before, otherwise.  For completions:
+ * never waits, no I/O.  The correction fails the leg itself when it does not work.
+ */
+bool readfix_queue(struct mirror *m, struct leg *leg, uint64_t offset, uint64_t len, int err);
+/* Wait until no correction is queued or running (tests, and close through readfix_clear). */
+void readfix_drain(struct mirror *m);
+/*
+ * md's read_errors of leg as of now (monotonic µs; the clock is the caller's, for tests): first
+ * halved for every whole hour since it last halved; count_error then adds one.  The new count.
+ */
+unsigned int readfix_count_error(struct mirror *m, struct leg *leg, gint64 now);
+unsigned int readfix_recent_errors(struct mirror *m, struct leg *leg, gint64 now);
 
 /* ---- resync.c ---- */
 

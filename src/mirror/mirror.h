@@ -98,8 +98,11 @@ void mirror_write(struct mirror *m, const void *buf, size_t len, uint64_t offset
 		  unsigned int flags, mirror_done_fn done, void *opaque);
 
 /*
- * Read from one in-sync leg chosen by the read policy; on error retry the other in-sync legs,
- * failing the leg that could not read (unless it is the last).  Reads past the end are short.
+ * Read from one in-sync leg chosen by the read policy; on error retry the other in-sync legs.  A
+ * leg that could not read is failed (unless it is the last), except for a media error (EIO,
+ * ENODATA, ...) while another leg is in sync: then the range is corrected on it in the
+ * background, after the answer (readfix.c), and it is failed only when that does not work or
+ * after more than max-read-errors recent errors.  Reads past the end are short.
  */
 void mirror_read(struct mirror *m, void *buf, size_t len, uint64_t offset, mirror_done_fn done,
 		 void *opaque);
@@ -256,8 +259,9 @@ struct leg_status {
 	bool write_mostly;
 	uint64_t read_errors;
 	uint64_t write_errors;
-	unsigned int pending; /* requests in flight on the leg */
-	char uuid[37];	      /* the leg's UUID in its superblock; "" with metadata = none */
+	uint64_t corrected_errors; /* read errors corrected by a rewrite (never decays) */
+	unsigned int pending;	   /* requests in flight on the leg */
+	char uuid[37];		   /* the leg's UUID in its superblock; "" with metadata = none */
 	enum leg_resync_role resync;
 	unsigned int io_timeout_ms; /* 0: none */
 	uint64_t busy_ms;	    /* age of its oldest outstanding I/O (0: none) */
@@ -289,6 +293,13 @@ void mirror_get_resync_rate(const struct mirror *m, uint64_t *min, uint64_t *max
 /* Set the io-timeout of leg index (or of every leg and legs added later: index -1); 0 = none.
  * Returns 0 or -EINVAL (no such leg). */
 int mirror_set_io_timeout(struct mirror *m, int index, unsigned int ms);
+/*
+ * Runtime tunable max-read-errors (fusemirror.conf(5)): a leg is failed once it has had more
+ * read errors than this that its correction was tried for, the count halving every hour; 0:
+ * never failed for them.
+ */
+void mirror_set_max_read_errors(struct mirror *m, unsigned int max);
+unsigned int mirror_get_max_read_errors(const struct mirror *m);
 
 const char *mirror_state_name(enum mirror_state state);
 const char *leg_state_name(enum leg_state state);
