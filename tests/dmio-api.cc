@@ -617,7 +617,7 @@ TEST_P(ArgumentErrors, UnknownOpFlagAndOffset)
 	req.op = static_cast<dmio_op>(-1);
 	expect_refused(-EINVAL, req, where, 1, "op -1");
 	req = request(DMIO_WRITE, false);
-	req.flags = 1u << 2;
+	req.flags = 1u << 3; /* after DMIO_REQ_ABANDONABLE */
 	expect_refused(-EINVAL, req, where, 1, "flag 1 << 2");
 	req.flags = DMIO_REQ_FUA | (1u << 31);
 	expect_refused(-EINVAL, req, where, 1, "FUA plus flag 1 << 31");

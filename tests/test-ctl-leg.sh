@@ -178,7 +178,7 @@ usage_error "set with three assignments" set "$mirror" resync-rate-min=1 resync-
 run "$ctl" set "$mirror"
 err_has "missing NAME=VALUE" "set without NAME=VALUE"
 run "$ctl" set "$mirror" resync-speed=1M
-err_has "unknown setting 'resync-speed'.*resync-rate-min, resync-rate-max, max-read-errors" \
+err_has "unknown setting 'resync-speed'.*resync-rate-min, resync-rate-max, io-timeout, max-read-errors" \
 	"set of an unknown name"
 run "$ctl" add "$mirror"
 err_has "missing PATH" "add without PATH"

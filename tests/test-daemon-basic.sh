@@ -52,7 +52,7 @@ for i in 0 1; do
 done
 
 # listxattr lists exactly what getxattr answers: every listed name has the value getxattr gives,
-# and the list is the 14 mirror attributes plus 8 per leg.  (getfattr -d shows an empty value,
+# and the list is the mirror attributes plus 11 per leg.  (getfattr -d shows an empty value,
 # uuid with metadata = none and last_error, as the bare name.)
 getfattr --absolute-names -d -m - "$mirror" >"$tmpdir/dump" ||
 	daemon_fail "getfattr -d -m - $mirror"
@@ -61,19 +61,25 @@ cat >"$tmpdir/expected" <<EOF
 user.fusemirror.error_bits
 user.fusemirror.events
 user.fusemirror.last_error
+user.fusemirror.leg.0.busy
 user.fusemirror.leg.0.corrected_errors
+user.fusemirror.leg.0.io_timeout
 user.fusemirror.leg.0.name
 user.fusemirror.leg.0.path
 user.fusemirror.leg.0.read_errors
 user.fusemirror.leg.0.resync
+user.fusemirror.leg.0.slow
 user.fusemirror.leg.0.state
 user.fusemirror.leg.0.uuid
 user.fusemirror.leg.0.write_errors
+user.fusemirror.leg.1.busy
 user.fusemirror.leg.1.corrected_errors
+user.fusemirror.leg.1.io_timeout
 user.fusemirror.leg.1.name
 user.fusemirror.leg.1.path
 user.fusemirror.leg.1.read_errors
 user.fusemirror.leg.1.resync
+user.fusemirror.leg.1.slow
 user.fusemirror.leg.1.state
 user.fusemirror.leg.1.uuid
 user.fusemirror.leg.1.write_errors
