@@ -399,8 +399,9 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 		uuid_format(leg->uuid, out->uuid);
 	else
 		out->uuid[0] = '\0';
-	g_mutex_unlock(&mm->state_lock);
+	/* It looks at the slot's device. */
 	out->resync = resync_leg_role(mm, leg);
+	g_mutex_unlock(&mm->state_lock);
 	out->state = leg_state(leg);
 	out->read_errors = atomic_load(&leg->read_errors);
 	out->write_errors = atomic_load(&leg->write_errors);

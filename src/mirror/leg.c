@@ -246,8 +246,11 @@ void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char 
 	/* A new member gets the mirror's io-timeout; the config may say otherwise (array.c). */
 	atomic_store(&leg->io_timeout_ms, atomic_load(&m->io_timeout_default_ms));
 	set_identity(m, leg, g_strdup(name), g_strdup(path), uuid, write_mostly);
+	/* Status readers read it under state_lock, the failfast thread under its own. */
 	failfast_lock_slots(m);
+	g_mutex_lock(&m->state_lock);
 	leg->dev = dev;
+	g_mutex_unlock(&m->state_lock);
 	failfast_unlock_slots(m);
 	atomic_store(&leg->read_errors, 0);
 	atomic_store(&leg->write_errors, 0);
@@ -264,8 +267,10 @@ struct dmio_dev *leg_detach(struct mirror *m, struct leg *leg)
 
 	/* Not while the failfast thread looks at the slot's device (it may be closed next). */
 	failfast_lock_slots(m);
+	g_mutex_lock(&m->state_lock);
 	dev = leg->dev;
 	leg->dev = NULL;
+	g_mutex_unlock(&m->state_lock);
 	failfast_unlock_slots(m);
 	return dev;
 }
