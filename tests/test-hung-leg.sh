@@ -37,6 +37,14 @@ write_config "$tmpdir/m.conf" hang "$a" "$b" metadata=internal io-timeout=3
 "$fusemirrorctl" create --assume-clean "$tmpdir/m.conf" >/dev/null || fail "fusemirrorctl create"
 start_daemon "$tmpdir/m.conf" "$mirror"
 assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.io_timeout)" 3 "leg b's io-timeout"
+# set changes every leg's at run time; a bad value is a usage error and changes nothing.
+"$fusemirrorctl" set "$mirror" io-timeout=2.5 >/dev/null || daemon_fail "set io-timeout=2.5"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.0.io_timeout)" 2.5 "leg a's io-timeout after set"
+rc=0
+"$fusemirrorctl" set "$mirror" io-timeout=1e3 >/dev/null 2>&1 || rc=$?
+assert_eq $rc 64 "set io-timeout=1e3"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.io_timeout)" 2.5 "leg b's after a refused set"
+"$fusemirrorctl" set "$mirror" io-timeout=3 >/dev/null || daemon_fail "set io-timeout=3"
 head -c $mib /dev/urandom >"$tmpdir/one"
 head -c $mib /dev/urandom >"$tmpdir/two"
 dd if="$tmpdir/one" of="$mirror" bs=1M count=1 oflag=direct conv=notrunc,fsync status=none ||
