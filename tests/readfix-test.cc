@@ -122,6 +122,39 @@ TEST_F(Readfix, TransientReadErrorIsCorrected)
 	EXPECT_EQ(1u, leg(0).read_errors) << "read again after the correction";
 }
 
+/* A check meets a bad sector: it is corrected as a read's is, and the pass goes on. */
+TEST_F(Readfix, ACheckCorrectsAReadErrorAndGoesOn)
+{
+	ASSERT_NO_FATAL_FAILURE(open_with_data(90));
+	int id = fail_rule(DMIO_FAULT_READ, 64 * KiB, 4 * KiB, EIO, 1);
+	g_autoptr(GError) error = nullptr;
+
+	ASSERT_EQ(0, mirror_check(m_, false, -1, &error)) << (error ? error->message : "");
+	ASSERT_TRUE(wait_resync()) << "the check did not end";
+	check_status cs;
+	mirror_check_status(m_, &cs);
+	EXPECT_EQ(1u, dmio_fault_fired(id));
+	EXPECT_EQ(LEG_IN_SYNC, state_of(0)) << dump_events();
+	EXPECT_EQ(1u, leg(0).corrected_errors);
+	EXPECT_EQ(0u, cs.mismatch_cnt);
+	EXPECT_EQ(1u * MiB, cs.done) << "the pass did not cover the mirror";
+	EXPECT_EQ(0u, count_events("CheckAborted", -1)) << dump_events();
+	EXPECT_TRUE(same_bytes(data_, read_at(bad_, 0, 1 * MiB)));
+}
+
+/* A check meets a sector that stays bad: the leg is failed and the pass goes on without it. */
+TEST_F(Readfix, ACheckFailsALegWhoseSectorStaysBad)
+{
+	ASSERT_NO_FATAL_FAILURE(open_with_data(91));
+	fail_rule(DMIO_FAULT_READ, 64 * KiB, 4 * KiB, EIO, 0);
+	g_autoptr(GError) error = nullptr;
+
+	ASSERT_EQ(0, mirror_check(m_, false, -1, &error)) << (error ? error->message : "");
+	ASSERT_TRUE(wait_resync()) << "the check did not end (a loop of corrections?)";
+	EXPECT_EQ(LEG_FAILED, state_of(0));
+	EXPECT_EQ(LEG_IN_SYNC, state_of(1));
+}
+
 /* The sector takes the rewrite but cannot be read back: the leg is failed. */
 TEST_F(Readfix, PersistentReadErrorFailsTheLeg)
 {

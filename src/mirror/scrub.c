@@ -48,6 +48,9 @@ struct scrub {
 	uint64_t ranges_dropped; /* ranges beyond SCRUB_MAX_RANGES */
 	uint64_t repaired;	 /* bytes rewritten (repair) */
 	unsigned int repair_logs;
+	/* The thread's own: the chunk whose read error was last handed to readfix.c. */
+	uint64_t corrected_pos;
+	bool corrected_any;
 };
 
 void scrub_init(struct mirror *m)
@@ -291,6 +294,7 @@ static int scrub_chunk(struct mirror *m, struct scrub *s, char **bufs, uint64_t 
 {
 	struct leg *legs[DMIO_MAX_REGIONS];
 	struct rangelock_hold hold;
+	bool corrected = false;
 	unsigned int i, n;
 	int r = 0;
 
@@ -309,15 +313,29 @@ static int scrub_chunk(struct mirror *m, struct scrub *s, char **bufs, uint64_t 
 		int err = mirror_sync_io(m, DMIO_READ, 0, &legs[i], 1, bufs[i],
 					 m->data_offset + pos, len, NULL);
 
-		if (err < 0) {
+		if (err >= 0)
+			continue;
+		r = -EAGAIN;
+		/*
+		 * A bad sector is rewritten from another leg (md corrects during a check too),
+		 * once per chunk: a chunk that fails again after its correction fails the leg.
+		 */
+		if (!(s->corrected_any && s->corrected_pos == pos) &&
+		    readfix_queue(m, legs[i], pos, len, -err)) {
+			s->corrected_any = true;
+			s->corrected_pos = pos;
+			corrected = true;
+		} else {
 			fail_on_error(m, legs[i], "check read", pos, len, err);
-			r = -EAGAIN;
 		}
 	}
 	if (r == 0 && compare_chunk(s, bufs, n, pos, len) && s->repair)
 		repair_chunk(m, s, legs, bufs, n, pos, len);
 	rangelock_release(m->ranges, &hold);
 	io_end(m);
+	/* The correction takes the range we held: wait for it out of it, then redo the chunk. */
+	if (corrected)
+		readfix_drain(m);
 	return r;
 }
 
@@ -481,6 +499,7 @@ int scrub_start(struct mirror *m, bool repair, int source, GError **error)
 	g_mutex_lock(&s->lock);
 	s->repair = repair;
 	s->source = source;
+	s->corrected_any = false;
 	s->mismatch_cnt = 0;
 	s->nranges = 0;
 	s->ranges_dropped = 0;
