@@ -158,22 +158,33 @@ TEST_F(Replace, UnderWritesNeverFewerInSyncLegsAndTheNewLegEqualsTheOthers)
 	EXPECT_GT(samples.load(), 100u);
 	EXPECT_GT(writes.load(), 10u) << "the writer did not write during the replace";
 	EXPECT_EQ(0, write_errors.load());
-	EXPECT_EQ(LEG_REMOVED, state_of(1));
-	EXPECT_EQ(LEG_IN_SYNC, state_of(2));
+	/* The new leg took the old one's slot, as md's replacement does: no hole is left. */
+	EXPECT_EQ(2u, mirror_num_legs(m_));
+	EXPECT_EQ(LEG_IN_SYNC, state_of(1));
 	EXPECT_EQ(LEG_IN_SYNC, state_of(0));
-	EXPECT_EQ(new_path_, leg(2).path);
-	/* Slot 1 is an empty slot below a live one: the mirror reads degraded, as after remove. */
-	EXPECT_EQ(MIRROR_DEGRADED, mirror_state(m_));
+	EXPECT_EQ(new_path_, leg(1).path);
+	EXPECT_EQ(MIRROR_CLEAN, mirror_state(m_));
 	rs = running();
 	EXPECT_EQ(-1, rs.leg);
 	EXPECT_EQ(-1, rs.by);
-	EXPECT_EQ(1u, count_events("LegReplaced", 2)) << dump_events();
+	EXPECT_EQ(1u, count_events("LegReplaced", 1)) << dump_events();
 	EXPECT_EQ(0u, count_events("ReplaceAborted", 1)) << dump_events();
 	EXPECT_EQ(1u, LogCapture::get().count("LegReplaced", {"leg 1 (b, " + legs_[1].path +
 							      ") of mirror rp replaced by leg "
-							      "2 (c.img, " +
+							      "1 (c.img, " +
 							      new_path_ + ")"}))
 	    << LogCapture::get().dump();
+	/* The superblocks say so: a reassembly finds the new leg in slot 1, in sync. */
+	close_mirror();
+	ASSERT_TRUE(read_at(new_path_, SB_DATA_OFFSET, kData) == data_);
+	legs_[1].path = new_path_;
+	legs_[1].name = "c.img";
+	ASSERT_NO_FATAL_FAILURE(open_ok());
+	EXPECT_EQ(2u, mirror_num_legs(m_));
+	EXPECT_EQ(LEG_IN_SYNC, state_of(1));
+	EXPECT_EQ(new_path_, leg(1).path);
+	EXPECT_EQ(MIRROR_CLEAN, mirror_state(m_));
+	EXPECT_EQ(0u, count_events("StaleLegRejected", 1)) << dump_events();
 	close_mirror();
 	EXPECT_TRUE(read_at(new_path_, SB_DATA_OFFSET, kData) == data_)
 	    << "the new leg's data area differs from what was written";

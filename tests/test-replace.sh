@@ -162,13 +162,15 @@ test $status -eq 0 || daemon_fail "replace --wait b by c: exit status $status: $
 test $fio_status -eq 0 && grep -Eq 'err= *0' "$tmpdir/fio-replace.out" &&
 	! grep -Eq 'err= *[1-9]' "$tmpdir/fio-replace.out" ||
 	daemon_fail "fio --verify during the replace: $(grep -E 'err=|verify|bad' "$tmpdir/fio-replace.out" | head)"
-assert_grep "leg 1 \(b\) of $mirror replaced by $c \(leg 2, in sync\)" "$tmpdir/replace.err" \
+assert_grep "leg 1 \(b\) of $mirror replaced by $c \(leg 1, in sync\)" "$tmpdir/replace.err" \
 	"replace --wait's last line"
-assert_eq "$(leg_state "$mirror" 1)" removed "b after the replace"
-assert_eq "$(leg_state "$mirror" 2)" in_sync "c after the replace"
-assert_eq "$(xattr "$mirror" user.fusemirror.leg.2.path)" "$c" "leg 2's path"
+# The new leg took b's slot, as md's replacement does: two legs, no hole, clean.
+assert_eq "$(leg_state "$mirror" 1)" in_sync "c, in b's slot, after the replace"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.path)" "$c" "leg 1's path"
+assert_eq "$(xattr "$mirror" user.fusemirror.legs)" 2 "legs after the replace"
+assert_eq "$(xattr "$mirror" user.fusemirror.state)" clean "the state after the replace"
 assert_eq "$(xattr "$mirror" user.fusemirror.replace.leg)" none "replace.leg after it"
-assert_grep "LegReplaced: leg 1 \(b, $b\) of mirror rp replaced by leg 2 \(c.img, $c\), in sync" \
+assert_grep "LegReplaced: leg 1 \(b, $b\) of mirror rp replaced by leg 1 \(c.img, $c\), in sync" \
 	"$daemon_log" "LegReplaced"
 # The config follows: [leg b] gone, a group for c.
 cat >"$tmpdir/expected" <<EOF
@@ -193,7 +195,8 @@ cp "$conf" "$tmpdir/conf.before"
 	daemon_fail "unlimit the resync rate"
 timeout 60 "$fusemirrorctl" replace --no-save --wait "$mirror" a "$d" 2>"$tmpdir/nosave.err" ||
 	daemon_fail "replace --no-save --wait a by d: $(cat "$tmpdir/nosave.err")"
-assert_eq "$(leg_state "$mirror" 0)" removed "a after the replace"
+assert_eq "$(leg_state "$mirror" 0)" in_sync "d, in a's slot, after the replace"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.0.path)" "$d" "leg 0's path"
 cmp "$tmpdir/conf.before" "$conf" >&2 ||
 	daemon_fail "replace --no-save rewrote the config: $(diff -u "$tmpdir/conf.before" "$conf")"
 assert_grep "is not rewritten \(--no-save\)" "$daemon_log" "the log of replace --no-save"
@@ -212,7 +215,7 @@ stop_daemon
 t1=$(date +%s%N)
 test $(((t1 - t0) / 1000000)) -lt 5000 ||
 	fail "SIGTERM during a replace took $(((t1 - t0) / 1000000)) ms"
-assert_grep "ReplaceAborted: .*aborted: mirror rp is closing before the new leg [0-9]+ \($e\) is in sync; leg 2 is kept" \
+assert_grep "ReplaceAborted: .*aborted: mirror rp is closing before the new leg [0-9]+ \($e\) is in sync; leg 1 is kept" \
 	"$daemon_log" "ReplaceAborted at the stop"
 cmp -n $((8 * mib)) "$tmpdir/expect" "$tmpdir/now" >&2 ||
 	fail "the first 8 MiB (not written by fio) changed"

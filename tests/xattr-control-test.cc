@@ -222,14 +222,18 @@ TEST_F(XattrControl, ReplaceSavesAtTheAddAndAtTheEnd)
 	EXPECT_EQ("none", status("user.fusemirror.replace.by"));
 	EXPECT_EQ((std::vector<bool>{true, true}), hooks_.saved())
 	    << "saved again once the old leg went, before the status says none";
-	EXPECT_EQ("removed", status("user.fusemirror.leg.1.state"));
+	/* The new leg took the old one's slot. */
+	EXPECT_EQ("in_sync", status("user.fusemirror.leg.1.state"));
+	EXPECT_EQ(c, status("user.fusemirror.leg.1.path"));
+	EXPECT_EQ("2", status("user.fusemirror.legs"));
 
 	mirror_set_resync_rate(m_, 0, 0);
 	EXPECT_EQ(0, ctl("replace --no-save 0 " + d));
 	for (int i = 0; i < 1000 && status("user.fusemirror.replace.leg") != "none"; i++)
 		std::this_thread::sleep_for(std::chrono::milliseconds(10));
 	EXPECT_EQ((std::vector<bool>{true, true, false, false}), hooks_.saved());
-	EXPECT_EQ("removed", status("user.fusemirror.leg.0.state"));
+	EXPECT_EQ("in_sync", status("user.fusemirror.leg.0.state"));
+	EXPECT_EQ(d, status("user.fusemirror.leg.0.path"));
 }
 
 TEST_F(XattrControl, StopGoesToTheHook)

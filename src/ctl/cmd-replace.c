@@ -195,8 +195,8 @@ static void report_started(struct replace *rp, const struct ctl_status *st, int 
 }
 
 /*
- * --wait: poll until the status shows no replace, then judge by the slots: LEG removed (or its
- * slot dropped) and the new leg in sync.
+ * --wait: poll until the status shows no replace, then judge by the slots: the new leg in sync
+ * in LEG's slot (or LEG removed and the new leg in sync in its own).
  */
 static int wait_for_end(struct replace *rp, int by)
 {
@@ -220,9 +220,18 @@ static int wait_for_end(struct replace *rp, int by)
 		g_usleep(POLL_US);
 	}
 	old = rp->leg < st->nlegs ? &st->legs[rp->leg] : NULL;
-	new_leg = by >= 0 && (unsigned int)by < st->nlegs ? &st->legs[by] : NULL;
-	replaced = (old == NULL || strcmp(old->state, "removed") == 0) && new_leg != NULL &&
-		   strcmp(new_leg->state, "in_sync") == 0 && strcmp(new_leg->path, rp->path) == 0;
+	/* The new leg takes LEG's slot once it is in sync (a daemon that does not move it
+	 * leaves LEG removed and the new leg in its own). */
+	if (old != NULL && strcmp(old->path, rp->path) == 0) {
+		new_leg = old;
+		by = (int)rp->leg;
+		replaced = strcmp(new_leg->state, "in_sync") == 0;
+	} else {
+		new_leg = by >= 0 && (unsigned int)by < st->nlegs ? &st->legs[by] : NULL;
+		replaced = (old == NULL || strcmp(old->state, "removed") == 0) &&
+			   new_leg != NULL && strcmp(new_leg->state, "in_sync") == 0 &&
+			   strcmp(new_leg->path, rp->path) == 0;
+	}
 	if (replaced) {
 		ctl_message("leg %u (%s) of %s replaced by %s (leg %d, in sync)", rp->leg,
 			    rp->shown_leg, shown_file, rp->shown_path, by);

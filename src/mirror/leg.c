@@ -233,6 +233,41 @@ static void set_identity(struct mirror *m, struct leg *leg, char *name, char *pa
 	g_mutex_unlock(&m->state_lock);
 }
 
+void leg_move(struct mirror *m, struct leg *from, struct leg *to)
+{
+	failfast_lock_slots(m);
+	g_mutex_lock(&m->state_lock);
+	/* The names move with the member; the empty slot gets empty ones (to's are kept). */
+	if (to->name != NULL)
+		g_ptr_array_add(m->retired, to->name);
+	if (to->path != NULL)
+		g_ptr_array_add(m->retired, to->path);
+	to->name = from->name;
+	to->path = from->path;
+	from->name = g_strdup("");
+	from->path = g_strdup("");
+	to->write_mostly = from->write_mostly;
+	from->write_mostly = false;
+	to->dev = from->dev;
+	from->dev = NULL;
+	memcpy(to->uuid, from->uuid, 16);
+	memset(from->uuid, 0, 16);
+	atomic_store(&to->read_errors, atomic_load(&from->read_errors));
+	atomic_store(&to->write_errors, atomic_load(&from->write_errors));
+	atomic_store(&to->corrected_errors, atomic_load(&from->corrected_errors));
+	to->recent_read_errors = from->recent_read_errors;
+	to->recent_since = from->recent_since;
+	atomic_store(&to->io_timeout_ms, atomic_load(&from->io_timeout_ms));
+	to->resync = RESYNC_NONE;
+	atomic_store(&to->recovery_offset, SB_RECOVERY_DONE);
+	/* The one move that is no move of the table: a member changes slots, in sync. */
+	atomic_store(&to->state, LEG_IN_SYNC);
+	atomic_store(&from->state, LEG_REMOVED);
+	g_mutex_unlock(&m->state_lock);
+	failfast_unlock_slots(m);
+	mirror_state_changed(m, true, false);
+}
+
 void leg_forget_uuid(struct mirror *m, struct leg *leg)
 {
 	g_mutex_lock(&m->state_lock);

@@ -280,6 +280,12 @@ bool leg_move_allowed(enum leg_state from, enum leg_state to, bool assembly);
 void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char *path,
 		struct dmio_dev *dev, const uint8_t uuid[16], bool write_mostly);
 struct dmio_dev *leg_detach(struct mirror *m, struct leg *leg);
+/*
+ * Move the in-sync member of slot from into the empty (removed, no UUID) slot to, with its
+ * device, identity and counts; from becomes an empty slot.  Only while frozen, the resync and
+ * scrub stopped: a replace puts the new leg where the old one was, as md's does.
+ */
+void leg_move(struct mirror *m, struct leg *from, struct leg *to);
 /* A removed slot keeps its name and path but no UUID: no member is in it. */
 void leg_forget_uuid(struct mirror *m, struct leg *leg);
 /* Make slot i (and any slot between num_legs and it) an empty slot with no name or path,
@@ -420,6 +426,11 @@ void reconfig_clear(struct mirror *m);
  */
 int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GError **error);
 int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force, GError **error);
+/*
+ * Under reconfig_lock: move the in-sync leg of slot from into the removed slot to (leg_move),
+ * drop the removed slots at the end and commit.  0, or -EINVAL when the slots are not so.
+ */
+int reconfig_move_leg_locked(struct mirror *m, unsigned int from, unsigned int to);
 
 /* ---- replace.c ---- */
 

@@ -365,12 +365,13 @@ int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **erro
 
 /* ---- remove -------------------------------------------------------------------------------- */
 
+static void drop_removed_tail(struct mirror *m);
+
 int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force, GError **error)
 {
 	struct dmio_dev *dev;
 	struct leg *leg;
 	enum leg_state st;
-	unsigned int n;
 	int r;
 
 	if (index >= atomic_load(&m->num_legs)) {
@@ -405,14 +406,7 @@ int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force,
 	dev = leg_detach(m, leg);
 	r = leg_set_state(m, leg, leg_state(leg), LEG_REMOVED);
 	leg_forget_uuid(m, leg);
-	/* A removed last slot goes: a hot-added leg removed again leaves the mirror as it was. */
-	n = atomic_load(&m->num_legs);
-	while (n > 1 && leg_state(&m->legs[n - 1]) == LEG_REMOVED)
-		n--;
-	if (n < atomic_load(&m->num_legs)) {
-		legs_set_count(m, n);
-		metadata_forget_slots(m, n);
-	}
+	drop_removed_tail(m);
 	if (metadata_sync(m) < 0)
 		g_warning("mirror %s: the removal of leg %u is not in the superblocks", m->name,
 			  index);
@@ -424,6 +418,40 @@ int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force,
 			     "leg %u (%s, %s) removed from mirror %s", index, leg->name, leg->path,
 			     m->name);
 	return r;
+}
+
+/* Drop the removed slots at the end (a hot-added leg removed again leaves the mirror as it was).
+ */
+static void drop_removed_tail(struct mirror *m)
+{
+	unsigned int n = atomic_load(&m->num_legs);
+
+	while (n > 1 && leg_state(&m->legs[n - 1]) == LEG_REMOVED)
+		n--;
+	if (n < atomic_load(&m->num_legs)) {
+		legs_set_count(m, n);
+		metadata_forget_slots(m, n);
+	}
+}
+
+int reconfig_move_leg_locked(struct mirror *m, unsigned int from, unsigned int to)
+{
+	unsigned int slots = atomic_load(&m->num_legs);
+
+	if (from >= slots || to >= slots || from == to ||
+	    leg_state(&m->legs[from]) != LEG_IN_SYNC || leg_state(&m->legs[to]) != LEG_REMOVED)
+		return -EINVAL;
+	scrub_stop(m);
+	resync_stop(m);
+	mirror_freeze(m);
+	leg_move(m, &m->legs[from], &m->legs[to]);
+	drop_removed_tail(m);
+	if (metadata_sync(m) < 0)
+		g_warning("mirror %s: the move of leg %u into slot %u is not in the superblocks",
+			  m->name, from, to);
+	resync_start(m);
+	mirror_thaw(m);
+	return 0;
 }
 
 int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError **error)

@@ -144,6 +144,9 @@ static char *finish_locked(struct mirror *m, struct replace *rp)
 	if (reconfig_remove_leg_locked(m, leg, true, &error) < 0)
 		return g_strdup_printf("leg %u (%s) could not be removed: %s", leg, rp->leg_name,
 				       error != NULL ? error->message : "unknown error");
+	/* The new leg takes the old one's slot, as md's replacement does: no hole is left. */
+	if (reconfig_move_leg_locked(m, (unsigned int)atomic_load(&rp->by), leg) == 0)
+		atomic_store(&rp->by, (int)leg);
 	return NULL;
 }
 
@@ -170,6 +173,7 @@ static gpointer replace_thread(gpointer data)
 		g_mutex_lock(&m->reconfig_lock);
 		why = finish_locked(m, rp);
 		g_mutex_unlock(&m->reconfig_lock);
+		by = atomic_load(&rp->by); /* the old leg's slot now */
 	}
 	/* Events and the done callback (the daemon saves its config) after reconfig_lock. */
 	if (why == NULL)
