@@ -103,6 +103,16 @@ class Abandon : public DefaultClientTest, public ::testing::WithParamInterface<E
 					{devs_[1].get(), block * kBlockSectors, kBlockSectors}};
 		return dmio(&req, 2, where, nullptr);
 	}
+	/* A write of block to both legs, hung on leg 0 and abandoned there: c is notified. */
+	void abandon_a_hung_write(Call2 *c, Memory *mem, uint64_t block)
+	{
+		hang(0, DMIO_FAULT_WRITE);
+		mem->fill(pattern(kBlock, (uint32_t)block));
+		ASSERT_EQ(0, write_both(c, mem, block, DMIO_REQ_ABANDONABLE));
+		ASSERT_NO_FATAL_FAILURE(wait_held(0, 1));
+		EXPECT_EQ(1u, dmio_dev_abandon(devs_[0].get(), ETIMEDOUT));
+		ASSERT_TRUE(c->done.wait());
+	}
 	void wait_released(Call2 *c)
 	{
 		auto until = std::chrono::steady_clock::now() + completion_timeout();
@@ -309,14 +319,9 @@ TEST_P(Abandon, AWaitingRegionAbandonedNeverRuns)
 /* A close of a device whose abandoned region still runs is done by that region's answer. */
 TEST_P(Abandon, ACloseWhileAnAbandonedRegionRunsIsPutOff)
 {
-	hang(0, DMIO_FAULT_WRITE);
 	Memory mem(MemKind::Vm, kBlock);
-	mem.fill(pattern(kBlock, 9));
 	Call2 c;
-	ASSERT_EQ(0, write_both(&c, &mem, 7, DMIO_REQ_ABANDONABLE));
-	ASSERT_NO_FATAL_FAILURE(wait_held(0, 1));
-	EXPECT_EQ(1u, dmio_dev_abandon(devs_[0].get(), ETIMEDOUT));
-	ASSERT_TRUE(c.done.wait());
+	ASSERT_NO_FATAL_FAILURE(abandon_a_hung_write(&c, &mem, 7));
 	devs_[0].reset(); /* put off: the fault device still holds the write */
 	EXPECT_EQ(1u, dmio_fault_release(legs_[0].c_str(), 0));
 	wait_released(&c);
@@ -327,14 +332,9 @@ TEST_P(Abandon, ACloseWhileAnAbandonedRegionRunsIsPutOff)
 /* A client destroyed while a call is lent is freed by the call's last answer. */
 TEST_P(Abandon, AClientDestroyWhileACallIsLentIsPutOff)
 {
-	hang(0, DMIO_FAULT_WRITE);
 	Memory mem(MemKind::Vm, kBlock);
-	mem.fill(pattern(kBlock, 10));
 	Call2 c;
-	ASSERT_EQ(0, write_both(&c, &mem, 8, DMIO_REQ_ABANDONABLE));
-	ASSERT_NO_FATAL_FAILURE(wait_held(0, 1));
-	EXPECT_EQ(1u, dmio_dev_abandon(devs_[0].get(), ETIMEDOUT));
-	ASSERT_TRUE(c.done.wait());
+	ASSERT_NO_FATAL_FAILURE(abandon_a_hung_write(&c, &mem, 8));
 	auto start = std::chrono::steady_clock::now();
 	client_.reset();
 	EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2))
