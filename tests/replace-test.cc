@@ -268,6 +268,25 @@ TEST_F(Replace, CloseStopsTheReplaceAtOnce)
 	EXPECT_EQ(1u, LogCapture::get().count("ReplaceAborted", {"is closing"}));
 }
 
+/*
+ * Not a replace, but where it was found: a leg added under a slow resync and removed at once
+ * (--force) leaves a mirror that reads clean (the stopped resync said resyncing for good).
+ */
+TEST_F(Replace, ALegRemovedWhileItIsCopiedLeavesTheMirrorClean)
+{
+	ASSERT_NO_FATAL_FAILURE(open_two());
+	mirror_set_resync_rate(m_, 1 * MiB, 1 * MiB);
+	g_autoptr(GError) error = nullptr;
+	int by = mirror_add_leg(m_, new_path_.c_str(), false, &error);
+	ASSERT_GE(by, 0) << (error ? error->message : "");
+	EXPECT_EQ(MIRROR_RESYNCING, mirror_state(m_));
+	/* remove --force stops the resync that copies it, mid-way. */
+	ASSERT_EQ(0, mirror_remove_leg(m_, (unsigned)by, true, &error))
+	    << (error ? error->message : "");
+	EXPECT_EQ(2u, mirror_num_legs(m_));
+	EXPECT_EQ(MIRROR_CLEAN, mirror_state(m_));
+}
+
 TEST_F(Replace, Refusals)
 {
 	ASSERT_NO_FATAL_FAILURE(open_two());

@@ -404,6 +404,12 @@ void resync_start(struct mirror *m)
 	}
 	if (!needed) {
 		atomic_store(&m->unclean, false);
+		/*
+		 * A resync stopped mid-way (resync_stop keeps the mirror reading resyncing, so that
+		 * reads of dirty regions still go to the source until it restarts) that has nothing
+		 * left to do: a leg removed while it was copied.
+		 */
+		atomic_store(&m->resync_active, false);
 		return;
 	}
 	atomic_store(&m->resync_cursor, 0);
