@@ -214,7 +214,7 @@ static void nbd_put(struct nbd_dev *nd, struct nbd_handle *h, int r)
 	if (dead) {
 		nd->open_count--;
 		if (!atomic_exchange(&nd->lost, true))
-			g_warning("%s: connection lost (%s)", nd->shown, g_strerror(-r));
+			g_message("%s: connection lost (%s)", nd->shown, g_strerror(-r));
 		g_cond_broadcast(&nd->cond); /* waiters fail now */
 	} else {
 		nd->idle[nd->idle_count++] = h;
