@@ -185,21 +185,23 @@ TEST_P(Nbd, WritesReachAnNbdLegAndAFileLegInOneCall)
 	struct Piece {
 		uint64_t sector, count;
 		MemKind kind;
-	} pieces[] = {
-	    {0, 8, MemKind::Vm}, {1000, 72, MemKind::Bvec}, {4096, 2048, MemKind::Iovec},
-	    {kSize / DMIO_SECTOR_SIZE - 24, 24, MemKind::PageList}};
+	} pieces[] = {{0, 8, MemKind::Vm},
+		      {1000, 72, MemKind::Bvec},
+		      {4096, 2048, MemKind::Iovec},
+		      {kSize / DMIO_SECTOR_SIZE - 24, 24, MemKind::PageList}};
 	uint32_t seed = 100;
 	for (const Piece &p : pieces) {
 		SCOPED_TRACE(mem_kind_name(p.kind));
 		std::vector<uint8_t> data = pattern(p.count * DMIO_SECTOR_SIZE, seed++);
 		Memory mem(p.kind, data.size(), 1);
 		mem.fill(data);
-		expect_success(run_io(call(), client_.get(), DMIO_WRITE, &mem,
-				      {{dev_.get(), p.sector, p.count},
-				       {local.get(), p.sector, p.count}}),
-			       call(), 2, "write");
+		expect_success(
+		    run_io(call(), client_.get(), DMIO_WRITE, &mem,
+			   {{dev_.get(), p.sector, p.count}, {local.get(), p.sector, p.count}}),
+		    call(), 2, "write");
 		EXPECT_TRUE(same_bytes(data, exported(p.sector * DMIO_SECTOR_SIZE, data.size())));
-		EXPECT_TRUE(same_bytes(data, read_at(file, p.sector * DMIO_SECTOR_SIZE, data.size())));
+		EXPECT_TRUE(
+		    same_bytes(data, read_at(file, p.sector * DMIO_SECTOR_SIZE, data.size())));
 
 		Memory back(p.kind, data.size(), 1);
 		back.fill_byte(0xee);
@@ -225,9 +227,8 @@ TEST_P(Nbd, RequestsAreSplitToTheServersMaximum)
 	uint64_t sectors = data.size() / DMIO_SECTOR_SIZE;
 	Memory mem(MemKind::Iovec, data.size(), 1);
 	mem.fill(data);
-	expect_success(
-	    run_io(call(), client_.get(), DMIO_WRITE, &mem, {{dev_.get(), 5, sectors}}), call(),
-	    1, "1 MiB write");
+	expect_success(run_io(call(), client_.get(), DMIO_WRITE, &mem, {{dev_.get(), 5, sectors}}),
+		       call(), 1, "1 MiB write");
 	EXPECT_TRUE(same_bytes(data, exported(5 * DMIO_SECTOR_SIZE, data.size())));
 	Memory back(MemKind::Vm, data.size(), 3);
 	expect_success(run_io(call(), client_.get(), DMIO_READ, &back, {{dev_.get(), 5, sectors}}),
@@ -241,9 +242,9 @@ TEST_P(Nbd, FuaWriteAndFlush)
 	std::vector<uint8_t> data = pattern(32 * DMIO_SECTOR_SIZE, 31);
 	Memory mem(MemKind::Bvec, data.size(), 1);
 	mem.fill(data);
-	expect_success(run_io(call(), client_.get(), DMIO_WRITE, &mem, {{dev_.get(), 200, 32}},
-			      DMIO_REQ_FUA),
-		       call(), 1, "FUA write");
+	expect_success(
+	    run_io(call(), client_.get(), DMIO_WRITE, &mem, {{dev_.get(), 200, 32}}, DMIO_REQ_FUA),
+	    call(), 1, "FUA write");
 	EXPECT_TRUE(same_bytes(data, exported(200 * DMIO_SECTOR_SIZE, data.size())));
 	expect_success(run_io(call(), client_.get(), DMIO_FLUSH, nullptr, {{dev_.get(), 0, 0}}),
 		       call(), 1, "flush");
@@ -254,8 +255,8 @@ TEST_P(Nbd, DiscardAndWriteZeroesReadBackZeroes)
 	ASSERT_NO_FATAL_FAILURE(serve());
 	/* The file plugin punches a hole for trim: zeroes, 4 KiB-aligned. */
 	expect_success(
-	    run_io(call(), client_.get(), DMIO_DISCARD, nullptr, {{dev_.get(), 1024, 256}}),
-	    call(), 1, "discard");
+	    run_io(call(), client_.get(), DMIO_DISCARD, nullptr, {{dev_.get(), 1024, 256}}), call(),
+	    1, "discard");
 	EXPECT_TRUE(all_bytes_are(exported(1024 * DMIO_SECTOR_SIZE, 256 * DMIO_SECTOR_SIZE), 0));
 	expect_success(
 	    run_io(call(), client_.get(), DMIO_WRITE_ZEROES, nullptr, {{dev_.get(), 3001, 77}}),
@@ -334,10 +335,9 @@ class NbdConcurrent : public Nbd
 			w.join();
 		EXPECT_EQ(0, failures.load());
 		for (unsigned t = 0; t < threads; t++)
-			EXPECT_TRUE(
-			    same_bytes(pattern(kSlice * DMIO_SECTOR_SIZE, t * 1000 + rounds - 1),
-				       exported(t * kSlice * DMIO_SECTOR_SIZE,
-						kSlice * DMIO_SECTOR_SIZE)))
+			EXPECT_TRUE(same_bytes(
+			    pattern(kSlice * DMIO_SECTOR_SIZE, t * 1000 + rounds - 1),
+			    exported(t * kSlice * DMIO_SECTOR_SIZE, kSlice * DMIO_SECTOR_SIZE)))
 			    << "slice " << t;
 	}
 };
@@ -346,8 +346,8 @@ TEST_P(NbdConcurrent, ManyWritersLandOnAPoolOfConnections)
 {
 	std::string log = tmp_ / "nbdkit.log";
 	/* 20 ms a write: writers that shared one connection would take 16 x 10 x 20 ms. */
-	ASSERT_NO_FATAL_FAILURE(serve({"--filter=log", "--filter=delay"},
-				      {"logfile=" + log, "wdelay=20ms"}));
+	ASSERT_NO_FATAL_FAILURE(
+	    serve({"--filter=log", "--filter=delay"}, {"logfile=" + log, "wdelay=20ms"}));
 	auto t0 = std::chrono::steady_clock::now();
 	many_writers(16, 10);
 	auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -447,7 +447,8 @@ TEST(NbdRedact, SecretsOfAUriAreNeverShown)
 	    {"nbds://host/e?tls-username=bob&password=s3cret&x=1",
 	     "nbds://host/e?tls-username=bob&password=***&x=1"},
 	    {"nbd://h/a@b", "nbd://h/a@b"},
-	    {"nbds+unix://u@/e?socket=/s&tls-psk-file=/k#f", "nbds+unix://***@/e?socket=/s&tls-psk-file=***#f"},
+	    {"nbds+unix://u@/e?socket=/s&tls-psk-file=/k#f",
+	     "nbds+unix://***@/e?socket=/s&tls-psk-file=***#f"},
 	};
 	for (const auto &c : cases) {
 		char *got = dmio_nbd_redact_uri(c.in);

@@ -385,13 +385,13 @@ static void nbd_dev_close(struct dmio_dev *dev)
 }
 
 static const struct dmio_dev_ops nbd_ops = {
-	.kind = "nbd",
-	.preadv = nbd_dev_preadv,
-	.pwritev = nbd_dev_pwritev,
-	.flush = nbd_dev_flush,
-	.discard = nbd_dev_discard,
-	.zero = nbd_dev_zero,
-	.close = nbd_dev_close,
+    .kind = "nbd",
+    .preadv = nbd_dev_preadv,
+    .pwritev = nbd_dev_pwritev,
+    .flush = nbd_dev_flush,
+    .discard = nbd_dev_discard,
+    .zero = nbd_dev_zero,
+    .close = nbd_dev_close,
 };
 
 int dmio_dev_nbd_open(const char *path, unsigned int flags, struct dmio_dev **out)
@@ -440,8 +440,8 @@ int dmio_dev_nbd_open(const char *path, unsigned int flags, struct dmio_dev **ou
 	atomic_init(&nd->dev.probe_ns, 0);
 	nd->shown = shown;
 	nd->max_conns = nbd_can_multi_conn(h) > 0 ? NBD_MAX_CONNS : 1;
-	nd->max_request = maximum > 0 ? (uint32_t)MIN(maximum, (int64_t)NBD_MAX_PAYLOAD)
-				      : NBD_MAX_PAYLOAD;
+	nd->max_request =
+	    maximum > 0 ? (uint32_t)MIN(maximum, (int64_t)NBD_MAX_PAYLOAD) : NBD_MAX_PAYLOAD;
 	/* Whole blocks per command: round the maximum down to the minimum block size. */
 	if (nd->max_request >= nd->dev.lbs)
 		nd->max_request -= nd->max_request % nd->dev.lbs;
