@@ -276,7 +276,7 @@ static ssize_t nbd_dev_pwritev(struct dmio_dev *dev, const struct iovec *iov, in
 	struct nbd_dev *nd = nbd_of(dev);
 	size_t len = request_len(nd, iov, iovcnt);
 	bool direct = iov[0].iov_len >= len;
-	void *buf = direct ? iov[0].iov_base : g_malloc(len);
+	void *buf;
 	uint32_t flags = 0;
 	struct nbd_handle *h;
 	int err, r;
@@ -290,6 +290,7 @@ static ssize_t nbd_dev_pwritev(struct dmio_dev *dev, const struct iovec *iov, in
 	}
 	if (len == 0)
 		return 0;
+	buf = direct ? iov[0].iov_base : g_malloc(len); /* after the refusals: nothing to free */
 	if (!direct) {
 		size_t pos = 0;
 		int i;
