@@ -42,7 +42,8 @@ struct dmio_dev;
 #define DMIO_DEV_EXCLUSIVE (1u << 2)
 
 /*
- * Open a regular file or a block device.  On success *out owns the open descriptor; close it with
+ * Open a regular file, a block device, or an NBD export (an nbd://, nbds:// or nbd+unix:// URI,
+ * through libnbd; -ENOTSUP when built without it; see libdmio(3)).  On success *out owns the open descriptor; close it with
  * dmio_dev_close().  Returns 0, or -errno (-ENOENT, -EACCES, -EISDIR for a directory, -EINVAL for
  * an unknown flag or a path that is neither a regular file nor a block device, -EROFS, -EBUSY
  * when DMIO_DEV_EXCLUSIVE is asked and another holder has the device, ...).
@@ -64,7 +65,7 @@ unsigned int dmio_dev_logical_block_size(const struct dmio_dev *dev);
 /* The path the device was opened with (owned by the device). */
 const char *dmio_dev_path(const struct dmio_dev *dev);
 
-/* True for block devices, false for regular files. */
+/* True for block devices (and NBD exports), false for regular files. */
 bool dmio_dev_is_block(const struct dmio_dev *dev);
 
 /* The flags the device was opened with. */

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Devices: the public dmio_dev_* calls, dispatching to one kind behind a vtable: file/block
- * device (dev-file.c) for every path but one prefix; remote kinds add themselves to
+ * device (dev-file.c) for every path but a few prefixes; remote kinds add themselves to
  * dmio_dev_open().
+ *
+ * An NBD URI (nbd://, nbds://, nbd+unix://, nbds+unix://, nbd+vsock://, nbds+vsock://) opens an
+ * export through libnbd (dev-nbd.c); a file whose name starts so is "./nbd:...".
  *
  * "crash:NAME" opens the crash-test disk NAME (dev-crash.c, dev-crash.h), an in-memory disk with
  * a volatile write cache that tests create and "power cut".  It is for tests only, so neither
@@ -33,6 +36,8 @@ int dmio_dev_open(const char *path, unsigned int flags, struct dmio_dev **out)
 		r = dmio_dev_crash_open(path, flags, out);
 	else if (g_str_has_prefix(path, DMIO_DEV_FAULT_PREFIX))
 		r = dmio_dev_fault_open(path, flags, out);
+	else if (dmio_dev_is_nbd_uri(path))
+		r = dmio_dev_nbd_open(path, flags, out);
 	else
 		r = dmio_dev_file_open(path, flags, out);
 	if (r == 0)

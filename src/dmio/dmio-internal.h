@@ -70,6 +70,15 @@ int dmio_dev_crash_open(const char *path, unsigned int flags, struct dmio_dev **
 #define DMIO_DEV_FAULT_PREFIX "fault:"
 int dmio_dev_fault_open(const char *path, unsigned int flags, struct dmio_dev **out);
 
+/*
+ * The NBD kind (dev-nbd.c): path is an NBD URI (nbd://, nbds://, nbd+unix://, ...); -ENOTSUP
+ * when built without libnbd.
+ */
+bool dmio_dev_is_nbd_uri(const char *path);
+int dmio_dev_nbd_open(const char *path, unsigned int flags, struct dmio_dev **out);
+/* The URI with its userinfo, password= and tls-psk-file= values replaced by "***" (g_free). */
+char *dmio_nbd_redact_uri(const char *uri);
+
 /* Free a device (its kind's close): at once, or by the last abandoned job to return. */
 void dmio_dev_free(struct dmio_dev *dev);
 

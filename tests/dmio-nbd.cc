@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The NBD device kind (src/dmio/dev-nbd.c) against a real nbdkit, started by each test on a unix
+ * socket in its temporary directory (the file plugin over a file there, so what landed is read
+ * back with plain pread, not through our code), on both engines, sync and async: size and
+ * capabilities, writes over an NBD leg and a file leg in one call, FUA and flush, discard and
+ * write-zeroes, a read-only export, requests split to the server's maximum, many writers at once
+ * (and how many connections they open), a server killed under the device, bad URIs, and the
+ * redaction of secrets in messages.  Skipped only when nbdkit is not installed.
+ */
+#include "test-util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+
+using namespace dmio_test;
+
+extern "C" char *dmio_nbd_redact_uri(const char *uri);
+
+namespace
+{
+
+constexpr uint64_t kSize = 8 * 1024 * 1024;
+
+bool have_nbdkit()
+{
+	return access("/usr/bin/nbdkit", X_OK) == 0 || access("/usr/sbin/nbdkit", X_OK) == 0 ||
+	       system("command -v nbdkit >/dev/null 2>&1") == 0;
+}
+
+/* An nbdkit in the foreground, child of this process, serving on sock. */
+class NbdKit
+{
+      public:
+	~NbdKit()
+	{
+		stop(SIGTERM);
+	}
+	/* args: the filters, plugin and its parameters; 0 or an errno. */
+	int start(const std::string &sock, const std::vector<std::string> &args)
+	{
+		std::vector<std::string> argv = {"nbdkit", "-f", "--exit-with-parent", "-U", sock};
+		argv.insert(argv.end(), args.begin(), args.end());
+		unlink(sock.c_str());
+		pid_ = fork();
+		if (pid_ < 0)
+			return errno;
+		if (pid_ == 0) {
+			std::vector<char *> v;
+			for (auto &a : argv)
+				v.push_back(const_cast<char *>(a.c_str()));
+			v.push_back(nullptr);
+			execvp("nbdkit", v.data());
+			_exit(127);
+		}
+		for (int i = 0; i < 500; i++) {
+			struct stat st;
+			if (stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+				return 0;
+			int status;
+			if (waitpid(pid_, &status, WNOHANG) == pid_) {
+				pid_ = -1;
+				return ECHILD;
+			}
+			usleep(10000);
+		}
+		return ETIMEDOUT;
+	}
+	void stop(int sig)
+	{
+		if (pid_ <= 0)
+			return;
+		kill(pid_, sig);
+		waitpid(pid_, nullptr, 0);
+		pid_ = -1;
+	}
+
+      private:
+	pid_t pid_ = -1;
+};
+
+struct NbdParam {
+	Engine engine;
+	bool async;
+};
+
+void PrintTo(const NbdParam &p, std::ostream *os)
+{
+	*os << engine_name(p.engine) << (p.async ? " async" : " sync");
+}
+
+class Nbd : public DefaultClientParamTest<NbdParam>
+{
+      protected:
+	void SetUp() override
+	{
+		DefaultClientParamTest<NbdParam>::SetUp();
+		if (IsSkipped() || HasFatalFailure())
+			return;
+		if (!have_nbdkit())
+			GTEST_SKIP() << "nbdkit is not installed";
+		DMIO_REQUIRE_CLIENT(GetParam().engine, client_);
+		sock_ = tmp_ / "nbd.sock";
+		uri_ = "nbd+unix:///?socket=" + sock_;
+		export_ = tmp_ / "export.img";
+		image_ = pattern(kSize, 7);
+		write_file(export_, image_);
+	}
+	void TearDown() override
+	{
+		dev_.reset();
+		server_.stop(SIGTERM);
+		client_.reset();
+		DefaultClientParamTest<NbdParam>::TearDown();
+	}
+	Call call() const
+	{
+		return GetParam().async ? Call::DmioAsync : Call::DmioSync;
+	}
+	/* Serve the export file (extra: options before the plugin), and open it. */
+	void serve(const std::vector<std::string> &before = {},
+		   const std::vector<std::string> &after = {}, unsigned flags = 0)
+	{
+		std::vector<std::string> args = before;
+		args.push_back("file");
+		args.push_back(export_);
+		args.insert(args.end(), after.begin(), after.end());
+		ASSERT_EQ(0, server_.start(sock_, args)) << "start nbdkit";
+		ASSERT_EQ(0, open_dev(uri_, flags, &dev_)) << uri_;
+	}
+	std::vector<uint8_t> exported(uint64_t offset, size_t len)
+	{
+		return read_at(export_, offset, len);
+	}
+
+	Client client_;
+	NbdKit server_;
+	Dev dev_;
+	std::string sock_, uri_, export_;
+	std::vector<uint8_t> image_;
+};
+
+TEST_P(Nbd, SizeAndCapabilitiesComeFromTheServer)
+{
+	ASSERT_NO_FATAL_FAILURE(serve());
+	EXPECT_EQ(kSize / DMIO_SECTOR_SIZE, dmio_dev_sectors(dev_.get()));
+	EXPECT_EQ(DMIO_SECTOR_SIZE, dmio_dev_logical_block_size(dev_.get()));
+	EXPECT_EQ(uri_, dmio_dev_path(dev_.get()));
+	EXPECT_TRUE(dmio_dev_can_fua(dev_.get()));
+	EXPECT_TRUE(dmio_dev_can_zero(dev_.get()));
+	EXPECT_TRUE(dmio_dev_can_discard(dev_.get()));
+	/* A trimmed range of an export need not read back as zeroes: a disk, not a file. */
+	EXPECT_TRUE(dmio_dev_is_block(dev_.get()));
+	EXPECT_EQ(0u, dmio_dev_flags(dev_.get()) & DMIO_DEV_RDONLY);
+}
+
+TEST_P(Nbd, CapabilitiesTheServerLacksAreOff)
+{
+	/* nozero: the server offers no write-zeroes (nbdkit 1.32's fua filter cannot hide FUA). */
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=nozero"}));
+	EXPECT_FALSE(dmio_dev_can_zero(dev_.get()));
+	EXPECT_TRUE(dmio_dev_can_discard(dev_.get()));
+	/* Write-zeroes then writes zero pages (not a trim: a trimmed range need not read zero). */
+	expect_success(
+	    run_io(call(), client_.get(), DMIO_WRITE_ZEROES, nullptr, {{dev_.get(), 64, 8}}),
+	    call(), 1, "write-zeroes without the command");
+	EXPECT_TRUE(all_bytes_are(exported(64 * DMIO_SECTOR_SIZE, 8 * DMIO_SECTOR_SIZE), 0));
+}
+
+TEST_P(Nbd, WritesReachAnNbdLegAndAFileLegInOneCall)
+{
+	ASSERT_NO_FATAL_FAILURE(serve());
+	std::string file = tmp_ / "local.img";
+	write_file(file, pattern(kSize, 9));
+	Dev local;
+	ASSERT_EQ(0, open_dev(file, 0, &local));
+
+	struct Piece {
+		uint64_t sector, count;
+		MemKind kind;
+	} pieces[] = {{0, 8, MemKind::Vm},
+		      {1000, 72, MemKind::Bvec},
+		      {4096, 2048, MemKind::Iovec},
+		      {kSize / DMIO_SECTOR_SIZE - 24, 24, MemKind::PageList}};
+	uint32_t seed = 100;
+	for (const Piece &p : pieces) {
+		SCOPED_TRACE(mem_kind_name(p.kind));
+		std::vector<uint8_t> data = pattern(p.count * DMIO_SECTOR_SIZE, seed++);
+		Memory mem(p.kind, data.size(), 1);
+		mem.fill(data);
+		expect_success(
+		    run_io(call(), client_.get(), DMIO_WRITE, &mem,
+			   {{dev_.get(), p.sector, p.count}, {local.get(), p.sector, p.count}}),
+		    call(), 2, "write");
+		EXPECT_TRUE(same_bytes(data, exported(p.sector * DMIO_SECTOR_SIZE, data.size())));
+		EXPECT_TRUE(
+		    same_bytes(data, read_at(file, p.sector * DMIO_SECTOR_SIZE, data.size())));
+
+		Memory back(p.kind, data.size(), 1);
+		back.fill_byte(0xee);
+		expect_success(run_io(call(), client_.get(), DMIO_READ, &back,
+				      {{dev_.get(), p.sector, p.count}}),
+			       call(), 1, "read");
+		EXPECT_TRUE(same_bytes(data, back.contents()));
+		EXPECT_TRUE(back.guards_intact());
+	}
+	/* What was not written is still the server's. */
+	EXPECT_TRUE(same_bytes(std::vector<uint8_t>(image_.begin() + 8 * DMIO_SECTOR_SIZE,
+						    image_.begin() + 1000 * DMIO_SECTOR_SIZE),
+			       exported(8 * DMIO_SECTOR_SIZE, 992 * DMIO_SECTOR_SIZE)));
+}
+
+TEST_P(Nbd, RequestsAreSplitToTheServersMaximum)
+{
+	/* The server refuses (EINVAL) any request of more than 64 KiB. */
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=blocksize-policy"},
+				      {"blocksize-minimum=512", "blocksize-preferred=4096",
+				       "blocksize-maximum=65536", "blocksize-error-policy=error"}));
+	std::vector<uint8_t> data = pattern(1024 * 1024 + 3 * DMIO_SECTOR_SIZE, 21);
+	uint64_t sectors = data.size() / DMIO_SECTOR_SIZE;
+	Memory mem(MemKind::Iovec, data.size(), 1);
+	mem.fill(data);
+	expect_success(run_io(call(), client_.get(), DMIO_WRITE, &mem, {{dev_.get(), 5, sectors}}),
+		       call(), 1, "1 MiB write");
+	EXPECT_TRUE(same_bytes(data, exported(5 * DMIO_SECTOR_SIZE, data.size())));
+	Memory back(MemKind::Vm, data.size(), 3);
+	expect_success(run_io(call(), client_.get(), DMIO_READ, &back, {{dev_.get(), 5, sectors}}),
+		       call(), 1, "1 MiB read");
+	EXPECT_TRUE(same_bytes(data, back.contents()));
+}
+
+TEST_P(Nbd, FuaWriteAndFlush)
+{
+	ASSERT_NO_FATAL_FAILURE(serve());
+	std::vector<uint8_t> data = pattern(32 * DMIO_SECTOR_SIZE, 31);
+	Memory mem(MemKind::Bvec, data.size(), 1);
+	mem.fill(data);
+	expect_success(
+	    run_io(call(), client_.get(), DMIO_WRITE, &mem, {{dev_.get(), 200, 32}}, DMIO_REQ_FUA),
+	    call(), 1, "FUA write");
+	EXPECT_TRUE(same_bytes(data, exported(200 * DMIO_SECTOR_SIZE, data.size())));
+	expect_success(run_io(call(), client_.get(), DMIO_FLUSH, nullptr, {{dev_.get(), 0, 0}}),
+		       call(), 1, "flush");
+}
+
+TEST_P(Nbd, DiscardAndWriteZeroesReadBackZeroes)
+{
+	ASSERT_NO_FATAL_FAILURE(serve());
+	/* The file plugin punches a hole for trim: zeroes, 4 KiB-aligned. */
+	expect_success(
+	    run_io(call(), client_.get(), DMIO_DISCARD, nullptr, {{dev_.get(), 1024, 256}}), call(),
+	    1, "discard");
+	EXPECT_TRUE(all_bytes_are(exported(1024 * DMIO_SECTOR_SIZE, 256 * DMIO_SECTOR_SIZE), 0));
+	expect_success(
+	    run_io(call(), client_.get(), DMIO_WRITE_ZEROES, nullptr, {{dev_.get(), 3001, 77}}),
+	    call(), 1, "write-zeroes");
+	EXPECT_TRUE(all_bytes_are(exported(3001 * DMIO_SECTOR_SIZE, 77 * DMIO_SECTOR_SIZE), 0));
+	/* Around them the data is untouched. */
+	EXPECT_TRUE(same_bytes(std::vector<uint8_t>(image_.begin() + 3000 * DMIO_SECTOR_SIZE,
+						    image_.begin() + 3001 * DMIO_SECTOR_SIZE),
+			       exported(3000 * DMIO_SECTOR_SIZE, DMIO_SECTOR_SIZE)));
+	EXPECT_TRUE(same_bytes(std::vector<uint8_t>(image_.begin() + 3078 * DMIO_SECTOR_SIZE,
+						    image_.begin() + 3079 * DMIO_SECTOR_SIZE),
+			       exported(3078 * DMIO_SECTOR_SIZE, DMIO_SECTOR_SIZE)));
+}
+
+TEST_P(Nbd, ReadOnlyExportRefusesWrites)
+{
+	ASSERT_NO_FATAL_FAILURE(serve({"-r"}));
+	EXPECT_NE(0u, dmio_dev_flags(dev_.get()) & DMIO_DEV_RDONLY);
+	std::vector<uint8_t> data = pattern(8 * DMIO_SECTOR_SIZE, 41);
+	Memory mem(MemKind::Vm, data.size(), 0);
+	mem.fill(data);
+	for (dmio_op op : {DMIO_WRITE, DMIO_DISCARD, DMIO_WRITE_ZEROES}) {
+		IoOutcome o = run_io(call(), client_.get(), op, op == DMIO_WRITE ? &mem : nullptr,
+				     {{dev_.get(), 16, 8}});
+		EXPECT_EQ(-EROFS, o.ret) << "op " << op;
+	}
+	EXPECT_TRUE(same_bytes(image_, exported(0, kSize)));
+	Memory back(MemKind::Vm, data.size(), 0);
+	expect_success(run_io(call(), client_.get(), DMIO_READ, &back, {{dev_.get(), 16, 8}}),
+		       call(), 1, "read");
+	EXPECT_TRUE(same_bytes(std::vector<uint8_t>(image_.begin() + 16 * DMIO_SECTOR_SIZE,
+						    image_.begin() + 24 * DMIO_SECTOR_SIZE),
+			       back.contents()));
+}
+
+/* How many connections nbdkit's log filter saw. */
+unsigned count_connections(const std::string &log)
+{
+	std::ifstream in(log);
+	std::string line;
+	unsigned n = 0;
+	while (std::getline(in, line))
+		if (line.find(" Connect ") != std::string::npos)
+			n++;
+	return n;
+}
+
+class NbdConcurrent : public Nbd
+{
+      protected:
+	/* threads writers, each its own 64 KiB slice, rounds times; everything lands. */
+	void many_writers(unsigned threads, unsigned rounds)
+	{
+		constexpr uint64_t kSlice = 128; /* sectors */
+		std::vector<std::thread> workers;
+		std::atomic<int> failures{0};
+		for (unsigned t = 0; t < threads; t++) {
+			workers.emplace_back([&, t] {
+				for (unsigned r = 0; r < rounds; r++) {
+					std::vector<uint8_t> data =
+					    pattern(kSlice * DMIO_SECTOR_SIZE, t * 1000 + r);
+					dmio_request req;
+					memset(&req, 0, sizeof(req));
+					req.op = DMIO_WRITE;
+					req.mem.type = DMIO_MEM_VM;
+					req.mem.ptr.vma = data.data();
+					req.client = client_.get();
+					dmio_region where = {dev_.get(), t * kSlice, kSlice};
+					unsigned long bits = 0;
+					if (dmio(&req, 1, &where, &bits) != 0 || bits != 0)
+						failures++;
+				}
+			});
+		}
+		for (auto &w : workers)
+			w.join();
+		EXPECT_EQ(0, failures.load());
+		for (unsigned t = 0; t < threads; t++)
+			EXPECT_TRUE(same_bytes(
+			    pattern(kSlice * DMIO_SECTOR_SIZE, t * 1000 + rounds - 1),
+			    exported(t * kSlice * DMIO_SECTOR_SIZE, kSlice * DMIO_SECTOR_SIZE)))
+			    << "slice " << t;
+	}
+};
+
+TEST_P(NbdConcurrent, ManyWritersLandOnAPoolOfConnections)
+{
+	std::string log = tmp_ / "nbdkit.log";
+	/* 20 ms a write: writers that shared one connection would take 16 x 10 x 20 ms. */
+	ASSERT_NO_FATAL_FAILURE(
+	    serve({"--filter=log", "--filter=delay"}, {"logfile=" + log, "wdelay=20ms"}));
+	auto t0 = std::chrono::steady_clock::now();
+	many_writers(16, 10);
+	auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+		      std::chrono::steady_clock::now() - t0)
+		      .count();
+	unsigned conns = count_connections(log);
+	EXPECT_GT(conns, 1u) << "the writers shared one connection";
+	EXPECT_LE(conns, 8u) << "more connections than the cap";
+	EXPECT_LT(ms, 16 * 10 * 20) << "the writers did not run in parallel";
+}
+
+TEST_P(NbdConcurrent, WithoutMultiConnOneConnectionServesEveryone)
+{
+	std::string log = tmp_ / "nbdkit.log";
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=log", "--filter=multi-conn"},
+				      {"logfile=" + log, "multi-conn-mode=disable"}));
+	many_writers(8, 5);
+	EXPECT_EQ(1u, count_connections(log));
+}
+
+TEST_P(Nbd, AKilledServerFailsTheNextIoPromptly)
+{
+	ASSERT_NO_FATAL_FAILURE(serve());
+	std::vector<uint8_t> data = pattern(8 * DMIO_SECTOR_SIZE, 51);
+	Memory mem(MemKind::Vm, data.size(), 0);
+	mem.fill(data);
+	expect_success(run_io(call(), client_.get(), DMIO_WRITE, &mem, {{dev_.get(), 0, 8}}),
+		       call(), 1, "write before");
+	server_.stop(SIGKILL);
+	for (dmio_op op : {DMIO_WRITE, DMIO_READ, DMIO_FLUSH}) {
+		SCOPED_TRACE(op);
+		auto t0 = std::chrono::steady_clock::now();
+		IoOutcome o = run_io(call(), client_.get(), op, op == DMIO_FLUSH ? nullptr : &mem,
+				     {{dev_.get(), 0, op == DMIO_FLUSH ? 0u : 8u}});
+		auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+			      std::chrono::steady_clock::now() - t0)
+			      .count();
+		EXPECT_LT(ms, 2000) << "a dead server must not hang the call";
+		if (is_async(call()))
+			EXPECT_EQ(0, o.ret);
+		else
+			EXPECT_EQ(-EIO, o.ret);
+		EXPECT_EQ(1ul, o.bits);
+		ASSERT_EQ(1u, o.region_errors.size());
+		EXPECT_LT(0, o.region_errors[0]) << "an errno";
+		EXPECT_NE(kUnsetRegionError, o.region_errors[0]);
+	}
+}
+
+INSTANTIATE_TEST_SUITE_P(EnginesSyncAsync, Nbd,
+			 ::testing::Values(NbdParam{Engine::Threads, false},
+					   NbdParam{Engine::Threads, true},
+					   NbdParam{Engine::IoUring, false},
+					   NbdParam{Engine::IoUring, true}),
+			 [](const ::testing::TestParamInfo<NbdParam> &info) {
+				 return std::string(engine_name(info.param.engine)) +
+					(info.param.async ? "_async" : "_sync");
+			 });
+INSTANTIATE_TEST_SUITE_P(Engines, NbdConcurrent,
+			 ::testing::Values(NbdParam{Engine::Threads, false},
+					   NbdParam{Engine::IoUring, false}),
+			 [](const ::testing::TestParamInfo<NbdParam> &info) {
+				 return std::string(engine_name(info.param.engine));
+			 });
+
+class NbdOpen : public DmioTest
+{
+};
+
+TEST_F(NbdOpen, BadUrisAndMissingServersGiveAnErrno)
+{
+	Dev dev;
+	/* No server behind the socket. */
+	int r = open_dev("nbd+unix:///?socket=" + (tmp_ / "nothing.sock"), 0, &dev);
+	EXPECT_TRUE(r == -ENOENT || r == -ECONNREFUSED) << r;
+	EXPECT_EQ(nullptr, dev.get());
+	/* Nothing listens on the port (loopback only). */
+	r = open_dev("nbd://127.0.0.1:1/", 0, &dev);
+	EXPECT_EQ(-ECONNREFUSED, r);
+	/* Not a URI libnbd can parse: a unix socket URI with no socket. */
+	r = open_dev("nbd+unix:///export", 0, &dev);
+	EXPECT_LT(r, 0);
+	EXPECT_NE(-ENOTSUP, r);
+	r = open_dev("nbd://[::1", 0, &dev);
+	EXPECT_LT(r, 0);
+	EXPECT_EQ(nullptr, dev.get());
+}
+
+TEST(NbdRedact, SecretsOfAUriAreNeverShown)
+{
+	struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"nbd+unix:///?socket=/run/x.sock", "nbd+unix:///?socket=/run/x.sock"},
+	    {"nbds://alice:hunter2@host:10809/disk?tls-psk-file=/etc/k.psk",
+	     "nbds://***@host:10809/disk?tls-psk-file=***"},
+	    {"nbds://host/e?tls-username=bob&password=s3cret&x=1",
+	     "nbds://host/e?tls-username=bob&password=***&x=1"},
+	    {"nbd://h/a@b", "nbd://h/a@b"},
+	    {"nbds+unix://u@/e?socket=/s&tls-psk-file=/k#f",
+	     "nbds+unix://***@/e?socket=/s&tls-psk-file=***#f"},
+	};
+	for (const auto &c : cases) {
+		char *got = dmio_nbd_redact_uri(c.in);
+		EXPECT_STREQ(c.out, got) << c.in;
+		free(got);
+	}
+}
+
+} // namespace
