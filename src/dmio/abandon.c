@@ -19,17 +19,8 @@
 #include "config.h"
 
 #include <errno.h>
-#include <time.h>
 
 #include "dmio-internal.h"
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void list_remove(struct dmio_dev *dev, struct dmio_job *job)
 {
@@ -70,7 +61,7 @@ void dmio_job_mark_started(struct dmio_job *job)
 	unsigned long long expected = 0;
 
 	/* The first start counts: an engine that hands a job on runs it again. */
-	atomic_compare_exchange_strong(&job->started_ns, &expected, monotonic_ns());
+	atomic_compare_exchange_strong(&job->started_ns, &expected, dmio_now_ns());
 }
 
 bool dmio_job_untrack(struct dmio_job *job)
@@ -117,7 +108,7 @@ uint64_t dmio_dev_busy_ns(struct dmio_dev *dev, unsigned int *outstanding)
 	g_mutex_unlock(&dev->jobs_lock);
 	if (oldest == 0)
 		return 0;
-	return MAX(monotonic_ns() - oldest, 1u);
+	return MAX(dmio_now_ns() - oldest, 1u);
 }
 
 unsigned int dmio_dev_abandoned(struct dmio_dev *dev)

@@ -186,6 +186,9 @@ void dmio_job_drop(struct dmio_job *job);
 
 /* ---- Outstanding jobs and abandoning them (abandon.c) -------------------------------------- */
 
+/* CLOCK_MONOTONIC in ns: the jobs' timing (dmio.c) and their ages (abandon.c). */
+uint64_t dmio_now_ns(void);
+
 /* Put a new job on its device's list (dmio(), before anyone may run it). */
 void dmio_job_track(struct dmio_job *job);
 /* The device starts on the job now. */

@@ -335,14 +335,13 @@ static int execute_write_zeroes(struct dmio_job *job)
 	return write_zero_pages(dev, job->offset, job->len);
 }
 
-static uint64_t now_ns(void)
+uint64_t dmio_now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
-
 /* Run a job and fold its duration into its device's moving average (weight 1/8). */
 static int job_execute_timed(struct dmio_job *job)
 {
@@ -352,9 +351,9 @@ static int job_execute_timed(struct dmio_job *job)
 
 	if (job->kind == DMIO_JOB_NOP)
 		return 0;
-	start = now_ns();
+	start = dmio_now_ns();
 	r = dmio_job_execute(job);
-	end = now_ns();
+	end = dmio_now_ns();
 	took = end - start;
 	avg = atomic_load(&dev->avg_ns);
 	/* An average older than RETIME_AFTER_NS says little about the device now. */
@@ -384,7 +383,7 @@ static bool io_is_cheap(const struct dmio_io *io)
 		if (io->jobs[i].kind != DMIO_JOB_IO || atomic_load(&dev->avg_ns) < INLINE_BELOW_NS)
 			continue;
 		if (now == 0)
-			now = now_ns();
+			now = dmio_now_ns();
 		probed = atomic_load(&dev->probe_ns);
 		/* One caller gets the retiming turn. */
 		if (now < atomic_load(&dev->timed_ns) + RETIME_AFTER_NS ||
@@ -471,11 +470,6 @@ void dmio_io_unref(struct dmio_io *io)
 		io_free(io);
 }
 
-static void io_unref(struct dmio_io *io)
-{
-	dmio_io_unref(io);
-}
-
 /* Record one job's outcome; the last one finishes the call.  Takes no reference. */
 void dmio_job_record(struct dmio_job *job, int err)
 {
@@ -526,7 +520,7 @@ void dmio_job_complete(struct dmio_job *job, int err)
 	struct dmio_io *io = job->io;
 
 	job_finish(job, err);
-	io_unref(io);
+	dmio_io_unref(io);
 }
 
 void dmio_job_run(struct dmio_job *job)
@@ -535,12 +529,12 @@ void dmio_job_run(struct dmio_job *job)
 
 	if (!atomic_exchange(&job->claimed, true))
 		job_finish(job, job_execute_timed(job));
-	io_unref(io);
+	dmio_io_unref(io);
 }
 
 void dmio_job_drop(struct dmio_job *job)
 {
-	io_unref(job->io);
+	dmio_io_unref(job->io);
 }
 
 /* A synchronous caller runs a job itself, unless an engine worker got to it first. */
@@ -579,7 +573,7 @@ static int io_wait_result(struct dmio_io *io, struct dmio_client *client,
 
 	io_wait(io);
 	bits = atomic_load(&io->error_bits);
-	io_unref(io);
+	dmio_io_unref(io);
 	dmio_client_call_end(client);
 	if (error_bits != NULL)
 		*error_bits = bits;
@@ -822,7 +816,7 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 			job_run_inline(&jobs[i]);
 	if (!sync) {
 		/* The last job to finish, here or in the engine, ran the notify function. */
-		io_unref(io);
+		dmio_io_unref(io);
 		return 0;
 	}
 	return io_wait_result(io, client, error_bits);

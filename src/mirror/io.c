@@ -751,7 +751,8 @@ static void done_later_release(void *opaque)
 	void *done_opaque = d->opaque;
 	ssize_t r;
 
-	d->w.released = true;
+	/* The release is here: the wait returns at once, with the kept answer copied. */
+	waiter_release(&d->w);
 	r = waiter_wait(&d->w);
 	g_free(d);
 	done(done_opaque, r);
