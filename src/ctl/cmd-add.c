@@ -55,92 +55,6 @@ static const char *refusal_reason(int err)
 }
 
 /*
- * A path that the daemon can read back from one line of "add PATH": no control character, no
- * blank at its end (the daemon strips trailing white space from a command).
- */
-static bool path_sendable(const char *path)
-{
-	size_t len = strlen(path);
-
-	for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			return false;
-	return len > 0 && !g_ascii_isspace(path[len - 1]);
-}
-
-/*
- * Resolve PATH and check that it is a file or block device other than the mirror file.  Returns
- * false after a message.
- */
-static bool resolve_path(struct add *a, const char *path)
-{
-	struct stat st, mirror;
-	char *resolved = realpath(path, NULL);
-
-	if (resolved == NULL) {
-		int err = errno;
-
-		ctl_message("%s: %s", a->context, g_strerror(err));
-		return false;
-	}
-	a->path = resolved;
-	a->shown_path = ctl_printable(resolved);
-	if (stat(a->path, &st) < 0) {
-		int err = errno;
-
-		ctl_message("%s: %s", a->context, g_strerror(err));
-		return false;
-	}
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		ctl_message("%s: not a regular file or a block device", a->context);
-		return false;
-	}
-	/* The mirror as its own leg: every write would wait for itself. */
-	if (stat(a->file, &mirror) == 0 && S_ISREG(st.st_mode) && st.st_dev == mirror.st_dev &&
-	    st.st_ino == mirror.st_ino) {
-		ctl_message("%s: that is the mirror file itself, not a leg", a->context);
-		return false;
-	}
-	if (!path_sendable(a->path)) {
-		ctl_message("%s: the path '%s' has a control character or ends with a blank, which "
-			    "one line of %s cannot carry: use a symbolic link without them",
-			    a->context, a->shown_path, CTL_XATTR_CTL);
-		return false;
-	}
-	return true;
-}
-
-/*
- * A leg that another running mirror holds is refused at once, naming it: its superblock would
- * only say "another array", and --force would not help (the daemon's claim fails with EBUSY).
- * Returns false after a message.
- */
-static bool check_holder(struct add *a)
-{
-	struct runtime_holder holder;
-	char *mirror = realpath(a->file, NULL);
-	bool ours, ok = true;
-
-	if (!runtime_find_leg_holder(a->path, &holder)) {
-		free(mirror);
-		return true;
-	}
-	/* This very mirror: the daemon knows what to do with its own leg. */
-	ours = mirror != NULL && strcmp(mirror, holder.mountpoint) == 0;
-	if (!ours) {
-		g_autofree char *name = ctl_printable(holder.name);
-		g_autofree char *where = ctl_printable(holder.mountpoint);
-
-		ctl_message("%s: %s is held by mirror '%s' at %s (pid %d)", a->context,
-			    a->shown_path, name, where, (int)holder.pid);
-		ok = false;
-	}
-	runtime_holder_clear(&holder);
-	free(mirror);
-	return ok;
-}
-
-/*
  * What the leg holds that adding it would overwrite: sets *what to "holds ..." or "already
  * belongs to ..." (NULL when nothing, or a superblock of this array: a re-add).  Sets *former to
  * the superblock's leg index when it is this array's, else to -1.  Returns false after a message
@@ -308,7 +222,8 @@ static int add(struct add *a, const char *path)
 		ctl_message("%s: %s", a->context, error->message);
 		return CTL_EXIT_FAILED;
 	}
-	if (!resolve_path(a, path) || !check_holder(a) || !find_signature(a, &signature, &former))
+	if (!ctl_new_leg_path(a->file, path, a->context, &a->path, &a->shown_path) ||
+	    !ctl_new_leg_unheld(a->file, a->path, a->shown_path, a->context) || !find_signature(a, &signature, &former))
 		return CTL_EXIT_FAILED;
 	if (signature != NULL && !a->force) {
 		ctl_message("%s: %s %s: use --force to overwrite it", a->context, a->shown_path,

@@ -61,64 +61,6 @@ static const char *refusal_reason(int err)
 }
 
 /*
- * PATH as the daemon will open it: absolute, a regular file or block device, not the mirror
- * file, sendable on one line.  Returns false after a message.
- */
-static bool resolve_path(struct replace *rp, const char *path)
-{
-	struct stat st, mirror;
-	size_t len;
-
-	rp->path = realpath(path, NULL);
-	if (rp->path == NULL || stat(rp->path, &st) < 0) {
-		ctl_message("%s: %s", rp->context, g_strerror(errno));
-		return false;
-	}
-	rp->shown_path = ctl_printable(rp->path);
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		ctl_message("%s: not a regular file or a block device", rp->context);
-		return false;
-	}
-	if (stat(rp->file, &mirror) == 0 && S_ISREG(st.st_mode) && st.st_dev == mirror.st_dev &&
-	    st.st_ino == mirror.st_ino) {
-		ctl_message("%s: that is the mirror file itself, not a leg", rp->context);
-		return false;
-	}
-	len = strlen(rp->path);
-	for (const unsigned char *p = (const unsigned char *)rp->path; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f || (p[1] == '\0' && g_ascii_isspace(*p))) {
-			ctl_message("%s: the path '%s' has a control character or ends with a "
-				    "blank, which one line of %s cannot carry: use a symbolic link "
-				    "without them",
-				    rp->context, rp->shown_path, CTL_XATTR_CTL);
-			return false;
-		}
-	}
-	return len > 0;
-}
-
-/* A leg that another running mirror holds is refused at once, naming it. */
-static bool check_holder(struct replace *rp)
-{
-	struct runtime_holder holder;
-	g_autofree char *mirror = realpath(rp->file, NULL);
-	bool ok;
-
-	if (!runtime_find_leg_holder(rp->path, &holder))
-		return true;
-	ok = mirror != NULL && strcmp(mirror, holder.mountpoint) == 0;
-	if (!ok) {
-		g_autofree char *name = ctl_printable(holder.name);
-		g_autofree char *where = ctl_printable(holder.mountpoint);
-
-		ctl_message("%s: %s is held by mirror '%s' at %s (pid %d)", rp->context,
-			    rp->shown_path, name, where, (int)holder.pid);
-	}
-	runtime_holder_clear(&holder);
-	return ok;
-}
-
-/*
  * What PATH holds that the new leg's superblock and data would overwrite: another array's or a
  * damaged superblock, or a signature libblkid knows.  A superblock of this very array is
  * welcome (the daemon re-adds a former member).  Returns false after a message.
@@ -275,7 +217,8 @@ static int replace(struct replace *rp, const char *leg_arg, const char *path)
 	}
 	rp->leg = leg->index;
 	rp->shown_leg = ctl_printable(leg->name);
-	if (!resolve_path(rp, path) || !check_holder(rp) || !check_signature(rp))
+	if (!ctl_new_leg_path(rp->file, path, rp->context, &rp->path, &rp->shown_path) ||
+	    !ctl_new_leg_unheld(rp->file, rp->path, rp->shown_path, rp->context) || !check_signature(rp))
 		return CTL_EXIT_FAILED;
 
 	command =

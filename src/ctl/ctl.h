@@ -238,6 +238,17 @@ char *ctl_superblock_damaged(const char *why);
  */
 bool ctl_blkid_signature(const char *path, char **what, GError **error);
 
+/*
+ * A new leg's PATH (add, replace; newleg.c): *resolved (realpath, malloc'd) and *shown (for
+ * messages, g_malloc'd) are set as far as it got; true when it is a regular file or block device
+ * other than the mirror file and one control line can carry it.  Else false after a message.
+ */
+bool ctl_new_leg_path(const char *file, const char *path, const char *context, char **resolved,
+		      char **shown);
+/* False, after a message naming it, when another running mirror holds the leg. */
+bool ctl_new_leg_unheld(const char *file, const char *resolved, const char *shown,
+			const char *context);
+
 /* ---- output.c: text, JSON and shell output ------------------------------------------------- */
 
 /* Append s to out as a JSON string, quotes included; invalid UTF-8 becomes U+FFFD. */
