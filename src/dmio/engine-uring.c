@@ -52,7 +52,7 @@ struct uring {
 	GThread *thread;
 	GThreadPool *fallback;
 	unsigned int fallback_threads;
-	unsigned int stuck; /* jobs abandoned while running (in the ring or the pool) */
+	unsigned int stuck; /* under lock: jobs abandoned while running (ring or pool) */
 };
 
 static const uint64_t uring_wake_one = 1;
