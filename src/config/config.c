@@ -96,6 +96,7 @@ struct parser {
 	struct leg_config *leg; /* the leg being parsed, or NULL in [mirror] */
 	unsigned int mountpoint_line;
 	unsigned int rate_min_line, rate_max_line; /* 0: not in the file */
+	unsigned int write_behind_line;		   /* of the leg being parsed; 0: none */
 	GHashTable *leg_paths; /* normalized path -> leg name */
 };
 
@@ -438,6 +439,20 @@ static gboolean parse_write_mostly(struct parser *p, const char *key, const char
 	return parse_boolean(p, key, value, line, &p->leg->write_mostly, error);
 }
 
+static gboolean parse_write_behind(struct parser *p, const char *key, const char *value,
+				   unsigned int line, GError **error)
+{
+	guint64 v;
+
+	if (strspn(value, "0123456789") != strlen(value) ||
+	    !g_ascii_string_to_unsigned(value, 10, 0, CONFIG_MAX_WRITE_BEHIND, &v, NULL))
+		return bad_value(p, error, line, key, value,
+				 "is not a number of writes from 0 to 16383 (0 = none)");
+	p->leg->write_behind = (unsigned int)v;
+	p->write_behind_line = line;
+	return TRUE;
+}
+
 /* The keys of each group: anything else is an unknown key. */
 /* clang-format off */
 static const struct key_parser mirror_keys[] = {
@@ -464,6 +479,7 @@ static const struct key_parser leg_keys[] = {
 	{ "path", parse_leg_path },
 	{ "write-mostly", parse_write_mostly },
 	{ "io-timeout", parse_io_timeout },
+	{ "write-behind", parse_write_behind },
 	{ NULL, NULL },
 };
 /* clang-format on */
@@ -652,10 +668,18 @@ static gboolean parse_values(struct parser *p, GError **error)
 		p->leg = &config->legs[config->num_legs++];
 		p->leg->name = g_strdup(group->name + strlen(LEG_GROUP_PREFIX));
 		p->leg->io_timeout_ms = -1;
+		p->write_behind_line = 0;
 		where = g_strdup_printf("[%s]: ", config_quote(&p->ctx, group->name, 0));
 		p->where = where;
 		if (!parse_group(p, group, error))
 			return FALSE;
+		/* Only a write-mostly leg is left behind: the others serve reads. */
+		if (p->leg->write_behind > 0 && !p->leg->write_mostly) {
+			config_set_error(&p->ctx, error, CONFIG_ERROR_INVALID, p->write_behind_line,
+					 "%swrite-behind needs write-mostly = true on this leg",
+					 where);
+			return FALSE;
+		}
 		if (p->leg->path == NULL) {
 			config_set_error(&p->ctx, error, CONFIG_ERROR_MISSING, group->line,
 					 "%sno path: add path = /absolute/path (a file or a block "
@@ -746,8 +770,17 @@ static gboolean check_config(struct parser *p, const char *filename, GError **er
 				 min, max);
 		return FALSE;
 	}
-	for (unsigned int i = 0; i < config->num_legs; i++)
+	for (unsigned int i = 0; i < config->num_legs; i++) {
 		write_mostly += config->legs[i].write_mostly;
+		/* What a leg left behind lacks is known from the write-intent bitmap alone. */
+		if (config->legs[i].write_behind > 0 && config->metadata != METADATA_INTERNAL) {
+			config_set_error(ctx, error, CONFIG_ERROR_INVALID, 0,
+					 "[leg %s]: write-behind needs metadata = internal (the "
+					 "write-intent bitmap)",
+					 config_quote(ctx, config->legs[i].name, 0));
+			return FALSE;
+		}
+	}
 	if (write_mostly == config->num_legs) {
 		config_set_error(ctx, error, CONFIG_ERROR_INVALID, 0,
 				 "every leg is write-mostly: set write-mostly = false on at "

@@ -53,7 +53,11 @@ struct leg_config {
 	char *path;
 	bool write_mostly;
 	int io_timeout_ms; /* io-timeout of this leg; -1: the [mirror] group's */
+	unsigned int write_behind; /* writes answered before this write-mostly leg has them; 0 */
 };
+
+/* The most writes write-behind may keep behind on a leg (md's limit). */
+#define CONFIG_MAX_WRITE_BEHIND 16383u
 
 struct mirror_config {
 	char *file; /* the path the config was read from ("<string>" for parsed data) */
