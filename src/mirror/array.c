@@ -139,6 +139,7 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	atomic_init(&m->io_timeout_default_ms, config->io_timeout_ms);
 	replace_init(m);
 	readfix_init(m, config->max_read_errors);
+	io_behind_init(m);
 	g_mutex_init(&m->sb_lock);
 	g_cond_init(&m->sb_cond);
 	g_mutex_init(&m->cleaner_lock);
@@ -168,8 +169,11 @@ static void report_sizes(struct mirror *m)
 	}
 }
 
-/* Each member's io-timeout: its [leg] group's, else the mirror's (leg_attach gave it that). */
-static void apply_io_timeouts(struct mirror *m, const struct mirror_config *config)
+/*
+ * Each member's io-timeout: its [leg] group's, else the mirror's (leg_attach gave it that); its
+ * write-behind, when it is write-mostly and the mirror has a bitmap.
+ */
+static void apply_leg_settings(struct mirror *m, const struct mirror_config *config)
 {
 	unsigned int i, slots = atomic_load(&m->num_legs);
 
@@ -182,6 +186,8 @@ static void apply_io_timeouts(struct mirror *m, const struct mirror_config *conf
 		lc = config_find_leg(config->legs, config->num_legs, leg->name);
 		if (lc != NULL && lc->io_timeout_ms >= 0)
 			atomic_store(&leg->io_timeout_ms, (unsigned int)lc->io_timeout_ms);
+		if (lc != NULL && leg->write_mostly && m->bitmap != NULL)
+			atomic_store(&leg->write_behind, lc->write_behind);
 	}
 }
 
@@ -238,7 +244,7 @@ int mirror_open(const struct mirror_config *config, mirror_event_fn event_fn, vo
 		if (r < 0)
 			goto fail;
 		atomic_store(&m->serving, true);
-		apply_io_timeouts(m, config);
+		apply_leg_settings(m, config);
 		failfast_start(m);
 		metadata_start(m);
 		/* Running: dirty until a clean stop says otherwise. */
@@ -254,7 +260,7 @@ int mirror_open(const struct mirror_config *config, mirror_event_fn event_fn, vo
 	} else {
 		report_sizes(m);
 		atomic_store(&m->serving, true);
-		apply_io_timeouts(m, config);
+		apply_leg_settings(m, config);
 		failfast_start(m);
 	}
 	*out = m;
@@ -310,6 +316,7 @@ void mirror_close(struct mirror *m)
 		g_free(m->legs[i].path);
 	}
 	g_ptr_array_unref(m->retired);
+	io_behind_clear(m);
 	bitmap_free(m->bitmap);
 	rangelock_free(m->ranges);
 	g_cond_clear(&m->cleaner_cond);
@@ -394,6 +401,10 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 	out->io_timeout_ms = atomic_load(&((struct leg *)leg)->io_timeout_ms);
 	out->busy_ms = atomic_load(&((struct leg *)leg)->busy_ns) / 1000000u;
 	out->slow = atomic_load(&((struct leg *)leg)->slow);
+	out->write_behind = atomic_load(&((struct leg *)leg)->write_behind);
+	out->behind_writes = atomic_load(&((struct leg *)leg)->behind_writes);
+	out->behind_bytes = atomic_load(&((struct leg *)leg)->behind_bytes);
+	out->behind_answered = atomic_load(&((struct leg *)leg)->behind_answered);
 	/* An empty slot, a missing leg or metadata = none: no identity to show. */
 	if (mm->metadata == METADATA_INTERNAL && memcmp(leg->uuid, (uint8_t[16]){0}, 16) != 0)
 		uuid_format(leg->uuid, out->uuid);
@@ -441,4 +452,28 @@ int mirror_set_io_timeout(struct mirror *m, int index, unsigned int ms)
 	/* A shorter timeout takes effect at once, not after the old tick. */
 	failfast_kick(m);
 	return 0;
+}
+
+int mirror_set_write_behind(struct mirror *m, int index, unsigned int n)
+{
+	unsigned int i, slots = atomic_load(&m->num_legs), set = 0;
+
+	if (index >= (int)slots)
+		return -EINVAL;
+	if (m->bitmap == NULL)
+		return -ENOTSUP;
+	if (index >= 0) {
+		if (!m->legs[index].write_mostly)
+			return -EPERM;
+		atomic_store(&m->legs[index].write_behind, n);
+		return 0;
+	}
+	for (i = 0; i < slots; i++) {
+		if (m->legs[i].write_mostly) {
+			atomic_store(&m->legs[i].write_behind, n);
+			set++;
+		}
+	}
+	/* Lowering it does not wait: the writes behind already finish as they were issued. */
+	return set > 0 ? 0 : -EPERM;
 }

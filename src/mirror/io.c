@@ -9,6 +9,20 @@
  * policy, and to the next one when it fails (a media error queues the range's correction,
  * readfix.c; any other error fails the leg); they take no range.  Leg states are atomics read
  * without a lock here; they change only through leg.c.
+ *
+ * Write-behind (md's, DRBD's protocol A): a write-mostly leg with write-behind = N takes a write
+ * in a dmio call of its own, on a copy of the data (struct behind_write), and the request is
+ * answered once the other legs, one of them in sync, have it.  The behind part owns the range,
+ * the bitmap count and the request's place in flight until both parts are done: a later
+ * overlapping write waits for the behind leg too (the range), the region stays dirty until the
+ * behind leg has the data (the bitmap: a crash resyncs it), freezing and close wait for it
+ * (quiesce.c), and a failure of the behind write fails the leg (legs_fail_missed) before the
+ * region's count is let go.  At most N writes are behind on a leg; the next one is an ordinary
+ * write on that leg (waited for), as md's are.  Writes only: read-modify-writes, write-zeroes and
+ * discards wait for every leg.  A read that only a write-behind leg can serve is parked on the
+ * overlapping behind writes of that leg and issued again once they are done.  A flush (and FUA)
+ * is answered once the other legs are durable: flushes skip the write-behind legs, whose writes
+ * become durable by the cleaner's flush of every leg, before it clears their regions' bits.
  */
 #include "config.h"
 
@@ -53,6 +67,14 @@ struct mirror_io {
 	bool bitmap_entered;
 	struct rangelock_hold hold;
 	/*
+	 * A write with a behind part: it owns the range (in its own hold), the bitmap count and
+	 * the request's place in flight (io_end), which it lets go once both parts are done;
+	 * this request's part ends in io_release().  NULL once it ended.
+	 */
+	struct behind_write *behind;
+	bool inflight_moved;	       /* behind (or the part that ended) does the io_end */
+	struct mirror_io *parked_next; /* a read parked on a behind write (behind_lock) */
+	/*
 	 * Fan-out: region i goes to leg leg_of[i].  Sized for the legs there were when the request
 	 * entered (their number cannot grow while it is in flight: mirror_freeze), not for 64:
 	 * allocating and clearing 2 KiB per request was the data path's largest cost in our code.
@@ -88,6 +110,234 @@ static void *aligned_buffer(size_t len)
 	if (posix_memalign(&buf, MIRROR_ALIGN, len > 0 ? len : 1) != 0)
 		return NULL;
 	return buf;
+}
+
+/* ---- Write-behind: the part of a write on the write-behind legs ----------------------------- */
+
+struct behind_write {
+	struct mirror *m;
+	uint64_t offset;
+	size_t len;
+	void *copy;    /* the data: the caller's buffer is the caller's again once answered */
+	uint64_t legs; /* bitset: the legs written behind */
+	/* The request's part and the behind call: the last one to end lets go (behind_end). */
+	atomic_uint parts;
+	/* The parts (1) and the behind call's release: the last frees it (and the copy). */
+	atomic_uint holds;
+	atomic_bool answered; /* the request was answered */
+	/* Set by each part before it ends (read by the last, after its atomic decrement). */
+	uint64_t main_took;  /* the legs that took the request's part */
+	unsigned long error; /* the behind call's error bitset */
+	bool range_held;
+	bool bitmap_entered;
+	struct rangelock_hold hold;
+	/* Under m->behind_lock: the list of behind writes and the reads parked on this one. */
+	struct behind_write *prev, *next;
+	bool listed;
+	struct mirror_io *parked;
+	/* The behind call: region i goes to leg leg_of[i]. */
+	unsigned int num_regions;
+	unsigned int leg_of[DMIO_MAX_REGIONS];
+	int region_errors[DMIO_MAX_REGIONS];
+	struct dmio_region where[DMIO_MAX_REGIONS];
+};
+
+void io_behind_init(struct mirror *m)
+{
+	g_mutex_init(&m->behind_lock);
+	m->behind_head = NULL;
+	atomic_init(&m->behind_count, 0);
+}
+
+void io_behind_clear(struct mirror *m)
+{
+	g_assert(m->behind_head == NULL);
+	g_mutex_clear(&m->behind_lock);
+}
+
+/* Whether a write may be written behind on some leg now (one atomic load per leg). */
+static bool behind_wanted(struct mirror *m)
+{
+	unsigned int i, slots = atomic_load(&m->num_legs);
+
+	if (m->bitmap == NULL)
+		return false;
+	for (i = 0; i < slots; i++)
+		if (atomic_load(&m->legs[i].write_behind) > 0)
+			return true;
+	return false;
+}
+
+/* Whether leg takes writes behind (its place reserved with behind_reserve). */
+static bool leg_writes_behind(const struct leg *leg)
+{
+	return leg->write_mostly && atomic_load(&((struct leg *)leg)->write_behind) > 0;
+}
+
+/* Take one of leg's write-behind places for len bytes: false when all N are taken. */
+static bool behind_reserve(struct leg *leg, size_t len)
+{
+	if (atomic_fetch_add(&leg->behind_writes, 1) >= atomic_load(&leg->write_behind)) {
+		atomic_fetch_sub(&leg->behind_writes, 1);
+		return false;
+	}
+	atomic_fetch_add(&leg->behind_bytes, len);
+	return true;
+}
+
+static void behind_unreserve(struct leg *leg, size_t len)
+{
+	atomic_fetch_sub(&leg->behind_bytes, len);
+	atomic_fetch_sub(&leg->behind_writes, 1);
+}
+
+static struct behind_write *behind_new(struct mirror_io *io)
+{
+	struct behind_write *b = g_new0(struct behind_write, 1);
+
+	b->m = io->m;
+	b->offset = io->offset;
+	b->len = io->len;
+	atomic_init(&b->parts, 1);
+	atomic_init(&b->holds, 1);
+	atomic_init(&b->answered, false);
+	/* From now on the behind part counts the request in flight. */
+	io->inflight_moved = true;
+	return b;
+}
+
+/* Let go of one hold; the last frees it.  Touches nothing of the mirror. */
+static void behind_put(struct behind_write *b)
+{
+	if (atomic_fetch_sub(&b->holds, 1) != 1)
+		return;
+	free(b->copy);
+	g_free(b);
+}
+
+static void behind_released(void *context)
+{
+	behind_put(context);
+}
+
+/* Some write-behind legs failed the write: log, fail them (one door: legs_fail_missed). */
+static void behind_failed(struct behind_write *b)
+{
+	struct mirror *m = b->m;
+	char *why[DMIO_MAX_REGIONS] = {NULL};
+	unsigned long leg_bits = 0;
+	uint64_t took = b->main_took;
+	unsigned int i;
+
+	for (i = 0; i < b->num_regions; i++) {
+		if (b->error & (1ul << i))
+			leg_bits |= 1ul << b->leg_of[i];
+		else
+			took |= 1ull << b->leg_of[i];
+	}
+	atomic_store(&m->error_bits, leg_bits);
+	for (i = 0; i < b->num_regions; i++) {
+		struct leg *leg = &m->legs[b->leg_of[i]];
+
+		if (!(b->error & (1ul << i)))
+			continue;
+		atomic_fetch_add(&leg->write_errors, 1);
+		leg_log_io_error(m, leg, "write-behind write", b->offset,
+				 m->data_offset + b->offset, b->len, b->region_errors[i], leg_bits);
+		why[leg->index] = g_strdup_printf(
+		    "write-behind write error at data offset %" PRIu64 " length %zu: %s", b->offset,
+		    b->len, g_strerror(b->region_errors[i]));
+	}
+	/* Its regions stay dirty in the bitmap: a re-add or a resync copies them. */
+	legs_fail_missed(m, took, leg_bits, why, leg_bits);
+	for (i = 0; i < DMIO_MAX_REGIONS; i++)
+		g_free(why[i]);
+}
+
+static void read_issue(struct mirror_io *io);
+
+/* Both parts are done: judge the behind legs, let go of the range, the bitmap, the flight. */
+static void behind_end(struct behind_write *b)
+{
+	struct mirror *m = b->m;
+	struct mirror_io *parked, *next;
+
+	/* Before a parked read may go to a leg that failed the write. */
+	if (b->error != 0)
+		behind_failed(b);
+	g_mutex_lock(&m->behind_lock);
+	if (b->listed) {
+		if (b->prev != NULL)
+			b->prev->next = b->next;
+		else
+			m->behind_head = b->next;
+		if (b->next != NULL)
+			b->next->prev = b->prev;
+		b->listed = false;
+		atomic_fetch_sub(&m->behind_count, 1);
+	}
+	parked = b->parked;
+	b->parked = NULL;
+	g_mutex_unlock(&m->behind_lock);
+	if (b->bitmap_entered)
+		bitmap_end_write(m->bitmap, b->offset, b->len);
+	if (b->range_held)
+		rangelock_release(m->ranges, &b->hold);
+	for (; parked != NULL; parked = next) {
+		next = parked->parked_next;
+		parked->parked_next = NULL;
+		read_issue(parked);
+	}
+	io_end(m);
+	behind_put(b);
+}
+
+static void behind_part_done(struct behind_write *b)
+{
+	if (atomic_fetch_sub(&b->parts, 1) == 1)
+		behind_end(b);
+}
+
+static void behind_done(unsigned long error, void *context)
+{
+	struct behind_write *b = context;
+	struct mirror *m = b->m;
+	bool early = atomic_load(&b->answered);
+	unsigned int i;
+
+	for (i = 0; i < b->num_regions; i++) {
+		struct leg *leg = &m->legs[b->leg_of[i]];
+
+		atomic_fetch_sub(&leg->pending, 1);
+		if (early && !(error & (1ul << i)))
+			atomic_fetch_add(&leg->behind_answered, 1);
+		behind_unreserve(leg, b->len);
+	}
+	b->error = error;
+	behind_part_done(b);
+}
+
+/*
+ * A read would go to leg: when a write behind on it overlaps the read, park the read on that
+ * write (issued again when it is done) and return true.  Never waits: for completions too.
+ */
+static bool behind_park(struct mirror *m, struct mirror_io *io, unsigned int leg)
+{
+	struct behind_write *b;
+	bool parked = false;
+
+	g_mutex_lock(&m->behind_lock);
+	for (b = m->behind_head; b != NULL; b = b->next) {
+		if ((b->legs & (1ull << leg)) && b->offset < io->offset + io->len &&
+		    io->offset < b->offset + b->len) {
+			io->parked_next = b->parked;
+			b->parked = io;
+			parked = true;
+			break;
+		}
+	}
+	g_mutex_unlock(&m->behind_lock);
+	return parked;
 }
 
 /* ---- A request's life ---------------------------------------------------------------------- */
@@ -157,6 +407,16 @@ static void io_release(struct mirror_io *io)
 {
 	struct mirror *m = io->m;
 
+	if (io->behind != NULL) {
+		struct behind_write *b = io->behind;
+
+		/* The behind part holds them until it is done too. */
+		io->behind = NULL;
+		b->bitmap_entered = io->bitmap_entered;
+		io->bitmap_entered = false;
+		behind_part_done(b);
+		return;
+	}
 	if (io->bitmap_entered) {
 		bitmap_end_write(m->bitmap, io->offset, io->len);
 		io->bitmap_entered = false;
@@ -172,6 +432,15 @@ static void io_finish(struct mirror_io *io, ssize_t result)
 	struct mirror *m = io->m;
 	bool nested = io->flags & IO_NESTED;
 
+	if (io->inflight_moved) {
+		/* Answered before the behind part may end and let the mirror close. */
+		if (io->behind != NULL)
+			atomic_store(&io->behind->answered, true);
+		io->answer(io->opaque, result, io->buf);
+		io_release(io);
+		io_put(io);
+		return;
+	}
 	io_release(io);
 	io->answer(io->opaque, result, io->own_buf != NULL ? io->own_buf : io->buf);
 	if (!nested)
@@ -197,7 +466,9 @@ static void write_finish(struct mirror_io *io, ssize_t result)
 		io_finish(io, result);
 		return;
 	}
-	io_release(io);
+	/* A write with a behind part keeps the mirror in flight (and its range) until answered. */
+	if (!io->inflight_moved)
+		io_release(io);
 	io->result = result;
 	metadata_defer(io->m, io_finish_recorded, io);
 }
@@ -274,6 +545,14 @@ static void fanout_done(unsigned long error, void *context)
 
 	for (i = 0; i < io->num_regions; i++)
 		atomic_fetch_sub(&m->legs[io->leg_of[i]].pending, 1);
+	if (io->behind != NULL) {
+		uint64_t took = 0;
+
+		for (i = 0; i < io->num_regions; i++)
+			if (!(error & (1ul << i)))
+				took |= 1ull << io->leg_of[i];
+		io->behind->main_took = took;
+	}
 	if (G_LIKELY(error == 0)) {
 		write_finish(io, io->op == DMIO_FLUSH ? 0 : (ssize_t)io->reported);
 		return;
@@ -293,6 +572,81 @@ static void fanout_done(unsigned long error, void *context)
 	fanout_failed(io, error);
 }
 
+/*
+ * The behind legs of the write (b's regions) become ordinary ones again: no in-sync leg took the
+ * rest, or no copy could be made.  Returns the new count of in-sync legs of the request.
+ */
+static unsigned int behind_take_back(struct mirror_io *io, struct behind_write *b,
+				     unsigned int in_sync)
+{
+	struct mirror *m = io->m;
+	unsigned int i;
+
+	for (i = 0; i < b->num_regions && io->num_regions < io->capacity; i++) {
+		struct leg *leg = &m->legs[b->leg_of[i]];
+
+		behind_unreserve(leg, b->len);
+		in_sync += leg_state(leg) == LEG_IN_SYNC;
+		io->leg_of[io->num_regions] = b->leg_of[i];
+		io->where[io->num_regions] = b->where[i];
+		io->num_regions++;
+	}
+	b->num_regions = 0;
+	b->legs = 0;
+	return in_sync;
+}
+
+/*
+ * Issue the behind part of write io on a copy of its data: false (nothing issued) when it cannot
+ * be, then the caller takes its legs back.  Listed before it is issued, and so before the request
+ * can be answered: a read that follows the answer finds it.
+ */
+static bool behind_issue(struct mirror_io *io, struct behind_write *b, unsigned int in_sync)
+{
+	struct mirror *m = io->m;
+	struct dmio_request req = {
+	    .op = DMIO_WRITE,
+	    /* Not CALLER_RUNS: the submitter must not do the slow leg's I/O itself. */
+	    .flags = DMIO_REQ_ABANDONABLE | ((io->flags & MIRROR_FUA) ? DMIO_REQ_FUA : 0),
+	    .notify = {.fn = behind_done, .context = b, .release = behind_released},
+	    .client = m->client,
+	    .region_errors = b->region_errors,
+	};
+	unsigned int i;
+	int r;
+
+	if (in_sync == 0)
+		return false;
+	b->copy = aligned_buffer(io->len);
+	if (b->copy == NULL)
+		return false;
+	memcpy(b->copy, io->buf, io->len);
+	req.mem.type = DMIO_MEM_VM;
+	req.mem.ptr.vma = b->copy;
+	for (i = 0; i < b->num_regions; i++)
+		atomic_fetch_add(&m->legs[b->leg_of[i]].pending, 1);
+	atomic_fetch_add(&b->parts, 1);
+	atomic_fetch_add(&b->holds, 1);
+	g_mutex_lock(&m->behind_lock);
+	b->next = m->behind_head;
+	if (b->next != NULL)
+		b->next->prev = b;
+	m->behind_head = b;
+	b->listed = true;
+	atomic_fetch_add(&m->behind_count, 1);
+	g_mutex_unlock(&m->behind_lock);
+	r = dmio(&req, b->num_regions, b->where, NULL);
+	if (r < 0) {
+		/* Refused as a whole (a read-only leg): as if every behind leg failed it. */
+		for (i = 0; i < b->num_regions; i++)
+			b->region_errors[i] = -r;
+		behind_done(b->num_regions >= DMIO_MAX_REGIONS ? ~0ul : (1ul << b->num_regions) - 1,
+			    b);
+		behind_put(b);
+	}
+	return true;
+}
+
 static void fanout_issue(struct mirror_io *io)
 {
 	struct mirror *m = io->m;
@@ -304,14 +658,25 @@ static void fanout_issue(struct mirror_io *io)
 	    .client = m->client,
 	    .region_errors = io->region_errors,
 	};
+	struct behind_write *b = NULL;
 	unsigned int i, n = 0, in_sync = 0, slots;
+	bool skip_behind = false;
 	int r;
 
 	if (io->op != DMIO_FLUSH) {
 		/* Overlapping writes in arrival order: every leg sees the same last one. */
-		if (!(io->flags & IO_RANGE_HELD) && !io->range_held) {
-			rangelock_acquire(m->ranges, &io->hold, io->offset, io->len);
-			io->range_held = true;
+		if (!(io->flags & IO_RANGE_HELD) && !io->range_held && !io->inflight_moved) {
+			struct rangelock_hold *hold = &io->hold;
+
+			/* The behind part, if any, holds the range until every leg has it. */
+			if (io->op == DMIO_WRITE && !(io->flags & IO_NESTED) && behind_wanted(m)) {
+				io->behind = behind_new(io);
+				io->behind->range_held = true;
+				hold = &io->behind->hold;
+			} else {
+				io->range_held = true;
+			}
+			rangelock_acquire(m->ranges, hold, io->offset, io->len);
 		}
 		/* Before the first write to a clean region its bit is durable on every leg. */
 		if (m->bitmap != NULL && !io->bitmap_entered) {
@@ -326,12 +691,37 @@ static void fanout_issue(struct mirror_io *io)
 	req.mem.type = DMIO_MEM_VM;
 	req.mem.ptr.vma = io->buf;
 	slots = atomic_load(&m->num_legs);
+	b = io->behind;
+	/*
+	 * Write-behind legs are left to the behind part (a write), or skipped (a flush), only
+	 * while an in-sync leg that does not write behind takes the request.
+	 */
+	if (b != NULL || (io->op == DMIO_FLUSH && behind_wanted(m))) {
+		for (i = 0; i < slots && !skip_behind; i++)
+			skip_behind = leg_state(&m->legs[i]) == LEG_IN_SYNC &&
+				      m->legs[i].dev != NULL && !leg_writes_behind(&m->legs[i]);
+	}
 	for (i = 0; i < slots && n < io->capacity; i++) {
 		struct leg *leg = &m->legs[i];
 
 		/* Legs catching up take every write; only in-sync legs count for success. */
 		if (!leg_is_written(leg))
 			continue;
+		if (skip_behind && leg_writes_behind(leg)) {
+			if (io->op == DMIO_FLUSH)
+				continue;
+			/* Its place among the N, else an ordinary write on it. */
+			if (behind_reserve(leg, io->len)) {
+				b->leg_of[b->num_regions] = i;
+				b->where[b->num_regions].dev = leg->dev;
+				b->where[b->num_regions].sector =
+				    (m->data_offset + io->offset) >> DMIO_SECTOR_SHIFT;
+				b->where[b->num_regions].count = io->len >> DMIO_SECTOR_SHIFT;
+				b->legs |= 1ull << i;
+				b->num_regions++;
+				continue;
+			}
+		}
 		in_sync += leg_state(leg) == LEG_IN_SYNC;
 		io->leg_of[n] = i;
 		io->where[n].dev = leg->dev;
@@ -340,6 +730,8 @@ static void fanout_issue(struct mirror_io *io)
 		n++;
 	}
 	io->num_regions = n;
+	if (b != NULL && b->num_regions > 0 && !behind_issue(io, b, in_sync))
+		in_sync = behind_take_back(io, b, in_sync);
 	/* Legs catching up alone cannot make a write succeed. */
 	if (in_sync == 0) {
 		write_finish(io, -EIO);
@@ -471,6 +863,10 @@ static void read_issue(struct mirror_io *io)
 		io_finish(io, io->last_error != 0 ? -io->last_error : -EIO);
 		return;
 	}
+	/* A write-behind leg may not have an answered write yet: wait for it. */
+	if (G_UNLIKELY(atomic_load(&m->behind_count) > 0) && m->legs[leg].write_mostly &&
+	    behind_park(m, io, (unsigned int)leg))
+		return;
 	io->leg = leg;
 	io->tried |= 1ull << leg;
 	io->num_regions = 1;

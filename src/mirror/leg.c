@@ -258,6 +258,9 @@ void leg_move(struct mirror *m, struct leg *from, struct leg *to)
 	to->recent_read_errors = from->recent_read_errors;
 	to->recent_since = from->recent_since;
 	atomic_store(&to->io_timeout_ms, atomic_load(&from->io_timeout_ms));
+	atomic_store(&to->write_behind, atomic_load(&from->write_behind));
+	atomic_store(&from->write_behind, 0);
+	atomic_store(&to->behind_answered, atomic_load(&from->behind_answered));
 	to->resync = RESYNC_NONE;
 	atomic_store(&to->recovery_offset, SB_RECOVERY_DONE);
 	/* The one move that is no move of the table: a member changes slots, in sync. */
@@ -292,6 +295,9 @@ void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char 
 	atomic_store(&leg->corrected_errors, 0);
 	leg->recent_read_errors = 0;
 	atomic_store(&leg->pending, 0);
+	/* No write is behind on a slot being attached (not serving, or frozen). */
+	atomic_store(&leg->write_behind, 0);
+	atomic_store(&leg->behind_answered, 0);
 	leg->resync = RESYNC_NONE;
 	atomic_store(&leg->recovery_offset, SB_RECOVERY_DONE);
 }

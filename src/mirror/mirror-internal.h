@@ -38,8 +38,10 @@
  *                         flight (nor a read-error correction: readfix.c enters too); taken under
  *                         reconfig_lock only.
  *   3. range holds        (rangelock.h; not a mutex) a write holds its range from before its
- *                         bitmap bits are made durable until its legs answered; the resync holds
- *                         the chunk it copies, the scrub the chunk it compares, a read-error
+ *                         bitmap bits are made durable until its legs answered (its
+ *                         write-behind legs too: io.c's behind part holds it, and its place in
+ *                         flight, after the answer); the resync holds the chunk it copies, the
+ *                         scrub the chunk it compares, a read-error
  *                         correction the range it rewrites (inside io_begin: freezing waits
  *                         for it).  Under a hold: bitmap persist_lock,
  * sb_lock, the leaves.  Nothing waits for a hold while holding a mutex.
@@ -50,8 +52,9 @@
  *   6. m->state_lock      leg state and identity changes; a leaf, never held during I/O or
  *                         while an event is raised.
  *   freeze_lock, the rangelock buckets' mutexes, waiter locks, scrub->lock, replace->lock,
- *   readfix->lock: leaves inside their modules.  The replace thread waits for its new leg
- *   holding none of them, and takes reconfig_lock only to remove the old leg.
+ *   readfix->lock, m->behind_lock (io.c): leaves inside their modules.  The replace thread
+ *   waits for its new leg holding none of them, and takes reconfig_lock only to remove the old
+ *   leg.
  *
  * ---- What completions may do ----
  * A completion (an engine thread, or the submitter with DMIO_REQ_CALLER_RUNS) never waits for
@@ -101,6 +104,17 @@ struct leg {
 	atomic_uint pending;
 	atomic_ullong read_errors;
 	atomic_ullong write_errors;
+	/*
+	 * Write-behind (io.c), atomics.  write_behind: how many writes of this write-mostly leg
+	 * may be answered before it has them (0: none), set at open (array.c) and by "set"
+	 * (mirror_set_write_behind), copied by leg_move; behind_writes and behind_bytes: such
+	 * writes in flight on it now (reserved by the submitter, given back by the completion);
+	 * behind_answered: writes answered before it had them, since it was attached.
+	 */
+	atomic_uint write_behind;
+	atomic_uint behind_writes;
+	atomic_ullong behind_bytes;
+	atomic_ullong behind_answered;
 	/* Failfast (failfast.c): io-timeout (0: none) set at open and by "set"; what its thread
 	 * saw last, atomics; waiting_logged is the thread's own. */
 	atomic_uint io_timeout_ms;
@@ -147,6 +161,18 @@ struct mirror {
 	atomic_ulong error_bits; /* legs that failed the last failed request (io.c) */
 	atomic_ullong events;	 /* metadata = none: the state-change counter */
 	atomic_uint round_robin; /* io.c */
+
+	/* ---- io.c: write-behind ---- */
+	/*
+	 * The writes whose behind part is not done (struct behind_write, its own), and the reads
+	 * parked on them (a read that only a write-behind leg can serve waits for the overlapping
+	 * writes that leg has not finished): under behind_lock, a leaf taken by submitters and
+	 * completions, never across I/O.  behind_count: the list's length, an atomic read without
+	 * the lock by reads, so that reads pay nothing while no write is behind.
+	 */
+	GMutex behind_lock;
+	struct behind_write *behind_head;
+	atomic_uint behind_count;
 
 	/* ---- leg.c ---- */
 	GMutex state_lock;
@@ -340,6 +366,9 @@ void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint6
 
 /* The leg the read policy would choose now (for tests); -1 when none can serve. */
 int mirror_pick_read_leg(struct mirror *m);
+/* Set up (at open) and clear (at close, drained: no write is behind) the write-behind list. */
+void io_behind_init(struct mirror *m);
+void io_behind_clear(struct mirror *m);
 
 /* ---- metadata.c ---- */
 

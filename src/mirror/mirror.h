@@ -266,6 +266,12 @@ struct leg_status {
 	unsigned int io_timeout_ms; /* 0: none */
 	uint64_t busy_ms;	    /* age of its oldest outstanding I/O (0: none) */
 	bool slow;		    /* busy_ms is past half its io-timeout (5 s without one) */
+	/* Write-behind (a write-mostly leg): the most writes answered before it has them (0:
+	 * none), those outstanding now and their bytes, and writes answered early so far. */
+	unsigned int write_behind;
+	unsigned int behind_writes;
+	uint64_t behind_bytes;
+	uint64_t behind_answered;
 };
 
 enum mirror_state mirror_state(const struct mirror *m);
@@ -293,6 +299,14 @@ void mirror_get_resync_rate(const struct mirror *m, uint64_t *min, uint64_t *max
 /* Set the io-timeout of leg index (or of every leg and legs added later: index -1); 0 = none.
  * Returns 0 or -EINVAL (no such leg). */
 int mirror_set_io_timeout(struct mirror *m, int index, unsigned int ms);
+/*
+ * Set write-behind (fusemirror.conf(5)) of write-mostly leg index, or of every write-mostly leg
+ * (index -1): up to n writes are answered once the other legs have them while this leg catches
+ * up; 0: none.  Returns 0, or -EINVAL (no such leg), -EPERM (the leg, or every leg, is not
+ * write-mostly), -ENOTSUP (metadata = none: no bitmap to remember what the leg lacks).
+ */
+int mirror_set_write_behind(struct mirror *m, int index, unsigned int n);
+
 /*
  * Runtime tunable max-read-errors (fusemirror.conf(5)): a leg is failed once it has had more
  * read errors than this that its correction was tried for, the count halving every hour; 0:
