@@ -77,6 +77,18 @@ static bool parse_count(const char *word, uint64_t *out)
 	return true;
 }
 
+/* A decimal count of writes, as write-behind in fusemirror.conf(5). */
+static bool parse_writes(const char *word, uint64_t *out)
+{
+	guint64 v;
+
+	if (*word == '\0' || strspn(word, "0123456789") != strlen(word) ||
+	    !g_ascii_string_to_unsigned(word, 10, 0, CONFIG_MAX_WRITE_BEHIND, &v, NULL))
+		return false;
+	*out = v;
+	return true;
+}
+
 /* The tunables of "set": a new one is one line here and its case in xattr.c. */
 static const struct tunable {
 	const char *name;
@@ -93,6 +105,8 @@ static const struct tunable {
      "seconds from 0 to 3600, up to three decimals (0: none)", true},
     {"max-read-errors", CONTROL_MAX_READ_ERRORS, parse_count,
      "a decimal number of read errors from 0 to 1000000 (0: never fail a leg for them)", false},
+    {"write-behind", CONTROL_WRITE_BEHIND, parse_writes,
+     "a decimal number of writes from 0 to 16383 (0: none)", true},
 };
 
 const char *control_verb_name(enum control_verb verb)
@@ -318,7 +332,8 @@ static int parse_set(const struct verb *v, const char **p, struct control_comman
 		return parse_error(error,
 				   "set needs a tunable and a value (resync-rate-min or "
 				   "resync-rate-max, then bytes per second; io-timeout [LEG], "
-				   "then seconds; max-read-errors, then a count)");
+				   "then seconds; max-read-errors, then a count; write-behind "
+				   "[LEG], then writes)");
 	r = check_text(name, "the tunable name", error);
 	if (r < 0)
 		return r;

@@ -14,7 +14,7 @@
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
     "name", "path", "state", "read_errors", "write_errors", "corrected_errors", "uuid", "resync",
-    "io_timeout", "busy", "slow",
+    "io_timeout", "busy", "slow", "write_behind", "behind", "behind_answered",
 };
 
 /* Milliseconds as seconds: "30", "2.5", "0.125". */
@@ -57,6 +57,13 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 		return seconds_text(st.busy_ms);
 	if (strcmp(field, "slow") == 0)
 		return g_strdup(st.slow ? "1" : "0");
+	if (strcmp(field, "write_behind") == 0)
+		return g_strdup_printf("%u", st.write_behind);
+	if (strcmp(field, "behind") == 0)
+		return g_strdup_printf("%u writes, %" PRIu64 " bytes", st.behind_writes,
+				       st.behind_bytes);
+	if (strcmp(field, "behind_answered") == 0)
+		return g_strdup_printf("%" PRIu64, st.behind_answered);
 	return NULL;
 }
 
@@ -248,6 +255,26 @@ static int set_tunable(struct mirror *m, const struct control_command *c, GError
 		break;
 	case CONTROL_MAX_READ_ERRORS:
 		mirror_set_max_read_errors(m, (unsigned int)c->value);
+		break;
+	case CONTROL_WRITE_BEHIND:
+		r = mirror_set_write_behind(m, c->has_leg ? (int)c->leg : -1,
+					    (unsigned int)c->value);
+		if (r == -EINVAL)
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "no leg %u (the mirror has %u)", c->leg, mirror_num_legs(m));
+		else if (r == -EPERM && c->has_leg)
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_PERM,
+				    "leg %u is not write-mostly: write-behind is for write-mostly "
+				    "legs",
+				    c->leg);
+		else if (r == -EPERM)
+			g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_PERM,
+					    "no leg is write-mostly: write-behind is for write-mostly "
+					    "legs");
+		else if (r < 0)
+			g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+					    "write-behind needs metadata = internal (the write-intent "
+					    "bitmap)");
 		break;
 	}
 	g_mutex_unlock(&tunables_lock);
