@@ -993,6 +993,46 @@ TEST(ConfigMaxReadErrors, DefaultRangeAndErrors)
 			      "for corrected errors)");
 }
 
+// ---- write-behind ---------------------------------------------------------------------------
+
+TEST(ConfigWriteBehind, OnWriteMostlyLegsWithTheBitmap)
+{
+	ConfigPtr config = parse_ok(two_legs);
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->legs[1].write_behind, 0u) << "off by default";
+	for (unsigned v : {0u, 1u, 256u, 16383u}) {
+		/* Either order of the two keys. */
+		config = parse_ok(two_legs + "write-behind = " + std::to_string(v) +
+				  "\nwrite-mostly = true\n");
+		ASSERT_NE(config, nullptr);
+		EXPECT_EQ(config->legs[1].write_behind, v);
+		EXPECT_EQ(config->legs[0].write_behind, 0u);
+	}
+	for (const char *bad : {"16384", "-1", "+2", "4k", "1.5", "many", ""})
+		EXPECT_EQ(parse_error(two_legs + "write-mostly = true\nwrite-behind = " + bad,
+				      CONFIG_ERROR_VALUE),
+			  std::string("a.conf:6: [leg b]: write-behind '") + bad +
+			      "' is not a number of writes from 0 to 16383 (0 = none)");
+}
+
+TEST(ConfigWriteBehind, RefusedOnALegThatIsNotWriteMostlyOrWithoutTheBitmap)
+{
+	EXPECT_EQ(parse_error(two_legs + "write-behind = 4\n", CONFIG_ERROR_INVALID),
+		  "a.conf:5: [leg b]: write-behind needs write-mostly = true on this leg");
+	EXPECT_EQ(parse_error(two_legs + "write-mostly = false\nwrite-behind = 4\n",
+			      CONFIG_ERROR_INVALID),
+		  "a.conf:6: [leg b]: write-behind needs write-mostly = true on this leg");
+	EXPECT_NE(parse_ok(two_legs + "write-mostly = true\nwrite-behind = 0\n"), nullptr);
+	EXPECT_EQ(parse_error("[mirror]\nmetadata = none\n" + two_legs +
+				  "write-mostly = true\nwrite-behind = 4\n",
+			      CONFIG_ERROR_INVALID),
+		  "a.conf: [leg b]: write-behind needs metadata = internal (the write-intent "
+		  "bitmap)");
+	/* 0 is no write-behind: fine anywhere. */
+	EXPECT_NE(parse_ok("[mirror]\nmetadata = none\n" + two_legs + "write-behind = 0\n"),
+		  nullptr);
+}
+
 // ---- stop-timeout ---------------------------------------------------------------------------
 
 TEST(ConfigStopTimeout, DefaultRangeAndErrors)
