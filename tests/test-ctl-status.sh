@@ -159,9 +159,9 @@ check_json "$clean" "{
 	'file': '$clean', 'name': 'data', 'uuid': None, 'state': 'clean', 'size': 1073741824,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False},
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
-		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False}],
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None}],
 	'events': 1, 'error_bits': '0x0', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 run "$ctl" status --json "$degraded"
@@ -170,12 +170,12 @@ check_json "$degraded" "{
 	'file': '$degraded', 'name': 'db', 'uuid': None, 'state': 'degraded', 'size': 1572864,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False},
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'failed',
-		 'resync': None, 'uuid': None, 'read_errors': 7, 'write_errors': 1, 'corrected_errors': None, 'io_timeout': None, 'slow': False},
+		 'resync': None, 'uuid': None, 'read_errors': 7, 'write_errors': 1, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None},
 		{'index': 2, 'name': 'c', 'path': '/var/tmp/leg c\\'s \"copy\" \$HOME;\\tx',
 		 'state': 'in_sync', 'resync': None, 'uuid': None, 'read_errors': 0,
-		 'write_errors': 18446744073709551615, 'corrected_errors': None, 'io_timeout': None, 'slow': False}],
+		 'write_errors': 18446744073709551615, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None}],
 	'events': 5, 'error_bits': '0x2', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 run "$ctl" status --json "$failed"
@@ -183,7 +183,7 @@ expect_rc 2 "status --json of a failed mirror"
 check_json "$failed" "{
 	'file': '$failed', 'name': 'gone', 'uuid': None, 'state': 'failed', 'size': 512,
 	'legs': [{'index': 0, 'name': 'only', 'path': '/var/tmp/only.img', 'state': 'failed',
-		  'resync': None, 'uuid': None, 'read_errors': 3, 'write_errors': 4, 'corrected_errors': None, 'io_timeout': None, 'slow': False}],
+		  'resync': None, 'uuid': None, 'read_errors': 3, 'write_errors': 4, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None}],
 	'events': 9, 'error_bits': '0x1', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 # A daemon that corrects read errors: a Corrected column and the limit, in every form.
@@ -307,9 +307,9 @@ check_json "$rs" "{
 	'file': '$rs', 'name': 'data', 'uuid': '$au', 'state': 'resyncing', 'size': 1073741824,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'resync': 'source', 'uuid': '$u0', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False},
+		 'resync': 'source', 'uuid': '$u0', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
-		 'resync': 'rewrite', 'uuid': '$u1', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False}],
+		 'resync': 'rewrite', 'uuid': '$u1', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None}],
 	'events': 1, 'error_bits': '0x0',
 	'resync': {'active': True, 'done': 26214400, 'total': 104857600, 'rate': 5242880,
 		   'eta': 15, 'source': 0}, 'replace': None, 'max_read_errors': None, 'check': None}"
@@ -423,8 +423,23 @@ grep -q -e '^MIRROR_RESYNC_ETA=' -e '^MIRROR_RESYNC_SOURCE=' "$tmpdir/out" &&
 	problem "status --export after a resync gives an ETA or a source"
 out_has '^MIRROR_RESYNC_ACTIVE=0$' "status --export after a resync"
 
-# A leg UUID or a source that is not one is refused, naming the attribute.
+# A write-mostly leg left behind (write-behind): "(behind N)" after its state, and in --json.
+copy_mirror "$rs" "$rs.wb" && set_attrs "$rs.wb" "leg.1.behind=3 writes, 12288 bytes" \
+	"leg.0.behind=0 writes, 0 bytes" || fail "setfattr"
+run "$ctl" status "$rs.wb"
+out_has '^ +1 +b +in_sync \(behind 3\) ' "status of a leg behind"
+out_has '^ +0 +a +in_sync +source ' "status of a leg not behind"
+run "$ctl" status --json "$rs.wb"
+python3 -c '
+import json, sys
+legs = json.load(open(sys.argv[1]))["legs"]
+assert [l["behind"] for l in legs] == [0, 3], legs
+' "$tmpdir/out" >"$tmpdir/json.log" 2>&1 ||
+	problem "status --json of a leg behind: $(cat "$tmpdir/json.log")"
+
+# A leg UUID, a source or a behind that is not one is refused, naming the attribute.
 for broken in "leg.1.uuid=xyz:user.fusemirror.leg.1.uuid" \
+	"leg.1.behind=3:user.fusemirror.leg.1.behind" \
 	"resync.source=x:user.fusemirror.resync.source" \
 	"resync.source=64:user.fusemirror.resync.source"; do
 	copy_mirror "$rs" "$tmpdir/bad-rs.img" && set_attrs "$tmpdir/bad-rs.img" "${broken%%:*}" ||

@@ -239,6 +239,13 @@ static void append_text(GString *out, const struct ctl_status *st)
 			row[COL_STATE] = g_strdup_printf("%s (slow)", plain);
 			g_free(plain);
 		}
+		if (leg->behind_writes > 0) {
+			char *plain = row[COL_STATE];
+
+			row[COL_STATE] = g_strdup_printf("%s (behind %" G_GUINT64_FORMAT ")", plain,
+							 (guint64)leg->behind_writes);
+			g_free(plain);
+		}
 		row[COL_RESYNC] = leg_in_resync(leg) ? ctl_printable(leg->resync) : g_strdup("-");
 		row[COL_UUID] = leg->uuid != NULL ? ctl_printable(leg->uuid) : g_strdup("-");
 		row[COL_READ_ERRORS] =
@@ -328,6 +335,11 @@ static void append_json(GString *out, const struct ctl_status *st)
 		g_string_append(out, ",\"io_timeout\":");
 		append_json_optional(out, leg->io_timeout);
 		g_string_append_printf(out, ",\"slow\":%s", leg->slow ? "true" : "false");
+		if (leg->has_behind)
+			g_string_append_printf(out, ",\"behind\":%" G_GUINT64_FORMAT,
+					       (guint64)leg->behind_writes);
+		else
+			g_string_append(out, ",\"behind\":null");
 		g_string_append(out, ",\"uuid\":");
 		append_json_optional(out, leg->uuid);
 		g_string_append_printf(out,

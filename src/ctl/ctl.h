@@ -91,6 +91,10 @@ struct ctl_leg_status {
 	char *resync; /* what the running resync does with it: none, source, bitmap, ... */
 	char *io_timeout; /* seconds, as the daemon says it ("30", "2.5"; "0": none) */
 	bool slow;	  /* its oldest outstanding I/O is past half its io-timeout */
+	/* Writes answered before it had them that it still writes (write-behind); has_behind:
+	 * the daemon says (leg.N.behind). */
+	bool has_behind;
+	uint64_t behind_writes;
 };
 
 struct ctl_status {

@@ -245,6 +245,8 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	g_autofree char *io_timeout = g_strdup_printf("leg.%u.io_timeout", leg->index);
 	g_autofree char *slow_name = g_strdup_printf("leg.%u.slow", leg->index);
 	g_autofree char *slow = NULL;
+	g_autofree char *behind_name = g_strdup_printf("leg.%u.behind", leg->index);
+	g_autofree char *behind = NULL;
 	bool present;
 
 	if (!read_string(file, name, &leg->name, error) ||
@@ -257,9 +259,24 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	    !read_optional_string(file, uuid, &present, &leg->uuid, error) ||
 	    !read_optional_string(file, resync, &present, &leg->resync, error) ||
 	    !read_optional_string(file, io_timeout, &present, &leg->io_timeout, error) ||
-	    !read_optional_string(file, slow_name, &present, &slow, error))
+	    !read_optional_string(file, slow_name, &present, &slow, error) ||
+	    !read_optional_string(file, behind_name, &leg->has_behind, &behind, error))
 		return false;
 	leg->slow = slow != NULL && strcmp(slow, "1") == 0;
+	/* "3 writes, 12288 bytes": the count is what status shows. */
+	if (leg->has_behind) {
+		char *end = NULL;
+
+		leg->behind_writes = g_ascii_strtoull(behind, &end, 10);
+		if (end == behind || !g_str_has_prefix(end, " writes, ")) {
+			g_autofree char *shown = ctl_printable(behind);
+
+			g_set_error(error, CTL_ERROR, CTL_ERROR_VALUE,
+				    "%s%s is '%s', not like '3 writes, 12288 bytes'",
+				    CTL_XATTR_PREFIX, behind_name, shown);
+			return false;
+		}
+	}
 	/* Empty for an empty slot, or with metadata = none. */
 	if (leg->uuid != NULL && *leg->uuid == '\0')
 		g_clear_pointer(&leg->uuid, g_free);
