@@ -140,6 +140,16 @@ TEST_F(Control, ResyncSetStop)
 	EXPECT_EQ(7u, c->value);
 	EXPECT_EQ(0u, ok("set max-read-errors 0").value);
 	EXPECT_EQ(1000000u, ok("set max-read-errors 1000000").value);
+	c = &ok("set write-behind 1 256");
+	EXPECT_EQ(CONTROL_WRITE_BEHIND, c->tunable);
+	EXPECT_STREQ("write-behind", c->tunable_name);
+	EXPECT_TRUE(c->has_leg);
+	EXPECT_EQ(1u, c->leg);
+	EXPECT_EQ(256u, c->value);
+	c = &ok("set write-behind 0");
+	EXPECT_FALSE(c->has_leg) << "every write-mostly leg";
+	EXPECT_EQ(0u, c->value);
+	EXPECT_EQ(16383u, ok("set write-behind 16383").value);
 	c = &ok("stop");
 	EXPECT_EQ(CONTROL_STOP, c->verb);
 	EXPECT_FALSE(c->force);
@@ -184,6 +194,10 @@ TEST_F(Control, PreciseRefusals)
 	refused("set max-read-errors 1000001", "max-read-errors needs a decimal number of read "
 					      "errors from 0 to 1000000");
 	refused("set max-read-errors 2K", "got '2K'");
+	refused("set write-behind 16384", "write-behind needs a decimal number of writes from 0 to "
+					  "16383 (0: none), got '16384'");
+	refused("set write-behind one 4", "'one' is not a leg index");
+	refused("set write-behind 1 -4", "got '-4'");
 	refused("stop now", "unexpected argument 'now'");
 	refused("stop --no-save", "stop has no option '--no-save'");
 }
