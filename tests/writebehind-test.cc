@@ -386,3 +386,32 @@ TEST_F(WriteBehind, CloseDrainsTheWritesBehind)
 }
 
 } // namespace
+
+namespace
+{
+
+TEST_F(WriteBehind, FailingTheSlowLegGivesUpOnItsWritesBehind)
+{
+	ASSERT_NO_FATAL_FAILURE(open_with("1500ms", 8));
+	if (IsSkipped())
+		return;
+	ASSERT_NO_FATAL_FAILURE(warm(6 * MiB));
+	std::vector<uint8_t> a = pattern(kLen, 121);
+	ASSERT_EQ((ssize_t)kLen, write(a, 6 * MiB));
+	ASSERT_EQ(1u, leg(1).behind_writes);
+	GError *error = nullptr;
+	auto t = Clock::now();
+	ASSERT_EQ(0, mirror_fail_leg(m_, 1, &error)) << (error ? error->message : "");
+	/* Given up on at once (ECANCELED), not when the server answers. */
+	ASSERT_TRUE(wait_caught_up(std::chrono::milliseconds(1000)));
+	EXPECT_LT(ms_since(t), 1000.0);
+	EXPECT_EQ(LEG_FAILED, state_of(1));
+	EXPECT_TRUE(same_bytes(a, read(kLen, 6 * MiB)));
+	/* Its regions stay dirty for the re-add. */
+	EXPECT_EQ(0, cleaner_clean(m_, true));
+	/* Close while the server still has the write: its copy is freed when it answers. */
+	close_mirror();
+	std::this_thread::sleep_for(std::chrono::milliseconds(1600));
+}
+
+} // namespace

@@ -155,7 +155,16 @@ void io_behind_clear(struct mirror *m)
 	g_mutex_clear(&m->behind_lock);
 }
 
-/* Whether a write may be written behind on some leg now (one atomic load per leg). */
+/* Whether leg takes writes behind (its place reserved with behind_reserve). */
+static bool leg_writes_behind(const struct leg *leg)
+{
+	return leg->write_mostly && atomic_load(&((struct leg *)leg)->write_behind) > 0;
+}
+
+/*
+ * Whether a write may be written behind on some leg now: a leg that writes behind takes writes
+ * (a failed one costs its writes nothing more).  A few atomic loads per leg.
+ */
 static bool behind_wanted(struct mirror *m)
 {
 	unsigned int i, slots = atomic_load(&m->num_legs);
@@ -163,15 +172,9 @@ static bool behind_wanted(struct mirror *m)
 	if (m->bitmap == NULL)
 		return false;
 	for (i = 0; i < slots; i++)
-		if (atomic_load(&m->legs[i].write_behind) > 0)
+		if (leg_writes_behind(&m->legs[i]) && leg_is_written(&m->legs[i]))
 			return true;
 	return false;
-}
-
-/* Whether leg takes writes behind (its place reserved with behind_reserve). */
-static bool leg_writes_behind(const struct leg *leg)
-{
-	return leg->write_mostly && atomic_load(&((struct leg *)leg)->write_behind) > 0;
 }
 
 /* Take one of leg's write-behind places for len bytes: false when all N are taken. */
