@@ -93,6 +93,8 @@ const char *mirror_name(const struct mirror *m);
  * runs once no leg uses buf (see mirror_write_answered).
  * Succeeds when any leg took the write; the legs that failed it are failed.  A write reaching
  * past the end is shortened; one starting at or past the end fails with -ENOSPC.
+ * Write-behind (mirror_set_write_behind): a write-mostly leg may get it later, from a copy of
+ * buf, after done; a later write that overlaps it still waits until that leg has it.
  */
 void mirror_write(struct mirror *m, const void *buf, size_t len, uint64_t offset,
 		  unsigned int flags, mirror_done_fn done, void *opaque);
