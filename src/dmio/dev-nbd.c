@@ -225,8 +225,13 @@ static struct nbd_handle *nbd_connect(const char *uri, const char *shown, int *e
 		*err = nbd_failure();
 		return NULL;
 	}
-	/* tls-psk-file= and tls-certificates= name local files; the URI is the admin's own. */
-	if (nbd_set_uri_allow_local_file(h, true) < 0 || nbd_connect_uri(h, uri) < 0) {
+	/*
+	 * tls-psk-file= and tls-certificates= name local files; the URI is the admin's own.  A
+	 * failed read is zero-filled by libdmio (dmio_job_execute, engine-async.c): libnbd need
+	 * not clear every read buffer before it fills it.
+	 */
+	if (nbd_set_uri_allow_local_file(h, true) < 0 || nbd_set_pread_initialize(h, false) < 0 ||
+	    nbd_connect_uri(h, uri) < 0) {
 		*err = nbd_failure();
 		g_debug("%s: cannot connect: %s", shown, nbd_message(uri));
 		nbd_close(h);
