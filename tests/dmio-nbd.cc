@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <iostream>
+#include <set>
 #include <random>
 #include <fstream>
 #include <sstream>
@@ -28,6 +29,11 @@
 using namespace dmio_test;
 
 extern "C" char *dmio_nbd_redact_uri(const char *uri);
+/* dmio-nbd-raw.c: the device's own asynchronous submit op, as the engines call it. */
+extern "C" int dmio_test_dev_submit(dmio_dev *dev, int op, const struct iovec *iov,
+				    unsigned int iovcnt, uint64_t offset, uint64_t len,
+				    unsigned int flags, void (*done)(void *opaque, int err),
+				    void *opaque);
 
 namespace
 {
@@ -686,6 +692,137 @@ TEST_P(NbdAio, AbandonedRequestsMayAnswerLateAndTheCloseWaitsForThem)
 	ASSERT_TRUE(b.wait_all(std::chrono::milliseconds(5000 * scale())));
 	for (auto &o : b.ops())
 		EXPECT_EQ(1, o->released.load());
+}
+
+/* Which connections (nbdkit's log filter's connection=N) carried a command named what. */
+std::set<std::string> connections_used(const std::string &log, const std::string &what)
+{
+	std::ifstream in(log);
+	std::string line;
+	std::set<std::string> used;
+	while (std::getline(in, line)) {
+		size_t at = line.find("connection=");
+		if (at == std::string::npos || line.find(" " + what + " id=") == std::string::npos)
+			continue;
+		used.insert(line.substr(at, line.find(' ', at) - at));
+	}
+	return used;
+}
+
+TEST_P(NbdAio, MultiConnSpreadsRequestsOverTheConnections)
+{
+	std::string log = tmp_ / "nbdkit.log";
+	ASSERT_NO_FATAL_FAILURE(
+	    serve({"--filter=log", "--filter=delay"}, {"logfile=" + log, "rdelay=50ms"}));
+	Batch b;
+	for (unsigned i = 0; i < 32; i++)
+		b.submit(client_.get(), dev_.get(), DMIO_READ, i * 100, 8);
+	ASSERT_TRUE(b.wait_all());
+	for (auto &o : b.ops())
+		EXPECT_EQ(0ul, o->bits);
+	dev_.reset(); /* the log is complete once the connections are closed */
+	unsigned opened = count_connections(log);
+	std::set<std::string> used = connections_used(log, "Read");
+	EXPECT_GT(opened, 1u) << "multi-conn, but one connection";
+	EXPECT_LE(opened, 8u);
+	EXPECT_EQ(opened, used.size()) << "some connections carried no read";
+}
+
+/* What a device's submit answers: the errors, in order, and the threads they came from. */
+struct RawAnswers {
+	std::mutex lock;
+	std::condition_variable cond;
+	std::vector<int> errs;
+	std::set<std::thread::id> threads;
+
+	static void done(void *opaque, int err)
+	{
+		RawAnswers *a = static_cast<RawAnswers *>(opaque);
+		std::lock_guard<std::mutex> g(a->lock);
+		a->errs.push_back(err);
+		a->threads.insert(std::this_thread::get_id());
+		a->cond.notify_all();
+	}
+	bool wait(size_t n)
+	{
+		std::unique_lock<std::mutex> g(lock);
+		return cond.wait_for(g, completion_timeout(), [&] { return errs.size() >= n; });
+	}
+	size_t count()
+	{
+		std::lock_guard<std::mutex> g(lock);
+		return errs.size();
+	}
+};
+
+/* An iovec of pieces cutting buf at the given offsets. */
+std::vector<iovec> cut(std::vector<uint8_t> &buf, std::vector<size_t> at)
+{
+	std::vector<iovec> v;
+	size_t prev = 0;
+	at.push_back(buf.size());
+	for (size_t a : at) {
+		v.push_back({buf.data() + prev, a - prev});
+		prev = a;
+	}
+	return v;
+}
+
+TEST_P(NbdAio, TheDevicesSubmitSplitsScattersAndRefuses)
+{
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=nozero", "--filter=blocksize-policy"},
+				      {"blocksize-minimum=512", "blocksize-preferred=4096",
+				       "blocksize-maximum=65536", "blocksize-error-policy=error"}));
+	std::vector<uint8_t> data = pattern(1024 * 1024 + 3 * DMIO_SECTOR_SIZE, 61);
+	std::vector<iovec> wv = cut(data, {1, 700, 65536, 65537, 300000, 1000000});
+	RawAnswers a;
+	ASSERT_EQ(0, dmio_test_dev_submit(dev_.get(), DMIO_WRITE, wv.data(), wv.size(), 4096,
+					  data.size(), DMIO_REQ_FUA, RawAnswers::done, &a));
+	ASSERT_TRUE(a.wait(1));
+	EXPECT_EQ(0, a.errs[0]);
+	EXPECT_TRUE(same_bytes(data, exported(4096, data.size())));
+	std::vector<uint8_t> back(data.size(), 0xee);
+	std::vector<iovec> rv = cut(back, {4096, 4097, 131072, 500001});
+	ASSERT_EQ(0, dmio_test_dev_submit(dev_.get(), DMIO_READ, rv.data(), rv.size(), 4096,
+					  back.size(), 0, RawAnswers::done, &a));
+	ASSERT_EQ(0, dmio_test_dev_submit(dev_.get(), DMIO_FLUSH, nullptr, 0, 0, 0, 0,
+					  RawAnswers::done, &a));
+	ASSERT_TRUE(a.wait(3));
+	EXPECT_EQ(0, a.errs[1]);
+	EXPECT_EQ(0, a.errs[2]);
+	EXPECT_TRUE(same_bytes(data, back));
+	/* Answered from the device's own thread, never the submitter's. */
+	EXPECT_EQ(0u, a.threads.count(std::this_thread::get_id()));
+	/* What the server lacks is refused at once, and never answered. */
+	EXPECT_EQ(-EOPNOTSUPP, dmio_test_dev_submit(dev_.get(), DMIO_WRITE_ZEROES, nullptr, 0, 0,
+						    4096, 0, RawAnswers::done, &a));
+	usleep(50 * 1000);
+	EXPECT_EQ(3u, a.count());
+}
+
+TEST_P(NbdAio, TheCloseEndsWhatADirectCallerHasInFlight)
+{
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=delay"}, {"rdelay=30", "wdelay=30"}));
+	std::vector<std::vector<uint8_t>> bufs;
+	for (unsigned i = 0; i < 16; i++)
+		bufs.push_back(pattern(4096, 900 + i));
+	std::vector<iovec> iov;
+	for (auto &b : bufs)
+		iov.push_back({b.data(), b.size()});
+	RawAnswers a;
+	for (unsigned i = 0; i < 16; i++)
+		ASSERT_EQ(0, dmio_test_dev_submit(dev_.get(), i % 2 ? DMIO_READ : DMIO_WRITE,
+						  &iov[i], 1, i * 8192, 4096, 0, RawAnswers::done,
+						  &a));
+	usleep(100 * 1000);
+	EXPECT_EQ(0u, a.count()) << "answered before the server did";
+	auto t0 = std::chrono::steady_clock::now();
+	dmio_dev_close(dev_.release());
+	EXPECT_LT(ms_since(t0), 1000 * (long)scale()) << "the close waited for the server";
+	/* Every one answered before the close returned. */
+	ASSERT_EQ(16u, a.count());
+	for (int err : a.errs)
+		EXPECT_EQ(-ENOTCONN, err);
 }
 
 TEST_P(NbdAio, ConcurrentMixedRequestsLandIntact)
