@@ -69,7 +69,6 @@ bool dmio_job_submit_async(struct dmio_job *job)
 		dmio_job_drop(job);
 		return true;
 	}
-	job->engine_owns = true;
 	dmio_job_mark_started(job);
 	r = dev->ops->submit(dev, io->op, job->iov, job->iovcnt, job->offset, job->len,
 			     io->flags & DMIO_REQ_FUA, async_done, job);
