@@ -6,7 +6,11 @@
  * capabilities, writes over an NBD leg and a file leg in one call, FUA and flush, discard and
  * write-zeroes, a read-only export, requests split to the server's maximum, many writers at once
  * (and how many connections they open), a server killed under the device, bad URIs, and the
- * redaction of secrets in messages.  Skipped only when nbdkit is not installed.
+ * redaction of secrets in messages.  The asynchronous path (NbdAio): many requests in flight on
+ * one connection with few engine threads, multi-conn spreading them, a server killed with
+ * requests in flight, abandoned requests answering late, the device's submit op itself (split,
+ * scatter, refusals, a close with requests in flight), and random concurrent I/O landing intact.
+ * Skipped only when nbdkit is not installed.
  */
 #include "test-util.h"
 
