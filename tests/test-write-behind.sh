@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Write-behind through the daemon: leg b is a file of nbdfuse whose NBD server (nbdkit, on a unix
 # socket) adds 20 ms to every write (its delay filter); b is write-mostly with write-behind.
-#   - the config, the xattrs and "set write-behind" (a leg that is not write-mostly is refused);
+#   - the config, the xattrs, "set write-behind" (a leg that is not write-mostly is refused) and
+#     a reload (SIGHUP) of write-behind;
 #   - acknowledged writes go on at local speed with write-behind, at the remote's without it
 #     (set write-behind 1 0): 32 O_DIRECT writes of 64 KiB, timed both ways;
 #   - the remote catches up: leg.1.behind reaches "0 writes, 0 bytes", the legs are identical;
@@ -117,8 +118,14 @@ test "$answered" -ge 16 || daemon_fail "only $answered writes were answered befo
 test "$off_ms" -ge 600 || daemon_fail "without write-behind the writes took $off_ms ms, not >= 640"
 test $((on_ms * 2)) -le "$off_ms" ||
 	daemon_fail "with write-behind the writes took $on_ms ms, not half of $off_ms ms"
-setfattr -n trusted.fusemirror.ctl -v "set write-behind 1 4096" "$mirror" ||
-	daemon_fail "set write-behind 1 4096"
+# A reload (SIGHUP) applies the file's write-behind: 4096 again, then 2048.
+kill -s HUP "$daemon_pid"
+wait_until 10 "the reload to restore write-behind" \
+	test "$(xattr "$mirror" user.fusemirror.leg.1.write_behind)" = 4096
+sed -i 's/^write-behind = 4096$/write-behind = 2048/' "$tmpdir/m.conf"
+kill -s HUP "$daemon_pid"
+wait_until 10 "the reload of write-behind = 2048" \
+	test "$(xattr "$mirror" user.fusemirror.leg.1.write_behind)" = 2048
 data_equal $((size - mib)) "$a" "$tmpdir/b.img"
 
 # ---- SIGKILL while writes are behind ------------------------------------------------------------

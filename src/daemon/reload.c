@@ -68,7 +68,8 @@ static const struct leg_config *group_of(const struct mirror_config *c, const ch
 	return NULL;
 }
 
-/* Per leg: write-mostly and io-timeout applied; a changed path or a leg gone refused. */
+/* Per leg: write-mostly, write-behind and io-timeout applied; a changed path or a leg gone
+ * refused. */
 static int reload_legs(struct mirror *m, const struct mirror_config *now)
 {
 	const char *name = mirror_name(m);
@@ -97,6 +98,13 @@ static int reload_legs(struct mirror *m, const struct mirror_config *now)
 		    mirror_set_write_mostly(m, i, lc->write_mostly) == 0) {
 			g_message("mirror %s: reload: leg %u (%s): write-mostly = %s", name, i,
 				  st.name, lc->write_mostly ? "true" : "false");
+			changed++;
+		}
+		/* After write-mostly: a leg that is no longer write-mostly writes nothing behind. */
+		if (lc->write_behind != st.write_behind &&
+		    mirror_set_write_behind(m, (int)i, lc->write_behind) == 0) {
+			g_message("mirror %s: reload: leg %u (%s): write-behind = %u", name, i,
+				  st.name, lc->write_behind);
 			changed++;
 		}
 		ms = lc->io_timeout_ms >= 0 ? (unsigned int)lc->io_timeout_ms : now->io_timeout_ms;

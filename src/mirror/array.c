@@ -477,7 +477,8 @@ int mirror_set_write_behind(struct mirror *m, int index, unsigned int n)
 	if (m->bitmap == NULL)
 		return -ENOTSUP;
 	if (index >= 0) {
-		if (!m->legs[index].write_mostly)
+		/* 0 is fine anywhere: a reload that takes write-mostly away clears it so. */
+		if (n > 0 && !m->legs[index].write_mostly)
 			return -EPERM;
 		atomic_store(&m->legs[index].write_behind, n);
 		return 0;

@@ -866,8 +866,11 @@ static void read_issue(struct mirror_io *io)
 		io_finish(io, io->last_error != 0 ? -io->last_error : -EIO);
 		return;
 	}
-	/* A write-behind leg may not have an answered write yet: wait for it. */
-	if (G_UNLIKELY(atomic_load(&m->behind_count) > 0) && m->legs[leg].write_mostly &&
+	/*
+	 * A leg with writes behind may not have an answered write yet: wait for it.  Its count,
+	 * not write-mostly (a reload may take that away while writes are behind).
+	 */
+	if (G_UNLIKELY(atomic_load(&m->legs[leg].behind_writes) > 0) &&
 	    behind_park(m, io, (unsigned int)leg))
 		return;
 	io->leg = leg;

@@ -310,8 +310,9 @@ int mirror_set_io_timeout(struct mirror *m, int index, unsigned int ms);
 /*
  * Set write-behind (fusemirror.conf(5)) of write-mostly leg index, or of every write-mostly leg
  * (index -1): up to n writes are answered once the other legs have them while this leg catches
- * up; 0: none.  Returns 0, or -EINVAL (no such leg), -EPERM (the leg, or every leg, is not
- * write-mostly), -ENOTSUP (metadata = none: no bitmap to remember what the leg lacks).
+ * up; 0: none (allowed on any leg).  Returns 0, or -EINVAL (no such leg), -EPERM (n > 0 and
+ * the leg, or every leg, is not write-mostly), -ENOTSUP (metadata = none: no bitmap to remember
+ * what the leg lacks).  A leg that stops being write-mostly (a reload) writes nothing behind.
  */
 int mirror_set_write_behind(struct mirror *m, int index, unsigned int n);
 
