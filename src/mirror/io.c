@@ -180,10 +180,13 @@ static bool behind_wanted(struct mirror *m)
 /* Take one of leg's write-behind places for len bytes: false when all N are taken. */
 static bool behind_reserve(struct leg *leg, size_t len)
 {
-	if (atomic_fetch_add(&leg->behind_writes, 1) >= atomic_load(&leg->write_behind)) {
-		atomic_fetch_sub(&leg->behind_writes, 1);
-		return false;
-	}
+	unsigned int n = atomic_load(&leg->behind_writes);
+
+	/* Never above N, not even for a moment: status shows the count. */
+	do {
+		if (n >= atomic_load(&leg->write_behind))
+			return false;
+	} while (!atomic_compare_exchange_weak(&leg->behind_writes, &n, n + 1));
 	atomic_fetch_add(&leg->behind_bytes, len);
 	return true;
 }
