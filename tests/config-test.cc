@@ -654,6 +654,9 @@ TEST(ConfigErrors, MalformedNbdUris)
 	EXPECT_EQ(parse_error("[leg a]\npath = nbd+vsock://x/e\n", CONFIG_ERROR_VALUE),
 		  "a.conf:2: [leg a]: path 'nbd+vsock://x/e' names a vsock host that is not a "
 		  "number (a CID)");
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd://h/e?socket=/s\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbd://h/e?socket=/s' has a socket= parameter, which "
+		  "only a unix URI (nbd+unix://) takes");
 	// Not a URI scheme of libnbd's: a relative path.
 	EXPECT_EQ(parse_error("[leg a]\npath = nbdx://h/e\n", CONFIG_ERROR_VALUE),
 		  "a.conf:2: [leg a]: path 'nbdx://h/e' is not absolute");

@@ -147,8 +147,10 @@ static GUri *parse_uri(const char *path)
 const char *dmio_path_uri_problem(const char *path)
 {
 	g_autoptr(GUri) uri = NULL;
+	g_autoptr(GHashTable) params = NULL;
 	const char *host;
 	const char *query;
+	const char *socket;
 	bool is_unix;
 
 	if (!dmio_path_is_uri(path))
@@ -162,19 +164,18 @@ const char *dmio_path_uri_problem(const char *path)
 	host = g_uri_get_host(uri);
 	query = g_uri_get_query(uri);
 	is_unix = scheme_is(g_uri_get_scheme(uri), "unix");
+	if (query != NULL)
+		params = g_uri_parse_params(query, -1, "&", G_URI_PARAMS_NONE, NULL);
+	if (query != NULL && params == NULL)
+		return "has a malformed query";
+	socket = params != NULL ? g_hash_table_lookup(params, "socket") : NULL;
 	if (is_unix) {
-		g_autoptr(GHashTable) params = NULL;
-		const char *socket;
-
 		if (host != NULL && *host != '\0')
 			return "names a host: a unix URI is nbd+unix:///EXPORT?socket=PATH";
-		if (query != NULL)
-			params = g_uri_parse_params(query, -1, "&", G_URI_PARAMS_NONE, NULL);
-		if (query != NULL && params == NULL)
-			return "has a malformed query";
-		socket = params != NULL ? g_hash_table_lookup(params, "socket") : NULL;
 		if (socket == NULL || *socket == '\0')
 			return "names no socket: a unix URI is nbd+unix:///EXPORT?socket=PATH";
+	} else if (socket != NULL) {
+		return "has a socket= parameter, which only a unix URI (nbd+unix://) takes";
 	} else if (host == NULL || *host == '\0') {
 		return "names no host";
 	} else if (scheme_is(g_uri_get_scheme(uri), "vsock") &&
