@@ -100,7 +100,7 @@ TEST_F(XattrControl, LastErrorIsThePreciseReason)
 	ASSERT_NO_FATAL_FAILURE(open_legs(2));
 	refused("fail 999", EINVAL, "no leg 999 (the mirror has legs 0 to 1)");
 	refused("remove 2", EINVAL, "no leg 2 (the mirror has legs 0 to 1)");
-	refused("add dev/sdc", EINVAL, "add needs an absolute path, got 'dev/sdc'");
+	refused("add dev/sdc", EINVAL, "add needs an absolute path or an NBD URI, got 'dev/sdc'");
 	refused("frob", EINVAL,
 		"unknown command 'frob' (there are: fail, remove, add, resync, set, stop, check, "
 		"repair, replace)");
