@@ -11,7 +11,9 @@
 # ?tls-psk-file=... (a local file's name, unused without TLS): neither value may appear in any
 # output, log line, event, xattr, superblock or error message.  Then the remote leg fails for
 # real (its server SIGKILLed), its failure is logged redacted, and a malformed URI in the config
-# is refused in one line with exit status 78 (fusemirrord(8)).
+# is refused in one line with exit status 78 (fusemirrord(8)).  On the way: create refuses an
+# export holding an ext4 file system (libblkid reads it through libdmio), scan prints a config
+# from a URI, and replace puts a remote leg in the place of the local one.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/daemon.sh"
 set -e
@@ -155,6 +157,19 @@ path = $uri
 write-mostly = true
 io-timeout = 10
 EOF
+	if test "$kind" = unix && command -v mkfs.ext4 >/dev/null 2>&1; then
+		# libblkid cannot open a URI: create probes the export's first and last MiB.
+		mkfs.ext4 -q -F "$dir/b.img" || fail "mkfs.ext4 $dir/b.img"
+		status=0
+		"$fusemirrorctl" create --assume-clean "$dir/m.conf" >"$dir/create.out" 2>&1 ||
+			status=$?
+		assert_eq "$status" 1 "exit status of create over an ext4 export"
+		assert_grep "leg 'b' \(nbd\+unix:.*password=\*\*\*\) holds an ext4 file system: use --force" \
+			"$dir/create.out" "create over an ext4 export"
+		no_secret "create's refusal" "$dir/create.out"
+		# Zeroed in place: nbdkit keeps the file open.
+		dd if=/dev/zero of="$dir/b.img" bs=1M count=64 conv=notrunc status=none
+	fi
 	"$fusemirrorctl" create --assume-clean "$dir/m.conf" >"$dir/create.out" 2>&1 || {
 		cat "$dir/create.out" >&2
 		fail "fusemirrorctl create $dir/m.conf"
@@ -164,8 +179,13 @@ EOF
 	"$fusemirrorctl" examine "$uri" >"$dir/examine.out" 2>&1 ||
 		fail "fusemirrorctl examine of the URI: $(cat "$dir/examine.out")"
 	assert_grep "<- this leg" "$dir/examine.out" "examine of the URI"
-	no_secret "create and examine" "$dir/create.out" "$dir/examine.out" "$dir/a.img" \
-		"$dir/b.img"
+	"$fusemirrorctl" scan "$dir/a.img" "$uri" >"$dir/scan.out" 2>"$dir/scan.err" ||
+		fail "fusemirrorctl scan of a file and a URI: $(cat "$dir/scan.err")"
+	assert_grep "^path = $(printf %s "$shown" | sed 's|[][\\.*^$?+(){}]|\\&|g')\$" "$dir/scan.out" \
+		"scan prints the URI, redacted"
+	assert_grep "^# .*secrets are shown as \*\*\*" "$dir/scan.out" "scan says it redacted"
+	no_secret "create, examine and scan" "$dir/create.out" "$dir/examine.out" "$dir/scan.out" \
+		"$dir/scan.err" "$dir/a.img" "$dir/b.img"
 
 	start_daemon "$dir/m.conf" "$tmpdir/mirror"
 	assert_eq "$(file_size "$tmpdir/mirror")" $size "the size of the mirror"
@@ -205,11 +225,31 @@ run_case tcp
 kill -s TERM "$nbd_pid"
 run_case unix
 
-# The remote leg fails for real: assembled again (by the legs' UUIDs), its server killed, a
-# write fails it; every word of it is redacted.
+# Assembled again (by the legs' UUIDs), the local leg is replaced by a second export, copied
+# from it; then the first remote leg fails for real: its server killed, a write fails it; every
+# word of it is redacted.
 start_daemon "$tmpdir/unix/m.conf" "$tmpdir/mirror"
 assert_eq "$(xattr "$tmpdir/mirror" user.fusemirror.leg.1.state)" in_sync "leg b after assembly"
+first_pid=$nbd_pid
+truncate -s $leg_size "$tmpdir/c.img"
+nbdkit --unix "$tmpdir/c.sock" --pidfile "$tmpdir/c.pid" file "$tmpdir/c.img" ||
+	fail "the second nbdkit did not start"
+wait_until 10 "the second nbdkit's pid file" test -s "$tmpdir/c.pid"
+cleanup_fn "kill -s KILL $(cat "$tmpdir/c.pid") 2>/dev/null"
+uri_c="nbd+unix:///c?socket=$tmpdir/c.sock&password=$secret"
+"$fusemirrorctl" replace --wait "$tmpdir/mirror" a "$uri_c" >"$tmpdir/replace.out" 2>&1 || {
+	cat "$tmpdir/replace.out" >&2
+	daemon_fail "fusemirrorctl replace of the local leg by a URI"
+}
+assert_eq "$(xattr "$tmpdir/mirror" user.fusemirror.leg.0.path)" \
+	"nbd+unix:///c?socket=$tmpdir/c.sock&password=***" "the new leg 0, redacted"
+assert_eq "$(xattr "$tmpdir/mirror" user.fusemirror.leg.0.name)" c "the new leg's name"
+assert_eq "$(xattr "$tmpdir/mirror" user.fusemirror.state)" clean "state after the replace"
+data_equal $size "$tmpdir/unix/a.img" "$tmpdir/c.img"
+no_secret "replace" "$tmpdir/replace.out"
+nbd_pid=$first_pid
 kill -s KILL "$nbd_pid"
+# Leg 0 (the second export) serves now; leg b is the write-mostly one.
 dd if=/dev/urandom of="$tmpdir/mirror" bs=1M count=2 oflag=direct conv=notrunc status=none ||
 	daemon_fail "a write with the remote leg gone must succeed on the local leg"
 wait_until 20 "leg b to fail" sh -c \
