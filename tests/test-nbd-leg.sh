@@ -13,7 +13,8 @@
 # real (its server SIGKILLed), its failure is logged redacted, and a malformed URI in the config
 # is refused in one line with exit status 78 (fusemirrord(8)).  On the way: create refuses an
 # export holding an ext4 file system (libblkid reads it through libdmio), scan prints a config
-# from a URI, and replace puts a remote leg in the place of the local one.
+# from a URI, replace puts a remote leg in the place of the local one, and the failed remote
+# leg, its server back, is re-added by its URI from the bitmap, then failed and removed.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/daemon.sh"
 set -e
@@ -261,9 +262,31 @@ status=0
 assert_eq "$status" 1 "exit status of add with the server gone"
 assert_eq "$(wc -l <"$tmpdir/add.out")" 1 "lines of add's refusal"
 assert_grep "password=\*\*\*" "$tmpdir/add.out" "add's refusal names the URI"
+# The server back: the failed leg is re-added by its URI (its superblock names its slot), caught
+# up from the bitmap, then failed and removed by the operator.
+start_nbdkit unix "$tmpdir/unix/b.img" "$tmpdir/unix/nbd-again.log"
+"$fusemirrorctl" add "$tmpdir/mirror" "$uri" >"$tmpdir/readd.out" 2>&1 || {
+	cat "$tmpdir/readd.out" >&2
+	daemon_fail "fusemirrorctl add of the URI once its server is back"
+}
+assert_grep "^fusemirrorctl: leg re-added as index 1 " "$tmpdir/readd.out" "the re-add"
+mirror=$tmpdir/mirror # for state_is
+wait_until 30 "the re-added leg to catch up" state_is clean
+assert_eq "$(xattr "$tmpdir/mirror" user.fusemirror.leg.1.state)" in_sync "leg b re-added"
+"$fusemirrorctl" fail "$tmpdir/mirror" 1 2>"$tmpdir/fail.out" || daemon_fail "fail leg 1"
+"$fusemirrorctl" remove "$tmpdir/mirror" 1 2>"$tmpdir/remove.out" ||
+	daemon_fail "remove leg 1: $(cat "$tmpdir/remove.out")"
+# The last slot removed, the mirror has one leg left.
+assert_eq "$(xattr "$tmpdir/mirror" user.fusemirror.legs)" 1 "legs after the remove"
+no_secret "re-add, fail and remove" "$tmpdir/readd.out" "$tmpdir/fail.out" "$tmpdir/remove.out"
 stop_daemon
 assert_grep "LegFailed: leg 1 \(b, nbd\+unix:///\?socket=.*password=\*\*\*\) failed" \
 	"$daemon_log" "the LegFailed event"
+assert_grep "LegAdded: leg 1 \(b, nbd\+unix:///\?socket=.*password=\*\*\*\) added .*re-added" \
+	"$daemon_log" "the LegAdded event"
+assert_grep "LegRemoved: leg 1 \(b, nbd\+unix:///\?socket=.*password=\*\*\*\) removed" \
+	"$daemon_log" "the LegRemoved event"
+no_secret "the rewritten config's comments" "$daemon_log"
 no_secret "the daemon's log after the failure" "$daemon_log" "$tmpdir/add.out"
 
 # A malformed URI: one line naming it (redacted), exit status 78, nothing touched.
