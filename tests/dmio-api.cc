@@ -32,11 +32,12 @@ std::string take(char *s)
 
 TEST(Paths, WhatIsAUri)
 {
-	for (const char *uri : {"nbd://h/e", "nbds://h", "nbd+unix:///e?socket=/s",
-				"nbds+unix:///?socket=/s", "nbd+vsock://2/e", "nbds+vsock://3:10809"})
+	for (const char *uri :
+	     {"nbd://h/e", "nbds://h", "nbd+unix:///e?socket=/s", "nbds+unix:///?socket=/s",
+	      "nbd+vsock://2/e", "nbds+vsock://3:10809"})
 		EXPECT_TRUE(dmio_path_is_uri(uri)) << uri;
-	for (const char *path : {"/srv/a.img", "./nbd://h/e", "NBD://h/e", "nbd:/h", "nbdx://h/e",
-				 "", "http://h/e"})
+	for (const char *path :
+	     {"/srv/a.img", "./nbd://h/e", "NBD://h/e", "nbd:/h", "nbdx://h/e", "", "http://h/e"})
 		EXPECT_FALSE(dmio_path_is_uri(path)) << path;
 	EXPECT_FALSE(dmio_path_is_uri(nullptr));
 }

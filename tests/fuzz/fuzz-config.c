@@ -38,10 +38,10 @@ static void check_config(const struct mirror_config *config)
 		 * Absolute, a test leg of libdmio's fault-injecting kind (fault:/...), or an NBD
 		 * URI that libdmio finds well formed.
 		 */
-		fuzz_assert(leg->name != NULL && leg->path != NULL &&
-			    (leg->path[0] == '/' || strncmp(leg->path, "fault:/", 7) == 0 ||
-			     (dmio_path_is_uri(leg->path) &&
-			      dmio_path_uri_problem(leg->path) == NULL)));
+		fuzz_assert(
+		    leg->name != NULL && leg->path != NULL &&
+		    (leg->path[0] == '/' || strncmp(leg->path, "fault:/", 7) == 0 ||
+		     (dmio_path_is_uri(leg->path) && dmio_path_uri_problem(leg->path) == NULL)));
 		fuzz_check_message("a leg name", leg->name);
 		fuzz_check_message("a leg path", leg->path);
 	}
