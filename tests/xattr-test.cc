@@ -83,7 +83,7 @@ const char *const kMirrorKeys[] = {
     "max_read_errors"};
 const char *const kLegFields[] = {"name",	  "path",	      "state", "read_errors",
 				  "write_errors", "corrected_errors", "uuid",  "resync",
-				  "io_timeout",	  "busy",	      "slow"};
+				  "io_timeout",	  "busy",	      "slow",  "write_mostly"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
 {
@@ -295,7 +295,7 @@ TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
 		}
 
 		std::vector<std::string> names = list();
-		EXPECT_EQ(18u + 11u * n, names.size());
+		EXPECT_EQ(18u + 12u * n, names.size());
 		std::set<std::string> listed(names.begin(), names.end());
 		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
 		for (const std::string &name : names) {

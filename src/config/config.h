@@ -55,6 +55,14 @@ struct leg_config {
 	int io_timeout_ms; /* io-timeout of this leg; -1: the [mirror] group's */
 };
 
+/*
+ * Told while assembly waits for a missing leg (about once a second): which leg, its path (shown
+ * redacted, dmio_path_display: it goes to systemd's STATUS=), and
+ * how long it has waited of the assemble-timeout.  On the thread that runs mirror_open().
+ */
+typedef void (*mirror_wait_fn)(void *opaque, const char *leg, const char *path,
+			       unsigned int waited_s, unsigned int timeout_s);
+
 struct mirror_config {
 	char *file; /* the path the config was read from ("<string>" for parsed data) */
 	char *name;
@@ -75,6 +83,8 @@ struct mirror_config {
 	unsigned int io_timeout_ms;    /* io-timeout of the legs that set none; 0 = none */
 	unsigned int max_read_errors;  /* recent corrected read errors a leg may have; 0: any */
 	char *force_source;	       /* not in the file: fusemirrord --force-source LEG */
+	mirror_wait_fn wait_fn;	       /* not in the file: the caller's, may be NULL */
+	void *wait_opaque;
 	unsigned int num_legs;
 	struct leg_config *legs; /* in the order of the file */
 };

@@ -14,7 +14,7 @@
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
     "name", "path", "state", "read_errors", "write_errors", "corrected_errors", "uuid", "resync",
-    "io_timeout", "busy", "slow",
+    "io_timeout", "busy", "slow", "write_mostly",
 };
 
 /* Milliseconds as seconds: "30", "2.5", "0.125". */
@@ -57,6 +57,8 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 		return seconds_text(st.busy_ms);
 	if (strcmp(field, "slow") == 0)
 		return g_strdup(st.slow ? "1" : "0");
+	if (strcmp(field, "write_mostly") == 0)
+		return g_strdup(st.write_mostly ? "1" : "0");
 	return NULL;
 }
 

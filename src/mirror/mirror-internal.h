@@ -93,7 +93,8 @@ struct leg {
 	char *name;
 	char *path;  /* as configured: opened, saved; an NBD URI may carry secrets */
 	char *shown; /* path for every message, event, xattr and superblock: dmio_path_display() */
-	bool write_mostly;
+	/* The exception to the above: an atomic, which a reload also changes (reconfig.c). */
+	atomic_bool write_mostly;
 	struct dmio_dev *dev; /* NULL: an empty or missing slot */
 	uint8_t uuid[16];
 	/* State (leg.c: leg_set_state, leg_fail): written under state_lock, read as an atomic. */
@@ -127,9 +128,9 @@ struct leg {
 };
 
 struct mirror {
-	/* Set at open (array.c), constant after. */
+	/* Set at open (array.c), constant after; but policy, an atomic, also by a reload. */
 	char *name;
-	enum read_policy policy;
+	atomic_int policy; /* enum read_policy */
 	struct dmio_client *client;
 	uint64_t size; /* bytes; metadata.c sets it at assembly */
 	enum metadata_mode metadata;

@@ -299,6 +299,14 @@ int mirror_set_io_timeout(struct mirror *m, int index, unsigned int ms);
  * read errors than this that its correction was tried for, the count halving every hour; 0:
  * never failed for them.
  */
+/*
+ * Runtime tunables of a reload: the read policy, and whether leg index is write-mostly (never
+ * read while another in-sync leg can serve); a request already on its way keeps its choice.
+ * mirror_set_write_mostly returns 0 or -EINVAL (no such leg).
+ */
+void mirror_set_read_policy(struct mirror *m, enum read_policy policy);
+enum read_policy mirror_get_read_policy(const struct mirror *m);
+int mirror_set_write_mostly(struct mirror *m, unsigned int index, bool on);
 void mirror_set_max_read_errors(struct mirror *m, unsigned int max);
 unsigned int mirror_get_max_read_errors(const struct mirror *m);
 
