@@ -114,7 +114,7 @@ unsigned int dmio_dev_abandoned(struct dmio_dev *dev);
 bool dmio_path_is_uri(const char *path);
 
 /*
- * Why the NBD URI path cannot name an export (a phrase such as "has no host", to follow the
+ * Why the NBD URI path cannot name an export (a phrase such as "names no host", to follow the
  * URI in a message), or NULL when it is well formed or is not an NBD URI.  Checked without
  * connecting: a well-formed URI may still name no server.
  */
