@@ -59,6 +59,7 @@ getfattr --absolute-names -d -m - "$mirror" >"$tmpdir/dump" ||
 grep '^user\.' "$tmpdir/dump" | sed 's/=.*//' | sort >"$tmpdir/listed"
 cat >"$tmpdir/expected" <<EOF
 user.fusemirror.error_bits
+user.fusemirror.event_log
 user.fusemirror.events
 user.fusemirror.last_error
 user.fusemirror.leg.0.busy

@@ -53,6 +53,7 @@ extern const struct ctl_command ctl_cmd_set;
 extern const struct ctl_command ctl_cmd_stop;
 extern const struct ctl_command ctl_cmd_scan;
 extern const struct ctl_command ctl_cmd_list;
+extern const struct ctl_command ctl_cmd_monitor;
 
 /* ---- fusemirrorctl.c: messages and option parsing ------------------------------------------ */
 

@@ -103,6 +103,8 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 		return mirror_uuid(m);
 	if (strcmp(key, "last_error") == 0)
 		return mirror_last_error(m, caller);
+	if (strcmp(key, "event_log") == 0)
+		return mirror_event_log(m);
 	if (strcmp(key, "resync.rate_min") == 0 || strcmp(key, "resync.rate_max") == 0) {
 		uint64_t min, max;
 
@@ -176,6 +178,7 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	    "max_read_errors",
 	    "replace.leg",
 	    "replace.by",
+	    "event_log",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;

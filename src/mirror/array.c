@@ -151,6 +151,7 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	unsigned int i;
 
 	m->name = g_strdup(config->name);
+	event_init(m);
 	atomic_init(&m->policy, (int)config->read_policy);
 	m->metadata = config->metadata;
 	m->legs = g_new0(struct leg, SB_MAX_LEGS);
@@ -358,6 +359,7 @@ void mirror_close(struct mirror *m)
 	g_cond_clear(&m->freeze_cond);
 	g_mutex_clear(&m->freeze_lock);
 	g_mutex_clear(&m->state_lock);
+	event_clear(m);
 	g_free(m->legs);
 	g_free(m->name);
 	g_free(m);

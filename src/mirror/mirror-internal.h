@@ -146,6 +146,14 @@ struct mirror {
 	GPtrArray *retired;	  /* replaced names and paths, under state_lock, freed at close */
 	mirror_event_fn event_fn; /* set at open before any thread of the mirror starts */
 	void *event_opaque;
+	/*
+	 * The last EVENT_RING events (event.c), for user.fusemirror.event_log and so for
+	 * fusemirrorctl monitor: under event_lock, a leaf taken with any other lock held.
+	 * event_seq numbers them from 1; slot (seq - 1) % EVENT_RING holds event seq.
+	 */
+	GMutex event_lock;
+	struct event_record *event_ring;
+	uint64_t event_seq;
 	atomic_ulong error_bits; /* legs that failed the last failed request (io.c) */
 	atomic_ullong events;	 /* metadata = none: the state-change counter */
 	atomic_uint round_robin; /* io.c */
@@ -236,6 +244,20 @@ static inline enum leg_state leg_state(const struct leg *leg)
 /* ---- event.c ---- */
 
 /* Log an event (g_log_structured with FUSEMIRROR_* fields) and pass it to the event handler. */
+#define EVENT_RING 64 /* events kept for user.fusemirror.event_log */
+struct event_record {
+	uint64_t seq;
+	gint64 time_us; /* g_get_real_time() */
+	GLogLevelFlags level;
+	char *event;
+	char *leg; /* its name, or NULL */
+	char *message;
+};
+void event_init(struct mirror *m);
+void event_clear(struct mirror *m);
+/* The ring as text, oldest first (see user.fusemirror.event_log in fusemirrord(8)). */
+char *event_log_text(struct mirror *m);
+
 void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int leg,
 		  const char *format, ...) G_GNUC_PRINTF(5, 6);
 

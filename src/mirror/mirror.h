@@ -277,6 +277,12 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 unsigned long mirror_error_bits(const struct mirror *m);
 /* Bumped on every change of state (a leg failed, ...). */
 uint64_t mirror_events(const struct mirror *m);
+/*
+ * The last 64 events, oldest first, one per line: "SEQ<TAB>TIME<TAB>PRIORITY<TAB>EVENT<TAB>LEG
+ * <TAB>MESSAGE" (TIME: microseconds since the epoch; LEG "-" for the whole mirror; SEQ counts
+ * from 1 since the daemon started).  Free with g_free.
+ */
+char *mirror_event_log(struct mirror *m);
 
 /* The background pass's progress: the resync's, or while a check runs the check's. */
 struct resync_status {
