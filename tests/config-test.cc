@@ -500,7 +500,7 @@ TEST(ConfigErrors, MissingPath)
 	EXPECT_EQ(
 	    parse_error("[leg a]\npath = /a\n\n[leg b]\nwrite-mostly = no\n", CONFIG_ERROR_MISSING),
 	    "a.conf:4: [leg b]: no path: add path = /absolute/path (a file or a block "
-	    "device)");
+	    "device) or path = nbd://HOST/EXPORT (an NBD export)");
 }
 
 TEST(ConfigErrors, RelativePaths)

@@ -684,7 +684,7 @@ static gboolean parse_values(struct parser *p, GError **error)
 		if (p->leg->path == NULL) {
 			config_set_error(&p->ctx, error, CONFIG_ERROR_MISSING, group->line,
 					 "%sno path: add path = /absolute/path (a file or a block "
-					 "device)",
+					 "device) or path = nbd://HOST/EXPORT (an NBD export)",
 					 where);
 			return FALSE;
 		}
