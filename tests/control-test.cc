@@ -116,6 +116,8 @@ TEST_F(Control, AddTakesTheRestOfTheLine)
 	EXPECT_TRUE(c->force);
 	EXPECT_TRUE(c->no_save);
 	EXPECT_STREQ("/srv/legs/a leg.img", c->path);
+	c = &ok("add nbd://127.0.0.1:10810/exp");
+	EXPECT_STREQ("nbd://127.0.0.1:10810/exp", c->path);
 	c = &ok("add /caf\xc3\xa9/\xe2\x80\xba");
 	EXPECT_STREQ("/caf\xc3\xa9/\xe2\x80\xba", c->path) << "UTF-8 beyond C1 is not a control";
 }
@@ -169,7 +171,10 @@ TEST_F(Control, PreciseRefusals)
 	refused("add", "add needs the path of the new leg");
 	refused("add --force", "add needs the path of the new leg");
 	refused("add dev/sdc", "add needs an absolute path");
-	refused("add ./leg", "add needs an absolute path, got './leg'");
+	refused("add ./leg", "add needs an absolute path or an NBD URI, got './leg'");
+	refused("add nbd:///exp", "add: NBD URI 'nbd:///exp' names no host");
+	refused("add nbd+unix:///e?password=hunter2", "add: NBD URI 'nbd+unix:///e?password=***' "
+						      "names no socket");
 	refused("add --bogus /a", "add has no option '--bogus'");
 	refused("resync now", "unexpected argument 'now'");
 	refused("resync --force", "resync has no option '--force'");
@@ -279,7 +284,11 @@ TEST_F(Control, ReplaceTakesALegThenTheRestOfTheLine)
 	refused("replace 1", "replace needs the path of the new leg");
 	refused("replace /dev/sdd", "'/dev/sdd' is not a leg index");
 	refused("replace b /dev/sdd", "'b' is not a leg index");
-	refused("replace 1 dev/sdd", "replace needs an absolute path, got 'dev/sdd'");
+	refused("replace 1 dev/sdd", "replace needs an absolute path or an NBD URI, got 'dev/sdd'");
+	c = &ok("replace 1 nbd+unix:///exp?socket=/run/nbd.sock ");
+	EXPECT_STREQ("nbd+unix:///exp?socket=/run/nbd.sock", c->path);
+	refused("replace 1 nbds://alice:hunter2@/e",
+		"replace: NBD URI 'nbds://***@/e' names no host");
 	refused("replace --force 1 /dev/sdd", "replace has no option '--force'");
 	refused("replace 1 /x\x1b", "the path contains control character 0x1b");
 	EXPECT_STREQ("replace", control_verb_name(CONTROL_REPLACE));

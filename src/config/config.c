@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dmio.h>
+
 #include "config/config.h"
 #include "config-internal.h"
 
@@ -390,26 +392,49 @@ static gboolean parse_on_event(struct parser *p, const char *key, const char *va
 	return parse_path(p, key, value, line, &p->config->on_event, error);
 }
 
+/*
+ * A leg's NBD URI (libdmio(3), NBD exports), checked without connecting.  Messages show it
+ * redacted (dmio_path_display): a URI may carry a password or a key file's name.
+ */
+static gboolean parse_uri(struct parser *p, const char *key, const char *value, unsigned int line,
+			  char **out, GError **error)
+{
+	g_autofree char *shown = dmio_path_display(value);
+	const char *problem = dmio_path_uri_problem(value);
+
+	if (strlen(value) > MAX_PATH_BYTES)
+		problem = "is longer than 4095 bytes";
+	if (problem != NULL)
+		return bad_value(p, error, line, key, shown, problem);
+	g_free(*out);
+	*out = g_strdup(value);
+	return TRUE;
+}
+
 static gboolean parse_leg_path(struct parser *p, const char *key, const char *value,
 			       unsigned int line, GError **error)
 {
 	/* A test leg behind libdmio's fault-injecting kind (libdmio(3)): the file is after it. */
 	const char *file = g_str_has_prefix(value, "fault:") ? value + strlen("fault:") : value;
+	bool is_uri = dmio_path_is_uri(value);
 	g_autofree char *normal = NULL;
 	const char *other;
 
-	if (!parse_path(p, key, file, line, &p->leg->path, error))
+	if (is_uri ? !parse_uri(p, key, value, line, &p->leg->path, error)
+		   : !parse_path(p, key, file, line, &p->leg->path, error))
 		return FALSE;
 	if (file != value) {
 		g_free(p->leg->path);
 		p->leg->path = g_strdup(value);
 	}
-	normal = normalize_path(value);
+	normal = is_uri ? dmio_path_normalize(value) : normalize_path(value);
 	other = g_hash_table_lookup(p->leg_paths, normal);
 	if (other != NULL) {
+		g_autofree char *shown = dmio_path_display(value);
+
 		config_set_error(&p->ctx, error, CONFIG_ERROR_INVALID, line,
 				 "%spath '%s' is also the path of leg '%s'", p->where,
-				 config_quote(&p->ctx, value, 0), config_quote(&p->ctx, other, 0));
+				 config_quote(&p->ctx, shown, 0), config_quote(&p->ctx, other, 0));
 		return FALSE;
 	}
 	g_hash_table_insert(p->leg_paths, g_steal_pointer(&normal), p->leg->name);

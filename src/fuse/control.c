@@ -6,6 +6,8 @@
 #include <limits.h>
 #include <string.h>
 
+#include <dmio.h>
+
 #include "config/config.h"
 #include "fuse/control.h"
 
@@ -284,9 +286,19 @@ static int parse_path_argument(const struct verb *v, const char *p, struct contr
 	r = check_text(out->path, "the path", error);
 	if (r < 0)
 		return r;
+	if (dmio_path_is_uri(out->path)) {
+		const char *problem = dmio_path_uri_problem(out->path);
+		g_autofree char *shown = NULL;
+
+		if (problem == NULL)
+			return 0;
+		/* The URI may carry a password: the message shows it redacted. */
+		shown = dmio_path_display(out->path);
+		return parse_error(error, "%s: NBD URI '%s' %s", v->name, shown, problem);
+	}
 	if (out->path[0] != '/')
-		return parse_error(error, "%s needs an absolute path, got '%s'", v->name,
-				   out->path);
+		return parse_error(error, "%s needs an absolute path or an NBD URI, got '%s'",
+				   v->name, out->path);
 	return 0;
 }
 

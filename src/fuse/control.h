@@ -52,7 +52,8 @@ struct control_command {
 			   * checked against any mirror */
 	bool has_source;  /* repair: --source N was given (N in leg) */
 	bool has_leg;	  /* set io-timeout LEG SECONDS: for leg only */
-	char *path; /* add, replace: an absolute path (owned; control_command_clear frees it) */
+	char *path; /* add, replace: an absolute path or an NBD URI (owned; control_command_clear
+		     * frees it) */
 	enum control_tunable tunable; /* set */
 	const char *tunable_name;     /* set: static, as in the command ("resync-rate-min") */
 	uint64_t value;		      /* set */
