@@ -102,6 +102,7 @@ class Reconnect : public MirrorTest
 		ASSERT_EQ(0, server_.start(sock_, export_)) << "start nbdkit";
 		local_ = add_leg("a", kLegSize);
 		legs_.push_back({"b", uri_, false});
+		more_legs();
 		ASSERT_NO_FATAL_FAILURE(format_legs());
 		io_timeout_ms_ = kIoTimeoutMs;
 		reconnect_delay_ms_ = 100;
@@ -112,6 +113,9 @@ class Reconnect : public MirrorTest
 		close_mirror();
 		server_.stop(SIGKILL);
 		MirrorTest::TearDown();
+	}
+	virtual void more_legs()
+	{
 	}
 	std::string reconnect_text(unsigned i)
 	{
@@ -312,8 +316,18 @@ TEST_F(Reconnect, AnotherMembersCopyIsRefused)
 	EXPECT_NE(std::string::npos, text.find("another member of this array")) << text;
 }
 
+/* A third leg after the remote one: removing the remote leg leaves its slot in the middle. */
+class ReconnectMiddle : public Reconnect
+{
+      protected:
+	void more_legs() override
+	{
+		add_leg("c", kLegSize);
+	}
+};
+
 /* Removing the leg while its next try waits ends the tries; the server back changes nothing. */
-TEST_F(Reconnect, RemoveWhileWaitingCancels)
+TEST_F(ReconnectMiddle, RemoveWhileWaitingCancels)
 {
 	reconnect_delay_ms_ = 60000;
 	ASSERT_NO_FATAL_FAILURE(open_ok());
@@ -324,12 +338,26 @@ TEST_F(Reconnect, RemoveWhileWaitingCancels)
 	ASSERT_EQ(0, mirror_remove_leg(m_, 1, false, &error)) << (error ? error->message : "");
 	ASSERT_TRUE(wait_for([&] { return reconnect_text(1) == "idle"; }, std::chrono::seconds(3)))
 	    << reconnect_text(1);
-	EXPECT_EQ(1u, mirror_num_legs(m_));
+	EXPECT_EQ(3u, mirror_num_legs(m_)) << "slot 1 is a removed slot between two legs";
+	EXPECT_EQ(LEG_REMOVED, state_of(1));
 	close_mirror();
 }
 
+/* The same at the end of the slots (remove drops it). */
+TEST_F(Reconnect, RemoveLastSlotWhileWaitingCancels)
+{
+	reconnect_delay_ms_ = 60000;
+	ASSERT_NO_FATAL_FAILURE(open_ok());
+	ASSERT_NO_FATAL_FAILURE(kill_server_and_fail_leg());
+	GError *error = nullptr;
+	ASSERT_EQ(0, mirror_remove_leg(m_, 1, false, &error)) << (error ? error->message : "");
+	ASSERT_TRUE(wait_for([&] { return reconnect_text(1) == "idle"; }, std::chrono::seconds(3)))
+	    << reconnect_text(1);
+	EXPECT_EQ(1u, mirror_num_legs(m_));
+}
+
 /* The same while a try is stuck connecting (a server that accepts and never answers). */
-TEST_F(Reconnect, RemoveWhileConnectingCancels)
+TEST_F(ReconnectMiddle, RemoveWhileConnectingCancels)
 {
 	ASSERT_NO_FATAL_FAILURE(open_ok());
 	ASSERT_NO_FATAL_FAILURE(kill_server_and_fail_leg());
