@@ -81,9 +81,11 @@ const char *const kMirrorKeys[] = {
     "resync.done", "resync.total", "resync.rate", "resync.source", "resync.rate_min",
     "uuid",	   "mismatch_cnt", "mismatches",  "replace.leg",   "replace.by",
     "max_read_errors"};
-const char *const kLegFields[] = {"name",	  "path",	      "state", "read_errors",
-				  "write_errors", "corrected_errors", "uuid",  "resync",
-				  "io_timeout",	  "busy",	      "slow"};
+const char *const kLegFields[] = {"name",	     "path",		"state",
+				  "read_errors",     "write_errors",	"corrected_errors",
+				  "uuid",	     "resync",		"io_timeout",
+				  "busy",	     "slow",		"reconnect",
+				  "reconnect_delay", "reconnect_max"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
 {
@@ -295,7 +297,7 @@ TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
 		}
 
 		std::vector<std::string> names = list();
-		EXPECT_EQ(18u + 11u * n, names.size());
+		EXPECT_EQ(18u + 14u * n, names.size());
 		std::set<std::string> listed(names.begin(), names.end());
 		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
 		for (const std::string &name : names) {

@@ -90,9 +90,15 @@ struct reconnect {
 };
 
 /* An event to raise once reconnect->lock is dropped. */
+enum rc_event {
+	EV_DISCONNECTED,
+	EV_RECONNECTED,
+	EV_REFUSED,
+	EV_GAVE_UP,
+};
+
 struct pending_event {
-	const char *name;
-	GLogLevelFlags level;
+	enum rc_event event;
 	int leg;
 	char *message;
 };
@@ -222,12 +228,31 @@ static unsigned int delay_cap_ms(unsigned int delay_ms)
 	return MAX(RECONNECT_DELAY_CAP_MS, delay_ms);
 }
 
-static void add_event(GArray *events, const char *name, GLogLevelFlags level, int leg,
-		      char *message)
+static void add_event(GArray *events, enum rc_event event, int leg, char *message)
 {
-	struct pending_event e = {name, level, leg, message};
+	struct pending_event e = {event, leg, message};
 
 	g_array_append_val(events, e);
+}
+
+static void raise_event(struct mirror *m, const struct pending_event *e)
+{
+	switch (e->event) {
+	case EV_DISCONNECTED:
+		mirror_event(m, "LegDisconnected", G_LOG_LEVEL_WARNING, e->leg, "%s", e->message);
+		break;
+	case EV_RECONNECTED:
+		mirror_event(m, "LegReconnected", G_LOG_LEVEL_MESSAGE, e->leg, "%s", e->message);
+		break;
+	case EV_REFUSED:
+		mirror_event(m, "LegReconnectRefused", G_LOG_LEVEL_WARNING, e->leg, "%s",
+			     e->message);
+		break;
+	case EV_GAVE_UP:
+		mirror_event(m, "LegReconnectGaveUp", G_LOG_LEVEL_WARNING, e->leg, "%s",
+			     e->message);
+		break;
+	}
 }
 
 /* What the thread saw of a leg, under state_lock. */
@@ -289,7 +314,7 @@ static void slot_failed(struct mirror *m, unsigned int i, struct rc_slot *s,
 	slot_set_why(s, g_strdup_printf("%s", g_strerror(v->fail_errno)));
 	if (m->metadata != METADATA_INTERNAL || max == 0 || (flapping && s->tries >= max)) {
 		s->state = RC_OFF;
-		add_event(events, "LegDisconnected", G_LOG_LEVEL_WARNING, (int)i,
+		add_event(events, EV_DISCONNECTED, (int)i,
 			  g_strdup_printf("leg %u (%s, %s) lost its server: %s; %s", i, v->name,
 					  s->shown, s->why,
 					  m->metadata != METADATA_INTERNAL
@@ -301,7 +326,7 @@ static void slot_failed(struct mirror *m, unsigned int i, struct rc_slot *s,
 	}
 	s->state = RC_WAITING;
 	s->next_us = now + (gint64)s->delay_ms * G_TIME_SPAN_MILLISECOND;
-	add_event(events, "LegDisconnected", G_LOG_LEVEL_WARNING, (int)i,
+	add_event(events, EV_DISCONNECTED, (int)i,
 		  g_strdup_printf("leg %u (%s, %s) lost its server: %s; reconnecting in %.3g s "
 				  "(try %u of %u)",
 				  i, v->name, s->shown, s->why, s->delay_ms / 1000.0, s->tries + 1,
@@ -317,7 +342,7 @@ static void slot_try_failed(struct mirror *m, unsigned int i, struct rc_slot *s,
 	slot_set_why(s, why);
 	if (s->tries >= max) {
 		s->state = RC_GAVE_UP;
-		add_event(events, "LegReconnectGaveUp", G_LOG_LEVEL_WARNING, (int)i,
+		add_event(events, EV_GAVE_UP, (int)i,
 			  g_strdup_printf("leg %u (%s) did not come back after %u tries in %.0f s "
 					  "(last: %s); it stays failed until re-added "
 					  "(fusemirrorctl add)",
@@ -429,7 +454,7 @@ static void look_at(struct mirror *m, unsigned int i, GArray *events)
 		} else if (r >= 0) {
 			s->state = RC_IDLE;
 			s->back_us = now;
-			add_event(events, "LegReconnected", G_LOG_LEVEL_MESSAGE, (int)i,
+			add_event(events, EV_RECONNECTED, (int)i,
 				  g_strdup_printf("leg %u (%s, %s) is back after %.1f s and %u %s: "
 						  "re-added, resyncing the regions it missed",
 						  i, v.name, s->shown,
@@ -440,7 +465,7 @@ static void look_at(struct mirror *m, unsigned int i, GArray *events)
 			slot_end(s, RC_IDLE, NULL);
 		} else if (r == -EEXIST) {
 			slot_end(s, RC_REFUSED, g_strdup(error->message));
-			add_event(events, "LegReconnectRefused", G_LOG_LEVEL_WARNING, (int)i,
+			add_event(events, EV_REFUSED, (int)i,
 				  g_strdup_printf("leg %u (%s, %s) answers again, but is not taken "
 						  "back: %s; no more tries (fusemirrorctl add "
 						  "--force takes it as a new leg)",
@@ -501,7 +526,7 @@ static gpointer reconnect_main(gpointer data)
 		for (i = 0; i < events->len; i++) {
 			struct pending_event *e = &g_array_index(events, struct pending_event, i);
 
-			mirror_event(m, e->name, e->level, e->leg, "%s", e->message);
+			raise_event(m, e);
 			g_free(e->message);
 		}
 		g_array_set_size(events, 0);
