@@ -296,8 +296,9 @@ const struct ctl_command ctl_cmd_replace = {
     .parameters = "FILE LEG PATH",
     .summary = "Replace a leg by a new one: the old leg serves until the new one is in sync",
     .description =
-	"LEG is the leg's name or index, and must be in sync; PATH a file or block device that\n"
-	"holds no signature.  The daemon adds PATH, copies onto it in the background while LEG\n"
+	"LEG is the leg's name or index, and must be in sync; PATH a file, block device or NBD\n"
+	"URI that holds no signature.  The daemon adds PATH, copies onto it in the background "
+	"while LEG\n"
 	"serves, then removes LEG: the mirror never has fewer in-sync legs than before.\n"
 	"Exit status: 0 started (with --wait: LEG replaced), 1 refused or failed (with --wait:\n"
 	"also the replace aborted), 64 usage error.",

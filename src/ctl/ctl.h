@@ -260,7 +260,11 @@ void ctl_json_append_string(GString *out, const char *s);
 /* A copy of s that a POSIX shell reads back as s: as is when it is safe, else single-quoted. */
 char *ctl_shell_quote(const char *s);
 
-/* A copy of s with control characters and backslashes as C escapes, for one line of a report. */
+/*
+ * A copy of s with control characters and backslashes as C escapes, for one line of a report;
+ * an NBD URI in it (and the rest of s after it) redacted by dmio_path_display(): no password
+ * or key file's name of a URI is ever printed.
+ */
 char *ctl_printable(const char *s);
 
 /* bytes in binary units with two decimals, "1.00 GiB" ("512 B" below 1 KiB). */

@@ -117,6 +117,16 @@ const char *control_verb_name(enum control_verb verb)
 
 char *control_escape(const char *text)
 {
+	/* add's and replace's path is the rest of the line: from an NBD URI on, redact it. */
+	for (const char *p = text; *p != '\0'; p++) {
+		if ((p == text || p[-1] == ' ' || p[-1] == '\t') && dmio_path_is_uri(p)) {
+			g_autofree char *head = g_strndup(text, (gsize)(p - text));
+			g_autofree char *tail = dmio_path_display(p);
+			g_autofree char *line = g_strconcat(head, tail, NULL);
+
+			return g_strescape(line, NULL);
+		}
+	}
 	return g_strescape(text, NULL);
 }
 

@@ -78,7 +78,8 @@ const char *control_verb_name(enum control_verb verb);
 
 /*
  * A copy of text fit for one log line (g_free it): control characters, backslashes, quotes and
- * bytes above 0x7e as C escapes, so that no text of a command can forge or hide a log line.
+ * bytes above 0x7e as C escapes, so that no text of a command can forge or hide a log line;
+ * an NBD URI in it redacted (dmio_path_display), so that no password reaches the log.
  */
 char *control_escape(const char *text);
 

@@ -38,7 +38,7 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 	if (strcmp(field, "name") == 0)
 		return g_strdup(st.name);
 	if (strcmp(field, "path") == 0)
-		return g_strdup(st.path);
+		return g_strdup(st.shown); /* redacted: status is world-readable */
 	if (strcmp(field, "state") == 0)
 		return g_strdup(leg_state_name(st.state));
 	if (strcmp(field, "read_errors") == 0)

@@ -38,6 +38,8 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 	const struct leg_config *lc = &config->legs[i];
 	struct leg *leg = &m->legs[i];
 	struct dmio_dev *dev = NULL;
+	/* Messages name the leg by this: an NBD URI may carry a password. */
+	g_autofree char *shown = dmio_path_display(lc->path);
 	unsigned int j;
 	uint64_t bytes;
 	int r;
@@ -49,7 +51,7 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 		g_message("leg %u (%s): waiting up to %d s for %s to appear", i, lc->name,
 			  (int)((deadline - g_get_monotonic_time() + G_USEC_PER_SEC - 1) /
 				G_USEC_PER_SEC),
-			  lc->path);
+			  shown);
 		do {
 			g_usleep(100 * 1000);
 			r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
@@ -61,15 +63,14 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 		 * The superblocks of the others tell what it missed when it comes back; assembly
 		 * finds its slot (metadata_assemble), which fails it.
 		 */
-		g_warning("leg '%s': %s is missing: the mirror starts without it", lc->name,
-			  lc->path);
+		g_warning("leg '%s': %s is missing: the mirror starts without it", lc->name, shown);
 		return 0;
 	}
 	if (r == -EBUSY)
 		return claim_refused(m, i, lc->name, lc->path, error);
 	if (r < 0) {
 		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "leg '%s' (%s): cannot open: %s",
-			    lc->name, lc->path,
+			    lc->name, shown,
 			    r == -EINVAL ? "not a regular file or block device" : g_strerror(-r));
 		return r;
 	}
@@ -78,7 +79,7 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 		if (m->legs[j].dev != NULL && mirror_same_file(lc->path, config->legs[j].path)) {
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
 				    "legs '%s' (%s) and '%s' (%s) are the same file",
-				    config->legs[j].name, config->legs[j].path, lc->name, lc->path);
+				    config->legs[j].name, m->legs[j].shown, lc->name, shown);
 			return -EINVAL;
 		}
 	}
@@ -88,7 +89,7 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 		char *have = format_size(dmio_dev_sectors(dev) << DMIO_SECTOR_SHIFT);
 
 		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-			    "leg '%s' (%s) is %s: a leg needs at least 4 KiB", lc->name, lc->path,
+			    "leg '%s' (%s) is %s: a leg needs at least 4 KiB", lc->name, shown,
 			    have);
 		g_free(have);
 		return -ENOSPC;
@@ -321,6 +322,7 @@ void mirror_close(struct mirror *m)
 		dmio_dev_close(m->legs[i].dev);
 		g_free(m->legs[i].name);
 		g_free(m->legs[i].path);
+		g_free(m->legs[i].shown);
 	}
 	g_ptr_array_unref(m->retired);
 	bitmap_free(m->bitmap);
@@ -405,6 +407,7 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 	g_mutex_lock(&mm->state_lock);
 	out->name = leg->name != NULL ? leg->name : "";
 	out->path = leg->path != NULL ? leg->path : "";
+	out->shown = leg->shown != NULL ? leg->shown : "";
 	out->write_mostly = leg->write_mostly;
 	out->io_timeout_ms = atomic_load(&((struct leg *)leg)->io_timeout_ms);
 	out->busy_ms = atomic_load(&((struct leg *)leg)->busy_ns) / 1000000u;

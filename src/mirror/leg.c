@@ -168,7 +168,7 @@ static void raise_failed(struct mirror *m, struct leg *leg, const char *why,
 	reconnect_kick(m);
 	mirror_event(m, "LegFailed", G_LOG_LEVEL_WARNING, (int)leg->index,
 		     "leg %u (%s, %s) failed: %s (error bits 0x%lx); %u of %u legs in sync",
-		     leg->index, leg->name, leg->path, why, error_bits, left, total);
+		     leg->index, leg->name, leg->shown, why, error_bits, left, total);
 	mirror_event(m, "DegradedArray", G_LOG_LEVEL_WARNING, -1,
 		     "mirror %s is degraded: %u of %u legs in sync", m->name, left, total);
 }
@@ -227,13 +227,18 @@ unsigned int legs_fail_missed(struct mirror *m, uint64_t took, uint64_t missed, 
 static void set_identity(struct mirror *m, struct leg *leg, char *name, char *path,
 			 const uint8_t uuid[16], bool write_mostly)
 {
+	char *shown = dmio_path_display(path);
+
 	g_mutex_lock(&m->state_lock);
 	if (leg->name != NULL)
 		g_ptr_array_add(m->retired, leg->name);
 	if (leg->path != NULL)
 		g_ptr_array_add(m->retired, leg->path);
+	if (leg->shown != NULL)
+		g_ptr_array_add(m->retired, leg->shown);
 	leg->name = name;
 	leg->path = path;
+	leg->shown = shown;
 	if (uuid != NULL)
 		memcpy(leg->uuid, uuid, 16);
 	else
@@ -251,10 +256,14 @@ void leg_move(struct mirror *m, struct leg *from, struct leg *to)
 		g_ptr_array_add(m->retired, to->name);
 	if (to->path != NULL)
 		g_ptr_array_add(m->retired, to->path);
+	if (to->shown != NULL)
+		g_ptr_array_add(m->retired, to->shown);
 	to->name = from->name;
 	to->path = from->path;
+	to->shown = from->shown;
 	from->name = g_strdup("");
 	from->path = g_strdup("");
+	from->shown = g_strdup("");
 	to->write_mostly = from->write_mostly;
 	from->write_mostly = false;
 	to->dev = from->dev;
@@ -381,6 +390,17 @@ bool mirror_same_file(const char *a, const char *b)
 {
 	struct stat sa, sb;
 
+	/* A remote export cannot be stat'ed: one URI, spelled the same once normalised. */
+	if (dmio_path_is_uri(a) || dmio_path_is_uri(b)) {
+		g_autofree char *na = NULL;
+		g_autofree char *nb = NULL;
+
+		if (!dmio_path_is_uri(a) || !dmio_path_is_uri(b))
+			return false;
+		na = dmio_path_normalize(a);
+		nb = dmio_path_normalize(b);
+		return na != NULL && nb != NULL && strcmp(na, nb) == 0;
+	}
 	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
 		return false;
 	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))

@@ -46,7 +46,7 @@ void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint6
 	if (suppressed > 0)
 		g_log_structured(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError",
 				 "FUSEMIRROR_MIRROR", m->name, "FUSEMIRROR_LEG", leg->name,
-				 "FUSEMIRROR_LEG_PATH", leg->path, "MESSAGE",
+				 "FUSEMIRROR_LEG_PATH", leg->shown, "MESSAGE",
 				 "IOError: leg %u (%s): %lu more I/O errors were not logged",
 				 leg->index, leg->name, suppressed);
 	if (!log)
@@ -62,11 +62,11 @@ void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint6
 			   leg_offset);
 	g_log_structured(
 	    G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError", "FUSEMIRROR_MIRROR",
-	    m->name, "FUSEMIRROR_LEG", leg->name, "FUSEMIRROR_LEG_PATH", leg->path,
+	    m->name, "FUSEMIRROR_LEG", leg->name, "FUSEMIRROR_LEG_PATH", leg->shown,
 	    "FUSEMIRROR_ERRNO", errno_text, "FUSEMIRROR_LEG_OFFSET", offset_text, "MESSAGE",
 	    "IOError: %s error on leg %u (%s, %s) %s length %" PRIu64
 	    ": %s (errno %d, error bits 0x%lx)",
-	    what, leg->index, leg->name, leg->path, where, len, g_strerror(err), err, error_bits);
+	    what, leg->index, leg->name, leg->shown, where, len, g_strerror(err), err, error_bits);
 }
 
 /* ---- Synchronous I/O ----------------------------------------------------------------------- */

@@ -98,7 +98,8 @@ struct leg {
 	 * Replaced strings are kept until close (m->retired): a pointer read stays valid.
 	 */
 	char *name;
-	char *path;
+	char *path;  /* as configured: opened, saved; an NBD URI may carry secrets */
+	char *shown; /* path for every message, event, xattr and superblock: dmio_path_display() */
 	bool write_mostly;
 	struct dmio_dev *dev; /* NULL: an empty or missing slot */
 	uint8_t uuid[16];
@@ -319,7 +320,8 @@ void leg_empty(struct mirror *m, unsigned int i);
 /* The number of slots becomes n (hot add grows it, remove drops removed slots at the end). */
 void legs_set_count(struct mirror *m, unsigned int n);
 
-/* Whether two paths name one file (or one block device). */
+/* Whether two paths name one file (or one block device, or one NBD export: equal URIs once
+ * normalised, dmio_path_normalize()). */
 bool mirror_same_file(const char *a, const char *b);
 
 /* Whether a leg takes writes (in sync, or catching up). */

@@ -254,7 +254,8 @@ enum leg_resync_role {
 
 struct leg_status {
 	const char *name;
-	const char *path;
+	const char *path;  /* as configured (an NBD URI whole, secrets too): to open or save */
+	const char *shown; /* path redacted (dmio_path_display): for anything shown */
 	enum leg_state state;
 	bool write_mostly;
 	uint64_t read_errors;

@@ -143,7 +143,7 @@ out:
  * What the superblock found on a leg to be added says: its slot in this array (re-add) or -1,
  * and how it catches up.  Returns 0, or -EEXIST with *error when it must not be taken.
  */
-static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev *dev, bool force,
+static int judge_superblock(struct mirror *m, const char *shown, struct dmio_dev *dev, bool force,
 			    int *slot, enum assemble_resync *resync, uint8_t uuid[16],
 			    GError **error)
 {
@@ -159,7 +159,8 @@ static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev 
 		return -ENOMEM;
 	r = superblock_read_raw(dev, buf);
 	if (r < 0) {
-		set_error(error, "cannot read the superblock area of %s: %s", path, g_strerror(-r));
+		set_error(error, "cannot read the superblock area of %s: %s", shown,
+			  g_strerror(-r));
 		free(buf);
 		return r;
 	}
@@ -174,7 +175,7 @@ static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev 
 			set_error(error,
 				  "%s carries a damaged fusemirror superblock (%s); add --force "
 				  "to overwrite it",
-				  path, why);
+				  shown, why);
 	} else if (memcmp(sb.array_uuid, array.array_uuid, 16) != 0) {
 		char text[37];
 
@@ -184,7 +185,7 @@ static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev 
 			set_error(error,
 				  "%s belongs to another fusemirror array ('%s', uuid %s); add "
 				  "--force to overwrite it",
-				  path, sb.name, text);
+				  shown, sb.name, text);
 	} else {
 		/* A former member: back into its slot, from the bitmap when it covers the gap. */
 		*slot = assemble_slot_of(&array, sb.leg_uuid);
@@ -206,12 +207,13 @@ static int choose_slot(struct mirror *m, const char *path, struct dmio_dev *dev,
 {
 	unsigned int i, n = atomic_load(&m->num_legs);
 	uint64_t bytes, need;
+	g_autofree char *shown = dmio_path_display(path);
 	int r;
 
 	for (i = 0; i < n; i++) {
 		if (m->legs[i].dev != NULL && leg_state(&m->legs[i]) != LEG_FAILED &&
 		    mirror_same_file(path, m->legs[i].path)) {
-			set_error(error, "%s is already leg %u (%s) of mirror %s", path, i,
+			set_error(error, "%s is already leg %u (%s) of mirror %s", shown, i,
 				  m->legs[i].name, m->name);
 			return -EEXIST;
 		}
@@ -221,16 +223,16 @@ static int choose_slot(struct mirror *m, const char *path, struct dmio_dev *dev,
 	if (bytes < need) {
 		set_error(error,
 			  "%s is %" PRIu64 " bytes: a leg of mirror %s needs at least %" PRIu64,
-			  path, bytes, m->name, need);
+			  shown, bytes, m->name, need);
 		return -ENOSPC;
 	}
-	r = judge_superblock(m, path, dev, force, slot, resync, uuid, error);
+	r = judge_superblock(m, shown, dev, force, slot, resync, uuid, error);
 	if (r < 0)
 		return r;
 	if (*slot >= 0 && (unsigned int)*slot < n && leg_state(&m->legs[*slot]) != LEG_FAILED) {
 		set_error(error,
 			  "%s carries the identity of leg %d (%s), which is live: is it a copy?",
-			  path, *slot, m->legs[*slot].name);
+			  shown, *slot, m->legs[*slot].name);
 		return -EEXIST;
 	}
 	/* Its own slot, failed: a re-add.  (A slot past the legs in use is taken as new.) */
@@ -253,6 +255,28 @@ static int choose_slot(struct mirror *m, const char *path, struct dmio_dev *dev,
 }
 
 /*
+ * The name of a new leg: its file's name, or for an NBD URI the last part of its export name
+ * (its host when it has none); never a secret of the URI.
+ */
+static char *new_leg_name(const char *path)
+{
+	g_autoptr(GUri) uri = NULL;
+	const char *export;
+
+	if (!dmio_path_is_uri(path))
+		return g_path_get_basename(path);
+	uri = g_uri_parse(path, G_URI_FLAGS_NON_DNS, NULL);
+	if (uri == NULL)
+		return g_strdup("nbd");
+	export = strrchr(g_uri_get_path(uri), '/');
+	if (export != NULL && export[1] != '\0')
+		return g_strdup(export + 1);
+	if (g_uri_get_host(uri) != NULL && *g_uri_get_host(uri) != '\0')
+		return g_strdup(g_uri_get_host(uri));
+	return g_strdup("nbd");
+}
+
+/*
  * The hot add of dev, open on path (own: the failed leg whose descriptor holds its claim, or -1);
  * dev is ours: used or closed.  expect >= 0 (a reconnect): only a re-add into slot expect is
  * taken, anything else is refused with -EEXIST.  Returns the slot, or -errno with *error.
@@ -266,12 +290,14 @@ static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, 
 	struct leg *leg;
 	const char *name;
 	char *basename = NULL;
+	/* Messages name it by this: an NBD URI may carry a password. */
+	g_autofree char *shown = dmio_path_display(path);
 	bool readd;
 	int slot, r;
 
 	r = choose_slot(m, path, dev, force, &slot, &readd, &resync, uuid, error);
 	if (r == 0 && expect >= 0 && (!readd || slot != expect)) {
-		set_error(error, "%s would not go back into slot %d as its own member", path,
+		set_error(error, "%s would not go back into slot %d as its own member", shown,
 			  expect);
 		r = -EEXIST;
 	}
@@ -279,7 +305,7 @@ static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, 
 		set_error(error,
 			  "%s is held by failed leg %d (%s) of mirror %s, and would not go back "
 			  "into that slot: remove leg %d first",
-			  path, own, m->legs[own].name, m->name, own);
+			  shown, own, m->legs[own].name, m->name, own);
 		r = -EBUSY;
 	}
 	if (r < 0) {
@@ -302,19 +328,21 @@ static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, 
 		if (r < 0) {
 			resync_start(m);
 			mirror_thaw(m);
-			set_error(error, "%s: cannot claim it once leg %d let it go: %s", path,
+			set_error(error, "%s: cannot claim it once leg %d let it go: %s", shown,
 				  slot, g_strerror(-r));
 			return r;
 		}
 	}
 	if ((unsigned int)slot >= atomic_load(&m->num_legs))
 		leg_empty(m, (unsigned int)slot);
-	/* A member back in its configured slot keeps its name; a new leg is named after its file.
+	/*
+	 * A member back in its configured slot keeps its name; a new leg is named after its file
+	 * (or its export).
 	 */
 	if (readd && leg->name != NULL && *leg->name != '\0') {
 		name = leg->name;
 	} else {
-		basename = g_path_get_basename(path);
+		basename = new_leg_name(path);
 		name = basename;
 	}
 	leg_attach(m, leg, name, path, dev, uuid, false);
@@ -336,12 +364,12 @@ static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, 
 	dmio_dev_close(old);
 	if (r < 0) {
 		set_error(error, "%s was added as leg %d but its metadata could not be written: %s",
-			  path, slot, g_strerror(-r));
+			  shown, slot, g_strerror(-r));
 		g_free(basename);
 		return r;
 	}
 	mirror_event(m, "LegAdded", G_LOG_LEVEL_MESSAGE, slot,
-		     "leg %d (%s, %s) added to mirror %s: %s", slot, leg->name, leg->path, m->name,
+		     "leg %d (%s, %s) added to mirror %s: %s", slot, leg->name, leg->shown, m->name,
 		     resync == RESYNC_BITMAP ? "re-added, resyncing the regions it missed"
 					     : "resyncing in full");
 	g_free(basename);
@@ -351,6 +379,8 @@ static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, 
 int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GError **error)
 {
 	struct dmio_dev *dev = NULL;
+	/* Messages name it by this: an NBD URI may carry a password. */
+	g_autofree char *shown = dmio_path_display(path);
 	int own = -1, r;
 
 	if (m->metadata != METADATA_INTERNAL) {
@@ -367,9 +397,9 @@ int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GErr
 	}
 	if (r < 0) {
 		if (r == -EINVAL)
-			set_error(error, "%s is not a regular file or block device", path);
+			set_error(error, "%s is not a regular file or block device", shown);
 		else
-			set_error(error, "cannot open %s: %s", path, g_strerror(-r));
+			set_error(error, "cannot open %s: %s", shown, g_strerror(-r));
 		return r;
 	}
 	return add_opened(m, path, dev, own, force, -1, error);
@@ -503,7 +533,7 @@ int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force,
 	reconnect_kick(m);
 	if (r == 0)
 		mirror_event(m, "LegRemoved", G_LOG_LEVEL_MESSAGE, (int)index,
-			     "leg %u (%s, %s) removed from mirror %s", index, leg->name, leg->path,
+			     "leg %u (%s, %s) removed from mirror %s", index, leg->name, leg->shown,
 			     m->name);
 	return r;
 }
