@@ -28,6 +28,18 @@ static char *format_size(uint64_t bytes)
 }
 
 /*
+ * Whether dmio_dev_open(path) failing with r means the leg is not there (yet): no such file or
+ * device, or for an NBD export no server answering (down, unreachable, no socket yet).
+ */
+static bool leg_absent(const char *path, int r)
+{
+	if (r == -ENOENT)
+		return true;
+	return dmio_path_is_uri(path) && (r == -ECONNREFUSED || r == -EHOSTUNREACH ||
+					  r == -ENETUNREACH || r == -ETIMEDOUT || r == -ECONNRESET);
+}
+
+/*
  * Open leg i of the config into slot i, for now: with metadata = internal assembly then moves it
  * to the slot its superblock names.  0, or -errno with *error; a missing leg (internal) has no
  * device.
@@ -46,8 +58,12 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 
 	/* The claim: another mirror or program holding the leg gets -EBUSY (claim.c). */
 	r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
-	if (r == -ENOENT && m->metadata == METADATA_INTERNAL && g_get_monotonic_time() < deadline) {
-		/* A device may still be coming up (udev, iSCSI login): give it assemble-timeout. */
+	if (leg_absent(lc->path, r) && m->metadata == METADATA_INTERNAL &&
+	    g_get_monotonic_time() < deadline) {
+		/*
+		 * A device may still be coming up (udev, iSCSI login), a server still starting:
+		 * give it assemble-timeout.
+		 */
 		g_message("leg %u (%s): waiting up to %d s for %s to appear", i, lc->name,
 			  (int)((deadline - g_get_monotonic_time() + G_USEC_PER_SEC - 1) /
 				G_USEC_PER_SEC),
@@ -55,15 +71,20 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 		do {
 			g_usleep(100 * 1000);
 			r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
-		} while (r == -ENOENT && g_get_monotonic_time() < deadline);
+		} while (leg_absent(lc->path, r) && g_get_monotonic_time() < deadline);
 	}
 	leg_attach(m, leg, lc->name, lc->path, r == 0 ? dev : NULL, NULL, lc->write_mostly);
-	if (r == -ENOENT && m->metadata == METADATA_INTERNAL) {
+	if (leg_absent(lc->path, r) && m->metadata == METADATA_INTERNAL) {
 		/*
 		 * The superblocks of the others tell what it missed when it comes back; assembly
 		 * finds its slot (metadata_assemble), which fails it.
 		 */
-		g_warning("leg '%s': %s is missing: the mirror starts without it", lc->name, shown);
+		if (r == -ENOENT)
+			g_warning("leg '%s': %s is missing: the mirror starts without it", lc->name,
+				  shown);
+		else
+			g_warning("leg '%s': %s does not answer (%s): the mirror starts without it",
+				  lc->name, shown, g_strerror(-r));
 		return 0;
 	}
 	if (r == -EBUSY)
