@@ -466,3 +466,31 @@ TEST_F(Reconnect, MaxZeroNeverTries)
 }
 
 } // namespace
+
+namespace
+{
+
+/* A remote leg whose server does not answer at start: the mirror starts without it (array.c),
+ * and the leg comes back by itself once its server does. */
+TEST_F(Reconnect, MissingAtStartComesBack)
+{
+	/* Once opened, the superblocks record the legs' names and paths (the fixture's do not). */
+	ASSERT_NO_FATAL_FAILURE(open_ok());
+	close_mirror();
+	server_.stop(SIGKILL);
+	ASSERT_NO_FATAL_FAILURE(open_ok());
+	EXPECT_EQ(LEG_FAILED, state_of(1));
+	ASSERT_TRUE(wait_event("LegDisconnected", 1, std::chrono::seconds(3))) << dump_events();
+	std::vector<uint8_t> data = pattern(kLen, 3);
+	ASSERT_EQ((ssize_t)kLen, write(data, 2 * MiB));
+	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_TRUE(wait_event("LegReconnected", 1, std::chrono::seconds(10))) << dump_events();
+	ASSERT_TRUE(wait_state(1, LEG_IN_SYNC, std::chrono::seconds(20))) << dump_events();
+	resync_status rs;
+	mirror_resync_status(m_, &rs);
+	EXPECT_LE(rs.total, 1 * MiB) << "from the bitmap";
+	close_mirror();
+	EXPECT_TRUE(same_bytes(data, read_at(export_, SB_DATA_OFFSET + 2 * MiB, kLen)));
+}
+
+} // namespace

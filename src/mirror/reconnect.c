@@ -85,6 +85,7 @@ struct reconnect {
 	GCond cond;  /* kicked or stop set */
 	bool stop;
 	bool kicked;
+	bool started; /* the thread's own: it has looked at the legs once */
 	GThread *thread; /* started by reconnect_start, joined by reconnect_stop */
 	struct rc_slot slots[SB_MAX_LEGS];
 };
@@ -412,10 +413,15 @@ static void look_at(struct mirror *m, unsigned int i, GArray *events)
 
 	view_leg(m, i, &v);
 	g_mutex_lock(&rc->lock);
-	if (v.failures != s->failures) {
+	if (!rc->started && v.state == LEG_FAILED && !v.has_dev && v.path != NULL &&
+	    dmio_path_is_uri(v.path) && memcmp(v.uuid, (uint8_t[16]){0}, 16) != 0) {
+		/* A member whose server did not answer when the mirror started (array.c). */
+		v.fail_errno = ECONNREFUSED;
+		slot_failed(m, i, s, &v, now, events);
+	} else if (v.failures != s->failures) {
 		slot_failed(m, i, s, &v, now, events);
 	} else if ((s->state == RC_WAITING || s->state == RC_CONNECTING) &&
-		   (v.state != LEG_FAILED || !v.has_dev || memcmp(v.uuid, s->uuid, 16) != 0 ||
+		   (v.state != LEG_FAILED || memcmp(v.uuid, s->uuid, 16) != 0 ||
 		    g_strcmp0(v.path, s->path) != 0)) {
 		/* Removed, re-added by hand, replaced: its tries end with it. */
 		slot_end(s, RC_IDLE, NULL);
@@ -517,6 +523,7 @@ static gpointer reconnect_main(gpointer data)
 		slots = atomic_load(&m->num_legs);
 		for (i = 0; i < slots; i++)
 			look_at(m, i, events);
+		rc->started = true; /* (read and written by this thread alone) */
 		/* Slots dropped at the end (remove) hold no member any more. */
 		g_mutex_lock(&rc->lock);
 		for (i = slots; i < SB_MAX_LEGS; i++)
