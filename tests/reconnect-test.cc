@@ -182,11 +182,11 @@ TEST_F(Reconnect, ServerKilledDuringWritesComesBackAndCatchesUp)
 		for (unsigned n = 0; !stop.load(); n++) {
 			data[0] = (uint8_t)n;
 			auto t0 = Clock::now();
-			ssize_t r = mirror_write_wait(m_, data.data(), kLen,
-						      (uint64_t)(n % 32) * kLen, 0);
-			long long ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-					   Clock::now() - t0)
-					   .count();
+			ssize_t r =
+			    mirror_write_wait(m_, data.data(), kLen, (uint64_t)(n % 32) * kLen, 0);
+			long long ms =
+			    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0)
+				.count();
 			if (r != (ssize_t)kLen)
 				failed_writes++;
 			long long prev = slowest_ms.load();
@@ -203,17 +203,17 @@ TEST_F(Reconnect, ServerKilledDuringWritesComesBackAndCatchesUp)
 	auto failed_after = Clock::now() - killed;
 	unsigned at_failure = writes.load();
 	/* Degraded, the writes go on. */
-	ASSERT_TRUE(wait_for([&] { return writes.load() > at_failure + 50; },
-			     std::chrono::seconds(5)));
+	ASSERT_TRUE(
+	    wait_for([&] { return writes.load() > at_failure + 50; }, std::chrono::seconds(5)));
 	stop = true;
 	writer.join();
 	EXPECT_EQ(0u, failed_writes.load()) << "a write failed while the local leg was in sync";
 	EXPECT_LT(slowest_ms.load(), (long long)kIoTimeoutMs + 1000)
 	    << "a write in flight when the server died waited too long";
-	printf("server killed -> leg failed in %lld ms; slowest write %lld ms\n",
-	       (long long)std::chrono::duration_cast<std::chrono::milliseconds>(failed_after)
-		   .count(),
-	       slowest_ms.load());
+	printf(
+	    "server killed -> leg failed in %lld ms; slowest write %lld ms\n",
+	    (long long)std::chrono::duration_cast<std::chrono::milliseconds>(failed_after).count(),
+	    slowest_ms.load());
 	ASSERT_TRUE(wait_event("LegDisconnected", 1, std::chrono::seconds(2))) << dump_events();
 	EXPECT_EQ(1u, count_events("LegDisconnected", 1)) << dump_events();
 	EXPECT_EQ(0u, count_events("LegReconnected", 1));
@@ -230,7 +230,7 @@ TEST_F(Reconnect, ServerKilledDuringWritesComesBackAndCatchesUp)
 	ASSERT_TRUE(wait_state(1, LEG_IN_SYNC, std::chrono::seconds(20))) << dump_events();
 	printf("server back -> leg in sync in %lld ms\n",
 	       (long long)std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
-									       restarted)
+										restarted)
 		   .count());
 	ASSERT_TRUE(wait_resync());
 	resync_status rs;

@@ -26,7 +26,8 @@ static const struct {
 } settings[] = {
     {"resync-rate-min", false, false, false, false, NULL},
     {"resync-rate-max", true, false, false, false, NULL},
-    {"io-timeout", false, true, false, true, "a number of seconds from 0 to 3600 (decimals allowed, 0: none)"},
+    {"io-timeout", false, true, false, true,
+     "a number of seconds from 0 to 3600 (decimals allowed, 0: none)"},
     {"max-read-errors", false, false, true, false,
      "a number of read errors from 0 to 1000000 (0: never fail a leg for corrected read errors)"},
     {"reconnect-delay", false, true, false, true,

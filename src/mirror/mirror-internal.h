@@ -56,9 +56,9 @@
  *                         while an event is raised.
  *   freeze_lock, the rangelock buckets' mutexes, waiter locks, scrub->lock, replace->lock,
  *   readfix->lock, reconnect->lock, a reconnect try's lock: leaves inside their modules.  The
- *   reconnect thread takes reconfig_lock (nothing held) only to re-add a leg that came back; it
- *   connects and reads the new device's superblock holding no lock at all.  The replace thread waits for its new leg
- *   holding none of them, and takes reconfig_lock only to remove the old leg.
+ *   replace thread waits for its new leg holding none of them, and takes reconfig_lock only to
+ *   remove the old leg.  The reconnect thread takes reconfig_lock (nothing held) only to re-add
+ *   a leg that came back; it connects and reads the new device's superblock holding no lock.
  *
  * ---- What completions may do ----
  * A completion (an engine thread, or the submitter with DMIO_REQ_CALLER_RUNS) never waits for

@@ -281,8 +281,8 @@ static char *new_leg_name(const char *path)
  * dev is ours: used or closed.  expect >= 0 (a reconnect): only a re-add into slot expect is
  * taken, anything else is refused with -EEXIST.  Returns the slot, or -errno with *error.
  */
-static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, int own,
-		      bool force, int expect, GError **error)
+static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, int own, bool force,
+		      int expect, GError **error)
 {
 	enum assemble_resync resync;
 	uint8_t uuid[16];
@@ -433,7 +433,8 @@ int reconfig_readd_locked(struct mirror *m, unsigned int slot, const uint8_t uui
 	enum sb_error e;
 	int r = -EEXIST;
 
-	if (m->metadata != METADATA_INTERNAL || !still_failed_member(m, slot, uuid, failures, path)) {
+	if (m->metadata != METADATA_INTERNAL ||
+	    !still_failed_member(m, slot, uuid, failures, path)) {
 		dmio_dev_close(dev);
 		return -ECANCELED;
 	}
@@ -452,8 +453,8 @@ int reconfig_readd_locked(struct mirror *m, unsigned int slot, const uint8_t uui
 		set_error(error, "it belongs to another fusemirror array ('%s', uuid %s)", sb.name,
 			  text);
 	else if (memcmp(sb.leg_uuid, uuid, 16) != 0)
-		set_error(error, "it is another member of this array (leg uuid %s, not %s)",
-			  found, want);
+		set_error(error, "it is another member of this array (leg uuid %s, not %s)", found,
+			  want);
 	else if (sb.events > array.events)
 		set_error(error,
 			  "its superblock is newer than the array's (events %" PRIu64 " > %" PRIu64

@@ -57,8 +57,8 @@ enum rc_state {
 
 /* One try: the URI opened and its superblock read, by a thread of its own. */
 struct attempt {
-	GMutex lock; /* a leaf: everything below */
-	bool done;   /* the thread has finished: the results are in */
+	GMutex lock;	/* a leaf: everything below */
+	bool done;	/* the thread has finished: the results are in */
 	bool abandoned; /* nobody wants them: the thread frees everything */
 	char *path;
 	struct dmio_dev *dev; /* open, when err is 0 */
@@ -68,15 +68,15 @@ struct attempt {
 
 struct rc_slot {
 	enum rc_state state;
-	unsigned int failures; /* the leg's failures handled already */
-	uint8_t uuid[16];      /* the member being tried */
-	char *path, *shown;    /* its URI, whole and redacted */
-	unsigned int tries;    /* made in this run */
-	unsigned int delay_ms; /* before the next one */
-	gint64 next_us;	       /* when the next one starts (RC_WAITING) */
-	gint64 lost_us;	       /* when the run began */
-	gint64 back_us;	       /* when it last came back (0: never) */
-	char *why;	       /* the loss, the last try's error, the refusal */
+	unsigned int failures;	 /* the leg's failures handled already */
+	uint8_t uuid[16];	 /* the member being tried */
+	char *path, *shown;	 /* its URI, whole and redacted */
+	unsigned int tries;	 /* made in this run */
+	unsigned int delay_ms;	 /* before the next one */
+	gint64 next_us;		 /* when the next one starts (RC_WAITING) */
+	gint64 lost_us;		 /* when the run began */
+	gint64 back_us;		 /* when it last came back (0: never) */
+	char *why;		 /* the loss, the last try's error, the refusal */
 	struct attempt *attempt; /* RC_CONNECTING */
 };
 
@@ -85,7 +85,7 @@ struct reconnect {
 	GCond cond;  /* kicked or stop set */
 	bool stop;
 	bool kicked;
-	bool started; /* the thread's own: it has looked at the legs once */
+	bool started;	 /* the thread's own: it has looked at the legs once */
 	GThread *thread; /* started by reconnect_start, joined by reconnect_stop */
 	struct rc_slot slots[SB_MAX_LEGS];
 };
@@ -320,9 +320,9 @@ static void slot_failed(struct mirror *m, unsigned int i, struct rc_slot *s,
 					  s->shown, s->why,
 					  m->metadata != METADATA_INTERNAL
 					      ? "no reconnect with metadata = none"
-				      : max == 0 ? "reconnect-max is 0: it stays failed"
-						 : "it failed again just after it came back, "
-						   "with no tries left: it stays failed"));
+					  : max == 0 ? "reconnect-max is 0: it stays failed"
+						     : "it failed again just after it came back, "
+						       "with no tries left: it stays failed"));
 		return;
 	}
 	s->state = RC_WAITING;
@@ -351,7 +351,8 @@ static void slot_try_failed(struct mirror *m, unsigned int i, struct rc_slot *s,
 					  s->why));
 		return;
 	}
-	s->delay_ms = MIN(s->delay_ms * 2, delay_cap_ms(atomic_load(&m->legs[i].reconnect_delay_ms)));
+	s->delay_ms =
+	    MIN(s->delay_ms * 2, delay_cap_ms(atomic_load(&m->legs[i].reconnect_delay_ms)));
 	s->state = RC_WAITING;
 	s->next_us = now + (gint64)s->delay_ms * G_TIME_SPAN_MILLISECOND;
 	g_debug("mirror %s: leg %u (%s): try %u of %u failed: %s; next in %.3g s", m->name, i,
@@ -539,8 +540,7 @@ static gpointer reconnect_main(gpointer data)
 		g_array_set_size(events, 0);
 		g_mutex_lock(&rc->lock);
 		until = next_look(m, g_get_monotonic_time());
-		while (!rc->kicked && !rc->stop &&
-		       g_cond_wait_until(&rc->cond, &rc->lock, until))
+		while (!rc->kicked && !rc->stop && g_cond_wait_until(&rc->cond, &rc->lock, until))
 			;
 	}
 	g_mutex_unlock(&rc->lock);
