@@ -292,8 +292,8 @@ static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, 
 	char *basename = NULL;
 	/* Messages name it by this: an NBD URI may carry a password. */
 	g_autofree char *shown = dmio_path_display(path);
-	bool readd;
-	int slot, r;
+	bool readd = false; /* set by choose_slot() when it returns 0 */
+	int slot = -1, r;
 
 	r = choose_slot(m, path, dev, force, &slot, &readd, &resync, uuid, error);
 	if (r == 0 && expect >= 0 && (!readd || slot != expect)) {

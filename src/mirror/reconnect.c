@@ -87,6 +87,9 @@ struct reconnect {
 	bool kicked;
 	bool started;	 /* the thread's own: it has looked at the legs once */
 	GThread *thread; /* started by reconnect_start, joined by reconnect_stop */
+	/* Finished tries nobody wants, freed once the lock is dropped: closing a device is I/O,
+	 * never done under this lock (completions kick the thread). */
+	GPtrArray *dead;
 	struct rc_slot slots[SB_MAX_LEGS];
 };
 
@@ -178,8 +181,11 @@ static struct attempt *attempt_start(const char *path)
 	return a;
 }
 
-/* Nobody wants the try any more: freed now when finished, else by its thread. */
-static void attempt_abandon(struct attempt *a)
+/*
+ * Under reconnect->lock: nobody wants the try any more.  Finished, it goes to rc->dead (freed
+ * without the lock); else its thread frees it when it finishes.
+ */
+static void attempt_abandon(struct reconnect *rc, struct attempt *a)
 {
 	bool done;
 
@@ -190,7 +196,21 @@ static void attempt_abandon(struct attempt *a)
 	a->abandoned = true;
 	g_mutex_unlock(&a->lock);
 	if (done)
-		attempt_free(a);
+		g_ptr_array_add(rc->dead, a);
+}
+
+/* Free the tries nobody wants, holding no lock. */
+static void bury_dead(struct reconnect *rc)
+{
+	GPtrArray *dead;
+
+	g_mutex_lock(&rc->lock);
+	dead = rc->dead;
+	rc->dead = g_ptr_array_new();
+	g_mutex_unlock(&rc->lock);
+	for (unsigned int i = 0; i < dead->len; i++)
+		attempt_free(g_ptr_array_index(dead, i));
+	g_ptr_array_free(dead, TRUE);
 }
 
 static bool attempt_done(struct attempt *a)
@@ -212,9 +232,9 @@ static void slot_set_why(struct rc_slot *s, char *why)
 }
 
 /* End the run of tries of a slot: its try given up on, its state `state`. */
-static void slot_end(struct rc_slot *s, enum rc_state state, char *why)
+static void slot_end(struct reconnect *rc, struct rc_slot *s, enum rc_state state, char *why)
 {
-	attempt_abandon(g_steal_pointer(&s->attempt));
+	attempt_abandon(rc, g_steal_pointer(&s->attempt));
 	s->state = state;
 	slot_set_why(s, why);
 }
@@ -296,7 +316,7 @@ static void slot_failed(struct mirror *m, unsigned int i, struct rc_slot *s,
 	if (v->state != LEG_FAILED || v->path == NULL || !dmio_path_is_uri(v->path) ||
 	    !reconnect_lost_connection(v->fail_errno)) {
 		/* Failed by the operator, a media error, or not a remote leg: stays failed. */
-		slot_end(s, RC_IDLE, NULL);
+		slot_end(m->reconnect, s, RC_IDLE, NULL);
 		return;
 	}
 	shown = dmio_path_display(v->path);
@@ -306,7 +326,7 @@ static void slot_failed(struct mirror *m, unsigned int i, struct rc_slot *s,
 	s->shown = g_strdup(shown != NULL ? shown : "");
 	free(shown);
 	memcpy(s->uuid, v->uuid, 16);
-	attempt_abandon(g_steal_pointer(&s->attempt));
+	attempt_abandon(m->reconnect, g_steal_pointer(&s->attempt));
 	s->lost_us = now;
 	if (!flapping) {
 		s->tries = 0;
@@ -425,7 +445,7 @@ static void look_at(struct mirror *m, unsigned int i, GArray *events)
 		   (v.state != LEG_FAILED || memcmp(v.uuid, s->uuid, 16) != 0 ||
 		    g_strcmp0(v.path, s->path) != 0)) {
 		/* Removed, re-added by hand, replaced: its tries end with it. */
-		slot_end(s, RC_IDLE, NULL);
+		slot_end(m->reconnect, s, RC_IDLE, NULL);
 	} else if (s->state == RC_WAITING && now >= s->next_us) {
 		s->tries++;
 		s->attempt = attempt_start(s->path);
@@ -438,7 +458,7 @@ static void look_at(struct mirror *m, unsigned int i, GArray *events)
 		if (a->err < 0) {
 			slot_try_failed(m, i, s, g_strdup_printf("%s", g_strerror(-a->err)), now,
 					events);
-			attempt_free(g_steal_pointer(&a));
+			g_ptr_array_add(rc->dead, g_steal_pointer(&a));
 		} else {
 			/* Still RC_CONNECTING while it is re-added without the lock. */
 			memcpy(uuid, s->uuid, 16);
@@ -469,9 +489,9 @@ static void look_at(struct mirror *m, unsigned int i, GArray *events)
 						  s->tries == 1 ? "try" : "tries"));
 			slot_set_why(s, NULL);
 		} else if (r == -ECANCELED) {
-			slot_end(s, RC_IDLE, NULL);
+			slot_end(m->reconnect, s, RC_IDLE, NULL);
 		} else if (r == -EEXIST) {
-			slot_end(s, RC_REFUSED, g_strdup(error->message));
+			slot_end(m->reconnect, s, RC_REFUSED, g_strdup(error->message));
 			add_event(events, EV_REFUSED, (int)i,
 				  g_strdup_printf("leg %u (%s, %s) answers again, but is not taken "
 						  "back: %s; no more tries (fusemirrorctl add "
@@ -529,7 +549,7 @@ static gpointer reconnect_main(gpointer data)
 		g_mutex_lock(&rc->lock);
 		for (i = slots; i < SB_MAX_LEGS; i++)
 			if (rc->slots[i].state == RC_WAITING || rc->slots[i].state == RC_CONNECTING)
-				slot_end(&rc->slots[i], RC_IDLE, NULL);
+				slot_end(rc, &rc->slots[i], RC_IDLE, NULL);
 		g_mutex_unlock(&rc->lock);
 		for (i = 0; i < events->len; i++) {
 			struct pending_event *e = &g_array_index(events, struct pending_event, i);
@@ -538,6 +558,7 @@ static gpointer reconnect_main(gpointer data)
 			g_free(e->message);
 		}
 		g_array_set_size(events, 0);
+		bury_dead(rc);
 		g_mutex_lock(&rc->lock);
 		until = next_look(m, g_get_monotonic_time());
 		while (!rc->kicked && !rc->stop && g_cond_wait_until(&rc->cond, &rc->lock, until))
@@ -553,6 +574,7 @@ static gpointer reconnect_main(gpointer data)
 void reconnect_init(struct mirror *m)
 {
 	m->reconnect = g_new0(struct reconnect, 1);
+	m->reconnect->dead = g_ptr_array_new();
 	g_mutex_init(&m->reconnect->lock);
 	g_cond_init(&m->reconnect->cond);
 }
@@ -586,8 +608,9 @@ void reconnect_stop(struct mirror *m)
 	g_mutex_lock(&rc->lock);
 	for (i = 0; i < SB_MAX_LEGS; i++)
 		if (rc->slots[i].state == RC_WAITING || rc->slots[i].state == RC_CONNECTING)
-			slot_end(&rc->slots[i], RC_IDLE, NULL);
+			slot_end(rc, &rc->slots[i], RC_IDLE, NULL);
 	g_mutex_unlock(&rc->lock);
+	bury_dead(rc);
 }
 
 void reconnect_clear(struct mirror *m)
@@ -598,12 +621,13 @@ void reconnect_clear(struct mirror *m)
 	if (rc == NULL)
 		return;
 	reconnect_stop(m);
+	/* Every try was given up on by reconnect_stop: what is left are strings. */
 	for (i = 0; i < SB_MAX_LEGS; i++) {
-		attempt_abandon(rc->slots[i].attempt);
 		g_free(rc->slots[i].path);
 		g_free(rc->slots[i].shown);
 		g_free(rc->slots[i].why);
 	}
+	g_ptr_array_free(rc->dead, TRUE);
 	g_cond_clear(&rc->cond);
 	g_mutex_clear(&rc->lock);
 	g_free(rc);
@@ -632,7 +656,7 @@ bool reconnect_cancel(struct mirror *m, unsigned int index, const char *why)
 	g_mutex_lock(&rc->lock);
 	pending = s->state == RC_WAITING || s->state == RC_CONNECTING;
 	if (pending)
-		slot_end(s, RC_STOPPED, g_strdup(why));
+		slot_end(m->reconnect, s, RC_STOPPED, g_strdup(why));
 	g_mutex_unlock(&rc->lock);
 	return pending;
 }
