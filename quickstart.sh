@@ -16,7 +16,7 @@ jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 PACKAGES="build-essential autoconf automake libtool pkg-config
 	libglib2.0-dev libfuse3-dev fuse3 libgtest-dev liburing-dev libblkid-dev
 	fio e2fsprogs util-linux attr python3 valgrind groff-base mandoc clang-format bindfs
-	nbdkit libnbd-bin libnbd-dev
+	nbdkit libnbd-bin libnbd-dev systemd
 	clang libclang-rt-14-dev"
 
 die() {

@@ -520,3 +520,21 @@ data_equal ()
 			daemon_fail "the data areas of $_de_ref and $_de_leg differ"
 	done
 }
+
+# notify_listen SOCKET LOG: a NOTIFY_SOCKET of our own (systemd's notification protocol, no
+# systemd needed): each datagram to SOCKET becomes one line of LOG, its newlines '|'.  Returns
+# once it listens; it is killed when the test exits.
+notify_listen ()
+{
+	python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a", buffering=1) as out:
+    out.write("listening\n")
+    while True:
+        out.write(s.recv(4096).decode().replace("\n", "|") + "\n")
+' "$1" "$2" &
+	cleanup_fn "kill $! 2>/dev/null"
+	wait_until 10 "the notify listener" grep -q listening "$2"
+}

@@ -6,23 +6,38 @@
  * capabilities, writes over an NBD leg and a file leg in one call, FUA and flush, discard and
  * write-zeroes, a read-only export, requests split to the server's maximum, many writers at once
  * (and how many connections they open), a server killed under the device, bad URIs, and the
- * redaction of secrets in messages.  Skipped only when nbdkit is not installed.
+ * redaction of secrets in messages.  The asynchronous path (NbdAio): many requests in flight on
+ * one connection with few engine threads, multi-conn spreading them, a server killed with
+ * requests in flight, abandoned requests answering late, the device's submit op itself (split,
+ * scatter, refusals, a close with requests in flight), and random concurrent I/O landing intact.
+ * Skipped only when nbdkit is not installed.
  */
 #include "test-util.h"
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iostream>
+#include <set>
+#include <random>
 #include <fstream>
 #include <sstream>
 
 using namespace dmio_test;
 
 extern "C" char *dmio_nbd_redact_uri(const char *uri);
+/* dmio-nbd-raw.c: the device's own asynchronous submit op, as the engines call it. */
+extern "C" int dmio_test_dev_submit(dmio_dev *dev, int op, const struct iovec *iov,
+				    unsigned int iovcnt, uint64_t offset, uint64_t len,
+				    unsigned int flags, void (*done)(void *opaque, int err),
+				    void *opaque);
 
 namespace
 {
@@ -62,7 +77,8 @@ class NbdKit
 		}
 		for (int i = 0; i < 500; i++) {
 			struct stat st;
-			if (stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+			/* The socket exists before nbdkit listens on it: until then, refused. */
+			if (stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && accepts(sock))
 				return 0;
 			int status;
 			if (waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -83,6 +99,19 @@ class NbdKit
 	}
 
       private:
+	static bool accepts(const std::string &sock)
+	{
+		struct sockaddr_un addr = {};
+		addr.sun_family = AF_UNIX;
+		snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock.c_str());
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return false;
+		bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+		close(fd);
+		return ok;
+	}
+
 	pid_t pid_ = -1;
 };
 
@@ -397,6 +426,479 @@ TEST_P(Nbd, AKilledServerFailsTheNextIoPromptly)
 	}
 }
 
+/* ---- Asynchronous requests: many in flight --------------------------------------------------- */
+
+/* Asynchronous dmio() calls in flight at once, each with its own memory and outcome. */
+class Batch
+{
+      public:
+	struct Op {
+		Batch *batch = nullptr;
+		dmio_op op = DMIO_READ;
+		uint64_t sector = 0, count = 0;
+		unsigned flags = 0;
+		std::vector<uint8_t> buf;
+		int region_error = kUnsetRegionError;
+		unsigned long bits = 0;
+		bool done = false;
+		std::atomic<int> released{0};
+		std::chrono::steady_clock::time_point when;
+		std::vector<iovec> iov;
+	};
+
+	/*
+	 * Submit op over dev (data: what a write writes; a read gets count sectors of 0xee), its
+	 * memory one buffer, or (pieces > 1) an iovec of that many pieces of random lengths.
+	 */
+	Op &submit(dmio_client *client, dmio_dev *dev, dmio_op op, uint64_t sector, uint64_t count,
+		   unsigned flags = 0, std::vector<uint8_t> data = {}, unsigned pieces = 1)
+	{
+		ops_.push_back(std::make_unique<Op>());
+		Op &o = *ops_.back();
+		o.batch = this;
+		o.op = op;
+		o.sector = sector;
+		o.count = count;
+		o.flags = flags;
+		if (op == DMIO_WRITE)
+			o.buf = std::move(data);
+		else if (op == DMIO_READ)
+			o.buf.assign(count * DMIO_SECTOR_SIZE, 0xee);
+		dmio_request req;
+		memset(&req, 0, sizeof(req));
+		req.op = op;
+		req.flags = flags;
+		req.client = client;
+		req.mem.type = DMIO_MEM_VM;
+		req.mem.ptr.vma = o.buf.empty() ? nullptr : o.buf.data();
+		if (pieces > 1 && o.buf.size() >= pieces) {
+			/* Cut points from the data itself: random, and the same for a given data. */
+			std::mt19937 rng((uint32_t)o.buf.size() * 31 + (uint32_t)sector);
+			std::vector<size_t> cuts = {0, o.buf.size()};
+			for (unsigned i = 1; i < pieces; i++)
+				cuts.push_back(1 + rng() % (o.buf.size() - 1));
+			std::sort(cuts.begin(), cuts.end());
+			for (size_t i = 0; i + 1 < cuts.size(); i++)
+				if (cuts[i + 1] > cuts[i])
+					o.iov.push_back({o.buf.data() + cuts[i], cuts[i + 1] - cuts[i]});
+			req.mem.type = DMIO_MEM_IOVEC;
+			req.mem.ptr.iov.vec = o.iov.data();
+			req.mem.ptr.iov.count = (unsigned)o.iov.size();
+		}
+		req.notify.fn = notify;
+		req.notify.context = &o;
+		req.notify.release = release;
+		req.region_errors = &o.region_error;
+		dmio_region where = {dev, sector, count};
+		{
+			std::lock_guard<std::mutex> g(lock_);
+			submitted_++;
+		}
+		int r = dmio(&req, 1, &where, nullptr);
+		EXPECT_EQ(0, r) << "dmio op " << op << " at " << sector;
+		if (r != 0) {
+			std::lock_guard<std::mutex> g(lock_);
+			submitted_--;
+		}
+		return o;
+	}
+	/* Every submitted call was notified (and its memory released) within timeout. */
+	bool wait_all(std::chrono::milliseconds timeout = completion_timeout())
+	{
+		std::unique_lock<std::mutex> g(lock_);
+		return cond_.wait_for(g, timeout, [&] { return released_ == submitted_; });
+	}
+	unsigned finished() const
+	{
+		std::lock_guard<std::mutex> g(lock_);
+		return notified_;
+	}
+	std::vector<std::unique_ptr<Op>> &ops()
+	{
+		return ops_;
+	}
+
+      private:
+	static void notify(unsigned long error, void *context)
+	{
+		Op *o = static_cast<Op *>(context);
+		std::lock_guard<std::mutex> g(o->batch->lock_);
+		EXPECT_FALSE(o->done) << "notified twice";
+		o->bits = error;
+		o->done = true;
+		o->when = std::chrono::steady_clock::now();
+		o->batch->notified_++;
+	}
+	static void release(void *context)
+	{
+		Op *o = static_cast<Op *>(context);
+		Batch *b = o->batch;
+		std::lock_guard<std::mutex> g(b->lock_);
+		o->released++;
+		b->released_++;
+		b->cond_.notify_all();
+	}
+
+	mutable std::mutex lock_;
+	std::condition_variable cond_;
+	unsigned submitted_ = 0, notified_ = 0, released_ = 0;
+	std::vector<std::unique_ptr<Op>> ops_;
+};
+
+long ms_since(std::chrono::steady_clock::time_point t0)
+{
+	return std::chrono::duration_cast<std::chrono::milliseconds>(
+		   std::chrono::steady_clock::now() - t0)
+	    .count();
+}
+
+class NbdAio : public Nbd
+{
+};
+
+TEST_P(NbdAio, ManyRequestsInFlightOnOneConnection)
+{
+	std::string log = tmp_ / "nbdkit.log";
+	/* One connection, 50 ms a request: 32 requests one at a time would take 1.6 s. */
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=log", "--filter=multi-conn", "--filter=delay"},
+				      {"logfile=" + log, "multi-conn-mode=disable", "rdelay=50ms",
+				       "wdelay=50ms"}));
+	constexpr unsigned kRequests = 32;
+	constexpr uint64_t kCount = 8; /* sectors */
+	/* Two engine threads: a thread blocked per request would take 16 x 50 ms. */
+	Client small;
+	ASSERT_EQ(0, make_client(GetParam().engine, &small, 2));
+	{
+		Batch b;
+		auto t0 = std::chrono::steady_clock::now();
+		for (unsigned i = 0; i < kRequests; i++)
+			b.submit(small.get(), dev_.get(), DMIO_READ, i * 100, kCount);
+		ASSERT_TRUE(b.wait_all());
+		long ms = ms_since(t0);
+		EXPECT_LT(ms, 500 * (long)scale()) << "the reads did not overlap on the connection";
+		for (unsigned i = 0; i < kRequests; i++) {
+			auto &o = *b.ops()[i];
+			EXPECT_EQ(0ul, o.bits) << "read " << i;
+			EXPECT_TRUE(same_bytes(
+			    std::vector<uint8_t>(image_.begin() + i * 100 * DMIO_SECTOR_SIZE,
+						 image_.begin() + (i * 100 + kCount) * DMIO_SECTOR_SIZE),
+			    o.buf))
+			    << "read " << i;
+		}
+		RecordProperty("reads_ms", std::to_string(ms));
+		std::cout << "32 reads of 50 ms each on one connection: " << ms << " ms\n";
+	}
+	{
+		Batch b;
+		auto t0 = std::chrono::steady_clock::now();
+		for (unsigned i = 0; i < kRequests; i++)
+			b.submit(small.get(), dev_.get(), DMIO_WRITE, i * 100 + 50, kCount,
+				 i % 2 ? DMIO_REQ_FUA : 0,
+				 pattern(kCount * DMIO_SECTOR_SIZE, 600 + i));
+		ASSERT_TRUE(b.wait_all());
+		long ms = ms_since(t0);
+		EXPECT_LT(ms, 500 * (long)scale()) << "the writes did not overlap on the connection";
+		for (unsigned i = 0; i < kRequests; i++) {
+			EXPECT_EQ(0ul, b.ops()[i]->bits) << "write " << i;
+			EXPECT_TRUE(same_bytes(pattern(kCount * DMIO_SECTOR_SIZE, 600 + i),
+					       exported((i * 100 + 50) * DMIO_SECTOR_SIZE,
+							kCount * DMIO_SECTOR_SIZE)))
+			    << "write " << i;
+		}
+		std::cout << "32 writes of 50 ms each on one connection: " << ms << " ms\n";
+	}
+	EXPECT_EQ(1u, count_connections(log));
+}
+
+TEST_P(NbdAio, AServerKilledWithRequestsInFlightFailsThemAllPromptly)
+{
+	/* Every request sleeps 30 s in the server: they are all in flight when it dies. */
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=delay"}, {"rdelay=30", "wdelay=30"}));
+	constexpr unsigned kRequests = 16;
+	Batch b;
+	for (unsigned i = 0; i < kRequests; i++) {
+		if (i % 2)
+			/* Half of them into scattered memory: read through a copy. */
+			b.submit(client_.get(), dev_.get(), DMIO_READ, i * 64, 16, 0, {},
+				 i % 4 == 1 ? 5 : 1);
+		else
+			b.submit(client_.get(), dev_.get(), DMIO_WRITE, i * 64, 16, 0,
+				 pattern(16 * DMIO_SECTOR_SIZE, 700 + i));
+	}
+	/* Let them reach the server (and busy_ns see them started). */
+	usleep(200 * 1000);
+	unsigned outstanding = 0;
+	EXPECT_GT(dmio_dev_busy_ns(dev_.get(), &outstanding), 0u);
+	EXPECT_EQ(kRequests, outstanding);
+	EXPECT_EQ(0u, b.finished()) << "answered before the server did";
+	auto killed = std::chrono::steady_clock::now();
+	server_.stop(SIGKILL);
+	ASSERT_TRUE(b.wait_all(std::chrono::milliseconds(5000 * scale())));
+	long ms = ms_since(killed);
+	EXPECT_LT(ms, 1000 * (long)scale()) << "the requests in flight did not fail promptly";
+	std::cout << kRequests << " requests in flight failed " << ms << " ms after the kill\n";
+	for (auto &o : b.ops()) {
+		EXPECT_EQ(1ul, o->bits) << "op " << o->op << " at " << o->sector;
+		EXPECT_LT(0, o->region_error);
+		EXPECT_NE(kUnsetRegionError, o->region_error);
+		if (o->op == DMIO_READ) {
+			EXPECT_TRUE(all_bytes_are(o->buf, 0)) << "a failed read leaves zeroes";
+		}
+	}
+	/* Later calls fail at once, asynchronous or not, every op. */
+	Batch later;
+	auto t0 = std::chrono::steady_clock::now();
+	later.submit(client_.get(), dev_.get(), DMIO_READ, 0, 8);
+	later.submit(client_.get(), dev_.get(), DMIO_WRITE, 0, 8, DMIO_REQ_FUA,
+		     pattern(8 * DMIO_SECTOR_SIZE, 1));
+	later.submit(client_.get(), dev_.get(), DMIO_FLUSH, 0, 0);
+	later.submit(client_.get(), dev_.get(), DMIO_DISCARD, 0, 8);
+	later.submit(client_.get(), dev_.get(), DMIO_WRITE_ZEROES, 0, 8);
+	ASSERT_TRUE(later.wait_all());
+	for (auto &o : later.ops()) {
+		EXPECT_EQ(1ul, o->bits) << "op " << o->op;
+		EXPECT_EQ(ENOTCONN, o->region_error) << "op " << o->op;
+	}
+	std::vector<uint8_t> buf(4096);
+	dmio_request req;
+	memset(&req, 0, sizeof(req));
+	req.op = DMIO_READ;
+	req.client = client_.get();
+	req.mem.type = DMIO_MEM_VM;
+	req.mem.ptr.vma = buf.data();
+	dmio_region where = {dev_.get(), 0, 8};
+	EXPECT_EQ(-EIO, dmio(&req, 1, &where, nullptr));
+	EXPECT_LT(ms_since(t0), 500 * (long)scale()) << "a lost device must fail at once";
+}
+
+TEST_P(NbdAio, AbandonedRequestsMayAnswerLateAndTheCloseWaitsForThem)
+{
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=delay"}, {"rdelay=30", "wdelay=30"}));
+	Batch b;
+	for (unsigned i = 0; i < 8; i++)
+		b.submit(client_.get(), dev_.get(), i % 2 ? DMIO_READ : DMIO_WRITE, i * 64, 16,
+			 DMIO_REQ_ABANDONABLE, pattern(16 * DMIO_SECTOR_SIZE, 800 + i));
+	usleep(100 * 1000);
+	EXPECT_EQ(8u, dmio_dev_abandon(dev_.get(), ETIMEDOUT));
+	/* Notified at once with the abandon's errno; their memory is the device's until it answers. */
+	auto t0 = std::chrono::steady_clock::now();
+	while (b.finished() < 8 && ms_since(t0) < 2000 * (long)scale())
+		usleep(1000);
+	ASSERT_EQ(8u, b.finished());
+	for (auto &o : b.ops()) {
+		EXPECT_EQ(ETIMEDOUT, o->region_error);
+		EXPECT_EQ(0, o->released.load()) << "released while the device still has it";
+	}
+	EXPECT_EQ(8u, dmio_dev_abandoned(dev_.get()));
+	/* The close waits for the late answers; the server dies, and they come. */
+	dmio_dev_close(dev_.release());
+	server_.stop(SIGKILL);
+	ASSERT_TRUE(b.wait_all(std::chrono::milliseconds(5000 * scale())));
+	for (auto &o : b.ops())
+		EXPECT_EQ(1, o->released.load());
+}
+
+/* Which connections (nbdkit's log filter's connection=N) carried a command named what. */
+std::set<std::string> connections_used(const std::string &log, const std::string &what)
+{
+	std::ifstream in(log);
+	std::string line;
+	std::set<std::string> used;
+	while (std::getline(in, line)) {
+		size_t at = line.find("connection=");
+		if (at == std::string::npos || line.find(" " + what + " id=") == std::string::npos)
+			continue;
+		used.insert(line.substr(at, line.find(' ', at) - at));
+	}
+	return used;
+}
+
+TEST_P(NbdAio, MultiConnSpreadsRequestsOverTheConnections)
+{
+	std::string log = tmp_ / "nbdkit.log";
+	ASSERT_NO_FATAL_FAILURE(
+	    serve({"--filter=log", "--filter=delay"}, {"logfile=" + log, "rdelay=50ms"}));
+	Batch b;
+	for (unsigned i = 0; i < 32; i++)
+		b.submit(client_.get(), dev_.get(), DMIO_READ, i * 100, 8);
+	ASSERT_TRUE(b.wait_all());
+	for (auto &o : b.ops())
+		EXPECT_EQ(0ul, o->bits);
+	dev_.reset(); /* the log is complete once the connections are closed */
+	unsigned opened = count_connections(log);
+	std::set<std::string> used = connections_used(log, "Read");
+	EXPECT_GT(opened, 1u) << "multi-conn, but one connection";
+	EXPECT_LE(opened, 8u);
+	EXPECT_EQ(opened, used.size()) << "some connections carried no read";
+}
+
+/* What a device's submit answers: the errors, in order, and the threads they came from. */
+struct RawAnswers {
+	std::mutex lock;
+	std::condition_variable cond;
+	std::vector<int> errs;
+	std::set<std::thread::id> threads;
+
+	static void done(void *opaque, int err)
+	{
+		RawAnswers *a = static_cast<RawAnswers *>(opaque);
+		std::lock_guard<std::mutex> g(a->lock);
+		a->errs.push_back(err);
+		a->threads.insert(std::this_thread::get_id());
+		a->cond.notify_all();
+	}
+	bool wait(size_t n)
+	{
+		std::unique_lock<std::mutex> g(lock);
+		return cond.wait_for(g, completion_timeout(), [&] { return errs.size() >= n; });
+	}
+	size_t count()
+	{
+		std::lock_guard<std::mutex> g(lock);
+		return errs.size();
+	}
+};
+
+/* An iovec of pieces cutting buf at the given offsets. */
+std::vector<iovec> cut(std::vector<uint8_t> &buf, std::vector<size_t> at)
+{
+	std::vector<iovec> v;
+	size_t prev = 0;
+	at.push_back(buf.size());
+	for (size_t a : at) {
+		v.push_back({buf.data() + prev, a - prev});
+		prev = a;
+	}
+	return v;
+}
+
+TEST_P(NbdAio, TheDevicesSubmitSplitsScattersAndRefuses)
+{
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=nozero", "--filter=blocksize-policy"},
+				      {"blocksize-minimum=512", "blocksize-preferred=4096",
+				       "blocksize-maximum=65536", "blocksize-error-policy=error"}));
+	std::vector<uint8_t> data = pattern(1024 * 1024 + 3 * DMIO_SECTOR_SIZE, 61);
+	std::vector<iovec> wv = cut(data, {1, 700, 65536, 65537, 300000, 1000000});
+	RawAnswers a;
+	ASSERT_EQ(0, dmio_test_dev_submit(dev_.get(), DMIO_WRITE, wv.data(), wv.size(), 4096,
+					  data.size(), DMIO_REQ_FUA, RawAnswers::done, &a));
+	ASSERT_TRUE(a.wait(1));
+	EXPECT_EQ(0, a.errs[0]);
+	EXPECT_TRUE(same_bytes(data, exported(4096, data.size())));
+	std::vector<uint8_t> back(data.size(), 0xee);
+	std::vector<iovec> rv = cut(back, {4096, 4097, 131072, 500001});
+	ASSERT_EQ(0, dmio_test_dev_submit(dev_.get(), DMIO_READ, rv.data(), rv.size(), 4096,
+					  back.size(), 0, RawAnswers::done, &a));
+	ASSERT_EQ(0, dmio_test_dev_submit(dev_.get(), DMIO_FLUSH, nullptr, 0, 0, 0, 0,
+					  RawAnswers::done, &a));
+	ASSERT_TRUE(a.wait(3));
+	EXPECT_EQ(0, a.errs[1]);
+	EXPECT_EQ(0, a.errs[2]);
+	EXPECT_TRUE(same_bytes(data, back));
+	/* Answered from the device's own thread, never the submitter's. */
+	EXPECT_EQ(0u, a.threads.count(std::this_thread::get_id()));
+	/* What the server lacks is refused at once, and never answered. */
+	EXPECT_EQ(-EOPNOTSUPP, dmio_test_dev_submit(dev_.get(), DMIO_WRITE_ZEROES, nullptr, 0, 0,
+						    4096, 0, RawAnswers::done, &a));
+	usleep(50 * 1000);
+	EXPECT_EQ(3u, a.count());
+}
+
+TEST_P(NbdAio, TheCloseEndsWhatADirectCallerHasInFlight)
+{
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=delay"}, {"rdelay=30", "wdelay=30"}));
+	std::vector<std::vector<uint8_t>> bufs;
+	for (unsigned i = 0; i < 16; i++)
+		bufs.push_back(pattern(4096, 900 + i));
+	std::vector<iovec> iov;
+	for (auto &b : bufs)
+		iov.push_back({b.data(), b.size()});
+	RawAnswers a;
+	for (unsigned i = 0; i < 16; i++)
+		ASSERT_EQ(0, dmio_test_dev_submit(dev_.get(), i % 2 ? DMIO_READ : DMIO_WRITE,
+						  &iov[i], 1, i * 8192, 4096, 0, RawAnswers::done,
+						  &a));
+	usleep(100 * 1000);
+	EXPECT_EQ(0u, a.count()) << "answered before the server did";
+	auto t0 = std::chrono::steady_clock::now();
+	dmio_dev_close(dev_.release());
+	EXPECT_LT(ms_since(t0), 1000 * (long)scale()) << "the close waited for the server";
+	/* Every one answered before the close returned. */
+	ASSERT_EQ(16u, a.count());
+	for (int err : a.errs)
+		EXPECT_EQ(-ENOTCONN, err);
+}
+
+TEST_P(NbdAio, ConcurrentMixedRequestsLandIntact)
+{
+	/* The server refuses (EINVAL) data requests of more than 64 KiB: they must be split. */
+	ASSERT_NO_FATAL_FAILURE(serve({"--filter=blocksize-policy"},
+				      {"blocksize-minimum=512", "blocksize-preferred=4096",
+				       "blocksize-maximum=65536", "blocksize-error-policy=error"}));
+	constexpr unsigned kThreads = 4, kLanes = 4, kRounds = 12;
+	constexpr uint64_t kLane = kSize / DMIO_SECTOR_SIZE / (kThreads * kLanes); /* sectors */
+	std::vector<uint8_t> model = image_;
+	std::atomic<int> bad{0};
+	std::vector<std::thread> threads;
+	for (unsigned t = 0; t < kThreads; t++) {
+		threads.emplace_back([&, t] {
+			std::mt19937 rng(1000 + t);
+			for (unsigned round = 0; round < kRounds; round++) {
+				/* One request per lane at once, every lane its own range. */
+				Batch b;
+				std::vector<std::vector<uint8_t>> data(kLanes);
+				for (unsigned l = 0; l < kLanes; l++) {
+					uint64_t lane = (t * kLanes + l) * kLane;
+					uint64_t count = 1 + rng() % 600; /* up to 300 KiB */
+					uint64_t sector = lane + rng() % (kLane - count);
+					unsigned kind = rng() % 8;
+					/* Scattered memory: copies through the commands' buffers. */
+					unsigned pieces = rng() % 2 ? 1 : 2 + rng() % 12;
+					size_t off = sector * DMIO_SECTOR_SIZE;
+					size_t len = count * DMIO_SECTOR_SIZE;
+					if (kind < 4) {
+						data[l] = pattern(len, rng());
+						b.submit(client_.get(), dev_.get(), DMIO_WRITE,
+							 sector, count, kind == 0 ? DMIO_REQ_FUA : 0,
+							 data[l], pieces);
+						memcpy(&model[off], data[l].data(), len);
+					} else if (kind == 4) {
+						b.submit(client_.get(), dev_.get(),
+							 DMIO_WRITE_ZEROES, sector, count);
+						memset(&model[off], 0, len);
+					} else {
+						b.submit(client_.get(), dev_.get(), DMIO_READ,
+							 sector, count, 0, {}, pieces);
+					}
+				}
+				if (!b.wait_all()) {
+					bad++;
+					return;
+				}
+				for (auto &o : b.ops()) {
+					if (o->bits != 0)
+						bad++;
+					if (o->op == DMIO_READ &&
+					    memcmp(o->buf.data(),
+						   &model[o->sector * DMIO_SECTOR_SIZE],
+						   o->buf.size()) != 0)
+						bad++;
+				}
+			}
+		});
+	}
+	for (auto &t : threads)
+		t.join();
+	EXPECT_EQ(0, bad.load());
+	EXPECT_TRUE(same_bytes(model, exported(0, kSize)));
+	/* And read back whole through the device: 8 MiB in 64 KiB commands. */
+	Batch b;
+	b.submit(client_.get(), dev_.get(), DMIO_READ, 0, kSize / DMIO_SECTOR_SIZE);
+	ASSERT_TRUE(b.wait_all());
+	EXPECT_EQ(0ul, b.ops()[0]->bits);
+	EXPECT_TRUE(same_bytes(model, b.ops()[0]->buf));
+}
+
 INSTANTIATE_TEST_SUITE_P(EnginesSyncAsync, Nbd,
 			 ::testing::Values(NbdParam{Engine::Threads, false},
 					   NbdParam{Engine::Threads, true},
@@ -409,6 +911,13 @@ INSTANTIATE_TEST_SUITE_P(EnginesSyncAsync, Nbd,
 INSTANTIATE_TEST_SUITE_P(Engines, NbdConcurrent,
 			 ::testing::Values(NbdParam{Engine::Threads, false},
 					   NbdParam{Engine::IoUring, false}),
+			 [](const ::testing::TestParamInfo<NbdParam> &info) {
+				 return std::string(engine_name(info.param.engine));
+			 });
+
+INSTANTIATE_TEST_SUITE_P(Engines, NbdAio,
+			 ::testing::Values(NbdParam{Engine::Threads, true},
+					   NbdParam{Engine::IoUring, true}),
 			 [](const ::testing::TestParamInfo<NbdParam> &info) {
 				 return std::string(engine_name(info.param.engine));
 			 });

@@ -59,6 +59,7 @@ getfattr --absolute-names -d -m - "$mirror" >"$tmpdir/dump" ||
 grep '^user\.' "$tmpdir/dump" | sed 's/=.*//' | sort >"$tmpdir/listed"
 cat >"$tmpdir/expected" <<EOF
 user.fusemirror.error_bits
+user.fusemirror.event_log
 user.fusemirror.events
 user.fusemirror.last_error
 user.fusemirror.leg.0.busy
@@ -75,6 +76,7 @@ user.fusemirror.leg.0.slow
 user.fusemirror.leg.0.state
 user.fusemirror.leg.0.uuid
 user.fusemirror.leg.0.write_errors
+user.fusemirror.leg.0.write_mostly
 user.fusemirror.leg.1.busy
 user.fusemirror.leg.1.corrected_errors
 user.fusemirror.leg.1.io_timeout
@@ -89,6 +91,7 @@ user.fusemirror.leg.1.slow
 user.fusemirror.leg.1.state
 user.fusemirror.leg.1.uuid
 user.fusemirror.leg.1.write_errors
+user.fusemirror.leg.1.write_mostly
 user.fusemirror.legs
 user.fusemirror.max_read_errors
 user.fusemirror.mismatch_cnt
@@ -219,8 +222,8 @@ dd if="$mirror" of="$tmpdir/back" bs=1M skip=4 count=8 iflag=direct status=none 
 	daemon_fail "dd from the mirror after the refused daemons"
 cmp "$tmpdir/back" "$tmpdir/data" || daemon_fail "the first daemon's data changed"
 
-# SIGHUP stops the daemon as SIGTERM does.
-stop_daemon HUP
+# SIGINT stops the daemon as SIGTERM does (SIGHUP reloads: test-reload.sh).
+stop_daemon INT
 assert_grep "stopped; $mirror unmounted" "$daemon_log" "the daemon's log"
 legs_equal $size "$a" "$b"
 cmp -n $((8 * mib)) "$tmpdir/data" "$a" 0 $((4 * mib)) >&2 ||

@@ -3,6 +3,8 @@
 # After `make install`, a program outside the tree can #include <dmio.h>, link with
 # `pkg-config --libs dmio` and use dmio_get, the six seed calls and dmio() (install-consumer.c).
 # Fails if the installed header, the .pc file, the library or one of its symbols is missing.
+# The programs' files are installed too: the systemd units (in systemd's unit directory), the
+# bash completion, the example config in SYSCONFDIR/fusemirror/.
 . "${srcdir:-.}/functions.sh"
 set -e
 
@@ -65,3 +67,17 @@ if command -v ldd >/dev/null 2>&1; then
 fi
 mkdir "$tmpdir/data"
 "$tmpdir/consumer" "$tmpdir/data" || fail "install-consumer failed"
+
+# The programs' files, where configure said (run by hand: not checked).
+if test -n "${FM_UNITDIR:-}"; then
+	for f in "$FM_UNITDIR/fusemirror@.service" "$FM_UNITDIR/fusemirror-check@.service" \
+		"$FM_UNITDIR/fusemirror-check@.timer" "$FM_COMPLETIONDIR/fusemirrorctl" \
+		"$FM_SYSCONFDIR/fusemirror/fusemirror.conf.example"; do
+		test -f "$dest$f" || fail "make install did not install $f"
+	done
+	# The installed unit runs the installed daemon.
+	grep -q "^ExecStart=${DMIO_PREFIX:-/usr/local}/sbin/fusemirrord " \
+		"$dest$FM_UNITDIR/fusemirror@.service" ||
+		fail "the installed unit does not run the installed fusemirrord"
+fi
+

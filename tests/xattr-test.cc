@@ -80,12 +80,12 @@ const char *const kMirrorKeys[] = {
     "name",	   "state",	   "legs",	  "error_bits",	   "events",
     "resync.done", "resync.total", "resync.rate", "resync.source", "resync.rate_min",
     "uuid",	   "mismatch_cnt", "mismatches",  "replace.leg",   "replace.by",
-    "max_read_errors"};
+    "max_read_errors", "event_log"};
 const char *const kLegFields[] = {"name",	     "path",		"state",
 				  "read_errors",     "write_errors",	"corrected_errors",
 				  "uuid",	     "resync",		"io_timeout",
-				  "busy",	     "slow",		"reconnect",
-				  "reconnect_delay", "reconnect_max"};
+				  "busy",	     "slow",		"write_mostly",
+				  "reconnect",	     "reconnect_delay", "reconnect_max"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
 {
@@ -197,6 +197,47 @@ TEST_F(Xattr, StatusFollowsAnOperatorFail)
 	EXPECT_EQ("leg2", get_leg(2, "name")) << "a failed leg keeps its name";
 }
 
+/* The event log holds the events, numbered, oldest first, one tab-separated line each. */
+TEST_F(Xattr, EventLogFollowsTheEvents)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(3));
+	std::string before = get("user.fusemirror.event_log");
+	ASSERT_EQ(0, ctl("fail 2"));
+	std::string log = get("user.fusemirror.event_log");
+	ASSERT_GT(log.size(), before.size());
+	std::vector<std::string> lines;
+	for (size_t at = 0, nl; (nl = log.find('\n', at)) != std::string::npos; at = nl + 1)
+		lines.push_back(log.substr(at, nl - at));
+	ASSERT_GE(lines.size(), 2u);
+	uint64_t seq = 0;
+	bool failed = false, degraded = false;
+	for (const std::string &line : lines) {
+		std::vector<std::string> f;
+		for (size_t at = 0;;) {
+			size_t tab = line.find('\t', at);
+			f.push_back(line.substr(at, tab == std::string::npos ? tab : tab - at));
+			if (tab == std::string::npos)
+				break;
+			at = tab + 1;
+		}
+		ASSERT_EQ(6u, f.size()) << line;
+		EXPECT_EQ(seq + 1, std::stoull(f[0])) << "numbered in order: " << line;
+		seq = std::stoull(f[0]);
+		EXPECT_GT(std::stoll(f[1]), 1700000000000000LL) << "microseconds since the epoch";
+		if (f[3] == "LegFailed") {
+			failed = true;
+			EXPECT_EQ("warning", f[2]);
+			EXPECT_EQ("leg2", f[4]);
+		}
+		if (f[3] == "DegradedArray") {
+			degraded = true;
+			EXPECT_EQ("-", f[4]) << "the whole mirror";
+		}
+	}
+	EXPECT_TRUE(failed) << log;
+	EXPECT_TRUE(degraded) << log;
+}
+
 /* A read error (leg 0's file truncated under the mirror) shows in the counters and bits. */
 TEST_F(Xattr, StatusAfterAReadError)
 {
@@ -297,7 +338,7 @@ TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
 		}
 
 		std::vector<std::string> names = list();
-		EXPECT_EQ(18u + 14u * n, names.size());
+		EXPECT_EQ(19u + 15u * n, names.size());
 		std::set<std::string> listed(names.begin(), names.end());
 		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
 		for (const std::string &name : names) {

@@ -62,6 +62,13 @@ struct leg_config {
 	int reconnect_max;	/* reconnect-max of this leg; -1: the [mirror] group's */
 };
 
+/*
+ * Told while assembly waits for a missing leg (about once a second): which leg, its path, and
+ * how long it has waited of the assemble-timeout.  On the thread that runs mirror_open().
+ */
+typedef void (*mirror_wait_fn)(void *opaque, const char *leg, const char *path,
+			       unsigned int waited_s, unsigned int timeout_s);
+
 struct mirror_config {
 	char *file; /* the path the config was read from ("<string>" for parsed data) */
 	char *name;
@@ -84,6 +91,8 @@ struct mirror_config {
 	unsigned int reconnect_delay_ms; /* before a remote leg's first try (0: the default) */
 	unsigned int reconnect_max;	 /* tries to reconnect a remote leg; 0: never */
 	char *force_source;	       /* not in the file: fusemirrord --force-source LEG */
+	mirror_wait_fn wait_fn;	       /* not in the file: the caller's, may be NULL */
+	void *wait_opaque;
 	unsigned int num_legs;
 	struct leg_config *legs; /* in the order of the file */
 };

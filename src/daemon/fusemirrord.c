@@ -29,6 +29,8 @@
 #include "config/runtime.h"
 #include "daemon/log.h"
 #include "daemon/notify.h"
+#include "daemon/reload.h"
+#include "daemon/watchdog.h"
 #include "daemon/save-config.h"
 #include "fuse/frontend.h"
 #include "mirror/mirror.h"
@@ -77,6 +79,8 @@ struct daemon {
 	struct runtime_record *record;
 	atomic_bool record_live; /* written: events that change the legs rewrite it */
 	GMutex record_lock;	 /* a leaf: one rewrite of the record at a time */
+	GMutex config_lock;	 /* a leaf: config->on_event, which a reload changes */
+	char *abs_config;	 /* the file a reload reads */
 };
 
 /* ---- Events: the on-event program and systemd's STATUS= ------------------------------------ */
@@ -156,6 +160,26 @@ static void write_record(struct daemon *d, struct mirror *m)
 	g_mutex_unlock(&d->record_lock);
 }
 
+/*
+ * Assembly waits for a missing leg (assemble-timeout, up to an hour): systemd hears why and
+ * gives the start that long, plus a minute for the rest of assembly, instead of killing it at
+ * its TimeoutStartSec=.
+ */
+static void on_assembly_wait(void *opaque, const char *leg, const char *path,
+			     unsigned int waited_s, unsigned int timeout_s)
+{
+	unsigned int left = timeout_s > waited_s ? timeout_s - waited_s : 0;
+	char *state;
+
+	(void)opaque;
+	state = g_strdup_printf("STATUS=waiting for leg %s (%s) (%u of %u s)\n"
+				"EXTEND_TIMEOUT_USEC=%" G_GUINT64_FORMAT,
+				leg, path, waited_s, timeout_s,
+				(guint64)(left + 60) * G_USEC_PER_SEC);
+	notify_systemd(state);
+	g_free(state);
+}
+
 /* Events come from mirror_open on (assembly's), on the mirror's threads: use m, not d->mirror. */
 static void on_event(void *opaque, struct mirror *m, const char *event, GLogLevelFlags level,
 		     int leg, const char *message)
@@ -163,15 +187,21 @@ static void on_event(void *opaque, struct mirror *m, const char *event, GLogLeve
 	struct daemon *d = opaque;
 	struct event_job *job;
 	struct leg_status st;
+	char *program;
 
 	update_status(m);
 	if (atomic_load(&d->record_live) &&
 	    (strcmp(event, "LegAdded") == 0 || strcmp(event, "LegRemoved") == 0))
 		write_record(d, m);
-	if (d->config->on_event == NULL || d->event_pool == NULL)
+	if (d->event_pool == NULL)
+		return;
+	g_mutex_lock(&d->config_lock);
+	program = g_strdup(d->config->on_event);
+	g_mutex_unlock(&d->config_lock);
+	if (program == NULL)
 		return;
 	job = g_new0(struct event_job, 1);
-	job->argv[0] = g_strdup(d->config->on_event);
+	job->argv[0] = program;
 	job->argv[1] = g_strdup(event);
 	job->argv[2] = g_strdup(mirror_name(m));
 	if (leg >= 0) {
@@ -181,6 +211,23 @@ static void on_event(void *opaque, struct mirror *m, const char *event, GLogLeve
 		job->argv[3] = g_strdup("");
 	}
 	g_thread_pool_push(d->event_pool, job, NULL);
+}
+
+/*
+ * SIGHUP (systemctl reload): re-read the configuration's runtime tunables (reload.c), telling
+ * systemd RELOADING=1 first and READY=1 once done.  On the stopper's thread.
+ */
+static void on_reload(void *opaque, struct mirror *m)
+{
+	struct daemon *d = opaque;
+	char *state = g_strdup_printf("RELOADING=1\nMONOTONIC_USEC=%" G_GINT64_FORMAT,
+				      g_get_monotonic_time());
+
+	notify_systemd(state);
+	g_free(state);
+	reload_config(m, d->config, &d->config_lock, d->abs_config);
+	notify_systemd("READY=1");
+	update_status(m);
 }
 
 /*
@@ -417,6 +464,7 @@ int main(int argc, char **argv)
 	struct daemon d = {.ready_fd = -1};
 	struct frontend_options fo = {0};
 	struct frontend *fe = NULL;
+	struct watchdog *watchdog = NULL;
 	GOptionContext *context;
 	GError *error = NULL;
 	const char *config_path, *mountpoint;
@@ -458,6 +506,7 @@ int main(int argc, char **argv)
 	signal(SIGHUP, SIG_DFL);
 	log_setup("fusemirrord", opt_debug);
 	g_mutex_init(&d.record_lock);
+	g_mutex_init(&d.config_lock);
 
 	config_path = opt_config != NULL ? opt_config : CONFIG_DEFAULT_PATH;
 	d.config = config_load(config_path, &error);
@@ -482,6 +531,7 @@ int main(int argc, char **argv)
 
 	/* Paths are resolved before a daemon changes directory to /. */
 	abs_config = g_canonicalize_filename(config_path, NULL);
+	d.abs_config = abs_config;
 	daemon_config_file_init(&d.config_file, abs_config);
 	if (!opt_foreground)
 		d.ready_fd = daemon_fork();
@@ -500,6 +550,7 @@ int main(int argc, char **argv)
 		    g_strerror(errno));
 
 	d.event_pool = g_thread_pool_new(run_event_program, NULL, 1, FALSE, NULL);
+	d.config->wait_fn = on_assembly_wait;
 	r = mirror_open(d.config, on_event, &d, &d.mirror, &error);
 	if (r < 0)
 		die(&d, r == -EBUSY ? EXIT_IN_USE : EXIT_RUNTIME, "%s: %s", abs_config,
@@ -516,6 +567,7 @@ int main(int argc, char **argv)
 	fo.fuse_opts = fuse_opts;
 	fo.stop_timeout = d.config->stop_timeout;
 	fo.on_membership = on_membership;
+	fo.on_reload = on_reload;
 	fo.opaque = &d;
 	r = frontend_mount(d.mirror, &fo, &fe, &error);
 	if (r < 0) {
@@ -531,6 +583,7 @@ int main(int argc, char **argv)
 	daemon_ready(&d, 0);
 	notify_systemd("READY=1");
 	update_status(d.mirror);
+	watchdog = watchdog_start(d.mirror, abs_mountpoint);
 
 	if (frontend_run(fe) < 0)
 		status = EXIT_RUNTIME;
@@ -539,6 +592,7 @@ int main(int argc, char **argv)
 		  mirror_name(d.mirror));
 	/* From here the stop signals are ignored: a second one must not cut the flush short. */
 	frontend_drain(fe);
+	watchdog_stop_io(watchdog);
 	atomic_store(&d.record_live, false);
 	mirror_close(d.mirror);
 	/* Only once the legs are let go: until then a refusal can still name us. */
@@ -546,6 +600,7 @@ int main(int argc, char **argv)
 	runtime_record_free(d.record);
 	/* Unmounted last: a mount that is gone is a mirror stopped clean (fusemirrorctl stop). */
 	frontend_destroy(fe);
+	watchdog_free(watchdog);
 	g_thread_pool_free(d.event_pool, FALSE, TRUE);
 	g_message("stopped; %s unmounted", abs_mountpoint);
 

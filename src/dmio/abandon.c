@@ -15,6 +15,11 @@
  * call that would have run the call's other regions after it, or an engine thread the engine
  * now lacks: so the call's unclaimed regions are run on threads of their own (rescued) and the
  * engine is told to start a thread more.
+ *
+ * A job its device runs asynchronously (engine-async.c: NBD) is running from its submission on;
+ * no thread is stuck in it, so the engine's thread more is only allowed, not needed (glib starts
+ * it only for work that waits).  Its late answer arrives on an engine thread like any other, and
+ * the device keeps the call's memory until then, as a stuck thread would.
  */
 #include "config.h"
 

@@ -26,6 +26,23 @@ struct dmio_dev_ops {
 	int (*flush)(struct dmio_dev *dev);				     /* 0 or -errno */
 	int (*discard)(struct dmio_dev *dev, uint64_t offset, uint64_t len); /* 0 or -errno */
 	int (*zero)(struct dmio_dev *dev, uint64_t offset, uint64_t len);    /* 0 or -errno */
+	/*
+	 * Optional, asynchronous (engine-async.c drives it): start a whole op and return at once.
+	 * op is any dmio_op; a read or write moves exactly len bytes of iov (the kind splits it to
+	 * its own limits); flags may hold DMIO_REQ_FUA (a write, only when can_fua).  0: done
+	 * (opaque, 0 or -errno) comes exactly once, later, from a thread of the kind's own that
+	 * calls nothing else of ours, so done must not block on other I/O nor call the device
+	 * itself.  -errno: refused at once, done never comes.  Until done, the memory is the
+	 * device's.  The kind's other ops stay synchronous (and may be built on this one).
+	 */
+	int (*submit)(struct dmio_dev *dev, enum dmio_op op, const struct iovec *iov,
+		      unsigned int iovcnt, uint64_t offset, uint64_t len, unsigned int flags,
+		      void (*done)(void *opaque, int err), void *opaque);
+	/*
+	 * Every job has answered, abandoned ones too (abandon.c defers the close to the last of
+	 * them); a kind with submit ends with -ENOTCONN whatever a direct caller of submit still
+	 * has in flight, and has called every done before it returns.
+	 */
 	void (*close)(struct dmio_dev *dev);
 };
 
@@ -118,6 +135,13 @@ struct dmio_job {
 	bool tracked;
 	bool abandoned; /* its outcome was recorded by dmio_dev_abandon(): a late answer is ignored */
 	bool engine_owns; /* the engine claimed it (io_uring: before it went into the ring) */
+	/*
+	 * Started through its device's submit (engine-async.c): the device's answer, written by
+	 * the device's thread before it hands the job to engine->finished, read by the engine
+	 * thread that completes it (the engine's queue orders the two).
+	 */
+	bool dev_answered;
+	int dev_result;
 };
 
 struct dmio_io {
@@ -227,7 +251,26 @@ struct dmio_engine_ops {
 	 * abandoned; the engine starts as many more so that it keeps its strength.
 	 */
 	void (*stuck)(void *priv, int delta);
+	/*
+	 * Required with dmio_job_submit_async(): a job its device answered (job->dev_answered) is
+	 * handed over from the device's thread; run dmio_job_finish_async() on an engine thread,
+	 * without blocking here.
+	 */
+	void (*finished)(void *priv, struct dmio_job *job);
 };
+
+/*
+ * Engines call it first in their submit (engine-async.c): true when the job's device has a
+ * submit op and takes the job's op as it is (no capability fallback needed), and so the job was
+ * claimed and started on the device (or dropped: someone else had claimed it); false: the
+ * engine runs the job its own way.  No engine thread waits while the device works on it.
+ */
+bool dmio_job_submit_async(struct dmio_job *job);
+/*
+ * On an engine thread, for a job handed to engine->finished: what dmio_job_execute() would add
+ * (zero-filling a failed read, the fallbacks of a refused op), then dmio_job_complete().
+ */
+void dmio_job_finish_async(struct dmio_job *job);
 
 extern const struct dmio_engine_ops dmio_engine_threads;
 #ifdef HAVE_LIBURING

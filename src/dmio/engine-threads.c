@@ -2,6 +2,8 @@
 /*
  * The threads engine (the default): a GThreadPool whose workers each run one region's blocking
  * preadv/pwritev/fdatasync/fallocate, so that the regions of one call proceed in parallel.
+ * A device that answers asynchronously (NBD) gets its jobs directly (engine-async.c); a worker
+ * only completes them once the device answered.
  */
 #include "config.h"
 
@@ -14,7 +16,10 @@ static void threads_worker(gpointer data, gpointer user_data)
 	struct dmio_job *job = data;
 
 	dmio_set_engine_thread();
-	dmio_job_run(job);
+	if (job->dev_answered)
+		dmio_job_finish_async(job);
+	else
+		dmio_job_run(job);
 }
 
 struct threads {
@@ -48,6 +53,16 @@ static void threads_submit(void *priv, struct dmio_job *job)
 {
 	struct threads *t = priv;
 
+	if (dmio_job_submit_async(job))
+		return;
+	g_thread_pool_push(t->pool, job, NULL);
+}
+
+/* From a device's thread: a worker completes the job it answered. */
+static void threads_finished(void *priv, struct dmio_job *job)
+{
+	struct threads *t = priv;
+
 	g_thread_pool_push(t->pool, job, NULL);
 }
 
@@ -78,4 +93,5 @@ const struct dmio_engine_ops dmio_engine_threads = {
     .destroy = threads_destroy,
     .stealable = true,
     .stuck = threads_stuck,
+    .finished = threads_finished,
 };

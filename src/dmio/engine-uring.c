@@ -11,6 +11,9 @@
  * Everything else - discards, write-zeroes, NOP jobs, and every job the ring did not finish
  * cleanly - runs in a small fallback pool through dmio_job_execute(), which owns full transfers,
  * retries, capability fallbacks and zero-filling the unread part of a failed read.
+ *
+ * A device that answers asynchronously (NBD, no descriptor) gets its jobs directly
+ * (engine-async.c); the fallback pool completes them once the device answered.
  */
 #include "config.h"
 
@@ -66,7 +69,9 @@ static void uring_fallback_run(gpointer data, gpointer user_data)
 	/* So that a synchronous call made by a notify fn here runs inline, not queued behind us. */
 	dmio_set_engine_thread();
 	/* A job the ring did not finish is ours already; another may have been abandoned. */
-	if (job->engine_owns)
+	if (job->dev_answered)
+		dmio_job_finish_async(job);
+	else if (job->engine_owns)
 		dmio_job_complete(job, dmio_job_execute(job));
 	else
 		dmio_job_run(job);
@@ -114,6 +119,8 @@ static void uring_submit(void *priv, struct dmio_job *job)
 {
 	struct uring *u = priv;
 
+	if (dmio_job_submit_async(job))
+		return;
 	if (!uring_takes(job)) {
 		uring_fallback(u, job);
 		return;
@@ -126,6 +133,12 @@ static void uring_submit(void *priv, struct dmio_job *job)
 		uring_wake(u);
 	}
 	g_mutex_unlock(&u->lock);
+}
+
+/* From a device's thread: a fallback thread completes the job it answered. */
+static void uring_finished(void *priv, struct dmio_job *job)
+{
+	uring_fallback(priv, job);
 }
 
 /* ---- The engine thread ---------------------------------------------------------------------- */
@@ -407,4 +420,5 @@ const struct dmio_engine_ops dmio_engine_io_uring = {
     .submit = uring_submit,
     .destroy = uring_destroy,
     .stuck = uring_stuck,
+    .finished = uring_finished,
 };

@@ -53,6 +53,7 @@ struct frontend {
 	struct stopper *stopper;
 	struct xattr_hooks hooks; /* the control commands' stop and membership hooks */
 	void (*on_membership)(void *opaque, struct mirror *m, bool save);
+	void (*on_reload)(void *opaque, struct mirror *m);
 	void *opaque;
 	pthread_t loop_thread; /* set before loop_running */
 	atomic_bool loop_running, loop_returned;
@@ -522,6 +523,14 @@ static void membership_hook(void *opaque, struct mirror *m, bool save)
 		fe->on_membership(fe->opaque, m, save);
 }
 
+/* SIGHUP, on the stopper's thread. */
+static void reload_hook(void *opaque)
+{
+	struct frontend *fe = opaque;
+
+	fe->on_reload(fe->opaque, fe->m);
+}
+
 /*
  * The stopper's exit: end the session and wake the loop's thread, which waits in sem_wait for a
  * worker to end; the signal (our handler, which does nothing harmful) makes it look at the
@@ -579,6 +588,7 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	g_mutex_init(&fe->loop_lock);
 	g_cond_init(&fe->loop_cond);
 	fe->on_membership = o->on_membership;
+	fe->on_reload = o->on_reload;
 	fe->opaque = o->opaque;
 	fe->hooks.stop = stop_hook;
 	fe->hooks.on_membership = membership_hook;
@@ -608,7 +618,7 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 		goto fail;
 	}
 	fe->stopper = stopper_start(fe->opens, mirror_name(m), o->mountpoint, o->stop_timeout,
-				    exit_loop, fe, error);
+				    exit_loop, o->on_reload != NULL ? reload_hook : NULL, fe, error);
 	if (fe->stopper == NULL) {
 		r = -EIO;
 		goto fail;

@@ -33,6 +33,8 @@ struct frontend_options {
 	 * it; save is false with --no-save.  May be NULL.
 	 */
 	void (*on_membership)(void *opaque, struct mirror *m, bool save);
+	/* SIGHUP, from the stopper's thread; NULL: SIGHUP stops as SIGTERM does. */
+	void (*on_reload)(void *opaque, struct mirror *m);
 	void *opaque;
 };
 
@@ -40,8 +42,8 @@ struct frontend;
 
 /*
  * Mount the mirror onto o->mountpoint (which must exist and be a regular file).  Returns 0, or
- * -errno with *error set.  The stop handlers are installed (stop.h): SIGTERM, SIGINT and SIGHUP
- * end frontend_run(), once the file is closed or o->stop_timeout has passed; so does the
+ * -errno with *error set.  The stop handlers are installed (stop.h): SIGTERM, SIGINT (and SIGHUP
+ * without on_reload) end frontend_run(), once the file is closed or o->stop_timeout has passed; so does the
  * control command stop.
  */
 int frontend_mount(struct mirror *m, const struct frontend_options *o, struct frontend **out,

@@ -32,6 +32,7 @@ struct stopper {
 	unsigned int timeout;
 	bool (*exit_fn)(void *opaque);
 	void *opaque;
+	void (*reload_fn)(void *opaque); /* SIGHUP, or NULL: SIGHUP stops */
 	int pipe[2];
 	GThread *thread;
 	/* Only the stopper thread uses the rest. */
@@ -187,7 +188,10 @@ static gpointer stopper_thread(gpointer data)
 				return NULL;
 			if (s->stopping)
 				continue;
-			if (bytes[i] == BYTE_REQUEST) {
+			if (bytes[i] == SIGHUP && s->reload_fn != NULL) {
+				g_message("mirror %s: SIGHUP: reloading the configuration", s->name);
+				s->reload_fn(s->opaque);
+			} else if (bytes[i] == BYTE_REQUEST) {
 				g_message("mirror %s: the control command stop: stopping", s->name);
 				stop_now(s);
 			} else {
@@ -202,8 +206,8 @@ static gpointer stopper_thread(gpointer data)
 }
 
 struct stopper *stopper_start(struct opens *opens, const char *name, const char *path,
-			      unsigned int timeout, bool (*exit_fn)(void *opaque), void *opaque,
-			      GError **error)
+			      unsigned int timeout, bool (*exit_fn)(void *opaque),
+			      void (*reload_fn)(void *opaque), void *opaque, GError **error)
 {
 	struct sigaction sa;
 	struct stopper *s;
@@ -223,6 +227,7 @@ struct stopper *stopper_start(struct opens *opens, const char *name, const char 
 	s->path = control_escape(path);
 	s->timeout = timeout;
 	s->exit_fn = exit_fn;
+	s->reload_fn = reload_fn;
 	s->opaque = opaque;
 	s->thread = g_thread_new("stopper", stopper_thread, s);
 	atomic_store(&stop_pipe_write, s->pipe[1]);

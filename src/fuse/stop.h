@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * When the front end stops: on SIGTERM, SIGINT or SIGHUP, or on the control command stop.
+ * When the front end stops: on SIGTERM, SIGINT (SIGHUP too when the caller does not reload on
+ * it), or on the control command stop.
  *
  * A signal handler only writes the signal's number to a pipe (async-signal-safe); one thread,
  * the stopper, reads the pipe and decides.  With the file unused, or stop-timeout 0, it stops at
@@ -29,12 +30,13 @@ struct stopper;
  * Install the handlers of SIGTERM, SIGINT and SIGHUP (and ignore SIGPIPE, as libfuse does) and
  * start the stopper thread.  One stopper per process.  name and path are for the messages;
  * timeout is stop-timeout in seconds.  exit_fn(opaque) must make the loop return; it may be
- * called again while it has not (every 50 ms), and must then be cheap.  Returns NULL with
- * *error on failure.
+ * called again while it has not (every 50 ms), and must then be cheap.  With reload_fn,
+ * SIGHUP calls reload_fn(opaque) on the stopper's thread instead of stopping.  Returns NULL
+ * with *error on failure.
  */
 struct stopper *stopper_start(struct opens *opens, const char *name, const char *path,
-			      unsigned int timeout, bool (*exit_fn)(void *opaque), void *opaque,
-			      GError **error);
+			      unsigned int timeout, bool (*exit_fn)(void *opaque),
+			      void (*reload_fn)(void *opaque), void *opaque, GError **error);
 
 /* Stop now (an accepted control command stop; opens_begin_stop has been called). */
 void stopper_request(struct stopper *s);

@@ -14,7 +14,8 @@
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
     "name", "path", "state", "read_errors", "write_errors", "corrected_errors", "uuid", "resync",
-    "io_timeout", "busy", "slow", "reconnect", "reconnect_delay", "reconnect_max",
+    "io_timeout", "busy", "slow", "write_mostly", "reconnect", "reconnect_delay",
+    "reconnect_max",
 };
 
 /* Milliseconds as seconds: "30", "2.5", "0.125". */
@@ -57,6 +58,8 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 		return seconds_text(st.busy_ms);
 	if (strcmp(field, "slow") == 0)
 		return g_strdup(st.slow ? "1" : "0");
+	if (strcmp(field, "write_mostly") == 0)
+		return g_strdup(st.write_mostly ? "1" : "0");
 	if (strcmp(field, "reconnect") == 0)
 		return mirror_leg_reconnect_status(m, index);
 	if (strcmp(field, "reconnect_delay") == 0 || strcmp(field, "reconnect_max") == 0) {
@@ -110,6 +113,8 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 		return mirror_uuid(m);
 	if (strcmp(key, "last_error") == 0)
 		return mirror_last_error(m, caller);
+	if (strcmp(key, "event_log") == 0)
+		return mirror_event_log(m);
 	if (strcmp(key, "resync.rate_min") == 0 || strcmp(key, "resync.rate_max") == 0) {
 		uint64_t min, max;
 
@@ -183,6 +188,7 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	    "max_read_errors",
 	    "replace.leg",
 	    "replace.by",
+	    "event_log",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;

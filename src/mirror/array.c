@@ -68,7 +68,19 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 			  (int)((deadline - g_get_monotonic_time() + G_USEC_PER_SEC - 1) /
 				G_USEC_PER_SEC),
 			  shown);
+		unsigned int timeout_s = config->assemble_timeout;
+		gint64 start = deadline - (gint64)timeout_s * G_USEC_PER_SEC, told = 0;
+
 		do {
+			gint64 now = g_get_monotonic_time();
+
+			/* About once a second: the daemon tells systemd (STATUS=, EXTEND_TIMEOUT_USEC=). */
+			if (config->wait_fn != NULL && now - told >= G_USEC_PER_SEC) {
+				told = now;
+				config->wait_fn(config->wait_opaque, lc->name, shown,
+						(unsigned int)((now - start) / G_USEC_PER_SEC),
+						timeout_s);
+			}
 			g_usleep(100 * 1000);
 			r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
 		} while (leg_absent(lc->path, r) && g_get_monotonic_time() < deadline);
@@ -139,7 +151,8 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	unsigned int i;
 
 	m->name = g_strdup(config->name);
-	m->policy = config->read_policy;
+	event_init(m);
+	atomic_init(&m->policy, (int)config->read_policy);
 	m->metadata = config->metadata;
 	m->legs = g_new0(struct leg, SB_MAX_LEGS);
 	/* Every slot starts empty: a state reaches it through leg.c's table. */
@@ -361,6 +374,7 @@ void mirror_close(struct mirror *m)
 	g_cond_clear(&m->freeze_cond);
 	g_mutex_clear(&m->freeze_lock);
 	g_mutex_clear(&m->state_lock);
+	event_clear(m);
 	g_free(m->legs);
 	g_free(m->name);
 	g_free(m);

@@ -378,7 +378,7 @@ static int pick_read_leg(struct mirror *m, uint64_t tried)
 	}
 	if (count == 0)
 		return -1;
-	switch (m->policy) {
+	switch ((enum read_policy)atomic_load(&m->policy)) {
 	case READ_POLICY_PRIMARY:
 		return (int)eligible[0];
 	case READ_POLICY_ROUND_ROBIN:

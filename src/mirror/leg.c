@@ -243,7 +243,7 @@ static void set_identity(struct mirror *m, struct leg *leg, char *name, char *pa
 		memcpy(leg->uuid, uuid, 16);
 	else
 		memset(leg->uuid, 0, 16);
-	leg->write_mostly = write_mostly;
+	atomic_store(&leg->write_mostly, write_mostly);
 	g_mutex_unlock(&m->state_lock);
 }
 
@@ -264,8 +264,8 @@ void leg_move(struct mirror *m, struct leg *from, struct leg *to)
 	from->name = g_strdup("");
 	from->path = g_strdup("");
 	from->shown = g_strdup("");
-	to->write_mostly = from->write_mostly;
-	from->write_mostly = false;
+	atomic_store(&to->write_mostly, atomic_load(&from->write_mostly));
+	atomic_store(&from->write_mostly, false);
 	to->dev = from->dev;
 	from->dev = NULL;
 	memcpy(to->uuid, from->uuid, 16);

@@ -100,7 +100,8 @@ struct leg {
 	char *name;
 	char *path;  /* as configured: opened, saved; an NBD URI may carry secrets */
 	char *shown; /* path for every message, event, xattr and superblock: dmio_path_display() */
-	bool write_mostly;
+	/* The exception to the above: an atomic, which a reload also changes (reconfig.c). */
+	atomic_bool write_mostly;
 	struct dmio_dev *dev; /* NULL: an empty or missing slot */
 	uint8_t uuid[16];
 	/* State (leg.c: leg_set_state, leg_fail): written under state_lock, read as an atomic. */
@@ -146,9 +147,9 @@ struct leg {
 };
 
 struct mirror {
-	/* Set at open (array.c), constant after. */
+	/* Set at open (array.c), constant after; but policy, an atomic, also by a reload. */
 	char *name;
-	enum read_policy policy;
+	atomic_int policy; /* enum read_policy */
 	struct dmio_client *client;
 	uint64_t size; /* bytes; metadata.c sets it at assembly */
 	enum metadata_mode metadata;
@@ -164,6 +165,14 @@ struct mirror {
 	GPtrArray *retired;	  /* replaced names and paths, under state_lock, freed at close */
 	mirror_event_fn event_fn; /* set at open before any thread of the mirror starts */
 	void *event_opaque;
+	/*
+	 * The last EVENT_RING events (event.c), for user.fusemirror.event_log and so for
+	 * fusemirrorctl monitor: under event_lock, a leaf taken with any other lock held.
+	 * event_seq numbers them from 1; slot (seq - 1) % EVENT_RING holds event seq.
+	 */
+	GMutex event_lock;
+	struct event_record *event_ring;
+	uint64_t event_seq;
 	atomic_ulong error_bits; /* legs that failed the last failed request (io.c) */
 	atomic_ullong events;	 /* metadata = none: the state-change counter */
 	atomic_uint round_robin; /* io.c */
@@ -260,6 +269,20 @@ static inline enum leg_state leg_state(const struct leg *leg)
 /* ---- event.c ---- */
 
 /* Log an event (g_log_structured with FUSEMIRROR_* fields) and pass it to the event handler. */
+#define EVENT_RING 64 /* events kept for user.fusemirror.event_log */
+struct event_record {
+	uint64_t seq;
+	gint64 time_us; /* g_get_real_time() */
+	GLogLevelFlags level;
+	char *event;
+	char *leg; /* its name, or NULL */
+	char *message;
+};
+void event_init(struct mirror *m);
+void event_clear(struct mirror *m);
+/* The ring as text, oldest first (see user.fusemirror.event_log in fusemirrord(8)). */
+char *event_log_text(struct mirror *m);
+
 void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int leg,
 		  const char *format, ...) G_GNUC_PRINTF(5, 6);
 

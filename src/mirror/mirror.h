@@ -277,6 +277,12 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 unsigned long mirror_error_bits(const struct mirror *m);
 /* Bumped on every change of state (a leg failed, ...). */
 uint64_t mirror_events(const struct mirror *m);
+/*
+ * The last 64 events, oldest first, one per line: "SEQ<TAB>TIME<TAB>PRIORITY<TAB>EVENT<TAB>LEG
+ * <TAB>MESSAGE" (TIME: microseconds since the epoch; LEG "-" for the whole mirror; SEQ counts
+ * from 1 since the daemon started).  Free with g_free.
+ */
+char *mirror_event_log(struct mirror *m);
 
 /* The background pass's progress: the resync's, or while a check runs the check's. */
 struct resync_status {
@@ -299,6 +305,14 @@ int mirror_set_io_timeout(struct mirror *m, int index, unsigned int ms);
  * read errors than this that its correction was tried for, the count halving every hour; 0:
  * never failed for them.
  */
+/*
+ * Runtime tunables of a reload: the read policy, and whether leg index is write-mostly (never
+ * read while another in-sync leg can serve); a request already on its way keeps its choice.
+ * mirror_set_write_mostly returns 0 or -EINVAL (no such leg).
+ */
+void mirror_set_read_policy(struct mirror *m, enum read_policy policy);
+enum read_policy mirror_get_read_policy(const struct mirror *m);
+int mirror_set_write_mostly(struct mirror *m, unsigned int index, bool on);
 void mirror_set_max_read_errors(struct mirror *m, unsigned int max);
 unsigned int mirror_get_max_read_errors(const struct mirror *m);
 

@@ -292,7 +292,8 @@ static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, 
 	char *basename = NULL;
 	/* Messages name it by this: an NBD URI may carry a password. */
 	g_autofree char *shown = dmio_path_display(path);
-	bool readd = false; /* set by choose_slot() when it returns 0 */
+	unsigned int timeout_ms, delay_ms, tries;
+	bool readd = false, wm; /* readd: set by choose_slot() when it returns 0 */
 	int slot = -1, r;
 
 	r = choose_slot(m, path, dev, force, &slot, &readd, &resync, uuid, error);
@@ -345,7 +346,20 @@ static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, 
 		basename = new_leg_name(path);
 		name = basename;
 	}
-	leg_attach(m, leg, name, path, dev, uuid, false);
+	/*
+	 * A member back in its slot keeps what its [leg] group set: write-mostly, io-timeout,
+	 * reconnect-delay and reconnect-max.
+	 */
+	wm = readd && atomic_load(&leg->write_mostly);
+	timeout_ms = atomic_load(&leg->io_timeout_ms);
+	delay_ms = atomic_load(&leg->reconnect_delay_ms);
+	tries = atomic_load(&leg->reconnect_max);
+	leg_attach(m, leg, name, path, dev, uuid, wm);
+	if (readd) {
+		atomic_store(&leg->io_timeout_ms, timeout_ms);
+		atomic_store(&leg->reconnect_delay_ms, delay_ms);
+		atomic_store(&leg->reconnect_max, tries);
+	}
 	leg->resync = resync;
 	atomic_store(&leg->recovery_offset, 0);
 	/* Published: a re-added member is written from now on; a new leg once its copy starts. */
@@ -636,6 +650,30 @@ int mirror_resync(struct mirror *m, bool full, GError **error)
 
 	g_mutex_lock(&m->reconfig_lock);
 	r = resync_locked(m, full, error);
+	g_mutex_unlock(&m->reconfig_lock);
+	return r;
+}
+
+void mirror_set_read_policy(struct mirror *m, enum read_policy policy)
+{
+	atomic_store(&m->policy, (int)policy);
+}
+
+enum read_policy mirror_get_read_policy(const struct mirror *m)
+{
+	return (enum read_policy)atomic_load(&m->policy);
+}
+
+int mirror_set_write_mostly(struct mirror *m, unsigned int index, bool on)
+{
+	int r = -EINVAL;
+
+	/* Under reconfig_lock: an add, remove or replace does not move the leg meanwhile. */
+	g_mutex_lock(&m->reconfig_lock);
+	if (index < atomic_load(&m->num_legs) && m->legs[index].dev != NULL) {
+		atomic_store(&m->legs[index].write_mostly, on);
+		r = 0;
+	}
 	g_mutex_unlock(&m->reconfig_lock);
 	return r;
 }

@@ -389,8 +389,6 @@ static int readd(struct mirror *m, unsigned int i, const uint8_t uuid[16], unsig
 		 const char *path, struct dmio_dev *dev, const void *sb, GError **error)
 {
 	struct reconnect *rc = m->reconnect;
-	struct leg *leg = &m->legs[i];
-	unsigned int io_timeout, delay, max;
 	bool wanted;
 	int r;
 
@@ -399,23 +397,13 @@ static int readd(struct mirror *m, unsigned int i, const uint8_t uuid[16], unsig
 	g_mutex_lock(&rc->lock);
 	wanted = rc->slots[i].state == RC_CONNECTING;
 	g_mutex_unlock(&rc->lock);
-	if (!wanted) {
-		g_mutex_unlock(&m->reconfig_lock);
+	if (wanted)
+		r = reconfig_readd_locked(m, i, uuid, failures, path, dev, sb, error);
+	else
 		dmio_dev_close(dev);
-		return -ECANCELED;
-	}
-	/* The member keeps its own settings: the hot add gives a new one the mirror's. */
-	io_timeout = atomic_load(&leg->io_timeout_ms);
-	delay = atomic_load(&leg->reconnect_delay_ms);
-	max = atomic_load(&leg->reconnect_max);
-	r = reconfig_readd_locked(m, i, uuid, failures, path, dev, sb, error);
-	if (r >= 0) {
-		atomic_store(&leg->io_timeout_ms, io_timeout);
-		atomic_store(&leg->reconnect_delay_ms, delay);
-		atomic_store(&leg->reconnect_max, max);
-	}
 	g_mutex_unlock(&m->reconfig_lock);
-	return r;
+	/* (The hot add keeps the member's own settings: io-timeout, reconnect-*.) */
+	return wanted ? r : -ECANCELED;
 }
 
 /* ---- The thread ---------------------------------------------------------------------------- */
