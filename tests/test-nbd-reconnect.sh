@@ -8,8 +8,8 @@
 #   - nbdkit is started again on the same socket and file: leg.1.state is in_sync again by
 #     itself (LegReconnected), leg.1.reconnect back to idle, and resync.total is far below the
 #     size (the bitmap: only the regions fio wrote);
-#   - fio --verify=crc32c reads everything back through the mirror, and after the stop the data
-#     areas of the two legs are equal.
+#   - fio --verify=crc32c reads everything back through the mirror; SIGHUP applies changed
+#     reconnect-max and reconnect-delay; after the stop the data areas of the two legs are equal.
 # Prints two figures: from the server's death to the mirror writing again, and from the server's
 # return to the leg in sync.
 . "${srcdir:-.}/functions.sh"
@@ -156,5 +156,15 @@ fio --verify_only "$tmpdir/verify.fio" >"$tmpdir/verify.log" 2>&1 ||
 timeout 10 dd if="$mirror" of="$tmpdir/back" bs=1M skip=40 count=1 iflag=direct status=none ||
 	daemon_fail "cannot read the write made after the kill"
 cmp "$tmpdir/one" "$tmpdir/back" || daemon_fail "the write made after the kill reads back wrong"
+
+# SIGHUP applies a changed reconnect-max (leg b's own) and reconnect-delay (the mirror's).
+sed -i -e 's/^reconnect-max = 100$/reconnect-max = 7/' -e 's/^reconnect-delay = 0.2$/reconnect-delay = 2.5/' \
+	"$tmpdir/m.conf"
+kill -s HUP "$daemon_pid"
+wait_until 10 "the reload" grep -q 'reload: done' "$daemon_log"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.reconnect_max)" 7 "leg b's reconnect-max reloaded"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.reconnect_delay)" 2.5 \
+	"leg b's reconnect-delay reloaded (the mirror's)"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.0.reconnect_max)" 60 "leg a's after the reload"
 stop_daemon
 data_equal $size "$a" "$b"
