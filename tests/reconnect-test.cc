@@ -494,3 +494,33 @@ TEST_F(Reconnect, MissingAtStartComesBack)
 }
 
 } // namespace
+
+namespace
+{
+
+/* The leg's own export, but written elsewhere meanwhile (its events ahead of the array's): split
+ * brain, never taken by itself. */
+TEST_F(Reconnect, WrittenElsewhereIsRefused)
+{
+	ASSERT_NO_FATAL_FAILURE(open_ok());
+	ASSERT_NO_FATAL_FAILURE(kill_server_and_fail_leg());
+	dmio_dev *dev = nullptr;
+	ASSERT_EQ(0, dmio_dev_open(export_.c_str(), 0, &dev));
+	std::vector<uint8_t> buf(SB_SIZE);
+	ASSERT_EQ(0, superblock_read_raw(dev, buf.data()));
+	superblock sb;
+	char *why = nullptr;
+	ASSERT_EQ(SB_ERROR_NONE, superblock_decode(buf.data(), &sb, &why)) << (why ? why : "");
+	g_free(why);
+	sb.events += 1000;
+	ASSERT_EQ(0, superblock_write(dev, &sb));
+	dmio_dev_close(dev);
+	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_TRUE(wait_event("LegReconnectRefused", 1, std::chrono::seconds(10)))
+	    << dump_events();
+	EXPECT_EQ(LEG_FAILED, state_of(1));
+	std::string text = reconnect_text(1);
+	EXPECT_NE(std::string::npos, text.find("split brain")) << text;
+}
+
+} // namespace
