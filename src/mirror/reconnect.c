@@ -390,7 +390,7 @@ static int readd(struct mirror *m, unsigned int i, const uint8_t uuid[16], unsig
 {
 	struct reconnect *rc = m->reconnect;
 	bool wanted;
-	int r;
+	int r = -ECANCELED;
 
 	g_mutex_lock(&m->reconfig_lock);
 	/* The operator may have stopped the tries meanwhile (under reconfig_lock, as here). */
@@ -403,7 +403,7 @@ static int readd(struct mirror *m, unsigned int i, const uint8_t uuid[16], unsig
 		dmio_dev_close(dev);
 	g_mutex_unlock(&m->reconfig_lock);
 	/* (The hot add keeps the member's own settings: io-timeout, reconnect-*.) */
-	return wanted ? r : -ECANCELED;
+	return r;
 }
 
 /* ---- The thread ---------------------------------------------------------------------------- */
