@@ -1087,3 +1087,36 @@ TEST(ConfigStopTimeout, DefaultRangeAndErrors)
 			  std::string("a.conf:2: stop-timeout '") + bad +
 			      "' is not a number of seconds from 0 to 3600");
 }
+
+// ---- reconnect-delay, reconnect-max ---------------------------------------------------------
+
+TEST(ConfigReconnect, DefaultsRangeAndErrors)
+{
+	ConfigPtr config = parse_ok("[mirror]\n" + two_legs);
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->reconnect_delay_ms, 1000u) << "1 s, doubling";
+	EXPECT_EQ(config->reconnect_max, 60u) << "about half an hour";
+	EXPECT_EQ(config->legs[0].reconnect_delay_ms, -1) << "the mirror's";
+	EXPECT_EQ(config->legs[0].reconnect_max, -1) << "the mirror's";
+	config = parse_ok(mirror_with("reconnect-delay = 0.25\nreconnect-max = 0"));
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->reconnect_delay_ms, 250u);
+	EXPECT_EQ(config->reconnect_max, 0u) << "never";
+	config = parse_ok("[mirror]\n[leg a]\npath = /srv/a.img\n[leg b]\npath = /srv/b.img\n"
+			  "reconnect-delay = 5\nreconnect-max = 1000000\n");
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->legs[1].reconnect_delay_ms, 5000);
+	EXPECT_EQ(config->legs[1].reconnect_max, 1000000);
+	EXPECT_EQ(config->legs[0].reconnect_max, -1);
+	for (const char *bad : {"0", "-1", "3601", "1x", "soon"})
+		EXPECT_EQ(parse_error(mirror_with(std::string("reconnect-delay = ") + bad),
+				      CONFIG_ERROR_VALUE),
+			  std::string("a.conf:2: reconnect-delay '") + bad +
+			      "' is not a number of seconds from 0.001 to 3600 (decimals allowed)");
+	for (const char *bad : {"1000001", "-1", "+2", "1.5", "forever"})
+		EXPECT_EQ(parse_error(mirror_with(std::string("reconnect-max = ") + bad),
+				      CONFIG_ERROR_VALUE),
+			  std::string("a.conf:2: reconnect-max '") + bad +
+			      "' is not a number of tries from 0 to 1000000 (0 = never "
+			      "reconnect)");
+}

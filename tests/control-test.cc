@@ -142,6 +142,19 @@ TEST_F(Control, ResyncSetStop)
 	EXPECT_EQ(7u, c->value);
 	EXPECT_EQ(0u, ok("set max-read-errors 0").value);
 	EXPECT_EQ(1000000u, ok("set max-read-errors 1000000").value);
+	c = &ok("set reconnect-delay 2.5");
+	EXPECT_EQ(CONTROL_RECONNECT_DELAY, c->tunable);
+	EXPECT_FALSE(c->has_leg);
+	EXPECT_EQ(2500u, c->value) << "milliseconds";
+	c = &ok("set reconnect-delay 1 0.001");
+	EXPECT_TRUE(c->has_leg);
+	EXPECT_EQ(1u, c->leg);
+	EXPECT_EQ(1u, c->value);
+	c = &ok("set reconnect-max 0 0");
+	EXPECT_EQ(CONTROL_RECONNECT_MAX, c->tunable);
+	EXPECT_TRUE(c->has_leg);
+	EXPECT_EQ(0u, c->value) << "never";
+	EXPECT_EQ(1000000u, ok("set reconnect-max 1000000").value);
 	c = &ok("stop");
 	EXPECT_EQ(CONTROL_STOP, c->verb);
 	EXPECT_FALSE(c->force);
@@ -188,6 +201,9 @@ TEST_F(Control, PreciseRefusals)
 	refused("set resync-rate-min 1 2", "unexpected argument '2'");
 	refused("set max-read-errors 1000001", "max-read-errors needs a decimal number of read "
 					      "errors from 0 to 1000000");
+	refused("set reconnect-delay 0", "reconnect-delay needs seconds from 0.001 to 3600");
+	refused("set reconnect-delay 1 soon", "got 'soon'");
+	refused("set reconnect-max 1000001", "reconnect-max needs a decimal number of tries");
 	refused("set max-read-errors 2K", "got '2K'");
 	refused("stop now", "unexpected argument 'now'");
 	refused("stop --no-save", "stop has no option '--no-save'");

@@ -81,9 +81,11 @@ const char *const kMirrorKeys[] = {
     "resync.done", "resync.total", "resync.rate", "resync.source", "resync.rate_min",
     "uuid",	   "mismatch_cnt", "mismatches",  "replace.leg",   "replace.by",
     "max_read_errors", "event_log"};
-const char *const kLegFields[] = {"name",	  "path",	      "state", "read_errors",
-				  "write_errors", "corrected_errors", "uuid",  "resync",
-				  "io_timeout",	  "busy",	      "slow",  "write_mostly"};
+const char *const kLegFields[] = {"name",	     "path",		"state",
+				  "read_errors",     "write_errors",	"corrected_errors",
+				  "uuid",	     "resync",		"io_timeout",
+				  "busy",	     "slow",		"write_mostly",
+				  "reconnect",	     "reconnect_delay", "reconnect_max"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
 {
@@ -336,7 +338,7 @@ TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
 		}
 
 		std::vector<std::string> names = list();
-		EXPECT_EQ(19u + 12u * n, names.size());
+		EXPECT_EQ(19u + 15u * n, names.size());
 		std::set<std::string> listed(names.begin(), names.end());
 		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
 		for (const std::string &name : names) {

@@ -457,6 +457,39 @@ static gboolean parse_io_timeout(struct parser *p, const char *key, const char *
 	return TRUE;
 }
 
+static gboolean parse_reconnect_delay(struct parser *p, const char *key, const char *value,
+				      unsigned int line, GError **error)
+{
+	unsigned int ms;
+
+	if (!config_parse_seconds(value, &ms) || ms == 0)
+		return bad_value(p, error, line, key, value,
+				 "is not a number of seconds from 0.001 to 3600 (decimals "
+				 "allowed)");
+	if (p->leg != NULL)
+		p->leg->reconnect_delay_ms = (int)ms;
+	else
+		p->config->reconnect_delay_ms = ms;
+	return TRUE;
+}
+
+static gboolean parse_reconnect_max(struct parser *p, const char *key, const char *value,
+				    unsigned int line, GError **error)
+{
+	guint64 v;
+
+	if (strspn(value, "0123456789") != strlen(value) ||
+	    !g_ascii_string_to_unsigned(value, 10, 0, CONFIG_MAX_RECONNECT_MAX, &v, NULL))
+		return bad_value(p, error, line, key, value,
+				 "is not a number of tries from 0 to 1000000 (0 = never "
+				 "reconnect)");
+	if (p->leg != NULL)
+		p->leg->reconnect_max = (int)v;
+	else
+		p->config->reconnect_max = (unsigned int)v;
+	return TRUE;
+}
+
 static gboolean parse_write_mostly(struct parser *p, const char *key, const char *value,
 				   unsigned int line, GError **error)
 {
@@ -482,6 +515,8 @@ static const struct key_parser mirror_keys[] = {
 	{ "stop-timeout", parse_stop_timeout },
 	{ "io-timeout", parse_io_timeout },
 	{ "max-read-errors", parse_max_read_errors },
+	{ "reconnect-delay", parse_reconnect_delay },
+	{ "reconnect-max", parse_reconnect_max },
 	{ NULL, NULL },
 };
 
@@ -489,6 +524,8 @@ static const struct key_parser leg_keys[] = {
 	{ "path", parse_leg_path },
 	{ "write-mostly", parse_write_mostly },
 	{ "io-timeout", parse_io_timeout },
+	{ "reconnect-delay", parse_reconnect_delay },
+	{ "reconnect-max", parse_reconnect_max },
 	{ NULL, NULL },
 };
 /* clang-format on */
@@ -677,6 +714,8 @@ static gboolean parse_values(struct parser *p, GError **error)
 		p->leg = &config->legs[config->num_legs++];
 		p->leg->name = g_strdup(group->name + strlen(LEG_GROUP_PREFIX));
 		p->leg->io_timeout_ms = -1;
+		p->leg->reconnect_delay_ms = -1;
+		p->leg->reconnect_max = -1;
 		where = g_strdup_printf("[%s]: ", config_quote(&p->ctx, group->name, 0));
 		p->where = where;
 		if (!parse_group(p, group, error))
@@ -801,6 +840,8 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 	p.config->stop_timeout = DEFAULT_STOP_TIMEOUT;
 	p.config->io_timeout_ms = DEFAULT_IO_TIMEOUT_MS;
 	p.config->max_read_errors = DEFAULT_MAX_READ_ERRORS;
+	p.config->reconnect_delay_ms = CONFIG_DEFAULT_RECONNECT_DELAY_MS;
+	p.config->reconnect_max = CONFIG_DEFAULT_RECONNECT_MAX;
 	p.config->metadata = METADATA_INTERNAL;
 	p.keyfile = g_key_file_new();
 	p.leg_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);

@@ -19,6 +19,11 @@ extern "C" {
 
 #define CONFIG_DEFAULT_PATH "/etc/fusemirror/fusemirror.conf"
 #define CONFIG_MAX_LEGS	    64
+/* reconnect-delay and reconnect-max (fusemirror.conf(5)): 1 s doubling up to 30 s, 60 tries
+ * (about half an hour: a remote machine's reboot, a network outage), then the leg stays failed. */
+#define CONFIG_DEFAULT_RECONNECT_DELAY_MS 1000u
+#define CONFIG_DEFAULT_RECONNECT_MAX	  60u
+#define CONFIG_MAX_RECONNECT_MAX	  1000000u
 
 #define CONFIG_ERROR (config_error_quark())
 GQuark config_error_quark(void);
@@ -53,6 +58,8 @@ struct leg_config {
 	char *path;
 	bool write_mostly;
 	int io_timeout_ms; /* io-timeout of this leg; -1: the [mirror] group's */
+	int reconnect_delay_ms; /* reconnect-delay of this leg; -1 (or 0): the [mirror] group's */
+	int reconnect_max;	/* reconnect-max of this leg; -1: the [mirror] group's */
 };
 
 /*
@@ -82,6 +89,8 @@ struct mirror_config {
 	unsigned int stop_timeout;     /* seconds SIGTERM waits for the file's last close */
 	unsigned int io_timeout_ms;    /* io-timeout of the legs that set none; 0 = none */
 	unsigned int max_read_errors;  /* recent corrected read errors a leg may have; 0: any */
+	unsigned int reconnect_delay_ms; /* before a remote leg's first try (0: the default) */
+	unsigned int reconnect_max;	 /* tries to reconnect a remote leg; 0: never */
 	char *force_source;	       /* not in the file: fusemirrord --force-source LEG */
 	mirror_wait_fn wait_fn;	       /* not in the file: the caller's, may be NULL */
 	void *wait_opaque;

@@ -92,6 +92,9 @@ struct ctl_leg_status {
 	char *resync; /* what the running resync does with it: none, source, bitmap, ... */
 	char *io_timeout; /* seconds, as the daemon says it ("30", "2.5"; "0": none) */
 	bool slow;	  /* its oldest outstanding I/O is past half its io-timeout */
+	/* What its reconnect does ("idle", "waiting 4 s, try 3 of 60", ...); NULL when the
+	 * daemon does not say. */
+	char *reconnect;
 };
 
 struct ctl_status {

@@ -67,6 +67,12 @@ static bool parse_seconds(const char *word, uint64_t *out)
 	return true;
 }
 
+/* Seconds as parse_seconds, but not 0 (a delay between tries). */
+static bool parse_delay(const char *word, uint64_t *out)
+{
+	return parse_seconds(word, out) && *out > 0;
+}
+
 /* A decimal count of read errors, up to a million (as max-read-errors in fusemirror.conf(5)). */
 static bool parse_count(const char *word, uint64_t *out)
 {
@@ -95,6 +101,10 @@ static const struct tunable {
      "seconds from 0 to 3600, up to three decimals (0: none)", true},
     {"max-read-errors", CONTROL_MAX_READ_ERRORS, parse_count,
      "a decimal number of read errors from 0 to 1000000 (0: never fail a leg for them)", false},
+    {"reconnect-delay", CONTROL_RECONNECT_DELAY, parse_delay,
+     "seconds from 0.001 to 3600, up to three decimals", true},
+    {"reconnect-max", CONTROL_RECONNECT_MAX, parse_count,
+     "a decimal number of tries from 0 to 1000000 (0: never reconnect)", true},
 };
 
 const char *control_verb_name(enum control_verb verb)
@@ -340,7 +350,8 @@ static int parse_set(const struct verb *v, const char **p, struct control_comman
 		return parse_error(error,
 				   "set needs a tunable and a value (resync-rate-min or "
 				   "resync-rate-max, then bytes per second; io-timeout [LEG], "
-				   "then seconds; max-read-errors, then a count)");
+				   "then seconds; max-read-errors, then a count; reconnect-delay "
+				   "[LEG], then seconds; reconnect-max [LEG], then a count)");
 	r = check_text(name, "the tunable name", error);
 	if (r < 0)
 		return r;
@@ -362,7 +373,7 @@ static int parse_set(const struct verb *v, const char **p, struct control_comman
 	r = check_text(value, "the value", error);
 	if (r < 0)
 		return r;
-	/* "set io-timeout 1 2.5": the first word was the leg. */
+	/* "set io-timeout 1 2.5" (or reconnect-delay, reconnect-max): the first word was the leg. */
 	if (t->per_leg) {
 		g_autofree char *second = next_word(p);
 

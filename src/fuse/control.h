@@ -41,6 +41,8 @@ enum control_tunable {
 	CONTROL_RESYNC_RATE_MAX, /* bytes/s a resync gets at most; 0 = unlimited */
 	CONTROL_IO_TIMEOUT,	 /* ms (given in seconds); 0 = none; of one leg (has_leg) or all */
 	CONTROL_MAX_READ_ERRORS, /* recent corrected read errors a leg may have; 0 = any */
+	CONTROL_RECONNECT_DELAY, /* ms (given in seconds, > 0); of one leg (has_leg) or all */
+	CONTROL_RECONNECT_MAX,	 /* tries to reconnect a remote leg; 0 = never; one leg or all */
 };
 
 struct control_command {

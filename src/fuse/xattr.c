@@ -14,7 +14,8 @@
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
     "name", "path", "state", "read_errors", "write_errors", "corrected_errors", "uuid", "resync",
-    "io_timeout", "busy", "slow", "write_mostly",
+    "io_timeout", "busy", "slow", "write_mostly", "reconnect", "reconnect_delay",
+    "reconnect_max",
 };
 
 /* Milliseconds as seconds: "30", "2.5", "0.125". */
@@ -59,6 +60,15 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 		return g_strdup(st.slow ? "1" : "0");
 	if (strcmp(field, "write_mostly") == 0)
 		return g_strdup(st.write_mostly ? "1" : "0");
+	if (strcmp(field, "reconnect") == 0)
+		return mirror_leg_reconnect_status(m, index);
+	if (strcmp(field, "reconnect_delay") == 0 || strcmp(field, "reconnect_max") == 0) {
+		unsigned int delay_ms, max;
+
+		mirror_get_reconnect(m, (int)index, &delay_ms, &max);
+		return strcmp(field, "reconnect_delay") == 0 ? seconds_text(delay_ms)
+							      : g_strdup_printf("%u", max);
+	}
 	return NULL;
 }
 
@@ -253,6 +263,15 @@ static int set_tunable(struct mirror *m, const struct control_command *c, GError
 		break;
 	case CONTROL_MAX_READ_ERRORS:
 		mirror_set_max_read_errors(m, (unsigned int)c->value);
+		break;
+	case CONTROL_RECONNECT_DELAY:
+	case CONTROL_RECONNECT_MAX:
+		r = c->tunable == CONTROL_RECONNECT_DELAY
+			? mirror_set_reconnect(m, c->has_leg ? (int)c->leg : -1, (int)c->value, -1)
+			: mirror_set_reconnect(m, c->has_leg ? (int)c->leg : -1, -1, (int)c->value);
+		if (r < 0)
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "no leg %u (the mirror has %u)", c->leg, mirror_num_legs(m));
 		break;
 	}
 	g_mutex_unlock(&tunables_lock);

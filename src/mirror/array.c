@@ -172,6 +172,11 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	scrub_init(m);
 	failfast_init(m);
 	atomic_init(&m->io_timeout_default_ms, config->io_timeout_ms);
+	atomic_init(&m->reconnect_delay_default_ms,
+		    config->reconnect_delay_ms > 0 ? config->reconnect_delay_ms
+						   : CONFIG_DEFAULT_RECONNECT_DELAY_MS);
+	atomic_init(&m->reconnect_max_default, config->reconnect_max);
+	reconnect_init(m);
 	replace_init(m);
 	readfix_init(m, config->max_read_errors);
 	g_mutex_init(&m->sb_lock);
@@ -203,7 +208,8 @@ static void report_sizes(struct mirror *m)
 	}
 }
 
-/* Each member's io-timeout: its [leg] group's, else the mirror's (leg_attach gave it that). */
+/* Each member's io-timeout and reconnect settings: its [leg] group's, else the mirror's
+ * (leg_attach gave it those). */
 static void apply_io_timeouts(struct mirror *m, const struct mirror_config *config)
 {
 	unsigned int i, slots = atomic_load(&m->num_legs);
@@ -217,6 +223,10 @@ static void apply_io_timeouts(struct mirror *m, const struct mirror_config *conf
 		lc = config_find_leg(config->legs, config->num_legs, leg->name);
 		if (lc != NULL && lc->io_timeout_ms >= 0)
 			atomic_store(&leg->io_timeout_ms, (unsigned int)lc->io_timeout_ms);
+		if (lc != NULL && lc->reconnect_delay_ms > 0)
+			atomic_store(&leg->reconnect_delay_ms, (unsigned int)lc->reconnect_delay_ms);
+		if (lc != NULL && lc->reconnect_max >= 0)
+			atomic_store(&leg->reconnect_max, (unsigned int)lc->reconnect_max);
 	}
 }
 
@@ -292,6 +302,7 @@ int mirror_open(const struct mirror_config *config, mirror_event_fn event_fn, vo
 		apply_io_timeouts(m, config);
 		failfast_start(m);
 	}
+	reconnect_start(m);
 	*out = m;
 	return 0;
 fail:
@@ -319,7 +330,9 @@ void mirror_close(struct mirror *m)
 
 	if (m == NULL)
 		return;
-	/* First: the replace's end removes a leg and restarts the resync. */
+	/* First: a reconnect re-adds a leg; then the replace's end removes one and restarts the
+	 * resync. */
+	reconnect_stop(m);
 	replace_stop(m);
 	scrub_stop(m);
 	resync_stop(m);
@@ -353,6 +366,8 @@ void mirror_close(struct mirror *m)
 	g_cond_clear(&m->sb_cond);
 	g_mutex_clear(&m->sb_lock);
 	replace_clear(m);
+	/* After everything that may fail a leg (and kick it). */
+	reconnect_clear(m);
 	reconfig_clear(m);
 	scrub_clear(m);
 	failfast_clear(m);

@@ -142,12 +142,19 @@ int leg_set_state(struct mirror *m, struct leg *leg, enum leg_state from, enum l
 	return r;
 }
 
-/* Under state_lock: move a leg that is not failed or removed to failed.  True when it moved. */
-static bool fail_locked(struct mirror *m, struct leg *leg)
+/*
+ * Under state_lock: move a leg that is not failed or removed to failed.  True when it moved.  An
+ * I/O failure (error_bits set) is the leg's latest I/O error; the operator's has none.
+ */
+static bool fail_locked(struct mirror *m, struct leg *leg, unsigned long error_bits)
 {
 	enum leg_state st = leg_state(leg);
 
-	return st != LEG_FAILED && st != LEG_REMOVED && move_locked(m, leg, st, LEG_FAILED) == 0;
+	if (st == LEG_FAILED || st == LEG_REMOVED || move_locked(m, leg, st, LEG_FAILED) != 0)
+		return false;
+	atomic_store(&leg->fail_errno, error_bits != 0 ? atomic_load(&leg->io_errno) : 0);
+	atomic_fetch_add(&leg->failures, 1);
+	return true;
 }
 
 /* After the lock: record the failure (writes wait for it) and say so. */
@@ -155,8 +162,10 @@ static void raise_failed(struct mirror *m, struct leg *leg, const char *why,
 			 unsigned long error_bits, unsigned int left, unsigned int total)
 {
 	mirror_state_changed(m, true, true);
-	/* What the leg still has in flight is given up on at once (failfast.c). */
+	/* What the leg still has in flight is given up on at once (failfast.c); a remote leg is
+	 * tried again (reconnect.c). */
 	failfast_kick(m);
+	reconnect_kick(m);
 	mirror_event(m, "LegFailed", G_LOG_LEVEL_WARNING, (int)leg->index,
 		     "leg %u (%s, %s) failed: %s (error bits 0x%lx); %u of %u legs in sync",
 		     leg->index, leg->name, leg->shown, why, error_bits, left, total);
@@ -179,7 +188,7 @@ int leg_fail(struct mirror *m, struct leg *leg, const char *why, unsigned long e
 		 */
 		r = -EBUSY;
 	else
-		fail_locked(m, leg);
+		fail_locked(m, leg, error_bits);
 	left = mirror_count_in_sync(m);
 	total = atomic_load(&m->num_legs);
 	g_mutex_unlock(&m->state_lock);
@@ -199,7 +208,7 @@ unsigned int legs_fail_missed(struct mirror *m, uint64_t took, uint64_t missed, 
 	for (i = 0; i < total; i++)
 		good += (took & (1ull << i)) && leg_state(&m->legs[i]) == LEG_IN_SYNC;
 	for (i = 0; i < total && good > 0; i++)
-		if ((missed & (1ull << i)) && fail_locked(m, &m->legs[i]))
+		if ((missed & (1ull << i)) && fail_locked(m, &m->legs[i], error_bits))
 			failed |= 1ull << i;
 	left = mirror_count_in_sync(m);
 	g_mutex_unlock(&m->state_lock);
@@ -267,6 +276,9 @@ void leg_move(struct mirror *m, struct leg *from, struct leg *to)
 	to->recent_read_errors = from->recent_read_errors;
 	to->recent_since = from->recent_since;
 	atomic_store(&to->io_timeout_ms, atomic_load(&from->io_timeout_ms));
+	atomic_store(&to->reconnect_delay_ms, atomic_load(&from->reconnect_delay_ms));
+	atomic_store(&to->reconnect_max, atomic_load(&from->reconnect_max));
+	atomic_store(&to->io_errno, atomic_load(&from->io_errno));
 	to->resync = RESYNC_NONE;
 	atomic_store(&to->recovery_offset, SB_RECOVERY_DONE);
 	/* The one move that is no move of the table: a member changes slots, in sync. */
@@ -289,6 +301,9 @@ void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char 
 {
 	/* A new member gets the mirror's io-timeout; the config may say otherwise (array.c). */
 	atomic_store(&leg->io_timeout_ms, atomic_load(&m->io_timeout_default_ms));
+	atomic_store(&leg->reconnect_delay_ms, atomic_load(&m->reconnect_delay_default_ms));
+	atomic_store(&leg->reconnect_max, atomic_load(&m->reconnect_max_default));
+	atomic_store(&leg->io_errno, 0);
 	set_identity(m, leg, g_strdup(name), g_strdup(path), uuid, write_mostly);
 	/* Status readers read it under state_lock, the failfast thread under its own. */
 	failfast_lock_slots(m);

@@ -15,6 +15,11 @@
 
 /* ---- I/O error logs ------------------------------------------------------------------------ */
 
+void leg_note_io_error(struct leg *leg, int err)
+{
+	atomic_store(&leg->io_errno, err);
+}
+
 void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint64_t data_offset,
 		      uint64_t leg_offset, uint64_t len, int err, unsigned long error_bits)
 {
@@ -23,6 +28,7 @@ void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint6
 	char errno_text[16], offset_text[24], where[80];
 	bool log;
 
+	leg_note_io_error(leg, err);
 	g_mutex_lock(&m->state_lock);
 	if (now - leg->log_window_start > IO_ERROR_LOG_WINDOW_US) {
 		suppressed = leg->log_suppressed;
