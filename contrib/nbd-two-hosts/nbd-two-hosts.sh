@@ -147,16 +147,16 @@ start_mirror() {
 		</dev/null >"$STATE/fusemirrord.log" 2>&1 &
 	echo $! >"$STATE/fusemirrord.pid"
 	wait_for 30 "fusemirrord to serve $STATE/mirror.img (see $STATE/fusemirrord.log)" \
-		getfattr --only-values -n user.fusemirror.state "$STATE/mirror.img"
+		getfattr --absolute-names --only-values -n user.fusemirror.state "$STATE/mirror.img"
 	say "mirror: $STATE/mirror.img, served by fusemirrord (pid $(cat "$STATE/fusemirrord.pid")); log $STATE/fusemirrord.log"
 	say "waiting for the initial sync over the network (fusemirrorctl status shows its progress)"
 	wait_for 600 "the initial sync" mirror_clean
-	state=$(getfattr --only-values -n user.fusemirror.state "$STATE/mirror.img")
+	state=$(getfattr --absolute-names --only-values -n user.fusemirror.state "$STATE/mirror.img")
 	say "mirror state: $state"
 }
 
 mirror_clean() {
-	[ "$(getfattr --only-values -n user.fusemirror.state "$STATE/mirror.img")" = clean ]
+	[ "$(getfattr --absolute-names --only-values -n user.fusemirror.state "$STATE/mirror.img")" = clean ]
 }
 
 cmd_up() {
