@@ -17,6 +17,11 @@ user.fusemirror.state after the run ("-" when not asked), note is a problem benc
 A target named TARGET@base (bench/run --baseline-build) is TARGET run by the baseline build: the
 report then adds the ratio TARGET/base per job (the column ratio_vs_base in results.csv), and its
 failed checks are reported but, like the peer's, fatal only with --strict.
+The NBD targets (bench/run --targets nbd) come in families by added delay D: limit-nbd-Dms (its
+slowest leg is the limit of fm-nbd-Dms and fm-nbd-Dms-wb: their ratio_vs_limit), qsd-nbd-Dms
+(their peer, ratio_vs_peer; its failed checks count like the peer's), and the table adds their
+ratios per delay. A target-level note starting with "skipped:" is a variant bench/run did not
+run (e.g. write-behind refused by the daemon): printed as a note, not a failed check.
 """
 
 import csv
@@ -33,6 +38,8 @@ FLOOR = "null"
 MAIN = "fm-2legs"
 BASE = "@base"  # suffix of the targets run by the baseline build
 FM_TARGETS = ("fm-1leg", "fm-2legs", "fm-3legs")
+NBD_TARGET = re.compile(r"^(limit|fm|qsd)-nbd-(\d+)ms(-wb)?$")
+SKIPPED = "skipped:"
 
 # fio prints one line per verify failure (on stderr, or before the JSON on stdout).
 VERIFY_LINE = re.compile(r"^(verify: |.*verify failed|.*bad (magic|header|pattern))", re.M)
@@ -156,6 +163,34 @@ def is_baseline(t):
     return t.split("/")[0].endswith(BASE)
 
 
+def nbd_family(t):
+    """(kind, delay ms, write-behind) of an NBD target (limit-nbd-1ms, fm-nbd-10ms-wb), or None."""
+    m = NBD_TARGET.match(t.split("/")[0])
+    return (m.group(1), int(m.group(2)), bool(m.group(3))) if m else None
+
+
+def is_peer(t):
+    """qemu-storage-daemon's targets: the peer and its NBD variants."""
+    base = t.split("/")[0]
+    return base == PEER or base.startswith("qsd-")
+
+
+def is_limit(t):
+    base = t.split("/")[0]
+    return base == LIMIT or (nbd_family(base) or ("",))[0] == "limit"
+
+
+def limit_of(t):
+    """The target whose slowest leg bounds t: limit, or limit-nbd-Dms for an NBD target."""
+    f = nbd_family(t)
+    return "limit-nbd-%dms" % f[1] if f else LIMIT
+
+
+def peer_of(t):
+    f = nbd_family(t)
+    return "qsd-nbd-%dms" % f[1] if f else PEER
+
+
 def target_order(t):
     """Targets in bench/run's order; TARGET@base right after TARGET."""
     base = t.split("/")[0]
@@ -163,7 +198,11 @@ def target_order(t):
     if baseline:
         base = base[:-len(BASE)]
     order = [LIMIT, FLOOR, "fm-1leg", "fm-2legs", "fm-3legs", PEER]
-    return (order.index(base) if base in order else len(order), baseline, t)
+    f = nbd_family(base)
+    if f:  # after the peer, by delay: limit, fm, fm with write-behind, qsd
+        kind = ("limit", "fm", "fm-wb", "qsd").index(f[0] + ("-wb" if f[2] else ""))
+        return (len(order), f[1], kind, baseline, t)
+    return (order.index(base) if base in order else len(order) + 1, 0, 0, baseline, t)
 
 
 def cmd_report(outdir, strict):
@@ -181,14 +220,18 @@ def cmd_report(outdir, strict):
     rows = []      # one per job x target (and per limit leg)
     jobs = []      # job names in run order
     problems = []  # (target, job, text, fatal)
+    skipped = []   # (target, text): variants bench/run did not run, and why
 
     def problem(target, job, text):
-        fatal = (target.split("/")[0] != PEER and not is_baseline(target)) or strict
+        fatal = (not is_peer(target) and not is_baseline(target)) or strict
         problems.append((target, job, text, fatal))
         return text
 
     for run in runs:
         t, job = run["target"], run["job"]
+        if job == "-" and run["note"].startswith(SKIPPED):
+            skipped.append((t, run["note"][len(SKIPPED):].strip()))
+            continue
         if job == "-":  # a problem of the target as a whole (start, stop)
             problem(t, "-", run["note"])
             continue
@@ -228,15 +271,22 @@ def cmd_report(outdir, strict):
             for name, m in per:
                 rows.append({"job": job, "target": "%s/%s" % (t, name), "nlegs": "1", "m": m,
                              "status": [], "cpu_s": None, "identical": "-", "state": "-",
-                             "fio_rc": rc})
-            slowest = min(per, key=lambda x: x[1]["mib_s"])[1]
-            m = dict(slowest)
+                             "fio_rc": rc, "bound": None})
+            bound = "slowest leg"
+            if nbd_family(t) and not any(x[1]["write"]["ios"] for x in per):
+                # The remote leg is write-mostly (and qsd's quorum reads its first child):
+                # reads come from leg 0 alone, so leg 0 bounds them, not the export.
+                m = dict(per[0][1])
+                bound = "leg0: reads"
+            else:
+                m = dict(min(per, key=lambda x: x[1]["mib_s"])[1])
             m["verify_errors"] = sum(x[1]["verify_errors"] for x in per)
         else:
             m = per[0][1]
+            bound = None
         rows.append({"job": job, "target": t, "nlegs": run["nlegs"], "m": m, "status": status,
                      "cpu_s": cpu, "identical": run["identical"], "state": run["state"],
-                     "fio_rc": rc})
+                     "fio_rc": rc, "bound": bound})
 
     def find(job, target):
         for r in rows:
@@ -254,11 +304,11 @@ def cmd_report(outdir, strict):
     for r in rows:
         r["vs_limit"] = r["vs_peer"] = r["vs_floor"] = r["vs_base"] = None
         base = r["target"].split("/")[0]
-        if base != LIMIT and r["target"] == base:
-            r["vs_limit"] = ratio(r, find(r["job"], LIMIT))
-            if base not in (PEER, FLOOR):
-                r["vs_peer"] = ratio(r, find(r["job"], PEER))
-            if base != FLOOR:
+        if not is_limit(base) and r["target"] == base:
+            r["vs_limit"] = ratio(r, find(r["job"], limit_of(base)))
+            if not is_peer(base) and base != FLOOR:
+                r["vs_peer"] = ratio(r, find(r["job"], peer_of(base)))
+            if base != FLOOR and not nbd_family(base):
                 r["vs_floor"] = ratio(r, find(r["job"], FLOOR))
             if base in based:
                 r["vs_base"] = ratio(r, find(r["job"], base + BASE))
@@ -309,8 +359,9 @@ def cmd_report(outdir, strict):
 
     have_peer = any(r["target"] == PEER and r["m"] for r in rows)
     out = []
-    hdr = "%-21s %-16s %9s %9s %9s %9s %9s  %s" % ("job", "target", "MiB/s", "IOPS", "mean µs",
-                                                   "p99 µs", "CPU s/GiB", "checks")
+    tw = max([16] + [len(r["target"]) for r in rows])
+    hdr = "%-21s %-*s %9s %9s %9s %9s %9s  %s" % ("job", tw, "target", "MiB/s", "IOPS", "mean µs",
+                                                  "p99 µs", "CPU s/GiB", "checks")
     out.append(hdr)
     out.append("-" * len(hdr))
     last = None
@@ -320,13 +371,13 @@ def cmd_report(outdir, strict):
             out.append("")
         checks = "; ".join(r["status"])
         if not checks:
-            checks = "ok" if r["target"].split("/")[0] != LIMIT or "/" not in r["target"] else ""
-            if r["target"] == LIMIT:
-                checks = "ok (slowest leg)"
+            checks = "ok" if not is_limit(r["target"]) or "/" not in r["target"] else ""
+            if is_limit(r["target"]) and "/" not in r["target"]:
+                checks = "ok (%s)" % (r.get("bound") or "slowest leg")
         else:
             checks = "FAIL: " + checks
-        out.append("%-21s %-16s %9s %9s %9s %9s %9s  %s" % (
-            r["job"] if r["job"] != last else "", r["target"],
+        out.append("%-21s %-*s %9s %9s %9s %9s %9s  %s" % (
+            r["job"] if r["job"] != last else "", tw, r["target"],
             fmt(m.get("mib_s"), ".1f"), fmt(m.get("iops"), ".0f"),
             fmt(m.get("lat_mean_us"), ".1f"), fmt(m.get("lat_p99_us"), ".1f"),
             fmt(r["cpu_per_gib"], ".3f"), checks))
@@ -334,6 +385,9 @@ def cmd_report(outdir, strict):
 
     out.append("")
     have_floor = any(r["target"] == FLOOR and r["m"] for r in rows)
+    nbd_only = all(nbd_family(r["target"]) for r in rows) and rows
+    ratio_lines = out if not nbd_only else []  # a run of NBD targets only: no fm-2legs table
+    out_main, out = out, ratio_lines
     out.append("Ratios (MiB/s of the first over the second, = IOPS ratio; at QD1 the inverse of the "
                "latency ratio).")
     out.append("limit = slowest leg written/read directly; peer = %s%s; floor = null FUSE "
@@ -359,7 +413,11 @@ def cmd_report(outdir, strict):
                                            for x in v))
         dat.append("%s %s" % (job + ("*" if job in peer_failed else ""), " ".join(
             "NaN" if x is None else "%.4f" % x for x in v[:3])))
+    out = out_main
+    out.extend(nbd_ratios(rows, jobs, find, ratio))
 
+    for t, text in skipped:
+        out.append("note: %s skipped: %s" % (t, text))
     fatal = [p for p in problems if p[3]]
     base_problems = any(is_baseline(t) for t, _, _, _ in problems)
     out.append("")
@@ -395,6 +453,36 @@ def cmd_report(outdir, strict):
                            "sub": "\\n* the peer failed the data checks of this job (corrupt or "
                                   "diverged legs)" if peer_failed else ""})
     return 1 if fatal else 0
+
+
+def nbd_ratios(rows, jobs, find, ratio):
+    """The NBD targets' ratios, one block of columns per delay: fm-nbd-Dms (fm) and
+    fm-nbd-Dms-wb (wb) over limit-nbd-Dms (limit) and qsd-nbd-Dms (qsd), and wb over fm.
+    Only the columns whose two targets ran."""
+    have = {r["target"] for r in rows if r["m"]}
+    delays = sorted({nbd_family(t)[1] for t in have if nbd_family(t) and "/" not in t})
+    cols = []
+    for d in delays:
+        fm, wb = "fm-nbd-%dms" % d, "fm-nbd-%dms-wb" % d
+        lim, qsd = "limit-nbd-%dms" % d, "qsd-nbd-%dms" % d
+        for a, b, label in ((fm, lim, "fm/limit"), (fm, qsd, "fm/qsd"), (wb, lim, "wb/limit"),
+                            (wb, qsd, "wb/qsd"), (wb, fm, "wb/fm"), (qsd, lim, "qsd/limit")):
+            if a in have and b in have:
+                cols.append((a, b, "%dms %s" % (d, label)))
+    if not cols:
+        return []
+    out = ["", "Ratios of the NBD targets, per added delay D (MiB/s of the first over the second): "
+           "fm = fm-nbd-Dms, wb = fm-nbd-Dms-wb,",
+           "qsd = qsd-nbd-Dms (the peer), limit = limit-nbd-Dms (leg 0 and the export written "
+           "directly: the slower one; leg 0 for a read-only job):"]
+    rh = "%-21s" % "job" + "".join(" %14s" % c[2] for c in cols)
+    out.append(rh)
+    out.append("-" * len(rh))
+    for job in jobs:
+        v = [ratio(find(job, a), find(job, b)) for a, b, _ in cols]
+        out.append("%-21s" % job + "".join(" %14s" % ("n/a" if x is None else "%.2f" % x)
+                                           for x in v))
+    return out
 
 
 GNUPLOT = """# bench/run's chart: gnuplot -c ratios.gp, in the output directory.

@@ -104,6 +104,37 @@ unsigned int dmio_dev_abandon(struct dmio_dev *dev, int err);
 /* Regions of dev abandoned while running whose device has not answered yet. */
 unsigned int dmio_dev_abandoned(struct dmio_dev *dev);
 
+/* ---- Paths: files and NBD URIs ------------------------------------------------------------- */
+
+/*
+ * True when path is an NBD URI (nbd://, nbds://, nbd+unix://, nbds+unix://, nbd+vsock:// or
+ * nbds+vsock://), which dmio_dev_open() opens as an NBD export; false for NULL and any other
+ * path.
+ */
+bool dmio_path_is_uri(const char *path);
+
+/*
+ * Why the NBD URI path cannot name an export (a phrase such as "names no host", to follow the
+ * URI in a message), or NULL when it is well formed or is not an NBD URI.  Checked without
+ * connecting: a well-formed URI may still name no server.
+ */
+const char *dmio_path_uri_problem(const char *path);
+
+/*
+ * path fit for messages and status: an NBD URI with its user information and the values of its
+ * password= and tls-psk-file= parameters replaced by "***", any other path unchanged.  A new
+ * string to free(); NULL when path is NULL or memory runs out.
+ */
+char *dmio_path_display(const char *path);
+
+/*
+ * One spelling per export, to tell whether two paths name the same one: a well-formed NBD URI
+ * with its scheme and host in lower case, the default TCP port (10809) dropped and an empty
+ * export name written "/"; any other path unchanged.  A new string to free(); NULL when path
+ * is NULL or memory runs out.
+ */
+char *dmio_path_normalize(const char *path);
+
 /* ---- Regions and memory -------------------------------------------------------------------- */
 
 /* A range of a device, in 512-byte sectors.  count 0 is ignored, except by DMIO_FLUSH. */

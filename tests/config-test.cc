@@ -500,7 +500,7 @@ TEST(ConfigErrors, MissingPath)
 	EXPECT_EQ(
 	    parse_error("[leg a]\npath = /a\n\n[leg b]\nwrite-mostly = no\n", CONFIG_ERROR_MISSING),
 	    "a.conf:4: [leg b]: no path: add path = /absolute/path (a file or a block "
-	    "device)");
+	    "device) or path = nbd://HOST/EXPORT (an NBD export)");
 }
 
 TEST(ConfigErrors, RelativePaths)
@@ -614,6 +614,82 @@ TEST(ConfigErrors, DuplicatePath)
 	EXPECT_EQ(parse_error("[leg a]\npath = /srv//a.img\n[leg b]\npath = /srv/./a.img/\n",
 			      CONFIG_ERROR_INVALID),
 		  "a.conf:4: [leg b]: path '/srv/./a.img/' is also the path of leg 'a'");
+}
+
+TEST(ConfigParse, NbdUriLegs)
+{
+	ConfigPtr config =
+	    parse_ok("[leg a]\npath = /srv/a.img\n"
+		     "[leg b]\npath = nbd://127.0.0.1:10810/exp\nwrite-mostly = yes\n"
+		     "[leg c]\npath = nbd+unix:///exp?socket=/run/nbd.sock\n"
+		     "[leg d]\npath = nbds://[::1]/exp?tls-psk-file=/etc/k.psk\n"
+		     "[leg e]\npath = nbd://host.example\n");
+
+	ASSERT_NE(config, nullptr);
+	ASSERT_EQ(config->num_legs, 5u);
+	EXPECT_STREQ(config->legs[1].path, "nbd://127.0.0.1:10810/exp");
+	EXPECT_TRUE(config->legs[1].write_mostly);
+	EXPECT_STREQ(config->legs[2].path, "nbd+unix:///exp?socket=/run/nbd.sock");
+	// Kept whole: the secrets are the admin's, only messages redact them.
+	EXPECT_STREQ(config->legs[3].path, "nbds://[::1]/exp?tls-psk-file=/etc/k.psk");
+	EXPECT_STREQ(config->legs[4].path, "nbd://host.example");
+}
+
+TEST(ConfigErrors, MalformedNbdUris)
+{
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd:///exp\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbd:///exp' names no host");
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd+unix:///exp\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbd+unix:///exp' names no socket: a unix URI is "
+		  "nbd+unix:///EXPORT?socket=PATH");
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd+unix://h/exp?socket=/s\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbd+unix://h/exp?socket=/s' names a host: a unix URI "
+		  "is nbd+unix:///EXPORT?socket=PATH");
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd://h:port/exp\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbd://h:port/exp' is not a well-formed URI");
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd://h/e%zz\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbd://h/e%zz' is not a well-formed URI");
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd://h/a b\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbd://h/a b' contains a blank or a control character");
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd+vsock://x/e\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbd+vsock://x/e' names a vsock host that is not a "
+		  "number (a CID)");
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd://h/e?socket=/s\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbd://h/e?socket=/s' has a socket= parameter, which "
+		  "only a unix URI (nbd+unix://) takes");
+	// Not a URI scheme of libnbd's: a relative path.
+	EXPECT_EQ(parse_error("[leg a]\npath = nbdx://h/e\n", CONFIG_ERROR_VALUE),
+		  "a.conf:2: [leg a]: path 'nbdx://h/e' is not absolute");
+}
+
+TEST(ConfigErrors, NbdUriSecretsAreRedacted)
+{
+	std::string message = parse_error("[leg a]\npath = nbd+unix:///e?password=hunter2&x=%zz\n",
+					  CONFIG_ERROR_VALUE);
+	EXPECT_EQ(message, "a.conf:2: [leg a]: path 'nbd+unix:///e?password=***&x=%zz' is not a "
+			   "well-formed URI");
+	message = parse_error("[leg a]\npath = nbds://alice:hunter2@h/e\n"
+			      "[leg b]\npath = nbds://alice:hunter2@H:10809/e\n",
+			      CONFIG_ERROR_INVALID);
+	EXPECT_EQ(message, "a.conf:4: [leg b]: path 'nbds://***@H:10809/e' is also the path of "
+			   "leg 'a'");
+	EXPECT_EQ(message.find("hunter2"), std::string::npos);
+}
+
+TEST(ConfigErrors, DuplicateNbdUri)
+{
+	// One export spelled twice: scheme and host case, the default port, an empty export.
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd://Host\n[leg b]\npath = nbd://HOST:10809/\n",
+			      CONFIG_ERROR_INVALID),
+		  "a.conf:4: [leg b]: path 'nbd://HOST:10809/' is also the path of leg 'a'");
+	EXPECT_EQ(parse_error("[leg a]\npath = nbd+unix:///e?socket=/s\n"
+			      "[leg b]\npath = nbd+unix:///e?socket=/s\n",
+			      CONFIG_ERROR_INVALID),
+		  "a.conf:4: [leg b]: path 'nbd+unix:///e?socket=/s' is also the path of leg 'a'");
+	// Other ports or exports are other legs.
+	ConfigPtr config = parse_ok("[leg a]\npath = nbd://h/e\n[leg b]\npath = nbd://h:10810/e\n"
+				    "[leg c]\npath = nbd://h/f\n");
+	ASSERT_NE(config, nullptr);
 }
 
 TEST(ConfigErrors, MountpointOnALeg)
@@ -1050,4 +1126,37 @@ TEST(ConfigStopTimeout, DefaultRangeAndErrors)
 				      CONFIG_ERROR_VALUE),
 			  std::string("a.conf:2: stop-timeout '") + bad +
 			      "' is not a number of seconds from 0 to 3600");
+}
+
+// ---- reconnect-delay, reconnect-max ---------------------------------------------------------
+
+TEST(ConfigReconnect, DefaultsRangeAndErrors)
+{
+	ConfigPtr config = parse_ok("[mirror]\n" + two_legs);
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->reconnect_delay_ms, 1000u) << "1 s, doubling";
+	EXPECT_EQ(config->reconnect_max, 60u) << "about half an hour";
+	EXPECT_EQ(config->legs[0].reconnect_delay_ms, -1) << "the mirror's";
+	EXPECT_EQ(config->legs[0].reconnect_max, -1) << "the mirror's";
+	config = parse_ok(mirror_with("reconnect-delay = 0.25\nreconnect-max = 0"));
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->reconnect_delay_ms, 250u);
+	EXPECT_EQ(config->reconnect_max, 0u) << "never";
+	config = parse_ok("[mirror]\n[leg a]\npath = /srv/a.img\n[leg b]\npath = /srv/b.img\n"
+			  "reconnect-delay = 5\nreconnect-max = 1000000\n");
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->legs[1].reconnect_delay_ms, 5000);
+	EXPECT_EQ(config->legs[1].reconnect_max, 1000000);
+	EXPECT_EQ(config->legs[0].reconnect_max, -1);
+	for (const char *bad : {"0", "-1", "3601", "1x", "soon"})
+		EXPECT_EQ(parse_error(mirror_with(std::string("reconnect-delay = ") + bad),
+				      CONFIG_ERROR_VALUE),
+			  std::string("a.conf:2: reconnect-delay '") + bad +
+			      "' is not a number of seconds from 0.001 to 3600 (decimals allowed)");
+	for (const char *bad : {"1000001", "-1", "+2", "1.5", "forever"})
+		EXPECT_EQ(parse_error(mirror_with(std::string("reconnect-max = ") + bad),
+				      CONFIG_ERROR_VALUE),
+			  std::string("a.conf:2: reconnect-max '") + bad +
+			      "' is not a number of tries from 0 to 1000000 (0 = never "
+			      "reconnect)");
 }

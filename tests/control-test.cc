@@ -116,6 +116,8 @@ TEST_F(Control, AddTakesTheRestOfTheLine)
 	EXPECT_TRUE(c->force);
 	EXPECT_TRUE(c->no_save);
 	EXPECT_STREQ("/srv/legs/a leg.img", c->path);
+	c = &ok("add nbd://127.0.0.1:10810/exp");
+	EXPECT_STREQ("nbd://127.0.0.1:10810/exp", c->path);
 	c = &ok("add /caf\xc3\xa9/\xe2\x80\xba");
 	EXPECT_STREQ("/caf\xc3\xa9/\xe2\x80\xba", c->path) << "UTF-8 beyond C1 is not a control";
 }
@@ -150,6 +152,19 @@ TEST_F(Control, ResyncSetStop)
 	EXPECT_FALSE(c->has_leg) << "every write-mostly leg";
 	EXPECT_EQ(0u, c->value);
 	EXPECT_EQ(16383u, ok("set write-behind 16383").value);
+	c = &ok("set reconnect-delay 2.5");
+	EXPECT_EQ(CONTROL_RECONNECT_DELAY, c->tunable);
+	EXPECT_FALSE(c->has_leg);
+	EXPECT_EQ(2500u, c->value) << "milliseconds";
+	c = &ok("set reconnect-delay 1 0.001");
+	EXPECT_TRUE(c->has_leg);
+	EXPECT_EQ(1u, c->leg);
+	EXPECT_EQ(1u, c->value);
+	c = &ok("set reconnect-max 0 0");
+	EXPECT_EQ(CONTROL_RECONNECT_MAX, c->tunable);
+	EXPECT_TRUE(c->has_leg);
+	EXPECT_EQ(0u, c->value) << "never";
+	EXPECT_EQ(1000000u, ok("set reconnect-max 1000000").value);
 	c = &ok("stop");
 	EXPECT_EQ(CONTROL_STOP, c->verb);
 	EXPECT_FALSE(c->force);
@@ -179,7 +194,10 @@ TEST_F(Control, PreciseRefusals)
 	refused("add", "add needs the path of the new leg");
 	refused("add --force", "add needs the path of the new leg");
 	refused("add dev/sdc", "add needs an absolute path");
-	refused("add ./leg", "add needs an absolute path, got './leg'");
+	refused("add ./leg", "add needs an absolute path or an NBD URI, got './leg'");
+	refused("add nbd:///exp", "add: NBD URI 'nbd:///exp' names no host");
+	refused("add nbd+unix:///e?password=hunter2", "add: NBD URI 'nbd+unix:///e?password=***' "
+						      "names no socket");
 	refused("add --bogus /a", "add has no option '--bogus'");
 	refused("resync now", "unexpected argument 'now'");
 	refused("resync --force", "resync has no option '--force'");
@@ -193,6 +211,9 @@ TEST_F(Control, PreciseRefusals)
 	refused("set resync-rate-min 1 2", "unexpected argument '2'");
 	refused("set max-read-errors 1000001", "max-read-errors needs a decimal number of read "
 					      "errors from 0 to 1000000");
+	refused("set reconnect-delay 0", "reconnect-delay needs seconds from 0.001 to 3600");
+	refused("set reconnect-delay 1 soon", "got 'soon'");
+	refused("set reconnect-max 1000001", "reconnect-max needs a decimal number of tries");
 	refused("set max-read-errors 2K", "got '2K'");
 	refused("set write-behind 16384", "write-behind needs a decimal number of writes from 0 to "
 					  "16383 (0: none), got '16384'");
@@ -293,7 +314,11 @@ TEST_F(Control, ReplaceTakesALegThenTheRestOfTheLine)
 	refused("replace 1", "replace needs the path of the new leg");
 	refused("replace /dev/sdd", "'/dev/sdd' is not a leg index");
 	refused("replace b /dev/sdd", "'b' is not a leg index");
-	refused("replace 1 dev/sdd", "replace needs an absolute path, got 'dev/sdd'");
+	refused("replace 1 dev/sdd", "replace needs an absolute path or an NBD URI, got 'dev/sdd'");
+	c = &ok("replace 1 nbd+unix:///exp?socket=/run/nbd.sock ");
+	EXPECT_STREQ("nbd+unix:///exp?socket=/run/nbd.sock", c->path);
+	refused("replace 1 nbds://alice:hunter2@/e",
+		"replace: NBD URI 'nbds://***@/e' names no host");
 	refused("replace --force 1 /dev/sdd", "replace has no option '--force'");
 	refused("replace 1 /x\x1b", "the path contains control character 0x1b");
 	EXPECT_STREQ("replace", control_verb_name(CONTROL_REPLACE));

@@ -20,6 +20,83 @@ using namespace dmio_test;
 namespace
 {
 
+/* ---- Paths: dmio_path_* ------------------------------------------------------------------ */
+
+std::string take(char *s)
+{
+	std::string out = s != nullptr ? s : "(null)";
+
+	free(s);
+	return out;
+}
+
+TEST(Paths, WhatIsAUri)
+{
+	for (const char *uri :
+	     {"nbd://h/e", "nbds://h", "nbd+unix:///e?socket=/s", "nbds+unix:///?socket=/s",
+	      "nbd+vsock://2/e", "nbds+vsock://3:10809"})
+		EXPECT_TRUE(dmio_path_is_uri(uri)) << uri;
+	for (const char *path :
+	     {"/srv/a.img", "./nbd://h/e", "NBD://h/e", "nbd:/h", "nbdx://h/e", "", "http://h/e"})
+		EXPECT_FALSE(dmio_path_is_uri(path)) << path;
+	EXPECT_FALSE(dmio_path_is_uri(nullptr));
+}
+
+TEST(Paths, UriProblems)
+{
+	for (const char *ok : {"nbd://h/e", "nbd://127.0.0.1:10810/", "nbd://[::1]/e",
+			       "nbds://alice@h/e?tls-psk-file=/k", "nbd+unix:///e?socket=/s",
+			       "nbd+vsock://2/e", "/not/a/uri", "relative"})
+		EXPECT_EQ(nullptr, dmio_path_uri_problem(ok)) << ok;
+	struct {
+		const char *uri, *problem;
+	} bad[] = {
+	    {"nbd:///e", "names no host"},
+	    {"nbd://h:x/e", "is not a well-formed URI"},
+	    {"nbd://h/%zz", "is not a well-formed URI"},
+	    {"nbd://h/a b", "contains a blank or a control character"},
+	    {"nbd://h/a\x01", "contains a blank or a control character"},
+	    {"nbd://h/e?socket=/s", "has a socket= parameter, which only a unix URI "
+				    "(nbd+unix://) takes"},
+	    {"nbd+unix:///e", "names no socket: a unix URI is nbd+unix:///EXPORT?socket=PATH"},
+	    {"nbd+unix:///e?socket=", "names no socket: a unix URI is "
+				      "nbd+unix:///EXPORT?socket=PATH"},
+	    {"nbd+unix://h/e?socket=/s", "names a host: a unix URI is "
+					 "nbd+unix:///EXPORT?socket=PATH"},
+	    {"nbd+vsock://host/e", "names a vsock host that is not a number (a CID)"},
+	};
+	for (const auto &b : bad) {
+		const char *got = dmio_path_uri_problem(b.uri);
+
+		EXPECT_STREQ(b.problem, got != nullptr ? got : "(null)") << b.uri;
+	}
+}
+
+TEST(Paths, DisplayRedactsSecretsOnly)
+{
+	EXPECT_EQ("/srv/a:b@c?password=x", take(dmio_path_display("/srv/a:b@c?password=x")));
+	EXPECT_EQ("nbds://***@h/e?tls-psk-file=***&password=***",
+		  take(dmio_path_display("nbds://alice:pw@h/e?tls-psk-file=/k&password=pw")));
+	EXPECT_EQ("nbd+unix:///e?socket=/s", take(dmio_path_display("nbd+unix:///e?socket=/s")));
+	EXPECT_EQ(nullptr, dmio_path_display(nullptr));
+}
+
+TEST(Paths, NormalizeGivesOneSpellingPerExport)
+{
+	EXPECT_EQ("nbd://host/", take(dmio_path_normalize("nbd://HOST")));
+	EXPECT_EQ("nbd://host/", take(dmio_path_normalize("nbd://host:10809/")));
+	EXPECT_EQ("nbd://host:10810/e", take(dmio_path_normalize("nbd://Host:10810/e")));
+	EXPECT_EQ("nbds://host/e", take(dmio_path_normalize("nbds://host:10809/e")));
+	EXPECT_EQ("nbd://[::1]/e", take(dmio_path_normalize("nbd://[::1]:10809/e")));
+	EXPECT_EQ("nbd+unix:///e?socket=/s", take(dmio_path_normalize("nbd+unix:///e?socket=/s")));
+	// Only the TCP schemes have 10809 as their default port.
+	EXPECT_EQ("nbd+vsock://2:10809/e", take(dmio_path_normalize("nbd+vsock://2:10809/e")));
+	// Files and malformed URIs as they are.
+	EXPECT_EQ("/srv//a.img", take(dmio_path_normalize("/srv//a.img")));
+	EXPECT_EQ("nbd:///e", take(dmio_path_normalize("nbd:///e")));
+	EXPECT_EQ(nullptr, dmio_path_normalize(nullptr));
+}
+
 /* ---- Devices ------------------------------------------------------------------------------ */
 
 class Devices : public DmioTest

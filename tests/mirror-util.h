@@ -272,6 +272,8 @@ class MirrorTest : public dmio_test::DmioTest
 			lc.path = const_cast<char *>(l.path.c_str());
 			lc.write_mostly = l.write_mostly;
 			lc.io_timeout_ms = -1; /* the mirror's */
+			lc.reconnect_delay_ms = -1;
+			lc.reconnect_max = -1;
 			leg_configs_.push_back(lc);
 		}
 		memset(&config_, 0, sizeof(config_));
@@ -286,6 +288,8 @@ class MirrorTest : public dmio_test::DmioTest
 		config_.resync_rate_max = 0;
 		config_.io_timeout_ms = io_timeout_ms_;
 		config_.max_read_errors = max_read_errors_;
+		config_.reconnect_delay_ms = reconnect_delay_ms_;
+		config_.reconnect_max = reconnect_max_;
 		config_.num_legs = (unsigned)leg_configs_.size();
 		config_.legs = leg_configs_.empty() ? nullptr : leg_configs_.data();
 		return &config_;
@@ -566,6 +570,9 @@ class MirrorTest : public dmio_test::DmioTest
 	metadata_mode metadata_ = METADATA_NONE;
 	uint64_t resync_rate_min_ = 0;
 	unsigned max_read_errors_ = 20; /* fusemirror.conf(5)'s default */
+	/* Reconnect of NBD legs: the default delay, and never (0) unless a test asks. */
+	unsigned reconnect_delay_ms_ = 0;
+	unsigned reconnect_max_ = 0;
 	unsigned threads_ = 0; /* engine threads; 0 = libdmio's default */
 	unsigned io_timeout_ms_ = 0; /* the legs' io-timeout; 0 = none */
 	std::vector<LegSpec> legs_;

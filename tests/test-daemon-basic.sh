@@ -52,7 +52,7 @@ for i in 0 1; do
 done
 
 # listxattr lists exactly what getxattr answers: every listed name has the value getxattr gives,
-# and the list is the mirror attributes plus 11 per leg.  (getfattr -d shows an empty value,
+# and the list is the mirror attributes plus 14 per leg.  (getfattr -d shows an empty value,
 # uuid with metadata = none and last_error, as the bare name.)
 getfattr --absolute-names -d -m - "$mirror" >"$tmpdir/dump" ||
 	daemon_fail "getfattr -d -m - $mirror"
@@ -68,6 +68,9 @@ user.fusemirror.leg.0.io_timeout
 user.fusemirror.leg.0.name
 user.fusemirror.leg.0.path
 user.fusemirror.leg.0.read_errors
+user.fusemirror.leg.0.reconnect
+user.fusemirror.leg.0.reconnect_delay
+user.fusemirror.leg.0.reconnect_max
 user.fusemirror.leg.0.resync
 user.fusemirror.leg.0.slow
 user.fusemirror.leg.0.state
@@ -80,6 +83,9 @@ user.fusemirror.leg.1.io_timeout
 user.fusemirror.leg.1.name
 user.fusemirror.leg.1.path
 user.fusemirror.leg.1.read_errors
+user.fusemirror.leg.1.reconnect
+user.fusemirror.leg.1.reconnect_delay
+user.fusemirror.leg.1.reconnect_max
 user.fusemirror.leg.1.resync
 user.fusemirror.leg.1.slow
 user.fusemirror.leg.1.state

@@ -38,8 +38,11 @@ PATH=$tmpdir/bin:$PATH
 export PATH
 
 # ---- --test --oneshot ------------------------------------------------------------------------
+# Without FILE every mirror served here gets one (other tests' mirrors may be there too).
+"$fusemirrorctl" monitor --test --oneshot >"$tmpdir/all.out" || daemon_fail "monitor --test"
+assert_grep " watched TestMessage -: " "$tmpdir/all.out" "our mirror among all of them"
 "$fusemirrorctl" monitor --test --oneshot --program "$tmpdir/program" --mail ops@example.org \
-	>"$tmpdir/test.out" || daemon_fail "monitor --test --oneshot"
+	"$mirror" >"$tmpdir/test.out" || daemon_fail "monitor --test --oneshot"
 cat "$tmpdir/test.out"
 assert_grep "^[0-9-]+ [0-9:]+ watched TestMessage -: a test of the alerts of mirror watched" \
 	"$tmpdir/test.out" "the printed TestMessage"
@@ -55,7 +58,8 @@ cat "$tmpdir/mail.0"
 # The example hook of contrib/ mails a TestMessage when asked to.
 rm -f "$tmpdir/mail."*
 FUSEMIRROR_ALERT_MAIL=ops@example.org "$fusemirrorctl" monitor --test --oneshot \
-	--program "${abs_top_srcdir:-${top_srcdir:-..}}/contrib/fusemirror-alert" >/dev/null 2>&1 ||
+	--program "${abs_top_srcdir:-${top_srcdir:-..}}/contrib/fusemirror-alert" "$mirror" \
+	>/dev/null 2>&1 ||
 	daemon_fail "monitor --program contrib/fusemirror-alert"
 test -f "$tmpdir/mail.0" || daemon_fail "contrib/fusemirror-alert sent no mail"
 assert_grep "^Subject: fusemirror TestMessage on .*:watched\$" "$tmpdir/mail.0" \
@@ -64,7 +68,7 @@ assert_grep "^Subject: fusemirror TestMessage on .*:watched\$" "$tmpdir/mail.0" 
 # ---- Live ----------------------------------------------------------------------------------
 rm -f "$tmpdir/mail."* "$tmpdir/program.log"
 "$fusemirrorctl" monitor --interval 0.2 --program "$tmpdir/program" --mail ops@example.org \
-	>"$tmpdir/live.out" 2>"$tmpdir/live.err" &
+	"$mirror" >"$tmpdir/live.out" 2>"$tmpdir/live.err" &
 monitor=$!
 cleanup_fn "kill $monitor 2>/dev/null"
 sleep 1

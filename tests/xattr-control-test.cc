@@ -100,7 +100,7 @@ TEST_F(XattrControl, LastErrorIsThePreciseReason)
 	ASSERT_NO_FATAL_FAILURE(open_legs(2));
 	refused("fail 999", EINVAL, "no leg 999 (the mirror has legs 0 to 1)");
 	refused("remove 2", EINVAL, "no leg 2 (the mirror has legs 0 to 1)");
-	refused("add dev/sdc", EINVAL, "add needs an absolute path, got 'dev/sdc'");
+	refused("add dev/sdc", EINVAL, "add needs an absolute path or an NBD URI, got 'dev/sdc'");
 	refused("frob", EINVAL,
 		"unknown command 'frob' (there are: fail, remove, add, resync, set, stop, check, "
 		"repair, replace)");
@@ -152,6 +152,22 @@ TEST_F(XattrControl, SetMaxReadErrors)
 		"max-read-errors needs a decimal number of read errors from 0 to 1000000 (0: never "
 		"fail a leg for them), got '-1'");
 	EXPECT_EQ(0u, mirror_get_max_read_errors(m_)) << "the refused value was not applied";
+}
+
+TEST_F(XattrControl, SetReconnect)
+{
+	ASSERT_NO_FATAL_FAILURE(open_legs(2));
+	EXPECT_EQ("idle", get("user.fusemirror.leg.1.reconnect"));
+	EXPECT_EQ("1", get("user.fusemirror.leg.1.reconnect_delay")) << "the default";
+	ASSERT_EQ(0, ctl("set reconnect-delay 0.25"));
+	ASSERT_EQ(0, ctl("set reconnect-max 1 7"));
+	EXPECT_EQ("0.25", get("user.fusemirror.leg.0.reconnect_delay"));
+	EXPECT_EQ("0.25", get("user.fusemirror.leg.1.reconnect_delay"));
+	EXPECT_EQ("7", get("user.fusemirror.leg.1.reconnect_max"));
+	EXPECT_NE("7", get("user.fusemirror.leg.0.reconnect_max")) << "one leg only";
+	refused("set reconnect-max 2 7", EINVAL, "no leg 2 (the mirror has 2)");
+	refused("set reconnect-delay 0", EINVAL,
+		"reconnect-delay needs seconds from 0.001 to 3600, up to three decimals, got '0'");
 }
 
 TEST_F(XattrControl, ControlCharactersAreRefusedAndLoggedEscaped)

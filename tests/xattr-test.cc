@@ -81,10 +81,12 @@ const char *const kMirrorKeys[] = {
     "resync.done", "resync.total", "resync.rate", "resync.source", "resync.rate_min",
     "uuid",	   "mismatch_cnt", "mismatches",  "replace.leg",   "replace.by",
     "max_read_errors", "event_log"};
-const char *const kLegFields[] = {"name",	  "path",	      "state", "read_errors",
-				  "write_errors", "corrected_errors", "uuid",  "resync",
-				  "io_timeout",	  "busy",	      "slow",  "write_mostly",
-				  "write_behind", "behind", "behind_answered"};
+const char *const kLegFields[] = {"name",	     "path",		"state",
+				  "read_errors",     "write_errors",	"corrected_errors",
+				  "uuid",	     "resync",		"io_timeout",
+				  "busy",	     "slow",		"write_mostly",
+				  "reconnect",	     "reconnect_delay", "reconnect_max",
+				  "write_behind",    "behind",		"behind_answered"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
 {
@@ -337,7 +339,7 @@ TEST_F(Xattr, ListIsExactlyWhatGetAnswers)
 		}
 
 		std::vector<std::string> names = list();
-		EXPECT_EQ(19u + 15u * n, names.size());
+		EXPECT_EQ(19u + 18u * n, names.size());
 		std::set<std::string> listed(names.begin(), names.end());
 		EXPECT_EQ(names.size(), listed.size()) << "duplicate names";
 		for (const std::string &name : names) {

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dmio.h>
+
 #include "config/config.h"
 #include "config-internal.h"
 
@@ -391,26 +393,49 @@ static gboolean parse_on_event(struct parser *p, const char *key, const char *va
 	return parse_path(p, key, value, line, &p->config->on_event, error);
 }
 
+/*
+ * A leg's NBD URI (libdmio(3), NBD exports), checked without connecting.  Messages show it
+ * redacted (dmio_path_display): a URI may carry a password or a key file's name.
+ */
+static gboolean parse_uri(struct parser *p, const char *key, const char *value, unsigned int line,
+			  char **out, GError **error)
+{
+	g_autofree char *shown = dmio_path_display(value);
+	const char *problem = dmio_path_uri_problem(value);
+
+	if (strlen(value) > MAX_PATH_BYTES)
+		problem = "is longer than 4095 bytes";
+	if (problem != NULL)
+		return bad_value(p, error, line, key, shown, problem);
+	g_free(*out);
+	*out = g_strdup(value);
+	return TRUE;
+}
+
 static gboolean parse_leg_path(struct parser *p, const char *key, const char *value,
 			       unsigned int line, GError **error)
 {
 	/* A test leg behind libdmio's fault-injecting kind (libdmio(3)): the file is after it. */
 	const char *file = g_str_has_prefix(value, "fault:") ? value + strlen("fault:") : value;
+	bool is_uri = dmio_path_is_uri(value);
 	g_autofree char *normal = NULL;
 	const char *other;
 
-	if (!parse_path(p, key, file, line, &p->leg->path, error))
+	if (is_uri ? !parse_uri(p, key, value, line, &p->leg->path, error)
+		   : !parse_path(p, key, file, line, &p->leg->path, error))
 		return FALSE;
 	if (file != value) {
 		g_free(p->leg->path);
 		p->leg->path = g_strdup(value);
 	}
-	normal = normalize_path(value);
+	normal = is_uri ? dmio_path_normalize(value) : normalize_path(value);
 	other = g_hash_table_lookup(p->leg_paths, normal);
 	if (other != NULL) {
+		g_autofree char *shown = dmio_path_display(value);
+
 		config_set_error(&p->ctx, error, CONFIG_ERROR_INVALID, line,
 				 "%spath '%s' is also the path of leg '%s'", p->where,
-				 config_quote(&p->ctx, value, 0), config_quote(&p->ctx, other, 0));
+				 config_quote(&p->ctx, shown, 0), config_quote(&p->ctx, other, 0));
 		return FALSE;
 	}
 	g_hash_table_insert(p->leg_paths, g_steal_pointer(&normal), p->leg->name);
@@ -430,6 +455,39 @@ static gboolean parse_io_timeout(struct parser *p, const char *key, const char *
 		p->leg->io_timeout_ms = (int)ms;
 	else
 		p->config->io_timeout_ms = ms;
+	return TRUE;
+}
+
+static gboolean parse_reconnect_delay(struct parser *p, const char *key, const char *value,
+				      unsigned int line, GError **error)
+{
+	unsigned int ms;
+
+	if (!config_parse_seconds(value, &ms) || ms == 0)
+		return bad_value(p, error, line, key, value,
+				 "is not a number of seconds from 0.001 to 3600 (decimals "
+				 "allowed)");
+	if (p->leg != NULL)
+		p->leg->reconnect_delay_ms = (int)ms;
+	else
+		p->config->reconnect_delay_ms = ms;
+	return TRUE;
+}
+
+static gboolean parse_reconnect_max(struct parser *p, const char *key, const char *value,
+				    unsigned int line, GError **error)
+{
+	guint64 v;
+
+	if (strspn(value, "0123456789") != strlen(value) ||
+	    !g_ascii_string_to_unsigned(value, 10, 0, CONFIG_MAX_RECONNECT_MAX, &v, NULL))
+		return bad_value(p, error, line, key, value,
+				 "is not a number of tries from 0 to 1000000 (0 = never "
+				 "reconnect)");
+	if (p->leg != NULL)
+		p->leg->reconnect_max = (int)v;
+	else
+		p->config->reconnect_max = (unsigned int)v;
 	return TRUE;
 }
 
@@ -472,6 +530,8 @@ static const struct key_parser mirror_keys[] = {
 	{ "stop-timeout", parse_stop_timeout },
 	{ "io-timeout", parse_io_timeout },
 	{ "max-read-errors", parse_max_read_errors },
+	{ "reconnect-delay", parse_reconnect_delay },
+	{ "reconnect-max", parse_reconnect_max },
 	{ NULL, NULL },
 };
 
@@ -480,6 +540,8 @@ static const struct key_parser leg_keys[] = {
 	{ "write-mostly", parse_write_mostly },
 	{ "io-timeout", parse_io_timeout },
 	{ "write-behind", parse_write_behind },
+	{ "reconnect-delay", parse_reconnect_delay },
+	{ "reconnect-max", parse_reconnect_max },
 	{ NULL, NULL },
 };
 /* clang-format on */
@@ -669,6 +731,8 @@ static gboolean parse_values(struct parser *p, GError **error)
 		p->leg->name = g_strdup(group->name + strlen(LEG_GROUP_PREFIX));
 		p->leg->io_timeout_ms = -1;
 		p->write_behind_line = 0;
+		p->leg->reconnect_delay_ms = -1;
+		p->leg->reconnect_max = -1;
 		where = g_strdup_printf("[%s]: ", config_quote(&p->ctx, group->name, 0));
 		p->where = where;
 		if (!parse_group(p, group, error))
@@ -683,7 +747,7 @@ static gboolean parse_values(struct parser *p, GError **error)
 		if (p->leg->path == NULL) {
 			config_set_error(&p->ctx, error, CONFIG_ERROR_MISSING, group->line,
 					 "%sno path: add path = /absolute/path (a file or a block "
-					 "device)",
+					 "device) or path = nbd://HOST/EXPORT (an NBD export)",
 					 where);
 			return FALSE;
 		}
@@ -809,6 +873,8 @@ struct mirror_config *config_parse(const char *data, gsize length, const char *f
 	p.config->stop_timeout = DEFAULT_STOP_TIMEOUT;
 	p.config->io_timeout_ms = DEFAULT_IO_TIMEOUT_MS;
 	p.config->max_read_errors = DEFAULT_MAX_READ_ERRORS;
+	p.config->reconnect_delay_ms = CONFIG_DEFAULT_RECONNECT_DELAY_MS;
+	p.config->reconnect_max = CONFIG_DEFAULT_RECONNECT_MAX;
 	p.config->metadata = METADATA_INTERNAL;
 	p.keyfile = g_key_file_new();
 	p.leg_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);

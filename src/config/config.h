@@ -19,6 +19,11 @@ extern "C" {
 
 #define CONFIG_DEFAULT_PATH "/etc/fusemirror/fusemirror.conf"
 #define CONFIG_MAX_LEGS	    64
+/* reconnect-delay and reconnect-max (fusemirror.conf(5)): 1 s doubling up to 30 s, 60 tries
+ * (about half an hour: a remote machine's reboot, a network outage), then the leg stays failed. */
+#define CONFIG_DEFAULT_RECONNECT_DELAY_MS 1000u
+#define CONFIG_DEFAULT_RECONNECT_MAX	  60u
+#define CONFIG_MAX_RECONNECT_MAX	  1000000u
 
 #define CONFIG_ERROR (config_error_quark())
 GQuark config_error_quark(void);
@@ -54,13 +59,16 @@ struct leg_config {
 	bool write_mostly;
 	int io_timeout_ms; /* io-timeout of this leg; -1: the [mirror] group's */
 	unsigned int write_behind; /* writes answered before this write-mostly leg has them; 0 */
+	int reconnect_delay_ms; /* reconnect-delay of this leg; -1 (or 0): the [mirror] group's */
+	int reconnect_max;	/* reconnect-max of this leg; -1: the [mirror] group's */
 };
 
 /* The most writes write-behind may keep behind on a leg (md's limit). */
 #define CONFIG_MAX_WRITE_BEHIND 16383u
 
 /*
- * Told while assembly waits for a missing leg (about once a second): which leg, its path, and
+ * Told while assembly waits for a missing leg (about once a second): which leg, its path (shown
+ * redacted, dmio_path_display: it goes to systemd's STATUS=), and
  * how long it has waited of the assemble-timeout.  On the thread that runs mirror_open().
  */
 typedef void (*mirror_wait_fn)(void *opaque, const char *leg, const char *path,
@@ -85,6 +93,8 @@ struct mirror_config {
 	unsigned int stop_timeout;     /* seconds SIGTERM waits for the file's last close */
 	unsigned int io_timeout_ms;    /* io-timeout of the legs that set none; 0 = none */
 	unsigned int max_read_errors;  /* recent corrected read errors a leg may have; 0: any */
+	unsigned int reconnect_delay_ms; /* before a remote leg's first try (0: the default) */
+	unsigned int reconnect_max;	 /* tries to reconnect a remote leg; 0: never */
 	char *force_source;	       /* not in the file: fusemirrord --force-source LEG */
 	mirror_wait_fn wait_fn;	       /* not in the file: the caller's, may be NULL */
 	void *wait_opaque;

@@ -30,6 +30,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <dmio.h>
+
 #include "config/runtime.h"
 
 #define GROUP_DAEMON "daemon"
@@ -116,7 +118,8 @@ void runtime_record_add_leg(struct runtime_record *rec, const char *name, const 
 	struct runtime_leg leg = {0};
 	struct stat st;
 
-	if (path == NULL || *path == '\0' || stat(path, &st) < 0)
+	/* An NBD export is no local file: it cannot be claimed, so no record holds it. */
+	if (path == NULL || *path == '\0' || dmio_path_is_uri(path) || stat(path, &st) < 0)
 		return;
 	leg.is_block = S_ISBLK(st.st_mode);
 	leg.dev = leg.is_block ? st.st_rdev : st.st_dev;

@@ -2,10 +2,11 @@
 /*
  * fusemirrorctl add [--force] FILE PATH: hot add a leg to a running mirror, as mdadm --add does,
  * by writing "add PATH" to trusted.fusemirror.ctl.  The daemon opens PATH itself, from its own
- * working directory, so PATH goes as an absolute path.  What the daemon would overwrite is checked
- * here first, as create checks its legs: a file system, a partition table or the superblock of
- * another fusemirror array is refused unless --force.  The superblock of this very array is
- * welcome: that is a re-add, which the daemon resyncs from its write-intent bitmap.
+ * working directory, so PATH goes as an absolute path; an NBD URI goes as given (newleg.c).  What
+ * the daemon would overwrite is checked here first, as create checks its legs: a file system, a
+ * partition table or the superblock of another fusemirror array is refused unless --force.  The
+ * superblock of this very array is welcome: that is a re-add, which the daemon resyncs from its
+ * write-intent bitmap.
  */
 #include "config.h"
 
@@ -21,8 +22,8 @@
 
 struct add {
 	const char *file;
-	char *path;	  /* PATH made absolute, symbolic links resolved */
-	char *shown_path; /* path, printable */
+	char *path;	  /* PATH made absolute, symbolic links resolved (an NBD URI as given) */
+	char *shown_path; /* path, printable (an NBD URI redacted) */
 	char *context;	  /* "add FILE PATH", printable, to start every message */
 	bool force;
 	bool no_save; /* --no-save: the daemon leaves its config file as it is */
@@ -125,9 +126,11 @@ static bool find_signature(struct add *a, char **what, int *former)
 static const struct ctl_leg_status *find_added_leg(const struct ctl_status *st, const char *path)
 {
 	const struct ctl_leg_status *found = NULL;
+	/* The status shows an NBD URI redacted. */
+	g_autofree char *shown = dmio_path_display(path);
 
 	for (unsigned int i = 0; i < st->nlegs; i++) {
-		if (strcmp(st->legs[i].path, path) != 0)
+		if (strcmp(st->legs[i].path, shown) != 0)
 			continue;
 		if (found == NULL || strcmp(found->state, "removed") == 0)
 			found = &st->legs[i];
@@ -302,7 +305,7 @@ const struct ctl_command ctl_cmd_add = {
     .parameters = "FILE PATH",
     .summary = "Add a leg to a running mirror, or re-add a former one, and resync it",
     .description =
-	"PATH is a file or block device; fusemirrord opens it, by its absolute path.  One that\n"
+	"PATH is a file or block device, opened by its absolute path, or an NBD URI.  One that\n"
 	"holds a file system, a partition table or another array's superblock is refused\n"
 	"unless --force; a former leg of this mirror is re-added, resynced from the bitmap.\n"
 	"Exit status: 0 added, 1 refused or failed, 64 usage error.",

@@ -70,10 +70,12 @@ static bool earlier_leg_is_same(struct create *c, struct create_leg *leg)
 {
 	struct stat st, other;
 
-	if (stat(leg->config->path, &st) < 0)
+	/* A URI is stat'ed as a relative path: it must not match a local file. */
+	if (dmio_path_is_uri(leg->config->path) || stat(leg->config->path, &st) < 0)
 		return false;
 	for (struct create_leg *l = c->legs; l < leg; l++) {
-		if (l->dev == NULL || stat(l->config->path, &other) < 0)
+		if (l->dev == NULL || dmio_path_is_uri(l->config->path) ||
+		    stat(l->config->path, &other) < 0)
 			continue;
 		if (S_ISBLK(st.st_mode) ? S_ISBLK(other.st_mode) && st.st_rdev == other.st_rdev
 					: st.st_dev == other.st_dev && st.st_ino == other.st_ino)
@@ -134,6 +136,9 @@ static bool check_distinct(struct create *c)
 	g_autofree struct stat *st = g_new0(struct stat, c->num_legs);
 
 	for (unsigned int i = 0; i < c->num_legs; i++) {
+		/* An NBD export is no local file: the config refused a URI given twice. */
+		if (dmio_path_is_uri(c->legs[i].config->path))
+			continue;
 		if (stat(c->legs[i].config->path, &st[i]) < 0) {
 			int err = errno;
 
@@ -143,7 +148,8 @@ static bool check_distinct(struct create *c)
 		}
 		for (unsigned int j = 0; j < i; j++) {
 			bool same =
-			    S_ISBLK(st[i].st_mode)
+			    dmio_path_is_uri(c->legs[j].config->path) ? false
+			    : S_ISBLK(st[i].st_mode)
 				? S_ISBLK(st[j].st_mode) && st[i].st_rdev == st[j].st_rdev
 				: st[i].st_dev == st[j].st_dev && st[i].st_ino == st[j].st_ino;
 
@@ -298,8 +304,11 @@ static void fill_superblocks(struct create *c, uint64_t data_size, uint64_t regi
 		/* Recorded, so that a slot left out of a config is still shown by name. */
 		if (superblock_leg_text_ok(c->config->legs[i].name, SB_LEG_NAME_MAX))
 			strcpy(sb.roles[i].name, c->config->legs[i].name);
-		if (superblock_leg_text_ok(c->config->legs[i].path, SB_LEG_PATH_MAX))
-			strcpy(sb.roles[i].path, c->config->legs[i].path);
+		/* Redacted, as the daemon records it: every leg carries every path. */
+		g_autofree char *shown = dmio_path_display(c->config->legs[i].path);
+
+		if (superblock_leg_text_ok(shown, SB_LEG_PATH_MAX))
+			strcpy(sb.roles[i].path, shown);
 	}
 	for (unsigned int i = 0; i < c->num_legs; i++) {
 		struct superblock *leg = &c->legs[i].sb;

@@ -257,7 +257,11 @@ static void append_json(GString *out, const struct examine *e)
 	char uuid[37];
 
 	g_string_append(out, "{\"file\":");
-	ctl_json_append_string(out, e->path);
+	{
+		g_autofree char *shown = dmio_path_display(e->path); /* redacted */
+
+		ctl_json_append_string(out, shown);
+	}
 	g_string_append_printf(out, ",\"magic\":\"0x%016" G_GINT64_MODIFIER "x\",\"version\":%u",
 			       (guint64)SB_MAGIC, sb->version);
 	uuid_format(sb->array_uuid, uuid);
@@ -309,9 +313,11 @@ static void append_json(GString *out, const struct examine *e)
 		else
 			g_string_append(out, "null");
 		g_string_append(out, ",\"path\":");
-		if (*r->path != '\0')
-			ctl_json_append_string(out, r->path);
-		else
+		if (*r->path != '\0') {
+			g_autofree char *shown = dmio_path_display(r->path);
+
+			ctl_json_append_string(out, shown);
+		} else
 			g_string_append(out, "null");
 		g_string_append_c(out, '}');
 	}
@@ -388,7 +394,8 @@ const struct ctl_command ctl_cmd_examine = {
     .name = "examine",
     .parameters = "LEG",
     .summary = "Show the superblock and bitmap summary of a leg (no daemon needed)",
-    .description = "LEG is the path of a leg: a file or a block device.  It is opened read-only.\n"
+    .description = "LEG is the path of a leg: a file, a block device or an NBD URI.  It is\n"
+		   "opened read-only.\n"
 		   "Exit status: 0 the superblock is shown, 1 no such file, not a fusemirror\n"
 		   "leg, or a corrupt superblock, 64 usage error.",
     .run = run_examine,

@@ -24,8 +24,9 @@
 
 struct replace {
 	const char *file;
-	char *path;	  /* PATH made absolute, symbolic links resolved */
-	char *shown_path; /* path, printable */
+	char *path;	  /* PATH made absolute, symbolic links resolved (an NBD URI as given) */
+	char *listed;	  /* path as the status lists it: an NBD URI redacted */
+	char *shown_path; /* path, printable (an NBD URI redacted) */
 	char *context;	  /* "replace FILE LEG PATH", printable, to start every message */
 	bool no_save;
 	bool wait;
@@ -164,15 +165,15 @@ static int wait_for_end(struct replace *rp, int by)
 	old = rp->leg < st->nlegs ? &st->legs[rp->leg] : NULL;
 	/* The new leg takes LEG's slot once it is in sync (a daemon that does not move it
 	 * leaves LEG removed and the new leg in its own). */
-	if (old != NULL && strcmp(old->path, rp->path) == 0) {
+	if (old != NULL && strcmp(old->path, rp->listed) == 0) {
 		new_leg = old;
 		by = (int)rp->leg;
 		replaced = strcmp(new_leg->state, "in_sync") == 0;
 	} else {
 		new_leg = by >= 0 && (unsigned int)by < st->nlegs ? &st->legs[by] : NULL;
-		replaced = (old == NULL || strcmp(old->state, "removed") == 0) &&
-			   new_leg != NULL && strcmp(new_leg->state, "in_sync") == 0 &&
-			   strcmp(new_leg->path, rp->path) == 0;
+		replaced = (old == NULL || strcmp(old->state, "removed") == 0) && new_leg != NULL &&
+			   strcmp(new_leg->state, "in_sync") == 0 &&
+			   strcmp(new_leg->path, rp->listed) == 0;
 	}
 	if (replaced) {
 		ctl_message("leg %u (%s) of %s replaced by %s (leg %d, in sync)", rp->leg,
@@ -220,6 +221,7 @@ static int replace(struct replace *rp, const char *leg_arg, const char *path)
 	if (!ctl_new_leg_path(rp->file, path, rp->context, &rp->path, &rp->shown_path) ||
 	    !ctl_new_leg_unheld(rp->file, rp->path, rp->shown_path, rp->context) || !check_signature(rp))
 		return CTL_EXIT_FAILED;
+	rp->listed = dmio_path_display(rp->path);
 
 	command =
 	    g_strdup_printf("replace %s%u %s", rp->no_save ? "--no-save " : "", rp->leg, rp->path);
@@ -242,7 +244,7 @@ static int replace(struct replace *rp, const char *leg_arg, const char *path)
 	/* The replace may be over already (a small leg): the new leg is then found by its path. */
 	by = after->has_replace && after->replace_leg == (int)rp->leg
 		 ? after->replace_by
-		 : find_new_leg(after, rp->path);
+		 : find_new_leg(after, rp->listed);
 	report_started(rp, after, by);
 	ctl_status_free(after);
 	return rp->wait ? wait_for_end(rp, by) : CTL_EXIT_OK;
@@ -285,6 +287,7 @@ static int run_replace(const struct ctl_command *cmd, int argc, char **argv)
 	dmio_put(1);
 	ctl_status_free(rp.st);
 	free(rp.path);
+	g_free(rp.listed);
 	g_free(rp.shown_path);
 	g_free(rp.shown_leg);
 	g_free(rp.context);
@@ -296,8 +299,9 @@ const struct ctl_command ctl_cmd_replace = {
     .parameters = "FILE LEG PATH",
     .summary = "Replace a leg by a new one: the old leg serves until the new one is in sync",
     .description =
-	"LEG is the leg's name or index, and must be in sync; PATH a file or block device that\n"
-	"holds no signature.  The daemon adds PATH, copies onto it in the background while LEG\n"
+	"LEG is the leg's name or index, and must be in sync; PATH a file, block device or NBD\n"
+	"URI that holds no signature.  The daemon adds PATH, copies onto it in the background "
+	"while LEG\n"
 	"serves, then removes LEG: the mirror never has fewer in-sync legs than before.\n"
 	"Exit status: 0 started (with --wait: LEG replaced), 1 refused or failed (with --wait:\n"
 	"also the replace aborted), 64 usage error.",

@@ -271,28 +271,38 @@ static void append_array(GString *out, const struct found_array *array)
 		if (sb->roles[slot].role != SB_ROLE_IN_SYNC)
 			append_comment(out, "%s in the newest superblock", role);
 		{
-			g_autofree char *path = config_escape_value(leg->path);
+			/* Printed: an NBD URI redacted, with a word to put its secrets back. */
+			g_autofree char *shown = dmio_path_display(leg->path);
+			g_autofree char *path = config_escape_value(shown);
 
+			if (strcmp(shown, leg->path) != 0)
+				append_comment(out, "its URI's secrets are shown as ***: put them "
+						    "back");
 			g_string_append_printf(out, "[leg %s]\npath = %s\n", name, path);
 		}
 		/* The same leg seen twice: a loop device over a leg file, a symlink. */
 		for (unsigned int i = 0; i < array->legs->len; i++) {
 			const struct found_leg *other = g_ptr_array_index(array->legs, i);
 
-			if (other != leg && memcmp(other->sb.leg_uuid, leg->sb.leg_uuid, 16) == 0)
-				append_comment(out, "the same leg is also at %s", other->path);
+			if (other != leg && memcmp(other->sb.leg_uuid, leg->sb.leg_uuid, 16) == 0) {
+				g_autofree char *at = dmio_path_display(other->path);
+
+				append_comment(out, "the same leg is also at %s", at);
+			}
 		}
 	}
 	for (unsigned int i = 0; i < array->legs->len; i++) {
 		const struct found_leg *leg = g_ptr_array_index(array->legs, i);
 
 		if (!is_member(leg, sb)) {
+			g_autofree char *at = dmio_path_display(leg->path);
+
 			uuid_format(leg->sb.leg_uuid, uuid);
 			g_string_append_c(out, '\n');
 			append_comment(out,
 				       "%s: leg uuid %s, slot %u at events %" G_GUINT64_FORMAT
 				       ", is no member in the newest superblock: left out",
-				       leg->path, uuid, leg->sb.leg_index, (guint64)leg->sb.events);
+				       at, uuid, leg->sb.leg_index, (guint64)leg->sb.events);
 		}
 	}
 }
@@ -376,8 +386,9 @@ const struct ctl_command ctl_cmd_scan = {
     .name = "scan",
     .parameters = "[LEG...]",
     .summary = "Print a config for each mirror whose legs' superblocks are found",
-    .description = "LEG is the path of a leg (a file or a block device); without one, every\n"
-		   "block device is read.  Legs are opened read-only.  The output is a\n"
+    .description = "LEG is the path of a leg (a file, a block device or an NBD URI); without\n"
+		   "one, every block device is read (NBD exports must be named).  Legs are opened "
+		   "read-only.  The output is a\n"
 		   "fusemirror.conf(5) per array, legs in slot order, named leg0, leg1, ...\n"
 		   "Exit status: 0 configs printed, 1 a LEG named is not a fusemirror leg or\n"
 		   "no leg was found, 64 usage error.",

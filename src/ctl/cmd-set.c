@@ -2,9 +2,10 @@
 /*
  * fusemirrorctl set FILE NAME=VALUE...: change a setting of a running mirror, as writing to
  * md's sync_speed_min does: "set NAME VALUE" to trusted.fusemirror.ctl for each one, then the
- * values read back from user.fusemirror.resync.rate_min, .rate_max and .max_read_errors.  A
- * rate takes the size suffixes of fusemirror.conf(5) (K, M, G, T: powers of 1024), parsed by the
- * same code; max-read-errors is a plain count.
+ * values read back from user.fusemirror.resync.rate_min, .rate_max and .max_read_errors (the
+ * per-leg ones, io-timeout and reconnect-*, status shows).  A rate takes the size suffixes of
+ * fusemirror.conf(5) (K, M, G, T: powers of 1024), parsed by the same code; max-read-errors and
+ * reconnect-max are plain counts.
  */
 #include "config.h"
 
@@ -18,13 +19,21 @@
 static const struct {
 	const char *name;
 	bool zero_is_unlimited;
-	bool seconds; /* VALUE is seconds (io-timeout of every leg), not bytes per second */
-	bool count;   /* a number of errors, not a rate */
+	bool seconds; /* VALUE is seconds (io-timeout, reconnect-delay of every leg), not a rate */
+	bool count;   /* a count, not a rate */
+	bool per_leg; /* of every leg: status shows each leg's, print_settings does not */
+	const char *syntax; /* seconds and counts: what VALUE must be */
 } settings[] = {
-    {"resync-rate-min", false, false, false},
-    {"resync-rate-max", true, false, false},
-    {"io-timeout", false, true, false},
-    {"max-read-errors", false, false, true},
+    {"resync-rate-min", false, false, false, false, NULL},
+    {"resync-rate-max", true, false, false, false, NULL},
+    {"io-timeout", false, true, false, true,
+     "a number of seconds from 0 to 3600 (decimals allowed, 0: none)"},
+    {"max-read-errors", false, false, true, false,
+     "a number of read errors from 0 to 1000000 (0: never fail a leg for corrected read errors)"},
+    {"reconnect-delay", false, true, false, true,
+     "a number of seconds from 0.001 to 3600 (decimals allowed)"},
+    {"reconnect-max", false, false, true, true,
+     "a number of tries from 0 to 1000000 (0: never reconnect)"},
 };
 
 struct assignment {
@@ -86,11 +95,9 @@ static bool parse_assignment(const struct ctl_command *cmd, const char *arg, boo
 	if (settings[i].seconds) {
 		unsigned int ms;
 
-		if (!config_parse_seconds(equals + 1, &ms)) {
-			ctl_usage_error(cmd,
-					"'%s': not a number of seconds from 0 to 3600 (decimals "
-					"allowed, 0: none)",
-					shown);
+		if (!config_parse_seconds(equals + 1, &ms) ||
+		    (ms == 0 && strcmp(settings[i].name, "reconnect-delay") == 0)) {
+			ctl_usage_error(cmd, "'%s': not %s", shown, settings[i].syntax);
 			return false;
 		}
 		given[i] = true;
@@ -104,10 +111,7 @@ static bool parse_assignment(const struct ctl_command *cmd, const char *arg, boo
 
 		if (strspn(equals + 1, "0123456789") != strlen(equals + 1) ||
 		    !g_ascii_string_to_unsigned(equals + 1, 10, 0, 1000000, &v, NULL)) {
-			ctl_usage_error(cmd,
-					"'%s': not a number of read errors from 0 to 1000000 (0: "
-					"never fail a leg for corrected read errors)",
-					shown);
+			ctl_usage_error(cmd, "'%s': not %s", shown, settings[i].syntax);
 			return false;
 		}
 		a->value = v;
@@ -149,7 +153,7 @@ static bool print_settings(const char *file)
 					  : st->max_read_errors;
 
 		/* Per leg: status shows each leg's. */
-		if (settings[i].seconds)
+		if (settings[i].per_leg)
 			continue;
 		g_autofree char *human = NULL;
 
@@ -233,13 +237,16 @@ out:
 const struct ctl_command ctl_cmd_set = {
     .name = "set",
     .parameters = "FILE NAME=VALUE...",
-    .summary = "Change the resync rate limits, io-timeout or max-read-errors of a running mirror",
+    .summary = "Change the resync rate limits, io-timeout, max-read-errors or reconnect settings "
+	       "of a running mirror",
     .description =
 	"NAME is resync-rate-min or resync-rate-max, VALUE bytes per second with an optional\n"
 	"K, M or G suffix (powers of 1024); resync-rate-max=0 lifts the limit.  NAME\n"
 	"max-read-errors takes a number of read errors (0: legs are never failed for corrected\n"
 	"read errors); io-timeout=SECONDS sets every leg's io-timeout (decimals allowed, 0:\n"
-	"none).  The new values are printed as the daemon reports them.\n"
+	"none); reconnect-delay=SECONDS and reconnect-max=TRIES set every leg's (0 tries: a\n"
+	"remote leg that loses its server is never reconnected).  The new values are printed as\n"
+	"the daemon reports them.\n"
 	"Exit status: 0 set, 1 refused or failed, 64 usage error.",
     .run = run_set,
 };

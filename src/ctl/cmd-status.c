@@ -265,6 +265,16 @@ static void append_text(GString *out, const struct ctl_status *st)
 	}
 	for (unsigned int r = 0; r <= st->nlegs; r++)
 		append_row(out, cells + (size_t)r * N_COLS, width, shown);
+	/* A remote leg trying to come back, or that gave up: say so under the table. */
+	for (unsigned int i = 0; i < st->nlegs; i++) {
+		const struct ctl_leg_status *leg = &st->legs[i];
+		g_autofree char *what = NULL;
+
+		if (leg->reconnect == NULL || strcmp(leg->reconnect, "idle") == 0)
+			continue;
+		what = ctl_printable(leg->reconnect);
+		g_string_append_printf(out, "leg %u reconnect: %s\n", leg->index, what);
+	}
 
 	for (size_t i = 0; i < (size_t)(st->nlegs + 1) * N_COLS; i++)
 		g_free(cells[i]);
@@ -340,6 +350,8 @@ static void append_json(GString *out, const struct ctl_status *st)
 					       (guint64)leg->behind_writes);
 		else
 			g_string_append(out, ",\"behind\":null");
+		g_string_append(out, ",\"reconnect\":");
+		append_json_optional(out, leg->reconnect);
 		g_string_append(out, ",\"uuid\":");
 		append_json_optional(out, leg->uuid);
 		g_string_append_printf(out,
@@ -477,6 +489,12 @@ static void append_export(GString *out, const struct ctl_status *st)
 			g_autofree char *key = g_strdup_printf("MIRROR_LEG_%u_UUID", leg->index);
 
 			append_export_line(out, key, leg->uuid);
+		}
+		if (leg->reconnect != NULL) {
+			g_autofree char *key =
+			    g_strdup_printf("MIRROR_LEG_%u_RECONNECT", leg->index);
+
+			append_export_line(out, key, leg->reconnect);
 		}
 	}
 }

@@ -96,6 +96,9 @@ struct ctl_leg_status {
 	 * the daemon says (leg.N.behind). */
 	bool has_behind;
 	uint64_t behind_writes;
+	/* What its reconnect does ("idle", "waiting 4 s, try 3 of 60", ...); NULL when the
+	 * daemon does not say. */
+	char *reconnect;
 };
 
 struct ctl_status {
@@ -262,7 +265,11 @@ void ctl_json_append_string(GString *out, const char *s);
 /* A copy of s that a POSIX shell reads back as s: as is when it is safe, else single-quoted. */
 char *ctl_shell_quote(const char *s);
 
-/* A copy of s with control characters and backslashes as C escapes, for one line of a report. */
+/*
+ * A copy of s with control characters and backslashes as C escapes, for one line of a report;
+ * an NBD URI in it (and the rest of s after it) redacted by dmio_path_display(): no password
+ * or key file's name of a URI is ever printed.
+ */
 char *ctl_printable(const char *s);
 
 /* bytes in binary units with two decimals, "1.00 GiB" ("512 B" below 1 KiB). */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The checks of a new leg's PATH that add and replace share (ctl.h): what the daemon will open,
- * and whether another running mirror holds it.
+ * and whether another running mirror holds it.  An NBD URI is checked for form only: it names
+ * no local file, and no other mirror can be found holding it.
  */
 #include "config.h"
 
@@ -12,6 +13,7 @@
 
 #include "config/runtime.h"
 #include "ctl.h"
+#include "dmio.h"
 
 /* One line of the control attribute carries it: no control character, no trailing blank. */
 static bool path_sendable(const char *path)
@@ -24,11 +26,35 @@ static bool path_sendable(const char *path)
 	return len > 0 && !g_ascii_isspace(path[len - 1]);
 }
 
+/*
+ * An NBD URI goes as given (the daemon opens it through libdmio): checked for form, not stat'ed
+ * nor resolved; whether it answers is found by reading its superblock next.
+ */
+static bool new_leg_uri(const char *path, const char *context, char **resolved, char **shown)
+{
+	const char *problem = dmio_path_uri_problem(path);
+
+	*resolved = g_strdup(path);
+	*shown = ctl_printable(path); /* redacted */
+	if (problem != NULL) {
+		ctl_message("%s: NBD URI '%s' %s", context, *shown, problem);
+		return false;
+	}
+	if (!path_sendable(path)) {
+		ctl_message("%s: NBD URI '%s' ends with a blank, which one line of %s cannot carry",
+			    context, *shown, CTL_XATTR_CTL);
+		return false;
+	}
+	return true;
+}
+
 bool ctl_new_leg_path(const char *file, const char *path, const char *context, char **resolved,
 		      char **shown)
 {
 	struct stat st, mirror;
 
+	if (dmio_path_is_uri(path))
+		return new_leg_uri(path, context, resolved, shown);
 	*resolved = realpath(path, NULL);
 	if (*resolved == NULL) {
 		int err = errno;
@@ -66,9 +92,13 @@ bool ctl_new_leg_unheld(const char *file, const char *resolved, const char *show
 			const char *context)
 {
 	struct runtime_holder holder;
-	g_autofree char *mirror = realpath(file, NULL);
+	g_autofree char *mirror = NULL;
 	bool ok;
 
+	/* No claim on a remote export: the runtime records hold only local files and devices. */
+	if (dmio_path_is_uri(resolved))
+		return true;
+	mirror = realpath(file, NULL);
 	if (!runtime_find_leg_holder(resolved, &holder))
 		return true;
 	/* This very mirror: the daemon knows what to do with its own leg. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "dmio.h"
 
 void ctl_json_append_string(GString *out, const char *s)
 {
@@ -61,10 +62,27 @@ char *ctl_shell_quote(const char *s)
 	return g_shell_quote(s);
 }
 
+/* From the first NBD URI that starts a word of s on, s redacted (dmio_path_display), or NULL. */
+static char *redact_uri(const char *s)
+{
+	for (const char *p = s; *p != '\0'; p++) {
+		if ((p == s || p[-1] == ' ' || p[-1] == '\'') && dmio_path_is_uri(p)) {
+			g_autofree char *head = g_strndup(s, (gsize)(p - s));
+			g_autofree char *tail = dmio_path_display(p);
+
+			return g_strconcat(head, tail, NULL);
+		}
+	}
+	return NULL;
+}
+
 char *ctl_printable(const char *s)
 {
 	GString *out = g_string_new(NULL);
+	g_autofree char *redacted = redact_uri(s);
 
+	if (redacted != NULL)
+		s = redacted;
 	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
 		if (*p == '\\')
 			g_string_append(out, "\\\\");

@@ -244,6 +244,7 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	g_autofree char *resync = g_strdup_printf("leg.%u.resync", leg->index);
 	g_autofree char *io_timeout = g_strdup_printf("leg.%u.io_timeout", leg->index);
 	g_autofree char *slow_name = g_strdup_printf("leg.%u.slow", leg->index);
+	g_autofree char *reconnect = g_strdup_printf("leg.%u.reconnect", leg->index);
 	g_autofree char *slow = NULL;
 	g_autofree char *behind_name = g_strdup_printf("leg.%u.behind", leg->index);
 	g_autofree char *behind = NULL;
@@ -260,7 +261,8 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	    !read_optional_string(file, resync, &present, &leg->resync, error) ||
 	    !read_optional_string(file, io_timeout, &present, &leg->io_timeout, error) ||
 	    !read_optional_string(file, slow_name, &present, &slow, error) ||
-	    !read_optional_string(file, behind_name, &leg->has_behind, &behind, error))
+	    !read_optional_string(file, behind_name, &leg->has_behind, &behind, error) ||
+	    !read_optional_string(file, reconnect, &present, &leg->reconnect, error))
 		return false;
 	leg->slow = slow != NULL && strcmp(slow, "1") == 0;
 	/* "3 writes, 12288 bytes": the count is what status shows. */
@@ -352,6 +354,7 @@ void ctl_status_free(struct ctl_status *status)
 		g_free(status->legs[i].path);
 		g_free(status->legs[i].state);
 		g_free(status->legs[i].io_timeout);
+		g_free(status->legs[i].reconnect);
 		g_free(status->legs[i].uuid);
 		g_free(status->legs[i].resync);
 	}

@@ -23,6 +23,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <dmio.h>
+
 #include "config/config.h"
 #include "config/runtime.h"
 #include "daemon/log.h"
@@ -448,8 +450,8 @@ static char *prepare_mountpoint(struct daemon *d, const char *path)
 	for (i = 0; i < d->config->num_legs; i++) {
 		const struct leg_config *leg = &d->config->legs[i];
 
-		if (stat(leg->path, &leg_st) == 0 && leg_st.st_dev == st.st_dev &&
-		    leg_st.st_ino == st.st_ino)
+		if (!dmio_path_is_uri(leg->path) && stat(leg->path, &leg_st) == 0 &&
+		    leg_st.st_dev == st.st_dev && leg_st.st_ino == st.st_ino)
 			die(d, EXIT_RUNTIME, "mountpoint %s is leg '%s' itself", path, leg->name);
 	}
 	return g_strdup(resolved);

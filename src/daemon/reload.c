@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include <dmio.h>
 #include <glib.h>
 
 #include "daemon/reload.h"
@@ -68,6 +69,31 @@ static const struct leg_config *group_of(const struct mirror_config *c, const ch
 	return NULL;
 }
 
+/* Leg i's reconnect-delay and reconnect-max: its [leg] group's, else the [mirror] group's. */
+static int reload_reconnect(struct mirror *m, const struct mirror_config *now,
+			    const struct leg_config *lc, unsigned int i, const char *leg)
+{
+	unsigned int delay = lc->reconnect_delay_ms > 0 ? (unsigned int)lc->reconnect_delay_ms
+							: now->reconnect_delay_ms;
+	unsigned int max =
+	    lc->reconnect_max >= 0 ? (unsigned int)lc->reconnect_max : now->reconnect_max;
+	unsigned int was_delay, was_max;
+	int changed = 0;
+
+	mirror_get_reconnect(m, (int)i, &was_delay, &was_max);
+	if (delay != was_delay && mirror_set_reconnect(m, (int)i, (int)delay, -1) == 0) {
+		g_message("mirror %s: reload: leg %u (%s): reconnect-delay = %u ms", mirror_name(m),
+			  i, leg, delay);
+		changed++;
+	}
+	if (max != was_max && mirror_set_reconnect(m, (int)i, -1, (int)max) == 0) {
+		g_message("mirror %s: reload: leg %u (%s): reconnect-max = %u", mirror_name(m), i,
+			  leg, max);
+		changed++;
+	}
+	return changed;
+}
+
 /* Per leg: write-mostly, write-behind and io-timeout applied; a changed path or a leg gone
  * refused. */
 static int reload_legs(struct mirror *m, const struct mirror_config *now)
@@ -91,9 +117,13 @@ static int reload_legs(struct mirror *m, const struct mirror_config *now)
 				  name, i, st.name, st.name);
 			continue;
 		}
-		if (g_strcmp0(lc->path, st.path) != 0 && *st.path != '\0')
-			refuse(name, "the path of leg", st.path, lc->path,
+		if (g_strcmp0(lc->path, st.path) != 0 && *st.path != '\0') {
+			/* Logged: NBD URIs redacted. */
+			g_autofree char *asked = dmio_path_display(lc->path);
+
+			refuse(name, "the path of leg", st.shown, asked,
 			       "'fusemirrorctl replace' changes it");
+		}
 		if (lc->write_mostly != st.write_mostly &&
 		    mirror_set_write_mostly(m, i, lc->write_mostly) == 0) {
 			g_message("mirror %s: reload: leg %u (%s): write-mostly = %s", name, i,
@@ -113,6 +143,7 @@ static int reload_legs(struct mirror *m, const struct mirror_config *now)
 				  st.name, ms);
 			changed++;
 		}
+		changed += reload_reconnect(m, now, lc, i, st.name);
 	}
 	for (i = 0; i < now->num_legs; i++) {
 		bool found = false;
@@ -123,10 +154,13 @@ static int reload_legs(struct mirror *m, const struct mirror_config *now)
 			mirror_leg_status(m, j, &st);
 			found = st.state != LEG_REMOVED && g_strcmp0(st.name, now->legs[i].name) == 0;
 		}
-		if (!found)
+		if (!found) {
+			g_autofree char *shown = dmio_path_display(now->legs[i].path);
+
 			g_warning("mirror %s: reload: [leg %s] (%s) is not a leg of the mirror: "
 				  "'fusemirrorctl add' adds one; ignoring it",
-				  name, now->legs[i].name, now->legs[i].path);
+				  name, now->legs[i].name, shown);
+		}
 	}
 	return changed;
 }
@@ -137,6 +171,7 @@ int reload_config(struct mirror *m, struct mirror_config *running, GMutex *lock,
 	const char *name = mirror_name(m);
 	g_autoptr(GError) error = NULL;
 	struct mirror_config *now = config_load(path, &error);
+	unsigned int delay, tries;
 	uint64_t min, max;
 	int changed = 0;
 
@@ -174,6 +209,14 @@ int reload_config(struct mirror *m, struct mirror_config *running, GMutex *lock,
 		mirror_set_io_timeout(m, -1, now->io_timeout_ms);
 		running->io_timeout_ms = now->io_timeout_ms;
 		g_message("mirror %s: reload: io-timeout = %u ms", name, now->io_timeout_ms);
+		changed++;
+	}
+	mirror_get_reconnect(m, -1, &delay, &tries);
+	if (delay != now->reconnect_delay_ms || tries != now->reconnect_max) {
+		/* Every leg's and that of legs added later; the legs' own are set below. */
+		mirror_set_reconnect(m, -1, (int)now->reconnect_delay_ms, (int)now->reconnect_max);
+		g_message("mirror %s: reload: reconnect-delay = %u ms, reconnect-max = %u", name,
+			  now->reconnect_delay_ms, now->reconnect_max);
 		changed++;
 	}
 	changed += reload_legs(m, now);

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dmio.h>
+
 #include "config/config.h"
 #include "daemon/save-config.h"
 
@@ -58,14 +60,16 @@ static char *describe_changes(const struct mirror_config *before, const struct l
 	for (unsigned int i = 0; i < num_legs; i++) {
 		const struct leg_config *old =
 		    config_find_leg(before->legs, before->num_legs, legs[i].name);
+		/* Logged: an NBD URI's secrets stay in the config file. */
+		g_autofree char *shown = dmio_path_display(legs[i].path);
 
 		if (old == NULL)
 			g_string_append_printf(text, "%s[leg %s] added (%s)", text->len ? ", " : "",
-					       legs[i].name, legs[i].path);
+					       legs[i].name, shown);
 		else if (strcmp(old->path, legs[i].path) != 0 ||
 			 old->write_mostly != legs[i].write_mostly)
 			g_string_append_printf(text, "%s[leg %s] now %s%s", text->len ? ", " : "",
-					       legs[i].name, legs[i].path,
+					       legs[i].name, shown,
 					       legs[i].write_mostly ? ", write-mostly" : "");
 	}
 	for (unsigned int i = 0; i < before->num_legs; i++)

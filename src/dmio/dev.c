@@ -15,11 +15,17 @@
  * "fault:PATH" opens PATH through the fault-injecting kind (dev-fault.c, dev-fault.h), whose
  * rules fail, delay or hang its operations.  It is documented in libdmio(3) for tests, and opens
  * only with FUSEMIRROR_TEST_DEVICES=1 in the environment (else -EPERM).
+ *
+ * The dmio_path_* calls tell the layers above (config, daemon, CLI) what a path is without
+ * opening it: whether it is an NBD URI, whether that URI is well formed (GUri, checked the way
+ * libnbd reads it: a host for TCP and vsock, ?socket= for unix), how to show it (secrets
+ * redacted, by dev-nbd.c's rule) and how to compare two of them.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dmio-internal.h"
 
@@ -113,4 +119,101 @@ void dmio_dev_cap_off(atomic_bool *cap, const struct dmio_dev *dev, const char *
 	/* Only the first thread to learn it says so. */
 	if (atomic_exchange(cap, false))
 		g_debug("%s: %s is not supported, switched off", dev->path, what);
+}
+
+/* ---- Paths ------------------------------------------------------------------------------- */
+
+/* The default port of the TCP schemes (the NBD protocol's IANA port). */
+#define NBD_DEFAULT_PORT 10809
+
+bool dmio_path_is_uri(const char *path)
+{
+	return path != NULL && dmio_dev_is_nbd_uri(path);
+}
+
+static bool scheme_is(const char *scheme, const char *transport)
+{
+	const char *plus = strchr(scheme, '+');
+
+	return plus != NULL && g_ascii_strcasecmp(plus + 1, transport) == 0;
+}
+
+/* The URI parsed with its components left percent-encoded, or NULL when it is not one. */
+static GUri *parse_uri(const char *path)
+{
+	return g_uri_parse(path, G_URI_FLAGS_ENCODED | G_URI_FLAGS_NON_DNS, NULL);
+}
+
+const char *dmio_path_uri_problem(const char *path)
+{
+	g_autoptr(GUri) uri = NULL;
+	g_autoptr(GHashTable) params = NULL;
+	const char *host;
+	const char *query;
+	const char *socket;
+	bool is_unix;
+
+	if (!dmio_path_is_uri(path))
+		return NULL;
+	for (const char *c = path; *c != '\0'; c++)
+		if ((unsigned char)*c <= ' ' || *c == 0x7f)
+			return "contains a blank or a control character";
+	uri = parse_uri(path);
+	if (uri == NULL)
+		return "is not a well-formed URI";
+	host = g_uri_get_host(uri);
+	query = g_uri_get_query(uri);
+	is_unix = scheme_is(g_uri_get_scheme(uri), "unix");
+	if (query != NULL)
+		params = g_uri_parse_params(query, -1, "&", G_URI_PARAMS_NONE, NULL);
+	if (query != NULL && params == NULL)
+		return "has a malformed query";
+	socket = params != NULL ? g_hash_table_lookup(params, "socket") : NULL;
+	if (is_unix) {
+		if (host != NULL && *host != '\0')
+			return "names a host: a unix URI is nbd+unix:///EXPORT?socket=PATH";
+		if (socket == NULL || *socket == '\0')
+			return "names no socket: a unix URI is nbd+unix:///EXPORT?socket=PATH";
+	} else if (socket != NULL) {
+		return "has a socket= parameter, which only a unix URI (nbd+unix://) takes";
+	} else if (host == NULL || *host == '\0') {
+		return "names no host";
+	} else if (scheme_is(g_uri_get_scheme(uri), "vsock") &&
+		   strspn(host, "0123456789") != strlen(host)) {
+		return "names a vsock host that is not a number (a CID)";
+	}
+	return NULL;
+}
+
+char *dmio_path_display(const char *path)
+{
+	if (path == NULL)
+		return NULL;
+	return dmio_path_is_uri(path) ? dmio_nbd_redact_uri(path) : g_strdup(path);
+}
+
+char *dmio_path_normalize(const char *path)
+{
+	g_autoptr(GUri) uri = NULL;
+	g_autoptr(GUri) normal = NULL;
+	g_autofree char *scheme = NULL;
+	g_autofree char *host = NULL;
+	const char *p;
+	int port;
+
+	if (path == NULL)
+		return NULL;
+	if (!dmio_path_is_uri(path) || dmio_path_uri_problem(path) != NULL)
+		return g_strdup(path);
+	uri = parse_uri(path);
+	scheme = g_ascii_strdown(g_uri_get_scheme(uri), -1);
+	host = g_uri_get_host(uri) != NULL ? g_ascii_strdown(g_uri_get_host(uri), -1) : NULL;
+	port = g_uri_get_port(uri);
+	if (port == NBD_DEFAULT_PORT && strchr(scheme, '+') == NULL)
+		port = -1;
+	p = g_uri_get_path(uri);
+	normal = g_uri_build(G_URI_FLAGS_ENCODED | G_URI_FLAGS_NON_DNS, scheme,
+			     g_uri_get_userinfo(uri), host, port, *p == '\0' ? "/" : p,
+			     g_uri_get_query(uri), g_uri_get_fragment(uri));
+	return g_uri_to_string(normal);
 }

@@ -6,6 +6,8 @@
 #include <limits.h>
 #include <string.h>
 
+#include <dmio.h>
+
 #include "config/config.h"
 #include "fuse/control.h"
 
@@ -65,6 +67,12 @@ static bool parse_seconds(const char *word, uint64_t *out)
 	return true;
 }
 
+/* Seconds as parse_seconds, but not 0 (a delay between tries). */
+static bool parse_delay(const char *word, uint64_t *out)
+{
+	return parse_seconds(word, out) && *out > 0;
+}
+
 /* A decimal count of read errors, up to a million (as max-read-errors in fusemirror.conf(5)). */
 static bool parse_count(const char *word, uint64_t *out)
 {
@@ -107,6 +115,10 @@ static const struct tunable {
      "a decimal number of read errors from 0 to 1000000 (0: never fail a leg for them)", false},
     {"write-behind", CONTROL_WRITE_BEHIND, parse_writes,
      "a decimal number of writes from 0 to 16383 (0: none)", true},
+    {"reconnect-delay", CONTROL_RECONNECT_DELAY, parse_delay,
+     "seconds from 0.001 to 3600, up to three decimals", true},
+    {"reconnect-max", CONTROL_RECONNECT_MAX, parse_count,
+     "a decimal number of tries from 0 to 1000000 (0: never reconnect)", true},
 };
 
 const char *control_verb_name(enum control_verb verb)
@@ -119,6 +131,16 @@ const char *control_verb_name(enum control_verb verb)
 
 char *control_escape(const char *text)
 {
+	/* add's and replace's path is the rest of the line: from an NBD URI on, redact it. */
+	for (const char *p = text; *p != '\0'; p++) {
+		if ((p == text || p[-1] == ' ' || p[-1] == '\t') && dmio_path_is_uri(p)) {
+			g_autofree char *head = g_strndup(text, (gsize)(p - text));
+			g_autofree char *tail = dmio_path_display(p);
+			g_autofree char *line = g_strconcat(head, tail, NULL);
+
+			return g_strescape(line, NULL);
+		}
+	}
 	return g_strescape(text, NULL);
 }
 
@@ -298,9 +320,19 @@ static int parse_path_argument(const struct verb *v, const char *p, struct contr
 	r = check_text(out->path, "the path", error);
 	if (r < 0)
 		return r;
+	if (dmio_path_is_uri(out->path)) {
+		const char *problem = dmio_path_uri_problem(out->path);
+		g_autofree char *shown = NULL;
+
+		if (problem == NULL)
+			return 0;
+		/* The URI may carry a password: the message shows it redacted. */
+		shown = dmio_path_display(out->path);
+		return parse_error(error, "%s: NBD URI '%s' %s", v->name, shown, problem);
+	}
 	if (out->path[0] != '/')
-		return parse_error(error, "%s needs an absolute path, got '%s'", v->name,
-				   out->path);
+		return parse_error(error, "%s needs an absolute path or an NBD URI, got '%s'",
+				   v->name, out->path);
 	return 0;
 }
 
@@ -332,7 +364,8 @@ static int parse_set(const struct verb *v, const char **p, struct control_comman
 		return parse_error(error,
 				   "set needs a tunable and a value (resync-rate-min or "
 				   "resync-rate-max, then bytes per second; io-timeout [LEG], "
-				   "then seconds; max-read-errors, then a count; write-behind "
+				   "then seconds; max-read-errors, then a count; reconnect-delay "
+				   "[LEG], then seconds; reconnect-max [LEG], then a count; write-behind "
 				   "[LEG], then writes)");
 	r = check_text(name, "the tunable name", error);
 	if (r < 0)
@@ -355,7 +388,7 @@ static int parse_set(const struct verb *v, const char **p, struct control_comman
 	r = check_text(value, "the value", error);
 	if (r < 0)
 		return r;
-	/* "set io-timeout 1 2.5": the first word was the leg. */
+	/* "set io-timeout 1 2.5" (or reconnect-delay, reconnect-max): the first word was the leg. */
 	if (t->per_leg) {
 		g_autofree char *second = next_word(p);
 

@@ -42,6 +42,8 @@ enum control_tunable {
 	CONTROL_IO_TIMEOUT,	 /* ms (given in seconds); 0 = none; of one leg (has_leg) or all */
 	CONTROL_MAX_READ_ERRORS, /* recent corrected read errors a leg may have; 0 = any */
 	CONTROL_WRITE_BEHIND,	 /* writes; 0 = none; of one write-mostly leg (has_leg) or all */
+	CONTROL_RECONNECT_DELAY, /* ms (given in seconds, > 0); of one leg (has_leg) or all */
+	CONTROL_RECONNECT_MAX,	 /* tries to reconnect a remote leg; 0 = never; one leg or all */
 };
 
 struct control_command {
@@ -53,7 +55,8 @@ struct control_command {
 			   * checked against any mirror */
 	bool has_source;  /* repair: --source N was given (N in leg) */
 	bool has_leg;	  /* set io-timeout LEG SECONDS: for leg only */
-	char *path; /* add, replace: an absolute path (owned; control_command_clear frees it) */
+	char *path; /* add, replace: an absolute path or an NBD URI (owned; control_command_clear
+		     * frees it) */
 	enum control_tunable tunable; /* set */
 	const char *tunable_name;     /* set: static, as in the command ("resync-rate-min") */
 	uint64_t value;		      /* set */
@@ -76,7 +79,8 @@ const char *control_verb_name(enum control_verb verb);
 
 /*
  * A copy of text fit for one log line (g_free it): control characters, backslashes, quotes and
- * bytes above 0x7e as C escapes, so that no text of a command can forge or hide a log line.
+ * bytes above 0x7e as C escapes, so that no text of a command can forge or hide a log line;
+ * an NBD URI in it redacted (dmio_path_display), so that no password reaches the log.
  */
 char *control_escape(const char *text);
 

@@ -15,6 +15,7 @@
 static const char *const leg_fields[] = {
     "name", "path", "state", "read_errors", "write_errors", "corrected_errors", "uuid", "resync",
     "io_timeout", "busy", "slow", "write_mostly", "write_behind", "behind", "behind_answered",
+    "reconnect", "reconnect_delay", "reconnect_max",
 };
 
 /* Milliseconds as seconds: "30", "2.5", "0.125". */
@@ -38,7 +39,7 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 	if (strcmp(field, "name") == 0)
 		return g_strdup(st.name);
 	if (strcmp(field, "path") == 0)
-		return g_strdup(st.path);
+		return g_strdup(st.shown); /* redacted: status is world-readable */
 	if (strcmp(field, "state") == 0)
 		return g_strdup(leg_state_name(st.state));
 	if (strcmp(field, "read_errors") == 0)
@@ -66,6 +67,15 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 				       st.behind_bytes);
 	if (strcmp(field, "behind_answered") == 0)
 		return g_strdup_printf("%" PRIu64, st.behind_answered);
+	if (strcmp(field, "reconnect") == 0)
+		return mirror_leg_reconnect_status(m, index);
+	if (strcmp(field, "reconnect_delay") == 0 || strcmp(field, "reconnect_max") == 0) {
+		unsigned int delay_ms, max;
+
+		mirror_get_reconnect(m, (int)index, &delay_ms, &max);
+		return strcmp(field, "reconnect_delay") == 0 ? seconds_text(delay_ms)
+							      : g_strdup_printf("%u", max);
+	}
 	return NULL;
 }
 
@@ -280,6 +290,15 @@ static int set_tunable(struct mirror *m, const struct control_command *c, GError
 			g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
 					    "write-behind needs metadata = internal (the write-intent "
 					    "bitmap)");
+		break;
+	case CONTROL_RECONNECT_DELAY:
+	case CONTROL_RECONNECT_MAX:
+		r = c->tunable == CONTROL_RECONNECT_DELAY
+			? mirror_set_reconnect(m, c->has_leg ? (int)c->leg : -1, (int)c->value, -1)
+			: mirror_set_reconnect(m, c->has_leg ? (int)c->leg : -1, -1, (int)c->value);
+		if (r < 0)
+			g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "no leg %u (the mirror has %u)", c->leg, mirror_num_legs(m));
 		break;
 	}
 	g_mutex_unlock(&tunables_lock);

@@ -28,6 +28,18 @@ static char *format_size(uint64_t bytes)
 }
 
 /*
+ * Whether dmio_dev_open(path) failing with r means the leg is not there (yet): no such file or
+ * device, or for an NBD export no server answering (down, unreachable, no socket yet).
+ */
+static bool leg_absent(const char *path, int r)
+{
+	if (r == -ENOENT)
+		return true;
+	return dmio_path_is_uri(path) && (r == -ECONNREFUSED || r == -EHOSTUNREACH ||
+					  r == -ENETUNREACH || r == -ETIMEDOUT || r == -ECONNRESET);
+}
+
+/*
  * Open leg i of the config into slot i, for now: with metadata = internal assembly then moves it
  * to the slot its superblock names.  0, or -errno with *error; a missing leg (internal) has no
  * device.
@@ -38,18 +50,24 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 	const struct leg_config *lc = &config->legs[i];
 	struct leg *leg = &m->legs[i];
 	struct dmio_dev *dev = NULL;
+	/* Messages name the leg by this: an NBD URI may carry a password. */
+	g_autofree char *shown = dmio_path_display(lc->path);
 	unsigned int j;
 	uint64_t bytes;
 	int r;
 
 	/* The claim: another mirror or program holding the leg gets -EBUSY (claim.c). */
 	r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
-	if (r == -ENOENT && m->metadata == METADATA_INTERNAL && g_get_monotonic_time() < deadline) {
-		/* A device may still be coming up (udev, iSCSI login): give it assemble-timeout. */
+	if (leg_absent(lc->path, r) && m->metadata == METADATA_INTERNAL &&
+	    g_get_monotonic_time() < deadline) {
+		/*
+		 * A device may still be coming up (udev, iSCSI login), a server still starting:
+		 * give it assemble-timeout.
+		 */
 		g_message("leg %u (%s): waiting up to %d s for %s to appear", i, lc->name,
 			  (int)((deadline - g_get_monotonic_time() + G_USEC_PER_SEC - 1) /
 				G_USEC_PER_SEC),
-			  lc->path);
+			  shown);
 		unsigned int timeout_s = config->assemble_timeout;
 		gint64 start = deadline - (gint64)timeout_s * G_USEC_PER_SEC, told = 0;
 
@@ -59,29 +77,33 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 			/* About once a second: the daemon tells systemd (STATUS=, EXTEND_TIMEOUT_USEC=). */
 			if (config->wait_fn != NULL && now - told >= G_USEC_PER_SEC) {
 				told = now;
-				config->wait_fn(config->wait_opaque, lc->name, lc->path,
+				config->wait_fn(config->wait_opaque, lc->name, shown,
 						(unsigned int)((now - start) / G_USEC_PER_SEC),
 						timeout_s);
 			}
 			g_usleep(100 * 1000);
 			r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
-		} while (r == -ENOENT && g_get_monotonic_time() < deadline);
+		} while (leg_absent(lc->path, r) && g_get_monotonic_time() < deadline);
 	}
 	leg_attach(m, leg, lc->name, lc->path, r == 0 ? dev : NULL, NULL, lc->write_mostly);
-	if (r == -ENOENT && m->metadata == METADATA_INTERNAL) {
+	if (leg_absent(lc->path, r) && m->metadata == METADATA_INTERNAL) {
 		/*
 		 * The superblocks of the others tell what it missed when it comes back; assembly
 		 * finds its slot (metadata_assemble), which fails it.
 		 */
-		g_warning("leg '%s': %s is missing: the mirror starts without it", lc->name,
-			  lc->path);
+		if (r == -ENOENT)
+			g_warning("leg '%s': %s is missing: the mirror starts without it", lc->name,
+				  shown);
+		else
+			g_warning("leg '%s': %s does not answer (%s): the mirror starts without it",
+				  lc->name, shown, g_strerror(-r));
 		return 0;
 	}
 	if (r == -EBUSY)
 		return claim_refused(m, i, lc->name, lc->path, error);
 	if (r < 0) {
 		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "leg '%s' (%s): cannot open: %s",
-			    lc->name, lc->path,
+			    lc->name, shown,
 			    r == -EINVAL ? "not a regular file or block device" : g_strerror(-r));
 		return r;
 	}
@@ -90,7 +112,7 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 		if (m->legs[j].dev != NULL && mirror_same_file(lc->path, config->legs[j].path)) {
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
 				    "legs '%s' (%s) and '%s' (%s) are the same file",
-				    config->legs[j].name, config->legs[j].path, lc->name, lc->path);
+				    config->legs[j].name, m->legs[j].shown, lc->name, shown);
 			return -EINVAL;
 		}
 	}
@@ -100,7 +122,7 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 		char *have = format_size(dmio_dev_sectors(dev) << DMIO_SECTOR_SHIFT);
 
 		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-			    "leg '%s' (%s) is %s: a leg needs at least 4 KiB", lc->name, lc->path,
+			    "leg '%s' (%s) is %s: a leg needs at least 4 KiB", lc->name, shown,
 			    have);
 		g_free(have);
 		return -ENOSPC;
@@ -150,6 +172,11 @@ static struct mirror *mirror_new(const struct mirror_config *config)
 	scrub_init(m);
 	failfast_init(m);
 	atomic_init(&m->io_timeout_default_ms, config->io_timeout_ms);
+	atomic_init(&m->reconnect_delay_default_ms,
+		    config->reconnect_delay_ms > 0 ? config->reconnect_delay_ms
+						   : CONFIG_DEFAULT_RECONNECT_DELAY_MS);
+	atomic_init(&m->reconnect_max_default, config->reconnect_max);
+	reconnect_init(m);
 	replace_init(m);
 	readfix_init(m, config->max_read_errors);
 	io_behind_init(m);
@@ -183,8 +210,9 @@ static void report_sizes(struct mirror *m)
 }
 
 /*
- * Each member's io-timeout: its [leg] group's, else the mirror's (leg_attach gave it that); its
- * write-behind, when it is write-mostly and the mirror has a bitmap.
+ * Each member's io-timeout and reconnect settings: its [leg] group's, else the mirror's
+ * (leg_attach gave it those); its write-behind, when it is write-mostly and the mirror has a
+ * bitmap.
  */
 static void apply_leg_settings(struct mirror *m, const struct mirror_config *config)
 {
@@ -201,6 +229,10 @@ static void apply_leg_settings(struct mirror *m, const struct mirror_config *con
 			atomic_store(&leg->io_timeout_ms, (unsigned int)lc->io_timeout_ms);
 		if (lc != NULL && leg->write_mostly && m->bitmap != NULL)
 			atomic_store(&leg->write_behind, lc->write_behind);
+		if (lc != NULL && lc->reconnect_delay_ms > 0)
+			atomic_store(&leg->reconnect_delay_ms, (unsigned int)lc->reconnect_delay_ms);
+		if (lc != NULL && lc->reconnect_max >= 0)
+			atomic_store(&leg->reconnect_max, (unsigned int)lc->reconnect_max);
 	}
 }
 
@@ -276,6 +308,7 @@ int mirror_open(const struct mirror_config *config, mirror_event_fn event_fn, vo
 		apply_leg_settings(m, config);
 		failfast_start(m);
 	}
+	reconnect_start(m);
 	*out = m;
 	return 0;
 fail:
@@ -303,7 +336,9 @@ void mirror_close(struct mirror *m)
 
 	if (m == NULL)
 		return;
-	/* First: the replace's end removes a leg and restarts the resync. */
+	/* First: a reconnect re-adds a leg; then the replace's end removes one and restarts the
+	 * resync. */
+	reconnect_stop(m);
 	replace_stop(m);
 	scrub_stop(m);
 	resync_stop(m);
@@ -327,6 +362,7 @@ void mirror_close(struct mirror *m)
 		dmio_dev_close(m->legs[i].dev);
 		g_free(m->legs[i].name);
 		g_free(m->legs[i].path);
+		g_free(m->legs[i].shown);
 	}
 	g_ptr_array_unref(m->retired);
 	io_behind_clear(m);
@@ -337,6 +373,8 @@ void mirror_close(struct mirror *m)
 	g_cond_clear(&m->sb_cond);
 	g_mutex_clear(&m->sb_lock);
 	replace_clear(m);
+	/* After everything that may fail a leg (and kick it). */
+	reconnect_clear(m);
 	reconfig_clear(m);
 	scrub_clear(m);
 	failfast_clear(m);
@@ -411,6 +449,7 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 	g_mutex_lock(&mm->state_lock);
 	out->name = leg->name != NULL ? leg->name : "";
 	out->path = leg->path != NULL ? leg->path : "";
+	out->shown = leg->shown != NULL ? leg->shown : "";
 	out->write_mostly = leg->write_mostly;
 	out->io_timeout_ms = atomic_load(&((struct leg *)leg)->io_timeout_ms);
 	out->busy_ms = atomic_load(&((struct leg *)leg)->busy_ns) / 1000000u;

@@ -15,6 +15,9 @@
 
 #include "mirror/assemble.h"
 
+/* How a leg is named in messages and recorded in superblocks: redacted (assemble.h). */
+#define SHOWN(l) ((l)->shown != NULL ? (l)->shown : (l)->path)
+
 GQuark assemble_error_quark(void)
 {
 	return g_quark_from_static_string("assemble-error-quark");
@@ -77,12 +80,12 @@ static gboolean check_legs(const struct assemble_input *legs, unsigned int n, GE
 			g_set_error(error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_NO_SUPERBLOCK,
 				    "leg '%s' (%s) has no fusemirror superblock: create the mirror "
 				    "with 'fusemirrorctl create' first",
-				    l->name, l->path);
+				    l->name, SHOWN(l));
 			return FALSE;
 		}
 		if (l->sb_error != SB_ERROR_NONE) {
 			g_set_error(error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_CORRUPT,
-				    "leg '%s' (%s) has a bad superblock: %s", l->name, l->path,
+				    "leg '%s' (%s) has a bad superblock: %s", l->name, SHOWN(l),
 				    l->sb_why != NULL ? l->sb_why : "unreadable");
 			return FALSE;
 		}
@@ -102,7 +105,7 @@ static gboolean check_legs(const struct assemble_input *legs, unsigned int n, GE
 				    " is too close to the counter's limit 2^64-1 (a mirror starts "
 				    "with at most %" G_GUINT64_FORMAT
 				    "): the superblock is damaged or forged; nothing was written",
-				    l->name, l->path, l->sb.events, (guint64)SB_EVENTS_LIMIT);
+				    l->name, SHOWN(l), l->sb.events, (guint64)SB_EVENTS_LIMIT);
 			return FALSE;
 		}
 	}
@@ -119,7 +122,7 @@ static gboolean check_legs(const struct assemble_input *legs, unsigned int n, GE
 			    error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_FOREIGN,
 			    "leg '%s' (%s) belongs to another array ('%s', uuid %s), not to "
 			    "this one (uuid %s)",
-			    l->name, l->path, l->sb.name, uuid, other);
+			    l->name, SHOWN(l), l->sb.name, uuid, other);
 			return FALSE;
 		}
 		if (l->dev_bytes < l->sb.data_offset + l->sb.data_size) {
@@ -127,7 +130,7 @@ static gboolean check_legs(const struct assemble_input *legs, unsigned int n, GE
 				    "leg '%s' (%s) is %" G_GUINT64_FORMAT
 				    " bytes, smaller than its data area ends (%" G_GUINT64_FORMAT
 				    "): truncated?",
-				    l->name, l->path, l->dev_bytes,
+				    l->name, SHOWN(l), l->dev_bytes,
 				    l->sb.data_offset + l->sb.data_size);
 			return FALSE;
 		}
@@ -138,7 +141,7 @@ static gboolean check_legs(const struct assemble_input *legs, unsigned int n, GE
 				    error, ASSEMBLE_ERROR, ASSEMBLE_ERROR_DUPLICATE,
 				    "legs '%s' (%s) and '%s' (%s) carry the same leg UUID: one "
 				    "is a copy of the other",
-				    legs[j].name, legs[j].path, l->name, l->path);
+				    legs[j].name, SHOWN(&legs[j]), l->name, SHOWN(l));
 				return FALSE;
 			}
 		}
@@ -184,8 +187,9 @@ static gboolean check_geometry(const struct assemble_input *legs, unsigned int n
 				    "geometry: %s %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT
 				    "; the layout never changes, so one superblock is damaged: "
 				    "nothing was written",
-				    a->name, a->path, a->sb.events, l->name, l->path, l->sb.events,
-				    fields[f].field, fields[f].theirs, fields[f].mine);
+				    a->name, SHOWN(a), a->sb.events, l->name, SHOWN(l),
+				    l->sb.events, fields[f].field, fields[f].theirs,
+				    fields[f].mine);
 			return FALSE;
 		}
 	}
@@ -222,7 +226,7 @@ static gboolean place_legs(const struct assemble_input *legs, unsigned int n,
 				    ") does not list its leg uuid %s, so it was removed or "
 				    "replaced since; take it out of the config, or add it back "
 				    "with 'fusemirrorctl add' (a full resync)",
-				    l->name, l->path, auth->name, legs[authority].name,
+				    l->name, SHOWN(l), auth->name, legs[authority].name,
 				    auth->events, uuid);
 			return FALSE;
 		}
@@ -232,7 +236,7 @@ static gboolean place_legs(const struct assemble_input *legs, unsigned int n,
 			    "leg '%s' (%s) says it is slot %" G_GUINT32_FORMAT
 			    " (leg_index), but the newest superblock (leg '%s') lists it in "
 			    "slot %d: its superblock is damaged; nothing was written",
-			    l->name, l->path, l->sb.leg_index, legs[authority].name, slot);
+			    l->name, SHOWN(l), l->sb.leg_index, legs[authority].name, slot);
 			return FALSE;
 		}
 		out->legs[i].slot = slot;
@@ -242,7 +246,7 @@ static gboolean place_legs(const struct assemble_input *legs, unsigned int n,
 	for (pass = 0; pass < 2; pass++) {
 		for (i = 0; i < n; i++) {
 			const struct assemble_input *l = &legs[i];
-			const char *mine = pass == 0 ? l->name : l->path;
+			const char *mine = pass == 0 ? l->name : SHOWN(l);
 
 			if (l->present || out->legs[i].slot >= 0 || mine == NULL || *mine == '\0')
 				continue;

@@ -39,6 +39,7 @@ enum assemble_error {
 struct assemble_input {
 	const char *name; /* config name, for messages */
 	const char *path;
+	const char *shown;  /* path as messages and superblocks show it (NULL: path itself) */
 	bool present;	    /* opened */
 	uint64_t dev_bytes; /* its size */
 	enum sb_error sb_error;

@@ -4,6 +4,10 @@
  * block device, an OFD lock on a file) and holds it while the leg is open.  When that open is
  * refused, these say why in one line, naming the holder from the runtime records
  * (config/runtime.h), or tell a leg of this very mirror from a stranger.
+ *
+ * An NBD export (an nbd:// URI) cannot be claimed: libdmio accepts DMIO_DEV_EXCLUSIVE on it and
+ * enforces nothing, so none of this applies to it but the same-leg check, on its normalised URI
+ * (mirror_same_file).  Paths are shown redacted (dmio_path_display).
  */
 #include "config.h"
 
@@ -15,6 +19,7 @@
 int claim_refused(struct mirror *m, unsigned int i, const char *name, const char *path,
 		  GError **error)
 {
+	g_autofree char *shown = dmio_path_display(path);
 	char *why;
 
 	/* Two legs on one file: the first holds it, so the second's claim fails. */
@@ -22,12 +27,12 @@ int claim_refused(struct mirror *m, unsigned int i, const char *name, const char
 		if (m->legs[j].dev != NULL && mirror_same_file(path, m->legs[j].path)) {
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
 				    "legs '%s' (%s) and '%s' (%s) are the same file",
-				    m->legs[j].name, m->legs[j].path, name, path);
+				    m->legs[j].name, m->legs[j].shown, name, shown);
 			return -EINVAL;
 		}
 	}
 	why = runtime_describe_holder(path);
-	g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "leg '%s' (%s) %s", name, path, why);
+	g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "leg '%s' (%s) %s", name, shown, why);
 	g_free(why);
 	return -EBUSY;
 }
@@ -36,6 +41,7 @@ int claim_busy_for_add(struct mirror *m, const char *path, struct dmio_dev **dev
 		       GError **error)
 {
 	unsigned int i, n = atomic_load(&m->num_legs);
+	g_autofree char *shown = dmio_path_display(path);
 	char *why;
 	int r;
 
@@ -47,7 +53,7 @@ int claim_busy_for_add(struct mirror *m, const char *path, struct dmio_dev **dev
 			continue;
 		if (leg_state(leg) != LEG_FAILED) {
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
-				    "%s is already leg %u (%s) of mirror %s", path, i, leg->name,
+				    "%s is already leg %u (%s) of mirror %s", shown, i, leg->name,
 				    m->name);
 			return -EEXIST;
 		}
@@ -56,11 +62,11 @@ int claim_busy_for_add(struct mirror *m, const char *path, struct dmio_dev **dev
 		r = dmio_dev_open(path, 0, dev);
 		if (r < 0)
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "cannot open %s: %s",
-				    path, g_strerror(-r));
+				    shown, g_strerror(-r));
 		return r;
 	}
 	why = runtime_describe_holder(path);
-	g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "%s %s", path, why);
+	g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "%s %s", shown, why);
 	g_free(why);
 	return -EBUSY;
 }

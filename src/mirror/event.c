@@ -28,7 +28,7 @@ void mirror_event(struct mirror *m, const char *event, GLogLevelFlags level, int
 	/* Plain key/value fields first: everything after MESSAGE is its format's arguments. */
 	g_log_structured(G_LOG_DOMAIN, level, "FUSEMIRROR_EVENT", event, "FUSEMIRROR_MIRROR",
 			 m->name, "FUSEMIRROR_LEG", l != NULL ? l->name : "", "FUSEMIRROR_LEG_PATH",
-			 l != NULL ? l->path : "", "MESSAGE", "%s: %s", event, message);
+			 l != NULL ? l->shown : "", "MESSAGE", "%s: %s", event, message);
 	record(m, event, level, l != NULL ? l->name : NULL, message);
 	if (m->event_fn != NULL)
 		m->event_fn(m->event_opaque, m, event, level, leg, message);

@@ -70,6 +70,8 @@ static void failfast_leg(struct mirror *m, struct leg *leg)
 	}
 	why = g_strdup_printf("I/O timeout: an I/O outstanding for %.1f s (io-timeout %.1f s)",
 			      (double)busy / 1e9, timeout_ms / 1000.0);
+	/* Why it failed, for the reconnect of a remote leg: it stopped answering. */
+	leg_note_io_error(leg, ETIMEDOUT);
 	r = leg_fail(m, leg, why, 1ul << leg->index);
 	if (r == 0 || r == -EALREADY) {
 		dmio_dev_abandon(dev, ETIMEDOUT);

@@ -142,12 +142,19 @@ int leg_set_state(struct mirror *m, struct leg *leg, enum leg_state from, enum l
 	return r;
 }
 
-/* Under state_lock: move a leg that is not failed or removed to failed.  True when it moved. */
-static bool fail_locked(struct mirror *m, struct leg *leg)
+/*
+ * Under state_lock: move a leg that is not failed or removed to failed.  True when it moved.  An
+ * I/O failure (error_bits set) is the leg's latest I/O error; the operator's has none.
+ */
+static bool fail_locked(struct mirror *m, struct leg *leg, unsigned long error_bits)
 {
 	enum leg_state st = leg_state(leg);
 
-	return st != LEG_FAILED && st != LEG_REMOVED && move_locked(m, leg, st, LEG_FAILED) == 0;
+	if (st == LEG_FAILED || st == LEG_REMOVED || move_locked(m, leg, st, LEG_FAILED) != 0)
+		return false;
+	atomic_store(&leg->fail_errno, error_bits != 0 ? atomic_load(&leg->io_errno) : 0);
+	atomic_fetch_add(&leg->failures, 1);
+	return true;
 }
 
 /* After the lock: record the failure (writes wait for it) and say so. */
@@ -155,11 +162,13 @@ static void raise_failed(struct mirror *m, struct leg *leg, const char *why,
 			 unsigned long error_bits, unsigned int left, unsigned int total)
 {
 	mirror_state_changed(m, true, true);
-	/* What the leg still has in flight is given up on at once (failfast.c). */
+	/* What the leg still has in flight is given up on at once (failfast.c); a remote leg is
+	 * tried again (reconnect.c). */
 	failfast_kick(m);
+	reconnect_kick(m);
 	mirror_event(m, "LegFailed", G_LOG_LEVEL_WARNING, (int)leg->index,
 		     "leg %u (%s, %s) failed: %s (error bits 0x%lx); %u of %u legs in sync",
-		     leg->index, leg->name, leg->path, why, error_bits, left, total);
+		     leg->index, leg->name, leg->shown, why, error_bits, left, total);
 	mirror_event(m, "DegradedArray", G_LOG_LEVEL_WARNING, -1,
 		     "mirror %s is degraded: %u of %u legs in sync", m->name, left, total);
 }
@@ -179,7 +188,7 @@ int leg_fail(struct mirror *m, struct leg *leg, const char *why, unsigned long e
 		 */
 		r = -EBUSY;
 	else
-		fail_locked(m, leg);
+		fail_locked(m, leg, error_bits);
 	left = mirror_count_in_sync(m);
 	total = atomic_load(&m->num_legs);
 	g_mutex_unlock(&m->state_lock);
@@ -199,7 +208,7 @@ unsigned int legs_fail_missed(struct mirror *m, uint64_t took, uint64_t missed, 
 	for (i = 0; i < total; i++)
 		good += (took & (1ull << i)) && leg_state(&m->legs[i]) == LEG_IN_SYNC;
 	for (i = 0; i < total && good > 0; i++)
-		if ((missed & (1ull << i)) && fail_locked(m, &m->legs[i]))
+		if ((missed & (1ull << i)) && fail_locked(m, &m->legs[i], error_bits))
 			failed |= 1ull << i;
 	left = mirror_count_in_sync(m);
 	g_mutex_unlock(&m->state_lock);
@@ -218,13 +227,18 @@ unsigned int legs_fail_missed(struct mirror *m, uint64_t took, uint64_t missed, 
 static void set_identity(struct mirror *m, struct leg *leg, char *name, char *path,
 			 const uint8_t uuid[16], bool write_mostly)
 {
+	char *shown = dmio_path_display(path);
+
 	g_mutex_lock(&m->state_lock);
 	if (leg->name != NULL)
 		g_ptr_array_add(m->retired, leg->name);
 	if (leg->path != NULL)
 		g_ptr_array_add(m->retired, leg->path);
+	if (leg->shown != NULL)
+		g_ptr_array_add(m->retired, leg->shown);
 	leg->name = name;
 	leg->path = path;
+	leg->shown = shown;
 	if (uuid != NULL)
 		memcpy(leg->uuid, uuid, 16);
 	else
@@ -242,10 +256,14 @@ void leg_move(struct mirror *m, struct leg *from, struct leg *to)
 		g_ptr_array_add(m->retired, to->name);
 	if (to->path != NULL)
 		g_ptr_array_add(m->retired, to->path);
+	if (to->shown != NULL)
+		g_ptr_array_add(m->retired, to->shown);
 	to->name = from->name;
 	to->path = from->path;
+	to->shown = from->shown;
 	from->name = g_strdup("");
 	from->path = g_strdup("");
+	from->shown = g_strdup("");
 	atomic_store(&to->write_mostly, atomic_load(&from->write_mostly));
 	atomic_store(&from->write_mostly, false);
 	to->dev = from->dev;
@@ -261,6 +279,9 @@ void leg_move(struct mirror *m, struct leg *from, struct leg *to)
 	atomic_store(&to->write_behind, atomic_load(&from->write_behind));
 	atomic_store(&from->write_behind, 0);
 	atomic_store(&to->behind_answered, atomic_load(&from->behind_answered));
+	atomic_store(&to->reconnect_delay_ms, atomic_load(&from->reconnect_delay_ms));
+	atomic_store(&to->reconnect_max, atomic_load(&from->reconnect_max));
+	atomic_store(&to->io_errno, atomic_load(&from->io_errno));
 	to->resync = RESYNC_NONE;
 	atomic_store(&to->recovery_offset, SB_RECOVERY_DONE);
 	/* The one move that is no move of the table: a member changes slots, in sync. */
@@ -283,6 +304,9 @@ void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char 
 {
 	/* A new member gets the mirror's io-timeout; the config may say otherwise (array.c). */
 	atomic_store(&leg->io_timeout_ms, atomic_load(&m->io_timeout_default_ms));
+	atomic_store(&leg->reconnect_delay_ms, atomic_load(&m->reconnect_delay_default_ms));
+	atomic_store(&leg->reconnect_max, atomic_load(&m->reconnect_max_default));
+	atomic_store(&leg->io_errno, 0);
 	set_identity(m, leg, g_strdup(name), g_strdup(path), uuid, write_mostly);
 	/* Status readers read it under state_lock, the failfast thread under its own. */
 	failfast_lock_slots(m);
@@ -372,6 +396,17 @@ bool mirror_same_file(const char *a, const char *b)
 {
 	struct stat sa, sb;
 
+	/* A remote export cannot be stat'ed: one URI, spelled the same once normalised. */
+	if (dmio_path_is_uri(a) || dmio_path_is_uri(b)) {
+		g_autofree char *na = NULL;
+		g_autofree char *nb = NULL;
+
+		if (!dmio_path_is_uri(a) || !dmio_path_is_uri(b))
+			return false;
+		na = dmio_path_normalize(a);
+		nb = dmio_path_normalize(b);
+		return na != NULL && nb != NULL && strcmp(na, nb) == 0;
+	}
 	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
 		return false;
 	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))

@@ -15,6 +15,11 @@
 
 /* ---- I/O error logs ------------------------------------------------------------------------ */
 
+void leg_note_io_error(struct leg *leg, int err)
+{
+	atomic_store(&leg->io_errno, err);
+}
+
 void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint64_t data_offset,
 		      uint64_t leg_offset, uint64_t len, int err, unsigned long error_bits)
 {
@@ -23,6 +28,7 @@ void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint6
 	char errno_text[16], offset_text[24], where[80];
 	bool log;
 
+	leg_note_io_error(leg, err);
 	g_mutex_lock(&m->state_lock);
 	if (now - leg->log_window_start > IO_ERROR_LOG_WINDOW_US) {
 		suppressed = leg->log_suppressed;
@@ -40,7 +46,7 @@ void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint6
 	if (suppressed > 0)
 		g_log_structured(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError",
 				 "FUSEMIRROR_MIRROR", m->name, "FUSEMIRROR_LEG", leg->name,
-				 "FUSEMIRROR_LEG_PATH", leg->path, "MESSAGE",
+				 "FUSEMIRROR_LEG_PATH", leg->shown, "MESSAGE",
 				 "IOError: leg %u (%s): %lu more I/O errors were not logged",
 				 leg->index, leg->name, suppressed);
 	if (!log)
@@ -56,11 +62,11 @@ void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint6
 			   leg_offset);
 	g_log_structured(
 	    G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "FUSEMIRROR_EVENT", "IOError", "FUSEMIRROR_MIRROR",
-	    m->name, "FUSEMIRROR_LEG", leg->name, "FUSEMIRROR_LEG_PATH", leg->path,
+	    m->name, "FUSEMIRROR_LEG", leg->name, "FUSEMIRROR_LEG_PATH", leg->shown,
 	    "FUSEMIRROR_ERRNO", errno_text, "FUSEMIRROR_LEG_OFFSET", offset_text, "MESSAGE",
 	    "IOError: %s error on leg %u (%s, %s) %s length %" PRIu64
 	    ": %s (errno %d, error bits 0x%lx)",
-	    what, leg->index, leg->name, leg->path, where, len, g_strerror(err), err, error_bits);
+	    what, leg->index, leg->name, leg->shown, where, len, g_strerror(err), err, error_bits);
 }
 
 /* ---- Synchronous I/O ----------------------------------------------------------------------- */

@@ -63,7 +63,8 @@ static void record_role(struct sb_leg_role *r, const struct leg *leg)
 	r->role = leg_role(leg);
 	memcpy(r->uuid, leg->uuid, 16);
 	record_text(r->name, SB_LEG_NAME_MAX, r->role != SB_ROLE_EMPTY ? leg->name : NULL);
-	record_text(r->path, SB_LEG_PATH_MAX, r->role != SB_ROLE_EMPTY ? leg->path : NULL);
+	/* Redacted: every leg's superblock records every path, and examine prints them. */
+	record_text(r->path, SB_LEG_PATH_MAX, r->role != SB_ROLE_EMPTY ? leg->shown : NULL);
 }
 
 struct commit {
@@ -428,7 +429,7 @@ static void place_slots(struct mirror *m, const struct assemble_input *in, unsig
 		if (res->legs[i].slot < 0)
 			g_warning("mirror %s: leg '%s' (%s) is missing, and no slot of the mirror "
 				  "records that name or path: it is left out",
-				  m->name, in[i].name, in[i].path);
+				  m->name, in[i].name, in[i].shown);
 	g_free(opened);
 }
 
@@ -447,6 +448,7 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 
 		in[i].name = leg->name;
 		in[i].path = leg->path;
+		in[i].shown = leg->shown;
 		in[i].present = leg->dev != NULL;
 		if (!in[i].present)
 			continue;
@@ -456,7 +458,7 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
 				    "leg %u '%s' (%s): cannot read its superblock (leg offset 0 "
 				    "length %u): %s (errno %d)",
-				    i, leg->name, leg->path, SB_SIZE, g_strerror(-r), -r);
+				    i, leg->name, leg->shown, SB_SIZE, g_strerror(-r), -r);
 			goto out;
 		}
 		in[i].sb_error = superblock_decode(buf, &in[i].sb, &whys[i]);
@@ -501,14 +503,14 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 				g_message(
 				    "leg %u (%s, %s) is being rebuilt: its resync goes on from "
 				    "offset %" PRIu64,
-				    i, leg->name, leg->path, a->recovery_offset);
+				    i, leg->name, leg->shown, a->recovery_offset);
 				break;
 			}
 			mirror_event(m, "StaleLegRejected", G_LOG_LEVEL_WARNING, (int)i,
 				     "leg %u (%s, %s) is stale (events %" PRIu64
 				     ", the array is at %" PRIu64
 				     "): it is not read, and is resynced (%s)",
-				     i, leg->name, leg->path, in[k].sb.events, res->array.events,
+				     i, leg->name, leg->shown, in[k].sb.events, res->array.events,
 				     a->resync == RESYNC_BITMAP ? "the regions the bitmap recorded"
 								: "in full");
 			break;
@@ -534,7 +536,7 @@ int metadata_assemble(struct mirror *m, int force_source, GError **error)
 				    error, MIRROR_ERROR, MIRROR_ERROR_LEG,
 				    "leg %u '%s' (%s): cannot read its bitmap (leg offset %u "
 				    "length %" PRIu64 "): %s (errno %d)",
-				    i, leg->name, leg->path, SB_BITMAP_OFFSET,
+				    i, leg->name, leg->shown, SB_BITMAP_OFFSET,
 				    (uint64_t)bitmap_disk_bytes(m->bitmap), g_strerror(-r), -r);
 				free(bits);
 				goto out;

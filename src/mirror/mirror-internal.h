@@ -23,10 +23,15 @@
  *                thread of its own (struct replace, its own)
  *   readfix.c    read-error correction: rewrite a leg's unreadable range from another leg, or
  *                fail the leg (struct readfix, its own; md's fix_read_error)
- * Calls run one way, none back: array -> replace -> reconfig -> scrub -> resync -> metadata ->
- * legio -> leg -> event; io and cleaner call metadata and what is below it; io calls readfix,
- * which calls legio and what is below it; failfast calls leg; every one may use rangelock,
- * quiesce and dmio.
+ *   reconnect.c  remote legs: a leg on an NBD URI failed by a lost connection or its io-timeout
+ *                is tried again in the background, with a growing delay, and re-added by itself
+ *                when it comes back as itself (struct reconnect, its own thread and state)
+ * Calls run one way, none back: array -> reconnect -> replace -> reconfig -> scrub -> resync ->
+ * metadata -> legio -> leg -> event; io and cleaner call metadata and what is below it; io calls
+ * readfix, which calls legio and what is below it; failfast calls leg; every one may use
+ * rangelock, quiesce and dmio.  Two calls go up, each taking only a leaf: failfast_kick() and
+ * reconnect_kick() (leg.c: a leg failed; reconfig.c: a slot changed), and reconnect_cancel()
+ * (reconfig.c: the operator failed a leg already failed).
  *
  * ---- Locks, outermost first (a thread holding one never takes one above it) ----
  *   1. m->reconfig_lock   control commands, one at a time (md's reconfig_mutex).  Held across
@@ -52,9 +57,11 @@
  *   6. m->state_lock      leg state and identity changes; a leaf, never held during I/O or
  *                         while an event is raised.
  *   freeze_lock, the rangelock buckets' mutexes, waiter locks, scrub->lock, replace->lock,
- *   readfix->lock, m->behind_lock (io.c): leaves inside their modules.  The replace thread
- *   waits for its new leg holding none of them, and takes reconfig_lock only to remove the old
- *   leg.
+ *   readfix->lock, reconnect->lock, a reconnect try's lock, m->behind_lock (io.c): leaves
+ *   inside their modules.  The replace thread waits for its new leg holding none of them, and
+ *   takes reconfig_lock only to remove the old leg.  The reconnect thread takes reconfig_lock
+ *   (nothing held) only to re-add a leg that came back; it connects and reads the new device's
+ *   superblock holding no lock.
  *
  * ---- What completions may do ----
  * A completion (an engine thread, or the submitter with DMIO_REQ_CALLER_RUNS) never waits for
@@ -94,7 +101,8 @@ struct leg {
 	 * Replaced strings are kept until close (m->retired): a pointer read stays valid.
 	 */
 	char *name;
-	char *path;
+	char *path;  /* as configured: opened, saved; an NBD URI may carry secrets */
+	char *shown; /* path for every message, event, xattr and superblock: dmio_path_display() */
 	/* The exception to the above: an atomic, which a reload also changes (reconfig.c). */
 	atomic_bool write_mostly;
 	struct dmio_dev *dev; /* NULL: an empty or missing slot */
@@ -122,6 +130,18 @@ struct leg {
 	atomic_ullong busy_ns; /* age of the oldest outstanding I/O */
 	atomic_bool slow;
 	bool waiting_logged;
+	/* The positive errno of the latest I/O error on the leg, ETIMEDOUT for an io-timeout
+	 * (legio.c: leg_note_io_error), an atomic; 0: none since it was attached. */
+	atomic_int io_errno;
+	/* Failures (leg.c: leg_fail, legs_fail_missed), written under state_lock, read as atomics:
+	 * how many times the member of this slot failed, and the errno that failed it last (its
+	 * io_errno then; 0 when the operator failed or removed it). */
+	atomic_uint failures;
+	atomic_int fail_errno;
+	/* Reconnect (reconnect.c): the leg's reconnect-delay (ms) and reconnect-max (tries; 0:
+	 * never), atomics set at open, by "set", and kept over a reconnect. */
+	atomic_uint reconnect_delay_ms;
+	atomic_uint reconnect_max;
 	/* I/O error log rate limit (legio.c), under state_lock. */
 	gint64 log_window_start;
 	unsigned int log_count;
@@ -259,6 +279,12 @@ struct mirror {
 	 * set at open and by mirror_set_max_read_errors() ---- */
 	struct readfix *readfix;
 	atomic_uint max_read_errors;
+
+	/* ---- reconnect.c: its thread and the per-slot tries (struct reconnect, under its own
+	 * leaf lock reconnect->lock); the defaults for legs added later, atomics ---- */
+	struct reconnect *reconnect;
+	atomic_uint reconnect_delay_default_ms;
+	atomic_uint reconnect_max_default;
 };
 
 static inline enum leg_state leg_state(const struct leg *leg)
@@ -343,7 +369,8 @@ void leg_empty(struct mirror *m, unsigned int i);
 /* The number of slots becomes n (hot add grows it, remove drops removed slots at the end). */
 void legs_set_count(struct mirror *m, unsigned int n);
 
-/* Whether two paths name one file (or one block device). */
+/* Whether two paths name one file (or one block device, or one NBD export: equal URIs once
+ * normalised, dmio_path_normalize()). */
 bool mirror_same_file(const char *a, const char *b);
 
 /* Whether a leg takes writes (in sync, or catching up). */
@@ -384,6 +411,8 @@ unsigned int mirror_written_legs(struct mirror *m, struct leg **legs);
 #define LEG_IO_METADATA UINT64_MAX
 void leg_log_io_error(struct mirror *m, struct leg *leg, const char *what, uint64_t data_offset,
 		      uint64_t leg_offset, uint64_t len, int err, unsigned long error_bits);
+/* Remember err (positive) as the leg's latest I/O error (leg_log_io_error does it too). */
+void leg_note_io_error(struct leg *leg, int err);
 
 /* ---- io.c ---- */
 
@@ -483,6 +512,18 @@ int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force,
  * drop the removed slots at the end and commit.  0, or -EINVAL when the slots are not so.
  */
 int reconfig_move_leg_locked(struct mirror *m, unsigned int from, unsigned int to);
+/*
+ * Under reconfig_lock (reconnect.c): re-add dev, opened on path by the caller, whose superblock
+ * (sb_buf, SB_SIZE bytes read from it) must say it is the member uuid of slot, back into slot,
+ * which must still hold that member, failed `failures` times (no change since the caller looked).
+ * dev is the callee's: used or closed.  Returns slot; -ECANCELED when the slot changed (nothing
+ * said); -EEXIST with *error when dev is not that member (another array, another member, a
+ * damaged superblock, newer than the array: written elsewhere, too small); other -errno with
+ * *error when the re-add itself failed.
+ */
+int reconfig_readd_locked(struct mirror *m, unsigned int slot, const uint8_t uuid[16],
+			  unsigned int failures, const char *path, struct dmio_dev *dev,
+			  const void *sb_buf, GError **error);
 
 /* ---- replace.c ---- */
 
@@ -521,6 +562,23 @@ void failfast_kick(struct mirror *m);
 /* Keep the failfast thread off the slots' devices (leg_detach). */
 void failfast_lock_slots(struct mirror *m);
 void failfast_unlock_slots(struct mirror *m);
+
+/* ---- reconnect.c ---- */
+
+/* Set up (at open, before any thread) and free (at close, stopped); start once serving. */
+void reconnect_init(struct mirror *m);
+void reconnect_clear(struct mirror *m);
+void reconnect_start(struct mirror *m);
+/* Stop the thread and give up on a connection being made (it finishes on its own).  At close,
+ * first of all, never under reconfig_lock (a re-add takes it). */
+void reconnect_stop(struct mirror *m);
+/* A leg failed, or a slot changed: look at the legs now.  Takes only a leaf. */
+void reconnect_kick(struct mirror *m);
+/* Stop the tries of leg index, why saying why (the operator failed it); true when some were
+ * pending.  Takes only a leaf. */
+bool reconnect_cancel(struct mirror *m, unsigned int index, const char *why);
+/* Whether err (positive) says the connection to a remote leg is lost (or hung: ETIMEDOUT). */
+bool reconnect_lost_connection(int err);
 
 /* ---- readfix.c ---- */
 

@@ -256,7 +256,8 @@ enum leg_resync_role {
 
 struct leg_status {
 	const char *name;
-	const char *path;
+	const char *path;  /* as configured (an NBD URI whole, secrets too): to open or save */
+	const char *shown; /* path redacted (dmio_path_display): for anything shown */
 	enum leg_state state;
 	bool write_mostly;
 	uint64_t read_errors;
@@ -331,6 +332,22 @@ enum read_policy mirror_get_read_policy(const struct mirror *m);
 int mirror_set_write_mostly(struct mirror *m, unsigned int index, bool on);
 void mirror_set_max_read_errors(struct mirror *m, unsigned int max);
 unsigned int mirror_get_max_read_errors(const struct mirror *m);
+
+/*
+ * Reconnect of remote legs (fusemirror.conf(5): reconnect-delay, reconnect-max).  What the
+ * reconnect of leg index does now (user.fusemirror.leg.N.reconnect): "idle", "waiting 4 s, try
+ * 3 of 10", "connecting, try 3 of 10", "refused: WHY", "gave up after 10 tries: WHY", "stopped:
+ * WHY" (the operator failed it), "off: WHY" (reconnect-max 0); g_free it.
+ */
+char *mirror_leg_reconnect_status(struct mirror *m, unsigned int index);
+/*
+ * Set reconnect-delay (ms, > 0; -1 keeps it) and reconnect-max (tries, 0: never; -1 keeps it)
+ * of leg index, or of every leg and the legs added later (index -1).  Returns 0 or -EINVAL (no
+ * such leg, a delay of 0).  Read them back for leg index, or the mirror's defaults (-1).
+ */
+int mirror_set_reconnect(struct mirror *m, int index, int delay_ms, int max);
+void mirror_get_reconnect(const struct mirror *m, int index, unsigned int *delay_ms,
+			  unsigned int *max);
 
 const char *mirror_state_name(enum mirror_state state);
 const char *leg_state_name(enum leg_state state);

@@ -292,7 +292,7 @@ static void run_job(struct mirror *m, struct readfix_job *job)
 		     "leg %u (%s, %s): read error at data offset %" PRIu64 " length %" PRIu64
 		     ": %s (errno %d), corrected from leg %u (%s); %" PRIu64
 		     " corrected, %u recent of max-read-errors %u",
-		     leg->index, leg->name, leg->path, job->offset, job->len, g_strerror(job->err),
+		     leg->index, leg->name, leg->shown, job->offset, job->len, g_strerror(job->err),
 		     job->err, from->index, from->name,
 		     (uint64_t)atomic_load(&leg->corrected_errors), count, max);
 out:

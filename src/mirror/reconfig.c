@@ -120,7 +120,10 @@ int mirror_fail_leg(struct mirror *m, unsigned int index, GError **error)
 		goto out;
 	}
 	r = leg_fail(m, &m->legs[index], "failed by the operator", 0);
-	if (r == -EALREADY)
+	/* Failed already and waiting to reconnect: the operator wants it kept out. */
+	if (r == -EALREADY && reconnect_cancel(m, index, "failed by the operator"))
+		r = 0;
+	else if (r == -EALREADY)
 		set_error(error,
 			  "leg %u is not in sync: it has failed already, or its slot is removed",
 			  index);
@@ -140,7 +143,7 @@ out:
  * What the superblock found on a leg to be added says: its slot in this array (re-add) or -1,
  * and how it catches up.  Returns 0, or -EEXIST with *error when it must not be taken.
  */
-static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev *dev, bool force,
+static int judge_superblock(struct mirror *m, const char *shown, struct dmio_dev *dev, bool force,
 			    int *slot, enum assemble_resync *resync, uint8_t uuid[16],
 			    GError **error)
 {
@@ -156,7 +159,8 @@ static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev 
 		return -ENOMEM;
 	r = superblock_read_raw(dev, buf);
 	if (r < 0) {
-		set_error(error, "cannot read the superblock area of %s: %s", path, g_strerror(-r));
+		set_error(error, "cannot read the superblock area of %s: %s", shown,
+			  g_strerror(-r));
 		free(buf);
 		return r;
 	}
@@ -171,7 +175,7 @@ static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev 
 			set_error(error,
 				  "%s carries a damaged fusemirror superblock (%s); add --force "
 				  "to overwrite it",
-				  path, why);
+				  shown, why);
 	} else if (memcmp(sb.array_uuid, array.array_uuid, 16) != 0) {
 		char text[37];
 
@@ -181,7 +185,7 @@ static int judge_superblock(struct mirror *m, const char *path, struct dmio_dev 
 			set_error(error,
 				  "%s belongs to another fusemirror array ('%s', uuid %s); add "
 				  "--force to overwrite it",
-				  path, sb.name, text);
+				  shown, sb.name, text);
 	} else {
 		/* A former member: back into its slot, from the bitmap when it covers the gap. */
 		*slot = assemble_slot_of(&array, sb.leg_uuid);
@@ -203,12 +207,13 @@ static int choose_slot(struct mirror *m, const char *path, struct dmio_dev *dev,
 {
 	unsigned int i, n = atomic_load(&m->num_legs);
 	uint64_t bytes, need;
+	g_autofree char *shown = dmio_path_display(path);
 	int r;
 
 	for (i = 0; i < n; i++) {
 		if (m->legs[i].dev != NULL && leg_state(&m->legs[i]) != LEG_FAILED &&
 		    mirror_same_file(path, m->legs[i].path)) {
-			set_error(error, "%s is already leg %u (%s) of mirror %s", path, i,
+			set_error(error, "%s is already leg %u (%s) of mirror %s", shown, i,
 				  m->legs[i].name, m->name);
 			return -EEXIST;
 		}
@@ -218,16 +223,16 @@ static int choose_slot(struct mirror *m, const char *path, struct dmio_dev *dev,
 	if (bytes < need) {
 		set_error(error,
 			  "%s is %" PRIu64 " bytes: a leg of mirror %s needs at least %" PRIu64,
-			  path, bytes, m->name, need);
+			  shown, bytes, m->name, need);
 		return -ENOSPC;
 	}
-	r = judge_superblock(m, path, dev, force, slot, resync, uuid, error);
+	r = judge_superblock(m, shown, dev, force, slot, resync, uuid, error);
 	if (r < 0)
 		return r;
 	if (*slot >= 0 && (unsigned int)*slot < n && leg_state(&m->legs[*slot]) != LEG_FAILED) {
 		set_error(error,
 			  "%s carries the identity of leg %d (%s), which is live: is it a copy?",
-			  path, *slot, m->legs[*slot].name);
+			  shown, *slot, m->legs[*slot].name);
 		return -EEXIST;
 	}
 	/* Its own slot, failed: a re-add.  (A slot past the legs in use is taken as new.) */
@@ -249,43 +254,59 @@ static int choose_slot(struct mirror *m, const char *path, struct dmio_dev *dev,
 	return 0;
 }
 
-int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GError **error)
+/*
+ * The name of a new leg: its file's name, or for an NBD URI the last part of its export name
+ * (its host when it has none); never a secret of the URI.
+ */
+static char *new_leg_name(const char *path)
+{
+	g_autoptr(GUri) uri = NULL;
+	const char *export;
+
+	if (!dmio_path_is_uri(path))
+		return g_path_get_basename(path);
+	uri = g_uri_parse(path, G_URI_FLAGS_NON_DNS, NULL);
+	if (uri == NULL)
+		return g_strdup("nbd");
+	export = strrchr(g_uri_get_path(uri), '/');
+	if (export != NULL && export[1] != '\0')
+		return g_strdup(export + 1);
+	if (g_uri_get_host(uri) != NULL && *g_uri_get_host(uri) != '\0')
+		return g_strdup(g_uri_get_host(uri));
+	return g_strdup("nbd");
+}
+
+/*
+ * The hot add of dev, open on path (own: the failed leg whose descriptor holds its claim, or -1);
+ * dev is ours: used or closed.  expect >= 0 (a reconnect): only a re-add into slot expect is
+ * taken, anything else is refused with -EEXIST.  Returns the slot, or -errno with *error.
+ */
+static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, int own, bool force,
+		      int expect, GError **error)
 {
 	enum assemble_resync resync;
 	uint8_t uuid[16];
-	struct dmio_dev *dev = NULL, *old;
+	struct dmio_dev *old;
 	struct leg *leg;
 	const char *name;
 	char *basename = NULL;
-	unsigned int timeout_ms;
-	bool readd, wm;
-	int slot, own = -1, r;
+	/* Messages name it by this: an NBD URI may carry a password. */
+	g_autofree char *shown = dmio_path_display(path);
+	unsigned int timeout_ms, delay_ms, tries;
+	bool readd = false, wm; /* readd: set by choose_slot() when it returns 0 */
+	int slot = -1, r;
 
-	if (m->metadata != METADATA_INTERNAL) {
-		set_error(error,
-			  "hot add needs metadata = internal (the superblocks remember the legs)");
-		return -ENOTSUP;
-	}
-	/* The claim (claim.c): held by another mirror or program, it is refused, naming it. */
-	r = dmio_dev_open(path, DMIO_DEV_EXCLUSIVE, &dev);
-	if (r == -EBUSY) {
-		r = claim_busy_for_add(m, path, &dev, &own, error);
-		if (r < 0)
-			return r;
-	}
-	if (r < 0) {
-		if (r == -EINVAL)
-			set_error(error, "%s is not a regular file or block device", path);
-		else
-			set_error(error, "cannot open %s: %s", path, g_strerror(-r));
-		return r;
-	}
 	r = choose_slot(m, path, dev, force, &slot, &readd, &resync, uuid, error);
+	if (r == 0 && expect >= 0 && (!readd || slot != expect)) {
+		set_error(error, "%s would not go back into slot %d as its own member", shown,
+			  expect);
+		r = -EEXIST;
+	}
 	if (r == 0 && own >= 0 && slot != own) {
 		set_error(error,
 			  "%s is held by failed leg %d (%s) of mirror %s, and would not go back "
 			  "into that slot: remove leg %d first",
-			  path, own, m->legs[own].name, m->name, own);
+			  shown, own, m->legs[own].name, m->name, own);
 		r = -EBUSY;
 	}
 	if (r < 0) {
@@ -308,27 +329,37 @@ int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GErr
 		if (r < 0) {
 			resync_start(m);
 			mirror_thaw(m);
-			set_error(error, "%s: cannot claim it once leg %d let it go: %s", path,
+			set_error(error, "%s: cannot claim it once leg %d let it go: %s", shown,
 				  slot, g_strerror(-r));
 			return r;
 		}
 	}
 	if ((unsigned int)slot >= atomic_load(&m->num_legs))
 		leg_empty(m, (unsigned int)slot);
-	/* A member back in its configured slot keeps its name; a new leg is named after its file.
+	/*
+	 * A member back in its configured slot keeps its name; a new leg is named after its file
+	 * (or its export).
 	 */
 	if (readd && leg->name != NULL && *leg->name != '\0') {
 		name = leg->name;
 	} else {
-		basename = g_path_get_basename(path);
+		basename = new_leg_name(path);
 		name = basename;
 	}
-	/* A member back in its slot keeps what its [leg] group set: write-mostly, io-timeout. */
+	/*
+	 * A member back in its slot keeps what its [leg] group set: write-mostly, io-timeout,
+	 * reconnect-delay and reconnect-max.
+	 */
 	wm = readd && atomic_load(&leg->write_mostly);
 	timeout_ms = atomic_load(&leg->io_timeout_ms);
+	delay_ms = atomic_load(&leg->reconnect_delay_ms);
+	tries = atomic_load(&leg->reconnect_max);
 	leg_attach(m, leg, name, path, dev, uuid, wm);
-	if (readd)
+	if (readd) {
 		atomic_store(&leg->io_timeout_ms, timeout_ms);
+		atomic_store(&leg->reconnect_delay_ms, delay_ms);
+		atomic_store(&leg->reconnect_max, tries);
+	}
 	leg->resync = resync;
 	atomic_store(&leg->recovery_offset, 0);
 	/* Published: a re-added member is written from now on; a new leg once its copy starts. */
@@ -347,16 +378,110 @@ int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GErr
 	dmio_dev_close(old);
 	if (r < 0) {
 		set_error(error, "%s was added as leg %d but its metadata could not be written: %s",
-			  path, slot, g_strerror(-r));
+			  shown, slot, g_strerror(-r));
 		g_free(basename);
 		return r;
 	}
 	mirror_event(m, "LegAdded", G_LOG_LEVEL_MESSAGE, slot,
-		     "leg %d (%s, %s) added to mirror %s: %s", slot, leg->name, leg->path, m->name,
+		     "leg %d (%s, %s) added to mirror %s: %s", slot, leg->name, leg->shown, m->name,
 		     resync == RESYNC_BITMAP ? "re-added, resyncing the regions it missed"
 					     : "resyncing in full");
 	g_free(basename);
 	return slot;
+}
+
+int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GError **error)
+{
+	struct dmio_dev *dev = NULL;
+	/* Messages name it by this: an NBD URI may carry a password. */
+	g_autofree char *shown = dmio_path_display(path);
+	int own = -1, r;
+
+	if (m->metadata != METADATA_INTERNAL) {
+		set_error(error,
+			  "hot add needs metadata = internal (the superblocks remember the legs)");
+		return -ENOTSUP;
+	}
+	/* The claim (claim.c): held by another mirror or program, it is refused, naming it. */
+	r = dmio_dev_open(path, DMIO_DEV_EXCLUSIVE, &dev);
+	if (r == -EBUSY) {
+		r = claim_busy_for_add(m, path, &dev, &own, error);
+		if (r < 0)
+			return r;
+	}
+	if (r < 0) {
+		if (r == -EINVAL)
+			set_error(error, "%s is not a regular file or block device", shown);
+		else
+			set_error(error, "cannot open %s: %s", shown, g_strerror(-r));
+		return r;
+	}
+	return add_opened(m, path, dev, own, force, -1, error);
+}
+
+/* ---- re-add of a leg that reconnected (reconnect.c) ---------------------------------------- */
+
+/* Whether slot still holds the member uuid, failed `failures` times, on path. */
+static bool still_failed_member(struct mirror *m, unsigned int slot, const uint8_t uuid[16],
+				unsigned int failures, const char *path)
+{
+	struct leg *leg = &m->legs[slot];
+	bool same;
+
+	if (slot >= atomic_load(&m->num_legs))
+		return false;
+	g_mutex_lock(&m->state_lock);
+	same = leg_state(leg) == LEG_FAILED && memcmp(leg->uuid, uuid, 16) == 0 &&
+	       atomic_load(&leg->failures) == failures && leg->path != NULL &&
+	       strcmp(leg->path, path) == 0;
+	g_mutex_unlock(&m->state_lock);
+	return same;
+}
+
+int reconfig_readd_locked(struct mirror *m, unsigned int slot, const uint8_t uuid[16],
+			  unsigned int failures, const char *path, struct dmio_dev *dev,
+			  const void *sb_buf, GError **error)
+{
+	struct superblock sb, array;
+	char *why = NULL, text[37], want[37], found[37];
+	enum sb_error e;
+	int r = -EEXIST;
+
+	if (m->metadata != METADATA_INTERNAL ||
+	    !still_failed_member(m, slot, uuid, failures, path)) {
+		dmio_dev_close(dev);
+		return -ECANCELED;
+	}
+	/* Who came back, said precisely; then the hot add's own judgement, as for any re-add. */
+	memset(&sb, 0, sizeof(sb));
+	e = superblock_decode(sb_buf, &sb, &why);
+	metadata_snapshot(m, &array);
+	uuid_format(sb.array_uuid, text);
+	uuid_format(sb.leg_uuid, found);
+	uuid_format(uuid, want);
+	if (e == SB_ERROR_MAGIC)
+		set_error(error, "it carries no fusemirror superblock (another export?)");
+	else if (e != SB_ERROR_NONE)
+		set_error(error, "it carries a damaged fusemirror superblock (%s)", why);
+	else if (memcmp(sb.array_uuid, array.array_uuid, 16) != 0)
+		set_error(error, "it belongs to another fusemirror array ('%s', uuid %s)", sb.name,
+			  text);
+	else if (memcmp(sb.leg_uuid, uuid, 16) != 0)
+		set_error(error, "it is another member of this array (leg uuid %s, not %s)", found,
+			  want);
+	else if (sb.events > array.events)
+		set_error(error,
+			  "its superblock is newer than the array's (events %" PRIu64 " > %" PRIu64
+			  "): it was written elsewhere meanwhile (split brain)",
+			  (uint64_t)sb.events, (uint64_t)array.events);
+	else
+		r = 0;
+	g_free(why);
+	if (r < 0) {
+		dmio_dev_close(dev);
+		return r;
+	}
+	return add_opened(m, path, dev, -1, false, (int)slot, error);
 }
 
 int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **error)
@@ -419,9 +544,11 @@ int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force,
 	resync_start(m);
 	mirror_thaw(m);
 	dmio_dev_close(dev);
+	/* Tries to reconnect it, if any, end with it (reconnect.c). */
+	reconnect_kick(m);
 	if (r == 0)
 		mirror_event(m, "LegRemoved", G_LOG_LEVEL_MESSAGE, (int)index,
-			     "leg %u (%s, %s) removed from mirror %s", index, leg->name, leg->path,
+			     "leg %u (%s, %s) removed from mirror %s", index, leg->name, leg->shown,
 			     m->name);
 	return r;
 }

@@ -32,7 +32,7 @@ struct replace {
 	/* Set before the thread starts, constant while it runs. */
 	uint8_t leg_uuid[16], by_uuid[16]; /* who the two legs are: a slot may change hands */
 	unsigned int in_sync;		   /* in-sync legs when the replace began */
-	char *leg_name, *leg_path, *by_name, *by_path;
+	char *leg_name, *leg_path, *by_name, *by_path; /* paths as shown (leg->shown) */
 	mirror_replace_done_fn done;
 	void *opaque;
 };
@@ -266,9 +266,9 @@ static int replace_locked(struct mirror *m, unsigned int index, const char *path
 	memcpy(rp->leg_uuid, leg->uuid, 16);
 	memcpy(rp->by_uuid, m->legs[by].uuid, 16);
 	rp->leg_name = g_strdup(leg->name);
-	rp->leg_path = g_strdup(leg->path);
+	rp->leg_path = g_strdup(leg->shown);
 	rp->by_name = g_strdup(m->legs[by].name);
-	rp->by_path = g_strdup(m->legs[by].path);
+	rp->by_path = g_strdup(m->legs[by].shown);
 	g_mutex_unlock(&m->state_lock);
 	/* The new leg is not in sync yet (or has just become so: then it is one more). */
 	rp->in_sync = mirror_count_in_sync(m) - (leg_state(&m->legs[by]) == LEG_IN_SYNC);

@@ -6,6 +6,8 @@
  */
 #include <stdint.h>
 
+#include <dmio.h>
+
 #include "config/config.h"
 #include "fuzz-util.h"
 
@@ -32,9 +34,14 @@ static void check_config(const struct mirror_config *config)
 	for (unsigned int i = 0; i < config->num_legs; i++) {
 		const struct leg_config *leg = &config->legs[i];
 
-		/* Absolute, or a test leg of libdmio's fault-injecting kind: fault:/... */
-		fuzz_assert(leg->name != NULL && leg->path != NULL &&
-			    (leg->path[0] == '/' || strncmp(leg->path, "fault:/", 7) == 0));
+		/*
+		 * Absolute, a test leg of libdmio's fault-injecting kind (fault:/...), or an NBD
+		 * URI that libdmio finds well formed.
+		 */
+		fuzz_assert(
+		    leg->name != NULL && leg->path != NULL &&
+		    (leg->path[0] == '/' || strncmp(leg->path, "fault:/", 7) == 0 ||
+		     (dmio_path_is_uri(leg->path) && dmio_path_uri_problem(leg->path) == NULL)));
 		fuzz_check_message("a leg name", leg->name);
 		fuzz_check_message("a leg path", leg->path);
 	}

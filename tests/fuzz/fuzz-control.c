@@ -8,6 +8,8 @@
  */
 #include <stdint.h>
 
+#include <dmio.h>
+
 #include "fuse/control.h"
 #include "fuzz-util.h"
 
@@ -33,6 +35,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = control_parse(text, &command, &error);
 	if (r == 0) {
 		fuzz_assert(error == NULL);
+		/* add's and replace's path: absolute, or a well-formed NBD URI. */
+		fuzz_assert(command.path == NULL || command.path[0] == '/' ||
+			    (dmio_path_is_uri(command.path) &&
+			     dmio_path_uri_problem(command.path) == NULL));
 	} else {
 		fuzz_assert(r < 0);
 		fuzz_assert(error != NULL);
