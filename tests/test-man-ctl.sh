@@ -48,10 +48,10 @@ section ()
 		found { print }' "$1"
 }
 
-# tags: the first words of the .TP tags of standard input, font macros dropped.
+# tags: the .TP (and .TQ) tags of standard input, font macros dropped.
 tags ()
 {
-	awk 'tp { sub(/^\.[A-Z]+ */, ""); gsub(/"/, ""); print; tp = 0; next } /^\.TP/ { tp = 1 }'
+	awk 'tp { sub(/^\.[A-Z]+ */, ""); gsub(/"/, ""); print; tp = 0; next } /^\.T[PQ]/ { tp = 1 }'
 }
 
 # ---- Commands and their options -------------------------------------------------------------
