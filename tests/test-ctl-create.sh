@@ -314,10 +314,10 @@ err_has "legs 'a' \($fresh\.2\) and 'b' \($tmpdir/link\.img\) are the same file"
 unchanged "create with two paths to one file" "$tmpdir/none.sums"
 
 run "$ctl" create --region-size 3K "$tmpdir/none.conf"
-expect_rc 64 "create --region-size 3K"
+expect_rc 2 "create --region-size 3K"
 err_has "--region-size 3K: not a power of two" "create --region-size 3K"
 run "$ctl" create --region-size 2G "$tmpdir/two.conf"
-expect_rc 64 "create --region-size 2G"
+expect_rc 2 "create --region-size 2G"
 
 # 40 GiB of data (sparse) needs more than 1020 KiB of bitmap at 4 KiB per bit.
 truncate -s 40G "$tmpdir/big1.img" "$tmpdir/big2.img" || fail "truncate"
@@ -409,14 +409,14 @@ out_has '^ +Bitmap : 16 bytes at offset 4096, 126 regions, 9 dirty$' "examine: d
 # ---- Usage errors -------------------------------------------------------------------------------
 
 run "$ctl" create
-expect_rc 64 "create without CONFIG"
+expect_rc 2 "create without CONFIG"
 err_has "missing CONFIG" "create without CONFIG"
 run "$ctl" create "$tmpdir/two.conf" extra
-expect_rc 64 "create with an extra argument"
+expect_rc 2 "create with an extra argument"
 run "$ctl" examine
-expect_rc 64 "examine without LEG"
+expect_rc 2 "examine without LEG"
 run "$ctl" examine --frobnicate "$a"
-expect_rc 64 "examine with an unknown option"
+expect_rc 2 "examine with an unknown option"
 run "$ctl" create --help
 expect_rc 0 "create --help"
 out_has 'fusemirrorctl create .*CONFIG' "create --help"

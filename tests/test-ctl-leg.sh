@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # fusemirrorctl add, remove, resync, wait and set, without a daemon: plain files carrying the
 # user.fusemirror.* attributes stand for mirrors, as in test-ctl-status.sh.  Checks
-#   - usage errors (exit 64, a message and a hint to --help): missing and extra arguments, bad
+#   - usage errors (exit 2, a message and a hint to --help): missing and extra arguments, bad
 #     --interval, NAME=VALUE that is not one, an unknown NAME, a bad VALUE, a NAME given twice;
 #   - what add refuses before sending anything (exit 1, one line naming the reason): a path
 #     with an ext4 file system (until --force), with the superblock of another fusemirror array
@@ -132,13 +132,13 @@ printf 'X' | dd of="$tmpdir/other-b.img" bs=1 seek=300 conv=notrunc 2>/dev/null 
 
 # ---- Usage errors -------------------------------------------------------------------------------
 
-# usage_error WHAT ARGS...: exit 64, nothing on stdout, one line and a hint to --help on stderr.
+# usage_error WHAT ARGS...: exit 2, nothing on stdout, one line and a hint to --help on stderr.
 usage_error ()
 {
 	_what=$1
 	shift
 	run "$ctl" "$@"
-	expect_rc 64 "$_what"
+	expect_rc 2 "$_what"
 	test ! -s "$tmpdir/out" || problem "$_what: printed on stdout"
 	if test "$(wc -l <"$tmpdir/err")" -ne 2 ||
 		! sed -n 2p "$tmpdir/err" | grep -q -e "--help"; then
@@ -343,7 +343,7 @@ if test "$(id -u)" -eq 0 && command -v bindfs >/dev/null 2>&1 && test -c /dev/fu
 	run "$ctl" wait "$live"
 	expect_rc 1 "wait on a degraded mirror with no resync"
 	err_has "no resync is running; the mirror is degraded" "wait with no resync"
-	for end in clean:0 degraded:1 failed:2; do
+	for end in clean:0 degraded:1 failed:3; do
 		set_attrs "$src/m.img" state=resyncing resync.done=0 resync.total=1048576 \
 			resync.rate=0 || fail "setfattr on $src/m.img"
 		advance_resync "${end%:*}" &

@@ -5,7 +5,7 @@
 #   - the text report, --json (parsed by python3) and --export (compared, and read back by the
 #     shell), with names and paths that need escaping;
 #   - the exit statuses: 0 clean, 1 degraded or unknown state, 2 failed, 4 not a mirror / no
-#     such file / malformed attributes, 64 usage errors, 1 for fail on an unknown leg;
+#     such file / malformed attributes, 2 usage errors, 1 for fail on an unknown leg;
 #   - fail's resolution of a leg name or index to the "fail I" command (shown when it refuses
 #     to send it to a file that no daemon serves; when bindfs can be mounted, sent through it);
 #   - that the commands and options of --help and of man/fusemirrorctl.8 are the same, and that
@@ -113,7 +113,7 @@ out_has '^ +2 +c +in_sync +0 +18446744073709551615 +/var/tmp/leg c.s "copy" \$HO
 test "$(wc -l <"$tmpdir/out")" -eq 12 || problem "status (degraded) is not 12 lines"
 
 run "$ctl" status "$failed"
-expect_rc 2 "status of a failed mirror"
+expect_rc 3 "status of a failed mirror"
 out_has '^ +State : failed$' "status (failed) state"
 out_has '^ +Size : 512 \(512 B\)$' "status (failed) size"
 out_has '^ +0 +only +failed +3 +4 +/var/tmp/only\.img$' "status (failed) leg"
@@ -179,7 +179,7 @@ check_json "$degraded" "{
 	'events': 5, 'error_bits': '0x2', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 run "$ctl" status --json "$failed"
-expect_rc 2 "status --json of a failed mirror"
+expect_rc 3 "status --json of a failed mirror"
 check_json "$failed" "{
 	'file': '$failed', 'name': 'gone', 'uuid': None, 'state': 'failed', 'size': 512,
 	'legs': [{'index': 0, 'name': 'only', 'path': '/var/tmp/only.img', 'state': 'failed',
@@ -508,13 +508,13 @@ err_has "user\.fusemirror\.name: No data available" "status without a name"
 
 # ---- Usage errors -------------------------------------------------------------------------------
 
-# usage_error WHAT ARGS...: exit 64, nothing on stdout, one line and a hint to --help on stderr.
+# usage_error WHAT ARGS...: exit 2, nothing on stdout, one line and a hint to --help on stderr.
 usage_error ()
 {
 	_what=$1
 	shift
 	run "$ctl" "$@"
-	expect_rc 64 "$_what"
+	expect_rc 2 "$_what"
 	test ! -s "$tmpdir/out" || problem "$_what: printed on stdout"
 	if test "$(wc -l <"$tmpdir/err")" -ne 2 ||
 		! sed -n 2p "$tmpdir/err" | grep -q -e "--help"; then
@@ -698,7 +698,7 @@ done
 
 # Every exit status is in EXIT STATUS.
 codes=$(awk -F "$tab" '$1 == "EXIT STATUS" { print $3 }' "$tmpdir/tags" | sed 's/^\.B[ \t]*//')
-for code in 0 1 2 4 64; do
+for code in 0 1 2 3 4; do
 	printf '%s\n' "$codes" | grep -q -x -e "$code" || problem "EXIT STATUS does not list $code"
 done
 

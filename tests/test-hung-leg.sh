@@ -42,7 +42,7 @@ assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.io_timeout)" 3 "leg b's io-ti
 assert_eq "$(xattr "$mirror" user.fusemirror.leg.0.io_timeout)" 2.5 "leg a's io-timeout after set"
 rc=0
 "$fusemirrorctl" set "$mirror" io-timeout=1e3 >/dev/null 2>&1 || rc=$?
-assert_eq $rc 64 "set io-timeout=1e3"
+assert_eq $rc 2 "set io-timeout=1e3"
 assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.io_timeout)" 2.5 "leg b's after a refused set"
 "$fusemirrorctl" set "$mirror" io-timeout=3 >/dev/null || daemon_fail "set io-timeout=3"
 head -c $mib /dev/urandom >"$tmpdir/one"

@@ -308,6 +308,6 @@ const struct ctl_command ctl_cmd_add = {
 	"PATH is a file or block device, opened by its absolute path, or an NBD URI.  One that\n"
 	"holds a file system, a partition table or another array's superblock is refused\n"
 	"unless --force; a former leg of this mirror is re-added, resynced from the bitmap.\n"
-	"Exit status: 0 added, 1 refused or failed, 64 usage error.",
+	"Exit status: 0 added, 1 refused or failed, 2 usage error.",
     .run = run_add,
 };

@@ -103,7 +103,7 @@ const struct ctl_command ctl_cmd_check = {
     .summary = "Compare the in-sync legs and report the ranges that differ; change nothing",
     .description = "The check runs in the background; 'fusemirrorctl wait FILE' follows it and\n"
 		   "'fusemirrorctl status FILE' shows mismatch_cnt and the ranges found.\n"
-		   "Exit status: 0 started, 1 refused or failed, 64 usage error.",
+		   "Exit status: 0 started, 1 refused or failed, 2 usage error.",
     .run = run_check,
 };
 
@@ -114,6 +114,6 @@ const struct ctl_command ctl_cmd_repair = {
     .description = "Each differing 4 KiB block is rewritten from --source LEG, else from the\n"
 		   "majority of three or more legs, else from the authoritative leg (the first\n"
 		   "in-sync one, write-mostly last).  It runs in the background like check.\n"
-		   "Exit status: 0 started, 1 refused or failed, 64 usage error.",
+		   "Exit status: 0 started, 1 refused or failed, 2 usage error.",
     .run = run_repair,
 };

@@ -584,6 +584,6 @@ const struct ctl_command ctl_cmd_create = {
 	"or other metadata is refused unless --force.  Without --assume-clean, fusemirrord\n"
 	"copies leg 0 onto the others when it next starts.\n"
 	"Exit status: 0 created, 1 refused or failed (no leg is written when refused),\n"
-	"64 usage error.",
+	"2 usage error.",
     .run = run_create,
 };

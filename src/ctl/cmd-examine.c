@@ -397,6 +397,6 @@ const struct ctl_command ctl_cmd_examine = {
     .description = "LEG is the path of a leg: a file, a block device or an NBD URI.  It is\n"
 		   "opened read-only.\n"
 		   "Exit status: 0 the superblock is shown, 1 no such file, not a fusemirror\n"
-		   "leg, or a corrupt superblock, 64 usage error.",
+		   "leg, or a corrupt superblock, 2 usage error.",
     .run = run_examine,
 };

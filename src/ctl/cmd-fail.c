@@ -53,6 +53,6 @@ const struct ctl_command ctl_cmd_fail = {
     .summary = "Mark a leg failed: the mirror no longer reads or writes it",
     .description = "LEG is the leg's name in the config file, or its index (0 for the first).\n"
 		   "Only root may fail a leg; the daemon refuses to fail the last in-sync leg.\n"
-		   "Exit status: 0 the leg is failed, 1 it is not, 64 usage error.",
+		   "Exit status: 0 the leg is failed, 1 it is not, 2 usage error.",
     .run = run_fail,
 };

@@ -322,6 +322,6 @@ const struct ctl_command ctl_cmd_list = {
 		   "gone is listed as dead, one that does not answer within 5 s as\n"
 		   "not-responding.\n"
 		   "Exit status: 0 every mirror answered (also when there is none), 1 one did\n"
-		   "not or the mount table cannot be read, 64 usage error.",
+		   "not or the mount table cannot be read, 2 usage error.",
     .run = run_list,
 };

@@ -443,6 +443,6 @@ const struct ctl_command ctl_cmd_monitor = {
 	"event of priority warning or above.  An event repeated on one leg more than 5 times\n"
 	"in 60 s is held back, and one line says how many were.\n"
 	"Exit status (with --oneshot, or on a signal): 0, 1 a mirror did not answer or mail\n"
-	"cannot be sent, 64 usage error.",
+	"cannot be sent, 2 usage error.",
     .run = run_monitor,
 };

@@ -66,6 +66,6 @@ const struct ctl_command ctl_cmd_remove = {
     .description = "LEG is the leg's name in the config file, or its index (0 for the first).\n"
 		   "The daemon refuses a leg that is in sync or resyncing unless --force, and\n"
 		   "never removes the last in-sync leg.\n"
-		   "Exit status: 0 removed, 1 refused or failed, 64 usage error.",
+		   "Exit status: 0 removed, 1 refused or failed, 2 usage error.",
     .run = run_remove,
 };

@@ -304,6 +304,6 @@ const struct ctl_command ctl_cmd_replace = {
 	"while LEG\n"
 	"serves, then removes LEG: the mirror never has fewer in-sync legs than before.\n"
 	"Exit status: 0 started (with --wait: LEG replaced), 1 refused or failed (with --wait:\n"
-	"also the replace aborted), 64 usage error.",
+	"also the replace aborted), 2 usage error.",
     .run = run_replace,
 };

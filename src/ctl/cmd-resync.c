@@ -93,7 +93,7 @@ const struct ctl_command ctl_cmd_resync = {
     .parameters = "FILE",
     .summary = "Start the resync of the legs that need it (of every region with --full)",
     .description = "The resync runs in the background; 'fusemirrorctl wait FILE' follows it.\n"
-		   "Exit status: 0 started (or nothing to do), 1 refused or failed, 64 usage "
+		   "Exit status: 0 started (or nothing to do), 1 refused or failed, 2 usage "
 		   "error.",
     .run = run_resync,
 };

@@ -391,6 +391,6 @@ const struct ctl_command ctl_cmd_scan = {
 		   "read-only.  The output is a\n"
 		   "fusemirror.conf(5) per array, legs in slot order, named leg0, leg1, ...\n"
 		   "Exit status: 0 configs printed, 1 a LEG named is not a fusemirror leg or\n"
-		   "no leg was found, 64 usage error.",
+		   "no leg was found, 2 usage error.",
     .run = run_scan,
 };

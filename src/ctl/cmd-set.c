@@ -247,6 +247,6 @@ const struct ctl_command ctl_cmd_set = {
 	"none); reconnect-delay=SECONDS and reconnect-max=TRIES set every leg's (0 tries: a\n"
 	"remote leg that loses its server is never reconnected).  The new values are printed as\n"
 	"the daemon reports them.\n"
-	"Exit status: 0 set, 1 refused or failed, 64 usage error.",
+	"Exit status: 0 set, 1 refused or failed, 2 usage error.",
     .run = run_set,
 };

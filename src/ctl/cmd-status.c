@@ -552,7 +552,7 @@ const struct ctl_command ctl_cmd_status = {
     .parameters = "FILE",
     .summary = "Show the state of a mirror, of its legs and their error counts",
     .description = "Exit status: 0 clean, 1 degraded (or resyncing, checking, any other state),\n"
-		   "2 failed, 4 the status cannot be read (not a mirror, no such file, ...),\n"
-		   "64 usage error.",
+		   "3 failed, 4 the status cannot be read (not a mirror, no such file, ...),\n"
+		   "2 usage error.",
     .run = run_status,
 };

@@ -120,6 +120,6 @@ const struct ctl_command ctl_cmd_stop = {
 		   "waits until the daemon has flushed the legs, marked them clean and unmounted\n"
 		   "the file.\n"
 		   "Exit status: 0 stopped, 1 refused, failed or not done within --timeout,\n"
-		   "64 usage error.",
+		   "2 usage error.",
     .run = run_stop,
 };

@@ -264,7 +264,7 @@ const struct ctl_command ctl_cmd_wait = {
     .summary = "Wait until no resync runs on a mirror, showing its progress",
     .description = "The progress goes to stderr: a bar on a terminal, else a line per 10%.\n"
 		   "Exit status, as status's once the resync is over: 0 clean, 1 degraded,\n"
-		   "2 failed, 4 the status cannot be read (or no daemon serves FILE),\n"
-		   "64 usage error.",
+		   "3 failed, 4 the status cannot be read (or no daemon serves FILE),\n"
+		   "2 usage error.",
     .run = run_wait,
 };

@@ -15,12 +15,12 @@
 /* Exit statuses of every subcommand but status (fusemirrorctl(8), EXIT STATUS). */
 #define CTL_EXIT_OK	0
 #define CTL_EXIT_FAILED 1  /* the operation failed; the message says why */
-#define CTL_EXIT_USAGE	64 /* bad command, option or argument (EX_USAGE of sysexits.h) */
+#define CTL_EXIT_USAGE	2 /* bad command, option or argument: as fusemirrord's (and mdadm's) */
 
 /* Exit statuses of status and wait: the state of the mirror, or that it could not be read. */
 #define CTL_STATUS_CLEAN      0
 #define CTL_STATUS_DEGRADED   1 /* also resyncing, checking and states this version does not know */
-#define CTL_STATUS_FAILED     2
+#define CTL_STATUS_FAILED     3 /* not 2: that is the usage error */
 #define CTL_STATUS_UNREADABLE 4
 
 #define CTL_XATTR_PREFIX "user.fusemirror."

@@ -137,8 +137,8 @@ static char *general_description(void)
 			"\n"
 			"Run 'fusemirrorctl COMMAND --help' for the options of a command.\n"
 			"\n"
-			"Exit status: 0 success, 1 the operation failed, 64 usage error;\n"
-			"status and wait exit 0 clean, 1 degraded, 2 failed, 4 the status cannot\n"
+			"Exit status: 0 success, 1 the operation failed, 2 usage error;\n"
+			"status and wait exit 0 clean, 1 degraded, 3 failed, 4 the status cannot\n"
 			"be read.\n"
 			"See fusemirrorctl(8).");
 	return g_string_free(text, FALSE);
