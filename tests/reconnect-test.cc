@@ -31,61 +31,6 @@ constexpr unsigned kIoTimeoutMs = 2000;
 
 using Clock = std::chrono::steady_clock;
 
-bool have_nbdkit()
-{
-	return system("command -v nbdkit >/dev/null 2>&1") == 0;
-}
-
-/* An nbdkit in the foreground, child of this process, serving file on sock. */
-class NbdKit
-{
-      public:
-	~NbdKit()
-	{
-		stop(SIGKILL);
-	}
-	int start(const std::string &sock, const std::string &file)
-	{
-		unlink(sock.c_str());
-		pid_ = fork();
-		if (pid_ < 0)
-			return errno;
-		if (pid_ == 0) {
-			execlp("nbdkit", "nbdkit", "-f", "--exit-with-parent", "-U", sock.c_str(),
-			       "file", file.c_str(), (char *)nullptr);
-			_exit(127);
-		}
-		for (int i = 0; i < 1000; i++) {
-			struct stat st;
-			if (stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
-				return 0;
-			int status;
-			if (waitpid(pid_, &status, WNOHANG) == pid_) {
-				pid_ = -1;
-				return ECHILD;
-			}
-			usleep(10000);
-		}
-		return ETIMEDOUT;
-	}
-	void signal(int sig)
-	{
-		if (pid_ > 0)
-			kill(pid_, sig);
-	}
-	void stop(int sig)
-	{
-		if (pid_ <= 0)
-			return;
-		kill(pid_, SIGCONT);
-		kill(pid_, sig);
-		waitpid(pid_, nullptr, 0);
-		pid_ = -1;
-	}
-
-      private:
-	pid_t pid_ = -1;
-};
 
 class Reconnect : public MirrorTest
 {
@@ -99,7 +44,7 @@ class Reconnect : public MirrorTest
 		uri_ = "nbd+unix:///?socket=" + sock_;
 		export_ = tmp_ / "b.img";
 		dmio_test::create_sparse(export_, kLegSize);
-		ASSERT_EQ(0, server_.start(sock_, export_)) << "start nbdkit";
+		ASSERT_EQ(0, server_.start(sock_, {"file", export_})) << "start nbdkit";
 		local_ = add_leg("a", kLegSize);
 		legs_.push_back({"b", uri_, false});
 		more_legs();
@@ -225,7 +170,7 @@ TEST_F(Reconnect, ServerKilledDuringWritesComesBackAndCatchesUp)
 
 	/* Back on the same socket and file: the leg comes back by itself. */
 	auto restarted = Clock::now();
-	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_EQ(0, server_.start(sock_, {"file", export_}));
 	ASSERT_TRUE(wait_event("LegReconnected", 1, std::chrono::seconds(10))) << dump_events();
 	ASSERT_TRUE(wait_state(1, LEG_IN_SYNC, std::chrono::seconds(20))) << dump_events();
 	printf("server back -> leg in sync in %lld ms\n",
@@ -284,7 +229,7 @@ TEST_F(Reconnect, AnotherExportIsRefused)
 	ASSERT_NO_FATAL_FAILURE(kill_server_and_fail_leg());
 	std::string blank = tmp_ / "blank.img";
 	dmio_test::create_sparse(blank, kLegSize);
-	ASSERT_EQ(0, server_.start(sock_, blank));
+	ASSERT_EQ(0, server_.start(sock_, {"file", blank}));
 	ASSERT_TRUE(wait_event("LegReconnectRefused", 1, std::chrono::seconds(10)))
 	    << dump_events();
 	EXPECT_EQ(0u, count_events("LegReconnected", 1));
@@ -295,7 +240,7 @@ TEST_F(Reconnect, AnotherExportIsRefused)
 	EXPECT_NE(std::string::npos, text.find("no fusemirror superblock")) << text;
 	/* The tries stopped: the right export back later is not taken either. */
 	server_.stop(SIGKILL);
-	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_EQ(0, server_.start(sock_, {"file", export_}));
 	std::this_thread::sleep_for(std::chrono::milliseconds(800));
 	EXPECT_EQ(LEG_FAILED, state_of(1));
 	EXPECT_EQ(1u, count_events("LegReconnectRefused", 1));
@@ -308,7 +253,7 @@ TEST_F(Reconnect, AnotherMembersCopyIsRefused)
 	ASSERT_NO_FATAL_FAILURE(kill_server_and_fail_leg());
 	std::string copy = tmp_ / "copy.img";
 	dmio_test::write_file(copy, read_at(local_, 0, kLegSize));
-	ASSERT_EQ(0, server_.start(sock_, copy));
+	ASSERT_EQ(0, server_.start(sock_, {"file", copy}));
 	ASSERT_TRUE(wait_event("LegReconnectRefused", 1, std::chrono::seconds(10)))
 	    << dump_events();
 	EXPECT_EQ(LEG_FAILED, state_of(1));
@@ -361,7 +306,7 @@ TEST_F(ReconnectMiddle, RemoveWhileConnectingCancels)
 {
 	ASSERT_NO_FATAL_FAILURE(open_ok());
 	ASSERT_NO_FATAL_FAILURE(kill_server_and_fail_leg());
-	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_EQ(0, server_.start(sock_, {"file", export_}));
 	server_.signal(SIGSTOP);
 	ASSERT_TRUE(wait_for([&] { return reconnect_text(1).rfind("connecting", 0) == 0; },
 			     std::chrono::seconds(5)))
@@ -385,7 +330,7 @@ TEST_F(Reconnect, FailByTheOperatorStopsTheTries)
 	GError *error = nullptr;
 	ASSERT_EQ(0, mirror_fail_leg(m_, 1, &error)) << (error ? error->message : "");
 	EXPECT_EQ("stopped: failed by the operator", reconnect_text(1));
-	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_EQ(0, server_.start(sock_, {"file", export_}));
 	std::this_thread::sleep_for(std::chrono::milliseconds(2500));
 	EXPECT_EQ(LEG_FAILED, state_of(1));
 	EXPECT_EQ(0u, count_events("LegReconnected", 1));
@@ -421,7 +366,7 @@ TEST_F(Reconnect, CloseWhileConnecting)
 {
 	ASSERT_NO_FATAL_FAILURE(open_ok());
 	ASSERT_NO_FATAL_FAILURE(kill_server_and_fail_leg());
-	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_EQ(0, server_.start(sock_, {"file", export_}));
 	server_.signal(SIGSTOP);
 	ASSERT_TRUE(wait_for([&] { return reconnect_text(1).rfind("connecting", 0) == 0; },
 			     std::chrono::seconds(5)))
@@ -452,7 +397,7 @@ TEST_F(Reconnect, MaxZeroNeverTries)
 	ASSERT_NO_FATAL_FAILURE(open_ok());
 	ASSERT_NO_FATAL_FAILURE(kill_server_and_fail_leg());
 	EXPECT_EQ(0u, reconnect_text(1).rfind("off: ", 0)) << reconnect_text(1);
-	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_EQ(0, server_.start(sock_, {"file", export_}));
 	std::this_thread::sleep_for(std::chrono::milliseconds(500));
 	EXPECT_EQ(LEG_FAILED, state_of(1));
 	/* Set at run time, per leg: the next loss is tried again. */
@@ -483,7 +428,7 @@ TEST_F(Reconnect, MissingAtStartComesBack)
 	ASSERT_TRUE(wait_event("LegDisconnected", 1, std::chrono::seconds(3))) << dump_events();
 	std::vector<uint8_t> data = pattern(kLen, 3);
 	ASSERT_EQ((ssize_t)kLen, write(data, 2 * MiB));
-	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_EQ(0, server_.start(sock_, {"file", export_}));
 	ASSERT_TRUE(wait_event("LegReconnected", 1, std::chrono::seconds(10))) << dump_events();
 	ASSERT_TRUE(wait_state(1, LEG_IN_SYNC, std::chrono::seconds(20))) << dump_events();
 	resync_status rs;
@@ -515,7 +460,7 @@ TEST_F(Reconnect, WrittenElsewhereIsRefused)
 	sb.events += 1000;
 	ASSERT_EQ(0, superblock_write(dev, &sb));
 	dmio_dev_close(dev);
-	ASSERT_EQ(0, server_.start(sock_, export_));
+	ASSERT_EQ(0, server_.start(sock_, {"file", export_}));
 	ASSERT_TRUE(wait_event("LegReconnectRefused", 1, std::chrono::seconds(10)))
 	    << dump_events();
 	EXPECT_EQ(LEG_FAILED, state_of(1));

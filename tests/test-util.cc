@@ -9,7 +9,10 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -775,6 +778,72 @@ std::string sanitize_name(std::string name)
 		if (!isalnum((unsigned char)c))
 			c = '_';
 	return name;
+}
+
+bool have_nbdkit()
+{
+	return system("command -v nbdkit >/dev/null 2>&1") == 0;
+}
+
+/* Whether something accepts a connection on the unix socket sock. */
+static bool socket_accepts(const std::string &sock)
+{
+	struct sockaddr_un addr = {};
+	addr.sun_family = AF_UNIX;
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock.c_str());
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+	close(fd);
+	return ok;
+}
+
+int NbdKit::start(const std::string &sock, const std::vector<std::string> &args)
+{
+	std::vector<std::string> argv = {"nbdkit", "-f", "--exit-with-parent", "-U", sock};
+	argv.insert(argv.end(), args.begin(), args.end());
+	unlink(sock.c_str());
+	pid_ = fork();
+	if (pid_ < 0)
+		return errno;
+	if (pid_ == 0) {
+		std::vector<char *> v;
+		for (auto &a : argv)
+			v.push_back(const_cast<char *>(a.c_str()));
+		v.push_back(nullptr);
+		execvp("nbdkit", v.data());
+		_exit(127);
+	}
+	for (int i = 0; i < 1000; i++) {
+		struct stat st;
+		/* The socket exists before nbdkit listens on it: until then, refused. */
+		if (stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && socket_accepts(sock))
+			return 0;
+		int status;
+		if (waitpid(pid_, &status, WNOHANG) == pid_) {
+			pid_ = -1;
+			return ECHILD;
+		}
+		usleep(10000);
+	}
+	return ETIMEDOUT;
+}
+
+void NbdKit::signal(int sig)
+{
+	if (pid_ > 0)
+		kill(pid_, sig);
+}
+
+void NbdKit::stop(int sig)
+{
+	if (pid_ <= 0)
+		return;
+	kill(pid_, SIGCONT);
+	kill(pid_, sig);
+	waitpid(pid_, nullptr, 0);
+	pid_ = -1;
 }
 
 } // namespace dmio_test

@@ -21,6 +21,9 @@
 #include <memory>
 #include <mutex>
 #include <ostream>
+#include <signal.h>
+#include <sys/types.h>
+
 #include <string>
 #include <thread>
 #include <vector>
@@ -355,6 +358,34 @@ class DefaultClientParamTest : public DefaultClientTest, public ::testing::WithP
 
 /* A name fit for a gtest parameter suffix. */
 std::string sanitize_name(std::string name);
+
+/* Whether nbdkit can be run (the NBD tests skip without it). */
+bool have_nbdkit();
+
+/*
+ * An nbdkit in the foreground, a child of this process (and dying with it), serving on the
+ * unix socket sock: a real NBD server for the tests of NBD legs.
+ */
+class NbdKit
+{
+      public:
+	~NbdKit()
+	{
+		stop(SIGTERM);
+	}
+	/*
+	 * args: nbdkit's filters, plugin and its parameters ({"file", path}, ...).  Returns once
+	 * the server accepts connections (its socket exists a little before): 0, or an errno.
+	 */
+	int start(const std::string &sock, const std::vector<std::string> &args);
+	/* A signal to the server (SIGSTOP, SIGCONT), if it runs. */
+	void signal(int sig);
+	/* End it with sig (after a SIGCONT, should it be stopped) and wait for it. */
+	void stop(int sig);
+
+      private:
+	pid_t pid_ = -1;
+};
 
 } // namespace dmio_test
 

@@ -23,6 +23,8 @@
 extern "C" long cleaner_clean(struct mirror *m, bool all);
 
 using namespace mirror_test;
+using dmio_test::have_nbdkit;
+using dmio_test::NbdKit;
 using Clock = std::chrono::steady_clock;
 
 namespace
@@ -33,65 +35,11 @@ constexpr size_t kLen = 64 * KiB;
 
 const bool kTestDevicesAllowed = setenv("FUSEMIRROR_TEST_DEVICES", "1", 1) == 0;
 
-bool have_nbdkit()
-{
-	return system("command -v nbdkit >/dev/null 2>&1") == 0;
-}
-
 double ms_since(Clock::time_point t)
 {
 	return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-/* An nbdkit in the foreground, child of this process, serving args on sock. */
-class NbdKit
-{
-      public:
-	~NbdKit()
-	{
-		stop();
-	}
-	int start(const std::string &sock, const std::vector<std::string> &args)
-	{
-		std::vector<std::string> argv = {"nbdkit", "-f", "--exit-with-parent", "-U", sock};
-		argv.insert(argv.end(), args.begin(), args.end());
-		unlink(sock.c_str());
-		pid_ = fork();
-		if (pid_ < 0)
-			return errno;
-		if (pid_ == 0) {
-			std::vector<char *> v;
-			for (auto &a : argv)
-				v.push_back(const_cast<char *>(a.c_str()));
-			v.push_back(nullptr);
-			execvp("nbdkit", v.data());
-			_exit(127);
-		}
-		for (int i = 0; i < 500; i++) {
-			struct stat st;
-			if (stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
-				return 0;
-			int status;
-			if (waitpid(pid_, &status, WNOHANG) == pid_) {
-				pid_ = -1;
-				return ECHILD;
-			}
-			usleep(10000);
-		}
-		return ETIMEDOUT;
-	}
-	void stop()
-	{
-		if (pid_ <= 0)
-			return;
-		kill(pid_, SIGTERM);
-		waitpid(pid_, nullptr, 0);
-		pid_ = -1;
-	}
-
-      private:
-	pid_t pid_ = -1;
-};
 
 class WriteBehind : public MirrorTest
 {
@@ -113,7 +61,7 @@ class WriteBehind : public MirrorTest
 	{
 		dmio_fault_clear(local_.c_str());
 		close_mirror();
-		server_.stop();
+		server_.stop(SIGTERM);
 		MirrorTest::TearDown();
 	}
 
