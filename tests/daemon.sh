@@ -538,3 +538,36 @@ with open(sys.argv[2], "a", buffering=1) as out:
 	cleanup_fn "kill $! 2>/dev/null"
 	wait_until 10 "the notify listener" grep -q listening "$2"
 }
+
+# nbdfuse_leg NAME IMAGE [--filter=F...] [KEY=VALUE...]: a leg behind a real NBD server: nbdkit
+# (on a unix socket, its file plugin serving IMAGE through the filters F) and an
+# nbdfuse file $tmpdir/nbd-NAME/NAME over it.  Sets nbdkit_pid (SIGSTOP it to hang the leg)
+# and nbdfuse_file.  Both go when the test exits (the server is continued first).
+nbdfuse_leg ()
+{
+	_nl_name=$1
+	_nl_image=$2
+	shift 2
+	_nl_dir=$tmpdir/nbd-$_nl_name
+	mkdir "$_nl_dir" || fail "mkdir $_nl_dir"
+	# --filter=... goes before the plugin, the filters' parameters after it.
+	_nl_filters=
+	_nl_params=
+	for _nl_arg in "$@"; do
+		case $_nl_arg in
+		--filter=*) _nl_filters="$_nl_filters $_nl_arg" ;;
+		*) _nl_params="$_nl_params $_nl_arg" ;;
+		esac
+	done
+	# shellcheck disable=SC2086 # word lists without blanks inside a word
+	nbdkit --unix "$_nl_dir.sock" --pidfile "$_nl_dir.pid" $_nl_filters file "$_nl_image" \
+		$_nl_params || fail "nbdkit did not start"
+	wait_until 10 "the nbdkit pid file" test -s "$_nl_dir.pid"
+	nbdkit_pid=$(cat "$_nl_dir.pid")
+	cleanup_fn "kill -s CONT $nbdkit_pid 2>/dev/null; kill $nbdkit_pid 2>/dev/null"
+	nbdfuse -P "$_nl_dir.fuse-pid" "$_nl_dir/$_nl_name" --unix "$_nl_dir.sock" \
+		</dev/null >"$_nl_dir.log" 2>&1 &
+	cleanup_fn "kill -s CONT $nbdkit_pid 2>/dev/null; fusermount3 -u '$_nl_dir' 2>/dev/null || umount -l '$_nl_dir' 2>/dev/null"
+	wait_until 10 "nbdfuse to serve" test -s "$_nl_dir.fuse-pid"
+	nbdfuse_file=$_nl_dir/$_nl_name
+}

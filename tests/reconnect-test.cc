@@ -21,6 +21,8 @@
 #include <cstdlib>
 
 using namespace mirror_test;
+using dmio_test::have_nbdkit;
+using dmio_test::NbdKit;
 
 namespace
 {

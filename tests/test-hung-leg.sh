@@ -18,18 +18,9 @@ mib=1048576
 a=$tmpdir/a
 truncate -s $((64 * mib)) "$a" "$tmpdir/b.img"
 
-# The NBD server and its FUSE file.  nbdkit forks into the background and writes its pid.
-nbdkit --unix "$tmpdir/nbd.sock" --pidfile "$tmpdir/nbdkit.pid" file "$tmpdir/b.img" ||
-	fail "nbdkit did not start"
-wait_until 10 "the nbdkit pid file" test -s "$tmpdir/nbdkit.pid"
-nbdkit_pid=$(cat "$tmpdir/nbdkit.pid")
-cleanup_fn "kill -s CONT $nbdkit_pid 2>/dev/null; kill $nbdkit_pid 2>/dev/null"
-mkdir "$tmpdir/nbd"
-nbdfuse -P "$tmpdir/nbdfuse.pid" "$tmpdir/nbd/b" --unix "$tmpdir/nbd.sock" \
-	</dev/null >"$tmpdir/nbdfuse.log" 2>&1 &
-cleanup_fn "kill -s CONT $nbdkit_pid 2>/dev/null; fusermount3 -u '$tmpdir/nbd' 2>/dev/null || umount -l '$tmpdir/nbd' 2>/dev/null"
-wait_until 10 "nbdfuse to serve" test -s "$tmpdir/nbdfuse.pid"
-b=$tmpdir/nbd/b
+# The NBD server and its FUSE file.
+nbdfuse_leg b "$tmpdir/b.img"
+b=$nbdfuse_file
 test "$(file_size "$b")" -eq $((64 * mib)) || fail "the nbdfuse file is not 64 MiB"
 
 mirror=$tmpdir/mirror

@@ -88,17 +88,8 @@ unset WATCHDOG_PID
 
 # One leg, on nbdfuse: its server stopped, the watchdog's read cannot be answered.
 truncate -s $((64 * mib)) "$tmpdir/c.img"
-nbdkit --unix "$tmpdir/nbd.sock" --pidfile "$tmpdir/nbdkit.pid" file "$tmpdir/c.img" ||
-	fail "nbdkit did not start"
-wait_until 10 "the nbdkit pid file" test -s "$tmpdir/nbdkit.pid"
-nbdkit_pid=$(cat "$tmpdir/nbdkit.pid")
-cleanup_fn "kill -s CONT $nbdkit_pid 2>/dev/null; kill $nbdkit_pid 2>/dev/null"
-mkdir "$tmpdir/nbd"
-nbdfuse -P "$tmpdir/nbdfuse.pid" "$tmpdir/nbd/c" --unix "$tmpdir/nbd.sock" \
-	</dev/null >"$tmpdir/nbdfuse.log" 2>&1 &
-cleanup_fn "kill -s CONT $nbdkit_pid 2>/dev/null; fusermount3 -u '$tmpdir/nbd' 2>/dev/null || umount -l '$tmpdir/nbd' 2>/dev/null"
-wait_until 10 "nbdfuse to serve" test -s "$tmpdir/nbdfuse.pid"
-write_config "$tmpdir/one.conf" watchdog "$tmpdir/nbd/c" metadata=internal io-timeout=0
+nbdfuse_leg c "$tmpdir/c.img"
+write_config "$tmpdir/one.conf" watchdog "$nbdfuse_file" metadata=internal io-timeout=0
 "$fusemirrorctl" create --assume-clean "$tmpdir/one.conf" >/dev/null || fail "create one leg"
 : >"$log"
 start_daemon "$tmpdir/one.conf" "$tmpdir/mirror"

@@ -27,17 +27,8 @@ size=$((64 * mib))
 a=$tmpdir/a
 truncate -s $size "$a" "$tmpdir/b.img"
 
-nbdkit --unix "$tmpdir/nbd.sock" --pidfile "$tmpdir/nbdkit.pid" --filter=delay \
-	file "$tmpdir/b.img" delay-write=20ms || fail "nbdkit did not start"
-wait_until 10 "the nbdkit pid file" test -s "$tmpdir/nbdkit.pid"
-nbdkit_pid=$(cat "$tmpdir/nbdkit.pid")
-cleanup_fn "kill $nbdkit_pid 2>/dev/null"
-mkdir "$tmpdir/nbd"
-nbdfuse -P "$tmpdir/nbdfuse.pid" "$tmpdir/nbd/b" --unix "$tmpdir/nbd.sock" \
-	</dev/null >"$tmpdir/nbdfuse.log" 2>&1 &
-cleanup_fn "fusermount3 -u '$tmpdir/nbd' 2>/dev/null || umount -l '$tmpdir/nbd' 2>/dev/null"
-wait_until 10 "nbdfuse to serve" test -s "$tmpdir/nbdfuse.pid"
-b=$tmpdir/nbd/b
+nbdfuse_leg b "$tmpdir/b.img" --filter=delay delay-write=20ms
+b=$nbdfuse_file
 test "$(file_size "$b")" -eq $size || fail "the nbdfuse file is not 64 MiB"
 
 # A bad config first: write-behind on a leg that is not write-mostly is one line, exit 78.
