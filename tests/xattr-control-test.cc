@@ -103,7 +103,7 @@ TEST_F(XattrControl, LastErrorIsThePreciseReason)
 	refused("add dev/sdc", EINVAL, "add needs an absolute path, got 'dev/sdc'");
 	refused("frob", EINVAL,
 		"unknown command 'frob' (there are: fail, remove, add, resync, set, stop, check, "
-		"repair, replace)");
+		"repair, replace, restart)");
 	refused("fail 01", EINVAL,
 		"'01' is not a leg index (a decimal number, 0 for the first leg)");
 	refused("", EINVAL, "empty control command");

@@ -28,6 +28,7 @@
 #include "daemon/log.h"
 #include "daemon/notify.h"
 #include "daemon/reload.h"
+#include "daemon/takeover.h"
 #include "daemon/watchdog.h"
 #include "daemon/save-config.h"
 #include "fuse/frontend.h"
@@ -49,6 +50,7 @@ static char *opt_config;
 static char *opt_force_source;
 static char **opt_fuse;
 static char **opt_args;
+static char *opt_takeover; /* a restart's hand-over (takeover.h) */
 
 static const GOptionEntry options[] = {
     {"foreground", 'f', 0, G_OPTION_ARG_NONE, &opt_foreground,
@@ -62,6 +64,7 @@ static const GOptionEntry options[] = {
     {"options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &opt_fuse,
      "Extra FUSE mount options, comma-separated (may be repeated)", "OPTS"},
     {"version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL},
+    {"takeover", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_takeover, NULL, NULL},
     {G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_args, NULL, "[MOUNTPOINT]"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
 };
@@ -226,6 +229,27 @@ static void on_reload(void *opaque, struct mirror *m)
 	reload_config(m, d->config, &d->config_lock, d->abs_config);
 	notify_systemd("READY=1");
 	update_status(m);
+}
+
+/*
+ * The control command restart, on the FUSE worker that runs it: refused unless the next process
+ * would load the configuration.
+ */
+static bool on_restart(void *opaque, GError **error)
+{
+	struct daemon *d = opaque;
+	GError *why = NULL;
+	struct mirror_config *config = config_load(d->abs_config, &why);
+
+	if (config == NULL || !config_check_on_event(config, &why)) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "not restarting: the configuration does not load: %s", why->message);
+		g_error_free(why);
+		config_free(config);
+		return false;
+	}
+	config_free(config);
+	return true;
 }
 
 /*
@@ -455,6 +479,38 @@ static char *prepare_mountpoint(struct daemon *d, const char *path)
 	return g_strdup(resolved);
 }
 
+/* ---- Restarting in place (takeover.h) ------------------------------------------------------ */
+
+/*
+ * The loop ended for the control command restart: answer what was taken, close the legs clean,
+ * and re-execute with the live connection.  Returns only when that failed, and then stops: the
+ * legs are closed already.
+ */
+static G_NORETURN void restart(struct daemon *d, struct frontend *fe, struct watchdog *watchdog,
+			       const struct takeover_args *args)
+{
+	struct frontend_handover h;
+	GError *error = NULL;
+	char *state = g_strdup_printf("RELOADING=1\nMONOTONIC_USEC=%" G_GINT64_FORMAT,
+				      g_get_monotonic_time());
+
+	notify_systemd(state);
+	g_free(state);
+	g_message("mirror %s: restarting: finishing in-flight I/O, flushing the legs; the file "
+		  "stays mounted",
+		  mirror_name(d->mirror));
+	frontend_drain(fe);
+	watchdog_stop_io(watchdog);
+	atomic_store(&d->record_live, false);
+	mirror_close(d->mirror);
+	runtime_record_remove(d->record);
+	if (frontend_handover(fe, &h, &error) == 0)
+		takeover_exec(args, &h, &error);
+	g_warning("cannot restart: %s; stopping (the file is unmounted)", error->message);
+	frontend_destroy(fe);
+	exit(EXIT_RUNTIME);
+}
+
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -462,6 +518,7 @@ int main(int argc, char **argv)
 	struct daemon d = {.ready_fd = -1};
 	struct frontend_options fo = {0};
 	struct frontend *fe = NULL;
+	struct frontend_handover handover = {.fd = -1};
 	struct watchdog *watchdog = NULL;
 	GOptionContext *context;
 	GError *error = NULL;
@@ -526,14 +583,27 @@ int main(int argc, char **argv)
 	}
 	if (opt_fuse != NULL)
 		fuse_opts = g_strjoinv(",", opt_fuse);
+	if (opt_takeover != NULL && !takeover_parse(opt_takeover, &handover, &error)) {
+		g_printerr("fusemirrord: %s\n", error->message);
+		g_error_free(error);
+		config_free(d.config);
+		return EXIT_USAGE;
+	}
 
 	/* Paths are resolved before a daemon changes directory to /. */
 	abs_config = g_canonicalize_filename(config_path, NULL);
 	d.abs_config = abs_config;
 	daemon_config_file_init(&d.config_file, abs_config);
-	if (!opt_foreground)
-		d.ready_fd = daemon_fork();
-	abs_mountpoint = prepare_mountpoint(&d, mountpoint);
+	if (opt_takeover != NULL) {
+		/* Our own mount, live: not to be looked at (only we could answer). */
+		abs_mountpoint = g_strdup(mountpoint);
+		if (!opt_foreground)
+			log_use_syslog();
+	} else {
+		if (!opt_foreground)
+			d.ready_fd = daemon_fork();
+		abs_mountpoint = prepare_mountpoint(&d, mountpoint);
+	}
 
 	if (d.config->metadata == METADATA_NONE)
 		g_warning(
@@ -566,7 +636,9 @@ int main(int argc, char **argv)
 	fo.stop_timeout = d.config->stop_timeout;
 	fo.on_membership = on_membership;
 	fo.on_reload = on_reload;
+	fo.on_restart = on_restart;
 	fo.opaque = &d;
+	fo.takeover = opt_takeover != NULL ? &handover : NULL;
 	r = frontend_mount(d.mirror, &fo, &fe, &error);
 	if (r < 0) {
 		atomic_store(&d.record_live, false);
@@ -585,6 +657,14 @@ int main(int argc, char **argv)
 
 	if (frontend_run(fe) < 0)
 		status = EXIT_RUNTIME;
+	if (frontend_restarting(fe))
+		restart(&d, fe, watchdog, &(struct takeover_args){
+						.config = abs_config,
+						.mountpoint = abs_mountpoint,
+						.foreground = opt_foreground,
+						.debug = opt_debug,
+						.fuse_opts = opt_fuse,
+					    });
 	notify_systemd("STOPPING=1");
 	g_message("mirror %s: stopping: finishing in-flight I/O, flushing the legs",
 		  mirror_name(d.mirror));

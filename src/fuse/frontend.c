@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -63,6 +64,13 @@ struct frontend {
 	int loop_result;
 	struct fuse_loop_config *loop_config;
 	bool drained;
+	/* Restarting (set once by the restart hook, read after the loop): see frontend_restarting. */
+	atomic_bool restarting;
+	bool (*on_restart)(void *opaque, GError **error);
+	/* Set at mount, then read-only: a taken-over connection is unmounted by us, not libfuse. */
+	bool taken_over;
+	char *mountpoint;
+	unsigned int restarts; /* restarts of this mount so far (user.fusemirror.restarts) */
 };
 
 /* A request handed to the mirror: its answer replies (a read's or write's lives on the stack). */
@@ -142,13 +150,49 @@ static void fill_attr(struct frontend *fe, struct stat *st)
  */
 static __thread uint32_t open_reply_flags;
 
+/*
+ * The kernel's FUSE_INIT request, kept for a restart's next process (frontend_handover).  Written
+ * once, by the worker that reads the connection's first request (or by a takeover before the
+ * loop starts), before init_request_len is stored; the kernel sends nothing else until INIT is
+ * answered, so no other worker reads meanwhile.  Read after the loop.
+ */
+static unsigned char init_request[FRONTEND_INIT_MAX] __attribute__((aligned(8)));
+static atomic_size_t init_request_len;
+
+/*
+ * A takeover replays the INIT the kernel already had answered: its reply, of this unique, must
+ * not reach the kernel (which would take it for the answer of some other request).  0: none.
+ * swallowed_error is the reply's error, for the takeover to check.  Set and read by the thread
+ * of frontend_mount, which also sends that reply (fuse_session_process_buf), before any worker.
+ */
+static uint64_t swallow_unique;
+static int32_t swallowed_error = 1;
+
 static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
 {
-	return read(fd, buf, len);
+	ssize_t n = read(fd, buf, len);
+
+	if (n >= (ssize_t)sizeof(struct fuse_in_header) && atomic_load(&init_request_len) == 0 &&
+	    ((struct fuse_in_header *)buf)->opcode == FUSE_INIT && (size_t)n <= FRONTEND_INIT_MAX) {
+		memcpy(init_request, buf, (size_t)n);
+		atomic_store(&init_request_len, (size_t)n);
+	}
+	return n;
 }
 
 static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
+	if (swallow_unique != 0 && count >= 1 &&
+	    iov[0].iov_len == sizeof(struct fuse_out_header) &&
+	    ((struct fuse_out_header *)iov[0].iov_base)->unique == swallow_unique) {
+		ssize_t total = 0;
+
+		swallowed_error = ((struct fuse_out_header *)iov[0].iov_base)->error;
+		swallow_unique = 0;
+		for (int i = 0; i < count; i++)
+			total += (ssize_t)iov[i].iov_len;
+		return total;
+	}
 	if (open_reply_flags != 0 && count == 2 &&
 	    iov[0].iov_len == sizeof(struct fuse_out_header) &&
 	    iov[1].iov_len == sizeof(struct fuse_open_out)) {
@@ -437,6 +481,13 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
+	/* The daemon's, not the mirror's: fusemirrorctl restart waits for it to grow. */
+	if (strcmp(name, XATTR_RESTARTS) == 0) {
+		value = g_strdup_printf("%u", fe->restarts);
+		reply_xattr_value(req, value, strlen(value), size);
+		g_free(value);
+		return;
+	}
 	/* last_error is the asking process's own (fusemirrorctl reads it after its setxattr). */
 	value = xattr_status_get(fe->m, (uint64_t)fuse_req_ctx(req)->pid, name);
 	if (value == NULL)
@@ -451,8 +502,11 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct frontend *fe = fuse_req_userdata(req);
 	size_t len;
 	char *names = xattr_status_list(fe->m, &len);
+	GString *all = g_string_new_len(names, (gssize)len);
 
-	reply_xattr_value(req, names, len, size);
+	g_string_append_len(all, XATTR_RESTARTS, sizeof(XATTR_RESTARTS));
+	reply_xattr_value(req, all->str, all->len, size);
+	g_string_free(all, TRUE);
 	g_free(names);
 }
 
@@ -515,6 +569,32 @@ static int stop_hook(void *opaque, bool force, GError **error)
 	return 0;
 }
 
+/* The control command restart (a FUSE worker runs it). */
+static int restart_hook(void *opaque, GError **error)
+{
+	struct frontend *fe = opaque;
+
+	if (fe->on_restart == NULL) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+				    "this daemon cannot restart");
+		return -ENOTSUP;
+	}
+	if (atomic_load(&init_request_len) == 0) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+				    "the connection's FUSE_INIT was not kept: cannot restart");
+		return -EIO;
+	}
+	if (!fe->on_restart(fe->opaque, error))
+		return -EINVAL;
+	if (atomic_exchange(&fe->restarting, true)) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+				    "a restart is already under way");
+		return -EALREADY;
+	}
+	stopper_request_restart(fe->stopper);
+	return 0;
+}
+
 static void membership_hook(void *opaque, struct mirror *m, bool save)
 {
 	struct frontend *fe = opaque;
@@ -550,6 +630,59 @@ static bool exit_loop(void *opaque)
 
 /* ---- Session ------------------------------------------------------------------------------- */
 
+/*
+ * Serve a live connection (a restart's new process): the session reads and writes h->fd, and is
+ * made to see the FUSE_INIT the kernel sent the first process, so that it answers requests;
+ * that INIT's reply is swallowed (the kernel had its answer long ago).
+ */
+static int takeover(struct frontend *fe, const struct frontend_handover *h, GError **error)
+{
+	struct fuse_buf buf = {0};
+	void *mem;
+	int r;
+
+	if (h->init_len < sizeof(struct fuse_in_header) + sizeof(uint32_t) * 2 ||
+	    h->init_len > FRONTEND_INIT_MAX ||
+	    ((const struct fuse_in_header *)h->init)->opcode != FUSE_INIT) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "takeover: the FUSE_INIT request passed on is malformed");
+		return -EINVAL;
+	}
+	r = fuse_session_custom_io(fe->se, &channel_io, h->fd);
+	if (r < 0) {
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+			    "cannot set up the FUSE channel on descriptor %d: %s", h->fd,
+			    g_strerror(-r));
+		return r;
+	}
+	/* From here the session owns h->fd: fuse_session_destroy closes it. */
+	fe->mounted = true;
+	fe->taken_over = true;
+	fe->restarts = h->restarts;
+	memcpy(init_request, h->init, h->init_len);
+	atomic_store(&init_request_len, h->init_len);
+	/* libfuse may read past the request's end (a page is what it reads into). */
+	mem = g_malloc0(4096);
+	memcpy(mem, h->init, h->init_len);
+	buf.mem = mem;
+	buf.size = h->init_len;
+	swallow_unique = ((const struct fuse_in_header *)h->init)->unique;
+	swallowed_error = 1;
+	fuse_session_process_buf(fe->se, &buf);
+	g_free(mem);
+	if (swallow_unique != 0 || swallowed_error != 0) {
+		r = swallow_unique != 0 ? -EPROTO : swallowed_error;
+		swallow_unique = 0;
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+			    "takeover: libfuse did not accept the connection's FUSE_INIT (%s)",
+			    r == -EPROTO ? "no reply" : g_strerror(-r));
+		return r;
+	}
+	g_message("took over the FUSE connection of %s (restart %u): serving it again",
+		  fe->mountpoint, fe->restarts);
+	return 0;
+}
+
 int frontend_mount(struct mirror *m, const struct frontend_options *o, struct frontend **out,
 		   GError **error)
 {
@@ -560,7 +693,14 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	int r = 0;
 
 	*out = NULL;
-	if (stat(o->mountpoint, &st) < 0) {
+	/* A takeover must not stat the mountpoint: only this process could answer. */
+	if (o->takeover != NULL) {
+		memset(&st, 0, sizeof(st));
+		st.st_mode = S_IFREG | o->takeover->mode;
+		st.st_uid = o->takeover->uid;
+		st.st_gid = o->takeover->gid;
+		clock_gettime(CLOCK_REALTIME, &st.st_atim);
+	} else if (stat(o->mountpoint, &st) < 0) {
 		r = -errno;
 		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r), "mountpoint %s: %s",
 			    o->mountpoint, g_strerror(-r));
@@ -591,11 +731,21 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	fe->on_reload = o->on_reload;
 	fe->opaque = o->opaque;
 	fe->hooks.stop = stop_hook;
+	fe->hooks.restart = restart_hook;
+	fe->on_restart = o->on_restart;
+	fe->mountpoint = g_strdup(o->mountpoint);
 	fe->hooks.on_membership = membership_hook;
 	fe->hooks.opaque = fe;
 	fe->opens = opens_new(o->mountpoint, error);
 	if (fe->opens == NULL) {
 		r = -EIO;
+		goto fail_early;
+	}
+	if (o->takeover != NULL && o->takeover->opens != NULL &&
+	    !opens_restore(fe->opens, o->takeover->opens)) {
+		r = -EINVAL;
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "takeover: malformed table of opens '%s'", o->takeover->opens);
 		goto fail_early;
 	}
 
@@ -623,19 +773,26 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 		r = -EIO;
 		goto fail;
 	}
-	if (fuse_session_mount(fe->se, o->mountpoint) != 0) {
-		r = -EIO;
-		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+	if (o->takeover != NULL) {
+		r = takeover(fe, o->takeover, error);
+		if (r < 0)
+			goto fail;
+	} else {
+		if (fuse_session_mount(fe->se, o->mountpoint) != 0) {
+			r = -EIO;
+			g_set_error(
+			    error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
 			    "cannot mount onto %s (see the messages above; is /dev/fuse there?)",
 			    o->mountpoint);
-		goto fail;
-	}
-	fe->mounted = true;
-	r = fuse_session_custom_io(fe->se, &channel_io, fuse_session_fd(fe->se));
-	if (r < 0) {
-		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
-			    "cannot set up the FUSE channel: %s", g_strerror(-r));
-		goto fail;
+			goto fail;
+		}
+		fe->mounted = true;
+		r = fuse_session_custom_io(fe->se, &channel_io, fuse_session_fd(fe->se));
+		if (r < 0) {
+			g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+				    "cannot set up the FUSE channel: %s", g_strerror(-r));
+			goto fail;
+		}
 	}
 	g_free(opts);
 	fuse_opt_free_args(&args);
@@ -736,6 +893,54 @@ void frontend_drain(struct frontend *fe)
 		g_usleep(1000);
 }
 
+/* libfuse unmounts what it mounted; a taken-over connection has no mountpoint in libfuse. */
+static void unmount(struct frontend *fe)
+{
+	if (!fe->taken_over)
+		fuse_session_unmount(fe->se);
+	else if (umount2(fe->mountpoint, MNT_DETACH) < 0)
+		g_warning("cannot unmount %s: %s", fe->mountpoint, g_strerror(errno));
+}
+
+bool frontend_restarting(struct frontend *fe)
+{
+	/* A stop decided before the restart won: the restart's byte was ignored. */
+	return atomic_load(&fe->restarting) && !opens_stopping(fe->opens);
+}
+
+int frontend_handover(struct frontend *fe, struct frontend_handover *out, GError **error)
+{
+	size_t len = atomic_load(&init_request_len);
+	int fd;
+
+	memset(out, 0, sizeof(*out));
+	if (!atomic_load(&fe->loop_returned)) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
+				    "FUSE workers still wait for legs that were given up on");
+		return -EBUSY;
+	}
+	/* fcntl's F_DUPFD, unlike F_DUPFD_CLOEXEC, leaves the new descriptor open across exec. */
+	fd = fcntl(fuse_session_fd(fe->se), F_DUPFD, 3);
+	if (fd < 0) {
+		int err = errno;
+
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(err),
+			    "cannot duplicate the /dev/fuse descriptor: %s", g_strerror(err));
+		return -err;
+	}
+	out->fd = fd;
+	memcpy(out->init, init_request, len);
+	out->init_len = len;
+	g_mutex_lock(&fe->attr_lock);
+	out->mode = fe->mode;
+	out->uid = fe->uid;
+	out->gid = fe->gid;
+	g_mutex_unlock(&fe->attr_lock);
+	out->opens = opens_export(fe->opens);
+	out->restarts = fe->restarts + 1;
+	return 0;
+}
+
 void frontend_destroy(struct frontend *fe)
 {
 	if (fe == NULL)
@@ -744,14 +949,15 @@ void frontend_destroy(struct frontend *fe)
 	/* A loop left behind with stuck workers still uses the session: unmount, keep the rest. */
 	if (atomic_load(&fe->loop_running) && !atomic_load(&fe->loop_returned)) {
 		if (fe->mounted)
-			fuse_session_unmount(fe->se);
+			unmount(fe);
 		return;
 	}
 	if (fe->se != NULL) {
 		if (fe->mounted)
-			fuse_session_unmount(fe->se);
+			unmount(fe);
 		fuse_session_destroy(fe->se);
 	}
+	g_free(fe->mountpoint);
 	opens_free(fe->opens);
 	g_cond_clear(&fe->loop_cond);
 	g_mutex_clear(&fe->loop_lock);

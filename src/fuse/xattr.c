@@ -333,6 +333,13 @@ static int ctl_run(struct mirror *m, const struct xattr_hooks *hooks,
 			return -ENOTSUP;
 		}
 		return hooks->stop(hooks->opaque, c->force, error);
+	case CONTROL_RESTART:
+		if (hooks == NULL || hooks->restart == NULL) {
+			g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+					    "this mirror is not served by a daemon that can restart");
+			return -ENOTSUP;
+		}
+		return hooks->restart(hooks->opaque, error);
 	default:
 		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "unknown command");
 		return -EINVAL;

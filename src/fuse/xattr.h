@@ -18,6 +18,8 @@ extern "C" {
 
 #define XATTR_STATUS_PREFIX "user.fusemirror."
 #define XATTR_CTL	    "trusted.fusemirror.ctl"
+/* How often the daemon serving the file was restarted in place (the front end answers it). */
+#define XATTR_RESTARTS XATTR_STATUS_PREFIX "restarts"
 
 /*
  * The value of a status attribute (g_free it), or NULL when there is none (ENODATA).  caller
@@ -47,6 +49,12 @@ struct xattr_hooks {
 	 */
 	int (*stop)(void *opaque, bool force, GError **error);
 	/*
+	 * restart: 0 once the daemon decided to hand the mounted file over to a new process of
+	 * itself (the command's reply still goes out), or -errno with *error (the configuration
+	 * does not load: nothing changes).  Without it restart is -ENOTSUP.
+	 */
+	int (*restart)(void *opaque, GError **error);
+	/*
 	 * After a successful add or remove, and a replace's add; save is false with --no-save.
 	 * Also when a replace has removed its old leg, then on the mirror's replace thread: the
 	 * hooks must stay valid until the mirror is closed.
@@ -57,7 +65,7 @@ struct xattr_hooks {
 
 /*
  * xattr_set with hooks (NULL: none).  Besides xattr_set's errors, -EBUSY from the stop hook and
- * -ENOTSUP for stop without one.
+ * -ENOTSUP for stop or restart without its hook.
  */
 int xattr_set_hooked(struct mirror *m, const struct xattr_hooks *hooks, uint64_t caller,
 		     const char *name, const char *value, size_t size, bool is_root);

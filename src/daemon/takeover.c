@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Restarting in place: the hand-over's text and the re-exec (takeover.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "daemon/takeover.h"
+
+/* /dev/fuse is the misc device 10:229. */
+#define FUSE_DEV_MAJOR 10
+#define FUSE_DEV_MINOR 229
+
+static bool field_error(GError **error, const char *field, const char *value)
+{
+	g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+		    "--takeover: bad %s '%s'", field, value);
+	return false;
+}
+
+static bool parse_hex(const char *hex, struct frontend_handover *h)
+{
+	size_t len = strlen(hex);
+
+	if (len % 2 != 0 || len / 2 > sizeof(h->init))
+		return false;
+	for (size_t i = 0; i < len / 2; i++) {
+		int hi = g_ascii_xdigit_value(hex[2 * i]), lo = g_ascii_xdigit_value(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		h->init[i] = (unsigned char)(hi << 4 | lo);
+	}
+	h->init_len = len / 2;
+	return true;
+}
+
+bool takeover_parse(const char *text, struct frontend_handover *h, GError **error)
+{
+	g_auto(GStrv) fields = g_strsplit(text, ";", -1);
+	unsigned int seen = 0;
+	struct stat st;
+
+	memset(h, 0, sizeof(*h));
+	h->fd = -1;
+	for (guint i = 0; fields[i] != NULL; i++) {
+		char *eq = strchr(fields[i], '=');
+		const char *value;
+		guint64 v;
+
+		if (eq == NULL)
+			return field_error(error, "field", fields[i]);
+		*eq = '\0';
+		value = eq + 1;
+		if (strcmp(fields[i], "fd") == 0) {
+			if (!g_ascii_string_to_unsigned(value, 10, 3, INT_MAX, &v, NULL))
+				return field_error(error, "fd", value);
+			h->fd = (int)v;
+			seen |= 1;
+		} else if (strcmp(fields[i], "restarts") == 0) {
+			if (!g_ascii_string_to_unsigned(value, 10, 0, G_MAXUINT, &v, NULL))
+				return field_error(error, "restarts", value);
+			h->restarts = (unsigned int)v;
+		} else if (strcmp(fields[i], "mode") == 0) {
+			if (!g_ascii_string_to_unsigned(value, 8, 0, 07777, &v, NULL))
+				return field_error(error, "mode", value);
+			h->mode = (mode_t)v;
+		} else if (strcmp(fields[i], "uid") == 0) {
+			if (!g_ascii_string_to_unsigned(value, 10, 0, G_MAXUINT32, &v, NULL))
+				return field_error(error, "uid", value);
+			h->uid = (uid_t)v;
+		} else if (strcmp(fields[i], "gid") == 0) {
+			if (!g_ascii_string_to_unsigned(value, 10, 0, G_MAXUINT32, &v, NULL))
+				return field_error(error, "gid", value);
+			h->gid = (gid_t)v;
+		} else if (strcmp(fields[i], "init") == 0) {
+			if (!parse_hex(value, h))
+				return field_error(error, "init", value);
+			seen |= 2;
+		} else if (strcmp(fields[i], "opens") == 0) {
+			g_free(h->opens);
+			h->opens = g_strdup(value);
+		} else {
+			return field_error(error, "field", fields[i]);
+		}
+	}
+	if (seen != 3) {
+		g_set_error_literal(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+				    "--takeover needs fd= and init=");
+		return false;
+	}
+	if (fstat(h->fd, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != FUSE_DEV_MAJOR ||
+	    minor(st.st_rdev) != FUSE_DEV_MINOR) {
+		g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+			    "--takeover: descriptor %d is not /dev/fuse", h->fd);
+		return false;
+	}
+	/* Ours now: not to be passed to the programs we run. */
+	fcntl(h->fd, F_SETFD, FD_CLOEXEC);
+	return true;
+}
+
+/* The binary's path now: an upgrade replaced it, and /proc/self/exe is the old one. */
+static char *binary_path(void)
+{
+	char buf[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	static const char deleted[] = " (deleted)";
+
+	if (n <= 0)
+		return g_strdup("/proc/self/exe");
+	buf[n] = '\0';
+	if ((size_t)n > strlen(deleted) && strcmp(buf + n - strlen(deleted), deleted) == 0)
+		buf[n - strlen(deleted)] = '\0';
+	if (access(buf, X_OK) != 0)
+		return g_strdup("/proc/self/exe");
+	return g_strdup(buf);
+}
+
+void takeover_exec(const struct takeover_args *a, const struct frontend_handover *h,
+		   GError **error)
+{
+	g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GString) text = g_string_new(NULL);
+	g_autofree char *path = binary_path();
+	int err;
+
+	g_string_append_printf(text, "fd=%d;restarts=%u;mode=%o;uid=%u;gid=%u;init=", h->fd,
+			       h->restarts, (unsigned int)h->mode, (unsigned int)h->uid,
+			       (unsigned int)h->gid);
+	for (size_t i = 0; i < h->init_len; i++)
+		g_string_append_printf(text, "%02x", h->init[i]);
+	if (h->opens != NULL)
+		g_string_append_printf(text, ";opens=%s", h->opens);
+
+	g_ptr_array_add(argv, g_strdup("fusemirrord"));
+	if (a->foreground)
+		g_ptr_array_add(argv, g_strdup("--foreground"));
+	if (a->debug)
+		g_ptr_array_add(argv, g_strdup("--debug"));
+	g_ptr_array_add(argv, g_strdup_printf("--config=%s", a->config));
+	for (guint i = 0; a->fuse_opts != NULL && a->fuse_opts[i] != NULL; i++)
+		g_ptr_array_add(argv, g_strdup_printf("--options=%s", a->fuse_opts[i]));
+	g_ptr_array_add(argv, g_strdup_printf("--takeover=%s", text->str));
+	g_ptr_array_add(argv, g_strdup("--"));
+	g_ptr_array_add(argv, g_strdup(a->mountpoint));
+	g_ptr_array_add(argv, NULL);
+
+	g_message("restarting: executing %s", path);
+	fflush(NULL);
+	execv(path, (char **)argv->pdata);
+	err = errno;
+	if (strcmp(path, "/proc/self/exe") != 0) {
+		execv("/proc/self/exe", (char **)argv->pdata);
+		err = errno;
+	}
+	g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(err), "cannot execute %s: %s",
+		    path, g_strerror(err));
+}

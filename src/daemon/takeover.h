@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Restarting fusemirrord without unmounting (fusemirrord(8), RESTART): the old process, once its
+ * FUSE loop ended, every request taken was answered and the legs were closed clean, re-executes
+ * its binary (same pid: systemd keeps tracking it) with a hidden --takeover=TEXT, which carries
+ * the live /dev/fuse descriptor's number and the rest of a struct frontend_handover; the new
+ * process assembles the mirror again and serves the same connection (frontend.h).  Requests
+ * that come meanwhile wait in the kernel's queue.
+ *
+ * TEXT is "fd=N;restarts=N;mode=OCTAL;uid=N;gid=N;init=HEX;opens=OPENS" (opens.h's export).
+ */
+#ifndef FUSEMIRROR_TAKEOVER_H
+#define FUSEMIRROR_TAKEOVER_H
+
+#include <glib.h>
+#include <stdbool.h>
+
+#include "fuse/frontend.h"
+
+/* Parse --takeover's TEXT into *h (g_free h->opens); false with *error when malformed. */
+bool takeover_parse(const char *text, struct frontend_handover *h, GError **error);
+
+/* What the next process is started with (the paths absolute: the daemon may be in /). */
+struct takeover_args {
+	const char *config;
+	const char *mountpoint;
+	bool foreground;
+	bool debug;
+	char **fuse_opts; /* -o values, NULL-terminated, or NULL */
+};
+
+/*
+ * Execute the daemon's binary again (its path now, so that an upgrade runs the new one; else
+ * /proc/self/exe) with a, and --takeover for h.  Returns only on failure, with *error.
+ */
+void takeover_exec(const struct takeover_args *a, const struct frontend_handover *h,
+		   GError **error);
+
+#endif /* FUSEMIRROR_TAKEOVER_H */
