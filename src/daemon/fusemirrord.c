@@ -518,7 +518,7 @@ int main(int argc, char **argv)
 	struct daemon d = {.ready_fd = -1};
 	struct frontend_options fo = {0};
 	struct frontend *fe = NULL;
-	struct frontend_handover handover = {.fd = -1};
+	struct frontend_handover handover = {.fd = -1, .kept_fd = -1};
 	struct watchdog *watchdog = NULL;
 	GOptionContext *context;
 	GError *error = NULL;

@@ -50,6 +50,7 @@ bool takeover_parse(const char *text, struct frontend_handover *h, GError **erro
 
 	memset(h, 0, sizeof(*h));
 	h->fd = -1;
+	h->kept_fd = -1;
 	for (guint i = 0; fields[i] != NULL; i++) {
 		char *eq = strchr(fields[i], '=');
 		const char *value;
@@ -84,6 +85,19 @@ bool takeover_parse(const char *text, struct frontend_handover *h, GError **erro
 			if (!parse_hex(value, h))
 				return field_error(error, "init", value);
 			seen |= 2;
+		} else if (strcmp(fields[i], "kept") == 0) {
+			char *colon = strchr(value, ':');
+			guint64 n;
+
+			if (colon == NULL)
+				return field_error(error, "kept", value);
+			*colon = '\0';
+			if (!g_ascii_string_to_unsigned(value, 10, 3, INT_MAX, &v, NULL) ||
+			    !g_ascii_string_to_unsigned(colon + 1, 10, 0, G_MAXUINT, &n, NULL))
+				return field_error(error, "kept", value);
+			h->kept_fd = (int)v;
+			h->kept = (unsigned int)n;
+			fcntl(h->kept_fd, F_SETFD, FD_CLOEXEC);
 		} else if (strcmp(fields[i], "opens") == 0) {
 			g_free(h->opens);
 			h->opens = g_strdup(value);
@@ -137,6 +151,8 @@ void takeover_exec(const struct takeover_args *a, const struct frontend_handover
 			       (unsigned int)h->gid);
 	for (size_t i = 0; i < h->init_len; i++)
 		g_string_append_printf(text, "%02x", h->init[i]);
+	if (h->kept_fd >= 0)
+		g_string_append_printf(text, ";kept=%d:%u", h->kept_fd, h->kept);
 	if (h->opens != NULL)
 		g_string_append_printf(text, ";opens=%s", h->opens);
 

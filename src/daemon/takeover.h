@@ -7,7 +7,8 @@
  * process assembles the mirror again and serves the same connection (frontend.h).  Requests
  * that come meanwhile wait in the kernel's queue.
  *
- * TEXT is "fd=N;restarts=N;mode=OCTAL;uid=N;gid=N;init=HEX;opens=OPENS" (opens.h's export).
+ * TEXT is "fd=N;restarts=N;mode=OCTAL;uid=N;gid=N;init=HEX;kept=MEMFD:COUNT;opens=OPENS"
+ * (frontend.h's struct frontend_handover, opens.h's export).
  */
 #ifndef FUSEMIRROR_TAKEOVER_H
 #define FUSEMIRROR_TAKEOVER_H

@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -168,20 +169,198 @@ static atomic_size_t init_request_len;
 static uint64_t swallow_unique;
 static int32_t swallowed_error = 1;
 
+/*
+ * A restart's hand-over (frontend_handover) must lose no request the kernel sent: libfuse drops
+ * a request that a worker read after the session's exit, and the kernel ends the requests left
+ * on a closed clone descriptor with ECONNABORTED.  So a restart does not end the session: once
+ * it begins, a worker that comes back to read parks here for good (exec ends it), a worker
+ * whose read returns a request keeps it, unprocessed, for the next process (with the
+ * descriptor it came from, whose processing list holds it) and parks, and a worker blocked in
+ * read() is woken by PARK_SIGNAL (read returns EINTR, having taken nothing) to park too.  The
+ * hand-over goes on once every worker is parked and the mirror owes no reply.
+ *
+ * park_lock protects every park_* variable and the workers' slots; park_begun is also read
+ * without it (a hint: the decision is taken under the lock).  A leaf lock: nothing is called
+ * under it but memcpy and g_ptr_array calls.
+ */
+#define PARK_SIGNAL (SIGRTMIN + 3)
+
+struct worker_slot {
+	pthread_t thread;
+	bool in_read; /* inside read(): PARK_SIGNAL wakes it */
+};
+
+struct parked_request {
+	int fd; /* the descriptor it was read from */
+	size_t len;
+	void *bytes;
+};
+
+static GMutex park_lock;
+static GCond park_cond;
+static atomic_bool park_begun;
+static GPtrArray *park_slots;	  /* struct worker_slot *: the workers alive (not owned) */
+static unsigned int park_parked;  /* workers parked */
+static GPtrArray *park_requests;  /* struct parked_request *: taken and kept for the next process */
+
+static void worker_slot_free(gpointer data)
+{
+	g_mutex_lock(&park_lock);
+	g_ptr_array_remove_fast(park_slots, data);
+	g_cond_broadcast(&park_cond);
+	g_mutex_unlock(&park_lock);
+	g_free(data);
+}
+
+/* The calling worker's slot, registered on its first read; it goes when the thread exits. */
+static struct worker_slot *worker_slot(void)
+{
+	static GPrivate key = G_PRIVATE_INIT(worker_slot_free);
+	struct worker_slot *slot = g_private_get(&key);
+
+	if (slot == NULL) {
+		slot = g_new0(struct worker_slot, 1);
+		slot->thread = pthread_self();
+		g_mutex_lock(&park_lock);
+		if (park_slots == NULL)
+			park_slots = g_ptr_array_new();
+		g_ptr_array_add(park_slots, slot);
+		g_mutex_unlock(&park_lock);
+		g_private_set(&key, slot);
+	}
+	return slot;
+}
+
+/* Park the calling worker for good (park_lock held).  exec ends it. */
+static G_NORETURN void park(void)
+{
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	park_parked++;
+	g_cond_broadcast(&park_cond);
+	for (;;)
+		g_cond_wait(&park_cond, &park_lock);
+}
+
+static void on_park_signal(int sig)
+{
+	/* Only interrupts read(). */
+}
+
 static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
 {
-	ssize_t n = read(fd, buf, len);
+	struct worker_slot *slot = worker_slot();
+	ssize_t n;
+	int err;
+
+	g_mutex_lock(&park_lock);
+	if (atomic_load(&park_begun))
+		park();
+	slot->in_read = true;
+	g_mutex_unlock(&park_lock);
+	n = read(fd, buf, len);
+	err = errno;
+	g_mutex_lock(&park_lock);
+	slot->in_read = false;
+	if (atomic_load(&park_begun)) {
+		if (n > 0) {
+			struct parked_request *p = g_new0(struct parked_request, 1);
+
+			p->fd = fd;
+			p->len = (size_t)n;
+			p->bytes = g_memdup2(buf, (gsize)n);
+			g_ptr_array_add(park_requests, p);
+		}
+		park();
+	}
+	g_mutex_unlock(&park_lock);
 
 	if (n >= (ssize_t)sizeof(struct fuse_in_header) && atomic_load(&init_request_len) == 0 &&
 	    ((struct fuse_in_header *)buf)->opcode == FUSE_INIT && (size_t)n <= FRONTEND_INIT_MAX) {
 		memcpy(init_request, buf, (size_t)n);
 		atomic_store(&init_request_len, (size_t)n);
 	}
+	errno = err;
 	return n;
+}
+
+/* Begin parking the workers (the restart hook); false when it has begun already. */
+static bool park_begin(void)
+{
+	struct sigaction sa;
+	bool first;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_park_signal;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: read() must return. */
+	sigaction(PARK_SIGNAL, &sa, NULL);
+	g_mutex_lock(&park_lock);
+	first = !atomic_load(&park_begun);
+	if (first) {
+		if (park_slots == NULL)
+			park_slots = g_ptr_array_new();
+		park_requests = g_ptr_array_new();
+		atomic_store(&park_begun, true);
+	}
+	g_mutex_unlock(&park_lock);
+	return first;
+}
+
+/*
+ * Whether every worker is parked; wakes those still blocked in read().  A signal that comes
+ * between the check of park_begun and read() is lost: so this is called again (frontend_run,
+ * every few milliseconds) until it says yes.
+ */
+static bool park_done(void)
+{
+	bool done;
+
+	g_mutex_lock(&park_lock);
+	for (guint i = 0; i < park_slots->len; i++) {
+		struct worker_slot *slot = g_ptr_array_index(park_slots, i);
+
+		if (slot->in_read)
+			pthread_kill(slot->thread, PARK_SIGNAL);
+	}
+	done = park_parked == park_slots->len;
+	g_mutex_unlock(&park_lock);
+	return done;
+}
+
+/*
+ * In a takeover, the requests the last process kept are answered on the descriptors they were
+ * read from (whose processing lists hold them): unique -> descriptor, under replay_lock (a
+ * leaf).  replay_count says without the lock whether there is any.
+ */
+static GMutex replay_lock;
+static GHashTable *replay_fds; /* guint64 unique -> int fd */
+static atomic_uint replay_count;
+
+/* Where the reply of unique goes: its kept descriptor (forgotten now), or fd. */
+static int replay_target(uint64_t unique, int fd, bool *close_after)
+{
+	gpointer value;
+	guint64 key = unique;
+
+	*close_after = false;
+	if (atomic_load(&replay_count) == 0)
+		return fd;
+	g_mutex_lock(&replay_lock);
+	if (replay_fds != NULL && g_hash_table_lookup_extended(replay_fds, &key, NULL, &value)) {
+		fd = GPOINTER_TO_INT(value);
+		g_hash_table_remove(replay_fds, &key);
+		atomic_fetch_sub(&replay_count, 1);
+		*close_after = true;
+	}
+	g_mutex_unlock(&replay_lock);
+	return fd;
 }
 
 static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
+	bool close_after = false;
+	ssize_t n;
+
 	if (swallow_unique != 0 && count >= 1 &&
 	    iov[0].iov_len == sizeof(struct fuse_out_header) &&
 	    ((struct fuse_out_header *)iov[0].iov_base)->unique == swallow_unique) {
@@ -200,7 +379,14 @@ static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userda
 
 		out->open_flags |= open_reply_flags;
 	}
-	return writev(fd, iov, count);
+	if (count >= 1 && iov[0].iov_len == sizeof(struct fuse_out_header))
+		fd = replay_target(((struct fuse_out_header *)iov[0].iov_base)->unique, fd,
+				   &close_after);
+	n = writev(fd, iov, count);
+	/* A kept descriptor held that one request: its processing list is empty now. */
+	if (close_after)
+		close(fd);
+	return n;
 }
 
 static const struct fuse_custom_io channel_io = {
@@ -584,14 +770,23 @@ static int restart_hook(void *opaque, GError **error)
 				    "the connection's FUSE_INIT was not kept: cannot restart");
 		return -EIO;
 	}
+	if (opens_stopping(fe->opens)) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
+				    "a stop is under way");
+		return -EBUSY;
+	}
 	if (!fe->on_restart(fe->opaque, error))
 		return -EINVAL;
-	if (atomic_exchange(&fe->restarting, true)) {
+	if (!park_begin()) {
 		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_EXIST,
 				    "a restart is already under way");
 		return -EALREADY;
 	}
-	stopper_request_restart(fe->stopper);
+	g_message("mirror %s: the control command restart: handing the mount over to a new "
+		  "process",
+		  mirror_name(fe->m));
+	/* frontend_run sees it, and returns once the workers are parked. */
+	atomic_store(&fe->restarting, true);
 	return 0;
 }
 
@@ -629,6 +824,71 @@ static bool exit_loop(void *opaque)
 }
 
 /* ---- Session ------------------------------------------------------------------------------- */
+
+/* Requests without a reply: their kept descriptor is closed once they are processed. */
+static bool no_reply(uint32_t opcode)
+{
+	return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET || opcode == FUSE_INTERRUPT ||
+	       opcode == FUSE_NOTIFY_REPLY;
+}
+
+/*
+ * Answer the requests the last process had read but not begun, on this thread, before the
+ * loop starts: each one's reply goes to the descriptor it was read from (replay_target).
+ */
+static int replay_kept(struct frontend *fe, const struct frontend_handover *h, GError **error)
+{
+	uint32_t head[2];
+	void *mem = NULL;
+	int r = 0;
+
+	if (h->kept_fd < 0)
+		return 0;
+	if (lseek(h->kept_fd, 0, SEEK_SET) < 0)
+		r = -errno;
+	for (unsigned int i = 0; r == 0 && i < h->kept; i++) {
+		struct fuse_buf buf = {0};
+		const struct fuse_in_header *in;
+		guint64 *key;
+
+		if (read(h->kept_fd, head, sizeof(head)) != (ssize_t)sizeof(head) ||
+		    head[1] < sizeof(struct fuse_in_header) || head[1] > BUFFER_SIZE + 65536) {
+			r = -EPROTO;
+			break;
+		}
+		g_free(mem);
+		/* Page-aligned and as big as a worker's buffer: libfuse may use it so. */
+		mem = g_malloc0(head[1] + 4096);
+		if (read(h->kept_fd, mem, head[1]) != (ssize_t)head[1]) {
+			r = -EPROTO;
+			break;
+		}
+		fcntl((int)head[0], F_SETFD, FD_CLOEXEC);
+		in = mem;
+		if (!no_reply(in->opcode)) {
+			key = g_new(guint64, 1);
+			*key = in->unique;
+			g_mutex_lock(&replay_lock);
+			if (replay_fds == NULL)
+				replay_fds = g_hash_table_new_full(g_int64_hash, g_int64_equal,
+								   g_free, NULL);
+			g_hash_table_insert(replay_fds, key, GINT_TO_POINTER((int)head[0]));
+			atomic_fetch_add(&replay_count, 1);
+			g_mutex_unlock(&replay_lock);
+		}
+		buf.mem = mem;
+		buf.size = head[1];
+		fuse_session_process_buf(fe->se, &buf);
+		if (no_reply(in->opcode))
+			close((int)head[0]);
+	}
+	g_free(mem);
+	close(h->kept_fd);
+	if (r < 0)
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+			    "takeover: the requests the last process kept are malformed");
+	return r;
+}
 
 /*
  * Serve a live connection (a restart's new process): the session reads and writes h->fd, and is
@@ -678,8 +938,12 @@ static int takeover(struct frontend *fe, const struct frontend_handover *h, GErr
 			    r == -EPROTO ? "no reply" : g_strerror(-r));
 		return r;
 	}
-	g_message("took over the FUSE connection of %s (restart %u): serving it again",
-		  fe->mountpoint, fe->restarts);
+	r = replay_kept(fe, h, error);
+	if (r < 0)
+		return r;
+	g_message("took over the FUSE connection of %s (restart %u, %u request%s the last process "
+		  "had taken answered): serving it again",
+		  fe->mountpoint, fe->restarts, h->kept, h->kept == 1 ? "" : "s");
 	return 0;
 }
 
@@ -854,6 +1118,17 @@ int frontend_run(struct frontend *fe)
 	while (!atomic_load(&fe->loop_returned)) {
 		gint64 now = g_get_monotonic_time();
 
+		/* A restart: the loop never returns, its workers park (channel_read). */
+		if (atomic_load(&fe->restarting)) {
+			if (atomic_load(&fe->inflight) == 0 && park_done()) {
+				g_mutex_unlock(&fe->loop_lock);
+				return 0;
+			}
+			g_cond_wait_until(&fe->loop_cond, &fe->loop_lock,
+					  now + 2 * G_TIME_SPAN_MILLISECOND);
+			continue;
+		}
+
 		if (fuse_session_exited(fe->se) && atomic_load(&fe->inflight) == 0) {
 			if (grace_end == 0)
 				grace_end = now + STUCK_WORKERS_GRACE_US;
@@ -904,8 +1179,40 @@ static void unmount(struct frontend *fe)
 
 bool frontend_restarting(struct frontend *fe)
 {
-	/* A stop decided before the restart won: the restart's byte was ignored. */
-	return atomic_load(&fe->restarting) && !opens_stopping(fe->opens);
+	return atomic_load(&fe->restarting);
+}
+
+/*
+ * The kept requests into a memfd (left open across exec): per request, its descriptor in the
+ * next process (a dup, not close-on-exec, so that its processing list lives on), its length as
+ * two native uint32_t, then its bytes.  Returns the memfd, or -errno.
+ */
+static int park_export(unsigned int *count)
+{
+	int memfd = memfd_create("fusemirror-kept", 0);
+	int err = 0;
+
+	*count = 0;
+	if (memfd < 0)
+		return -errno;
+	g_mutex_lock(&park_lock);
+	for (guint i = 0; err == 0 && i < park_requests->len; i++) {
+		struct parked_request *p = g_ptr_array_index(park_requests, i);
+		int fd = fcntl(p->fd, F_DUPFD, 3);
+		uint32_t head[2] = {(uint32_t)fd, (uint32_t)p->len};
+
+		if (fd < 0 || write(memfd, head, sizeof(head)) != (ssize_t)sizeof(head) ||
+		    write(memfd, p->bytes, p->len) != (ssize_t)p->len)
+			err = errno != 0 ? errno : EIO;
+		else
+			(*count)++;
+	}
+	g_mutex_unlock(&park_lock);
+	if (err != 0) {
+		close(memfd);
+		return -err;
+	}
+	return memfd;
 }
 
 int frontend_handover(struct frontend *fe, struct frontend_handover *out, GError **error)
@@ -914,10 +1221,18 @@ int frontend_handover(struct frontend *fe, struct frontend_handover *out, GError
 	int fd;
 
 	memset(out, 0, sizeof(*out));
-	if (!atomic_load(&fe->loop_returned)) {
-		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
-				    "FUSE workers still wait for legs that were given up on");
-		return -EBUSY;
+	if (!atomic_load(&park_begun)) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "no restart began");
+		return -EINVAL;
+	}
+	out->kept_fd = park_export(&out->kept);
+	if (out->kept_fd < 0) {
+		int err = -out->kept_fd;
+
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(err),
+			    "cannot keep the requests taken for the next process: %s",
+			    g_strerror(err));
+		return -err;
 	}
 	/* fcntl's F_DUPFD, unlike F_DUPFD_CLOEXEC, leaves the new descriptor open across exec. */
 	fd = fcntl(fuse_session_fd(fe->se), F_DUPFD, 3);

@@ -28,7 +28,8 @@ extern "C" {
  * connection without mounting (takeover): the connection's descriptor, the FUSE_INIT request
  * the kernel sent once (the new libfuse session must see it before it answers anything, and
  * the kernel never sends it again), the file's attributes (the new process cannot stat the
- * mountpoint: only it could answer), the opens the kernel still holds, and a count of restarts.
+ * mountpoint: only it could answer), the opens the kernel still holds, a count of restarts, and
+ * the requests read and not yet begun when the restart came (answered by the new process).
  */
 struct frontend_handover {
 	int fd; /* /dev/fuse, without FD_CLOEXEC */
@@ -39,6 +40,12 @@ struct frontend_handover {
 	gid_t gid;
 	char *opens; /* opens_export's text */
 	unsigned int restarts;
+	/*
+	 * The requests the old process had read but not begun (a memfd of records, see
+	 * park_export in frontend.c), and how many; kept_fd -1: none.
+	 */
+	int kept_fd;
+	unsigned int kept;
 };
 
 struct frontend_options {

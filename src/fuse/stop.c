@@ -16,7 +16,6 @@
 
 /* Bytes on the pipe besides signal numbers. */
 #define BYTE_REQUEST 0xfe /* stopper_request */
-#define BYTE_RESTART 0xfd /* stopper_request_restart */
 #define BYTE_QUIT    0xff /* stopper_free */
 
 #define KICK_INTERVAL_MS 50
@@ -192,14 +191,6 @@ static gpointer stopper_thread(gpointer data)
 			if (bytes[i] == SIGHUP && s->reload_fn != NULL) {
 				g_message("mirror %s: SIGHUP: reloading the configuration", s->name);
 				s->reload_fn(s->opaque);
-			} else if (bytes[i] == BYTE_RESTART) {
-				/* The file keeps taking opens: the next process serves them. */
-				g_message("mirror %s: the control command restart: handing the mount "
-					  "over to a new process",
-					  s->name);
-				s->stopping = true;
-				s->waiting = false;
-				s->loop_done = s->exit_fn(s->opaque);
 			} else if (bytes[i] == BYTE_REQUEST) {
 				g_message("mirror %s: the control command stop: stopping", s->name);
 				stop_now(s);
@@ -262,14 +253,6 @@ void stopper_request(struct stopper *s)
 
 	if (write(s->pipe[1], &byte, 1) != 1)
 		g_warning("stopper: cannot pass on the stop: %s", g_strerror(errno));
-}
-
-void stopper_request_restart(struct stopper *s)
-{
-	unsigned char byte = BYTE_RESTART;
-
-	if (write(s->pipe[1], &byte, 1) != 1)
-		g_warning("stopper: cannot pass on the restart: %s", g_strerror(errno));
 }
 
 void stopper_free(struct stopper *s)

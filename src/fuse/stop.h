@@ -42,12 +42,6 @@ struct stopper *stopper_start(struct opens *opens, const char *name, const char 
 void stopper_request(struct stopper *s);
 
 /*
- * End the loop now for a restart (the control command restart): as stopper_request, but the
- * opens table stays open, since the file stays mounted and the next process serves it.
- */
-void stopper_request_restart(struct stopper *s);
-
-/*
  * Join the stopper thread and free it.  From now on the stop signals are ignored: a second
  * signal must not cut the final flush short.  NULL is ignored.
  */
