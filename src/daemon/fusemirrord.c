@@ -690,5 +690,7 @@ int main(int argc, char **argv)
 	g_strfreev(opt_fuse);
 	g_strfreev(opt_args);
 	g_free(opt_config);
+	g_free(opt_takeover);
+	g_free(handover.opens);
 	return status;
 }
