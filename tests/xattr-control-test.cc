@@ -253,6 +253,12 @@ TEST_F(XattrControl, StopGoesToTheHook)
 	EXPECT_EQ(-ENOTSUP, xattr_set(m_, kCaller, XATTR_CTL, stop.data(), stop.size(), true));
 	EXPECT_EQ("this mirror is not served by a daemon that can stop", last_error());
 	EXPECT_EQ(3, hooks_.stop_calls);
+	/* Nor restart, with or without hooks, unless the front end gives its hook. */
+	const std::string restart = "restart";
+	EXPECT_EQ(-ENOTSUP,
+		  xattr_set(m_, kCaller, XATTR_CTL, restart.data(), restart.size(), true));
+	EXPECT_EQ("this mirror is not served by a daemon that can restart", last_error());
+	EXPECT_EQ(-ENOTSUP, ctl("restart"));
 	EXPECT_EQ(-EPERM, xattr_set_hooked(m_, nullptr, kCaller, XATTR_CTL, stop.data(),
 					   stop.size(), false))
 	    << "root only";

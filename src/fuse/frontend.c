@@ -71,7 +71,7 @@ struct frontend {
 	/* Set at mount, then read-only: a taken-over connection is unmounted by us, not libfuse. */
 	bool taken_over;
 	char *mountpoint;
-	unsigned int restarts; /* restarts of this mount so far (user.fusemirror.restarts) */
+	unsigned int restarts; /* restarts of this mount so far (xattr_set_restarts) */
 };
 
 /* A request handed to the mirror: its answer replies (a read's or write's lives on the stack). */
@@ -667,13 +667,6 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	/* The daemon's, not the mirror's: fusemirrorctl restart waits for it to grow. */
-	if (strcmp(name, XATTR_RESTARTS) == 0) {
-		value = g_strdup_printf("%u", fe->restarts);
-		reply_xattr_value(req, value, strlen(value), size);
-		g_free(value);
-		return;
-	}
 	/* last_error is the asking process's own (fusemirrorctl reads it after its setxattr). */
 	value = xattr_status_get(fe->m, (uint64_t)fuse_req_ctx(req)->pid, name);
 	if (value == NULL)
@@ -688,11 +681,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct frontend *fe = fuse_req_userdata(req);
 	size_t len;
 	char *names = xattr_status_list(fe->m, &len);
-	GString *all = g_string_new_len(names, (gssize)len);
 
-	g_string_append_len(all, XATTR_RESTARTS, sizeof(XATTR_RESTARTS));
-	reply_xattr_value(req, all->str, all->len, size);
-	g_string_free(all, TRUE);
+	reply_xattr_value(req, names, len, size);
 	g_free(names);
 }
 
@@ -919,6 +909,7 @@ static int takeover(struct frontend *fe, const struct frontend_handover *h, GErr
 	fe->mounted = true;
 	fe->taken_over = true;
 	fe->restarts = h->restarts;
+	xattr_set_restarts(h->restarts);
 	memcpy(init_request, h->init, h->init_len);
 	atomic_store(&init_request_len, h->init_len);
 	/* libfuse may read past the request's end (a page is what it reads into). */

@@ -18,14 +18,18 @@ extern "C" {
 
 #define XATTR_STATUS_PREFIX "user.fusemirror."
 #define XATTR_CTL	    "trusted.fusemirror.ctl"
-/* How often the daemon serving the file was restarted in place (the front end answers it). */
-#define XATTR_RESTARTS XATTR_STATUS_PREFIX "restarts"
 
 /*
  * The value of a status attribute (g_free it), or NULL when there is none (ENODATA).  caller
  * (the requesting process) picks whose last_error is answered.
  */
 char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name);
+
+/*
+ * user.fusemirror.restarts: how often the daemon serving the file was restarted without
+ * unmounting (the front end sets it on a takeover; 0 until then).
+ */
+void xattr_set_restarts(unsigned int restarts);
 
 /* Every status attribute name, each followed by a NUL, as listxattr wants them (g_free it). */
 char *xattr_status_list(struct mirror *m, size_t *length);
@@ -49,18 +53,18 @@ struct xattr_hooks {
 	 */
 	int (*stop)(void *opaque, bool force, GError **error);
 	/*
-	 * restart: 0 once the daemon decided to hand the mounted file over to a new process of
-	 * itself (the command's reply still goes out), or -errno with *error (the configuration
-	 * does not load: nothing changes).  Without it restart is -ENOTSUP.
-	 */
-	int (*restart)(void *opaque, GError **error);
-	/*
 	 * After a successful add or remove, and a replace's add; save is false with --no-save.
 	 * Also when a replace has removed its old leg, then on the mirror's replace thread: the
 	 * hooks must stay valid until the mirror is closed.
 	 */
 	void (*on_membership)(void *opaque, struct mirror *m, bool save);
 	void *opaque;
+	/*
+	 * restart: 0 once the daemon decided to hand the mounted file over to a new process of
+	 * itself (the command's reply still goes out), or -errno with *error (the configuration
+	 * does not load: nothing changes).  Without it restart is -ENOTSUP.
+	 */
+	int (*restart)(void *opaque, GError **error);
 };
 
 /*
