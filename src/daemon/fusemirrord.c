@@ -252,6 +252,13 @@ static bool on_restart(void *opaque, GError **error)
 	return true;
 }
 
+/* The connection is up (its FUSE_INIT known): keep it in systemd's store, for a crash. */
+static void on_connected(void *opaque, const struct frontend_handover *h)
+{
+	(void)opaque;
+	takeover_store(h->fd, h);
+}
+
 /*
  * A control command add, remove or replace succeeded: rewrite the config's [leg] groups from the
  * slots, unless the command said --no-save.  On the command's thread, after the mirror's
@@ -583,6 +590,17 @@ int main(int argc, char **argv)
 	}
 	if (opt_fuse != NULL)
 		fuse_opts = g_strjoinv(",", opt_fuse);
+	if (opt_takeover == NULL) {
+		opt_takeover = takeover_from_listen_fds(&error);
+		if (error != NULL) {
+			g_printerr("fusemirrord: %s\n", error->message);
+			g_error_free(error);
+			config_free(d.config);
+			return EXIT_RUNTIME;
+		}
+		if (opt_takeover != NULL)
+			g_message("systemd passed the FUSE connection back: taking the mount over");
+	}
 	if (opt_takeover != NULL && !takeover_parse(opt_takeover, &handover, &error)) {
 		g_printerr("fusemirrord: %s\n", error->message);
 		g_error_free(error);
@@ -596,7 +614,7 @@ int main(int argc, char **argv)
 	daemon_config_file_init(&d.config_file, abs_config);
 	if (opt_takeover != NULL) {
 		/* Our own mount, live: not to be looked at (only we could answer). */
-		abs_mountpoint = g_strdup(mountpoint);
+		abs_mountpoint = g_canonicalize_filename(mountpoint, NULL);
 		if (!opt_foreground)
 			log_use_syslog();
 	} else {
@@ -637,6 +655,8 @@ int main(int argc, char **argv)
 	fo.on_membership = on_membership;
 	fo.on_reload = on_reload;
 	fo.on_restart = on_restart;
+	fo.on_connected = on_connected;
+	fo.single_channel = takeover_store_enabled();
 	fo.opaque = &d;
 	fo.takeover = opt_takeover != NULL ? &handover : NULL;
 	r = frontend_mount(d.mirror, &fo, &fe, &error);

@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -85,6 +89,8 @@ bool takeover_parse(const char *text, struct frontend_handover *h, GError **erro
 			if (!parse_hex(value, h))
 				return field_error(error, "init", value);
 			seen |= 2;
+		} else if (strcmp(fields[i], "resend") == 0) {
+			h->resend = strcmp(value, "1") == 0;
 		} else if (strcmp(fields[i], "kept") == 0) {
 			char *colon = strchr(value, ':');
 			guint64 n;
@@ -179,4 +185,143 @@ void takeover_exec(const struct takeover_args *a, const struct frontend_handover
 	}
 	g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(err), "cannot execute %s: %s",
 		    path, g_strerror(err));
+}
+
+/* ---- systemd's file descriptor store ------------------------------------------------------- */
+
+bool takeover_store_enabled(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+
+	return path != NULL && (path[0] == '/' || path[0] == '@');
+}
+
+/* sd_notify with one descriptor (SCM_RIGHTS), or none for fd < 0. */
+static bool notify_with_fd(const char *state, int fd)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct iovec iov = {.iov_base = (void *)state, .iov_len = strlen(state)};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct msghdr msg = {0};
+	size_t path_len;
+	bool ok;
+	int sock;
+
+	if (path == NULL || (path_len = strlen(path)) >= sizeof(addr.sun_path))
+		return false;
+	memcpy(addr.sun_path, path, path_len);
+	if (path[0] == '@')
+		addr.sun_path[0] = '\0';
+	msg.msg_name = &addr;
+	msg.msg_namelen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (fd >= 0) {
+		struct cmsghdr *cmsg;
+
+		memset(&control, 0, sizeof(control));
+		msg.msg_control = control.buf;
+		msg.msg_controllen = sizeof(control.buf);
+		cmsg = CMSG_FIRSTHDR(&msg);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	}
+	sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		return false;
+	ok = sendmsg(sock, &msg, MSG_NOSIGNAL) >= 0;
+	close(sock);
+	return ok;
+}
+
+void takeover_store(int fuse_fd, const struct frontend_handover *h)
+{
+	g_autoptr(GString) text = g_string_new(NULL);
+	int memfd;
+
+	if (!takeover_store_enabled())
+		return;
+	g_string_append_printf(text, "restarts=%u;mode=%o;uid=%u;gid=%u;init=", h->restarts,
+			       (unsigned int)h->mode, (unsigned int)h->uid, (unsigned int)h->gid);
+	for (size_t i = 0; i < h->init_len; i++)
+		g_string_append_printf(text, "%02x", h->init[i]);
+	memfd = memfd_create("fusemirror-init", MFD_CLOEXEC);
+	if (memfd < 0 || write(memfd, text->str, text->len) != (ssize_t)text->len) {
+		g_warning("cannot keep the FUSE connection in systemd's store: memfd: %s",
+			  g_strerror(errno));
+		if (memfd >= 0)
+			close(memfd);
+		return;
+	}
+	/* One of each in the store: a takeover's process stores them again. */
+	notify_with_fd("FDSTOREREMOVE=1\nFDNAME=" TAKEOVER_FD_NAME, -1);
+	notify_with_fd("FDSTOREREMOVE=1\nFDNAME=" TAKEOVER_INIT_NAME, -1);
+	if (!notify_with_fd("FDSTORE=1\nFDNAME=" TAKEOVER_FD_NAME, fuse_fd) ||
+	    !notify_with_fd("FDSTORE=1\nFDNAME=" TAKEOVER_INIT_NAME, memfd))
+		g_warning("cannot keep the FUSE connection in systemd's store: %s",
+			  g_strerror(errno));
+	else
+		g_debug("the FUSE connection is in systemd's file descriptor store");
+	close(memfd);
+}
+
+char *takeover_from_listen_fds(GError **error)
+{
+	const char *pid = getenv("LISTEN_PID"), *count = getenv("LISTEN_FDS");
+	const char *names = getenv("LISTEN_FDNAMES");
+	g_auto(GStrv) name = NULL;
+	guint64 p, n;
+	int fuse_fd = -1, init_fd = -1;
+	char buf[4096];
+	ssize_t len;
+	char *text = NULL;
+
+	if (pid == NULL || count == NULL ||
+	    !g_ascii_string_to_unsigned(pid, 10, 1, G_MAXINT32, &p, NULL) ||
+	    (pid_t)p != getpid() || !g_ascii_string_to_unsigned(count, 10, 0, 64, &n, NULL))
+		return NULL;
+	name = g_strsplit(names != NULL ? names : "", ":", -1);
+	for (guint i = 0; i < n; i++) {
+		int fd = 3 + (int)i;
+		const char *this = i < g_strv_length(name) ? name[i] : "";
+
+		if (strcmp(this, TAKEOVER_FD_NAME) == 0 && fuse_fd < 0)
+			fuse_fd = fd;
+		else if (strcmp(this, TAKEOVER_INIT_NAME) == 0 && init_fd < 0)
+			init_fd = fd;
+		else
+			close(fd); /* a stale duplicate, or not ours */
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (fuse_fd < 0 || init_fd < 0) {
+		if (fuse_fd >= 0 || init_fd >= 0)
+			g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+				    "systemd passed %s without %s: cannot take the mount over",
+				    fuse_fd >= 0 ? TAKEOVER_FD_NAME : TAKEOVER_INIT_NAME,
+				    fuse_fd >= 0 ? TAKEOVER_INIT_NAME : TAKEOVER_FD_NAME);
+		if (fuse_fd >= 0)
+			close(fuse_fd);
+		if (init_fd >= 0)
+			close(init_fd);
+		return NULL;
+	}
+	len = pread(init_fd, buf, sizeof(buf) - 1, 0);
+	close(init_fd);
+	if (len <= 0) {
+		g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+			    "the stored %s is empty", TAKEOVER_INIT_NAME);
+		close(fuse_fd);
+		return NULL;
+	}
+	buf[len] = '\0';
+	text = g_strdup_printf("fd=%d;resend=1;%s", fuse_fd, buf);
+	return text;
 }

@@ -37,4 +37,25 @@ struct takeover_args {
 void takeover_exec(const struct takeover_args *a, const struct frontend_handover *h,
 		   GError **error);
 
+/*
+ * systemd's file descriptor store (FDSTORE=1, FileDescriptorStoreMax= in the unit), for a
+ * restart after a crash (Restart=on-failure): the connection's descriptor as TAKEOVER_FD_NAME
+ * and a memfd with the rest of the hand-over's text (no fd=, no kept=) as TAKEOVER_INIT_NAME.
+ */
+#define TAKEOVER_FD_NAME   "fuse"
+#define TAKEOVER_INIT_NAME "fuse-init"
+
+/* Whether there is a NOTIFY_SOCKET to store descriptors with. */
+bool takeover_store_enabled(void);
+
+/* Store the connection (replacing what this unit stored before); a no-op without systemd. */
+void takeover_store(int fuse_fd, const struct frontend_handover *h);
+
+/*
+ * The --takeover text for descriptors systemd passed back (LISTEN_PID, LISTEN_FDS,
+ * LISTEN_FDNAMES, as sd_listen_fds(3); unset then), with resend=1: NULL when there are none
+ * (a plain start), or NULL with *error when they are unusable.
+ */
+char *takeover_from_listen_fds(GError **error);
+
 #endif /* FUSEMIRROR_TAKEOVER_H */

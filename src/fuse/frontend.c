@@ -72,7 +72,14 @@ struct frontend {
 	bool taken_over;
 	char *mountpoint;
 	unsigned int restarts; /* restarts of this mount so far (xattr_set_restarts) */
+	bool single_channel;   /* read-only: frontend_options.single_channel */
 };
+
+/* frontend_options.on_connected, set before the loop; called once. */
+static void (*connected_fn)(void *opaque, const struct frontend_handover *h);
+static void *connected_opaque;
+static struct frontend *connected_fe;
+
 
 /* A request handed to the mirror: its answer replies (a read's or write's lives on the stack). */
 struct request {
@@ -246,6 +253,25 @@ static void on_park_signal(int sig)
 	/* Only interrupts read(). */
 }
 
+/* Tell on_connected: the connection is fd, its INIT is known. */
+static void connected(int fd)
+{
+	struct frontend *fe = connected_fe;
+	struct frontend_handover h = {.fd = fd, .kept_fd = -1};
+
+	if (connected_fn == NULL)
+		return;
+	h.init_len = atomic_load(&init_request_len);
+	memcpy(h.init, init_request, h.init_len);
+	g_mutex_lock(&fe->attr_lock);
+	h.mode = fe->mode;
+	h.uid = fe->uid;
+	h.gid = fe->gid;
+	g_mutex_unlock(&fe->attr_lock);
+	h.restarts = fe->restarts;
+	connected_fn(connected_opaque, &h);
+}
+
 static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct worker_slot *slot = worker_slot();
@@ -278,6 +304,8 @@ static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
 	    ((struct fuse_in_header *)buf)->opcode == FUSE_INIT && (size_t)n <= FRONTEND_INIT_MAX) {
 		memcpy(init_request, buf, (size_t)n);
 		atomic_store(&init_request_len, (size_t)n);
+		/* The session's descriptor: a clone's would not outlive this process. */
+		connected(fuse_session_fd(connected_fe->se));
 	}
 	errno = err;
 	return n;
@@ -815,6 +843,33 @@ static bool exit_loop(void *opaque)
 
 /* ---- Session ------------------------------------------------------------------------------- */
 
+#ifndef FUSE_NOTIFY_RESEND
+#define FUSE_NOTIFY_RESEND 7
+#endif
+
+/*
+ * After a crash: the requests the dead process had read and not answered are on the processing
+ * list of the descriptor that lived on (the dead process's clone descriptors ended theirs with
+ * ECONNABORTED); the kernel (6.9 and later) queues them again on FUSE_NOTIFY_RESEND.
+ */
+static void resend(struct frontend *fe, int fd)
+{
+	struct fuse_out_header out = {
+	    .len = sizeof(out),
+	    .error = FUSE_NOTIFY_RESEND,
+	    .unique = 0,
+	};
+
+	if (write(fd, &out, sizeof(out)) != (ssize_t)sizeof(out))
+		g_warning("mirror %s: the kernel does not send again the requests the dead process "
+			  "had taken (FUSE_NOTIFY_RESEND: %s): they wait forever",
+			  mirror_name(fe->m), g_strerror(errno));
+	else
+		g_message("mirror %s: asked the kernel to send again the requests the dead process "
+			  "had taken",
+			  mirror_name(fe->m));
+}
+
 /* Requests without a reply: their kept descriptor is closed once they are processed. */
 static bool no_reply(uint32_t opcode)
 {
@@ -908,8 +963,9 @@ static int takeover(struct frontend *fe, const struct frontend_handover *h, GErr
 	/* From here the session owns h->fd: fuse_session_destroy closes it. */
 	fe->mounted = true;
 	fe->taken_over = true;
-	fe->restarts = h->restarts;
-	xattr_set_restarts(h->restarts);
+	/* A crash's restart (resend) counts too; a graceful one was counted by the old process. */
+	fe->restarts = h->restarts + (h->resend ? 1 : 0);
+	xattr_set_restarts(fe->restarts);
 	memcpy(init_request, h->init, h->init_len);
 	atomic_store(&init_request_len, h->init_len);
 	/* libfuse may read past the request's end (a page is what it reads into). */
@@ -929,9 +985,12 @@ static int takeover(struct frontend *fe, const struct frontend_handover *h, GErr
 			    r == -EPROTO ? "no reply" : g_strerror(-r));
 		return r;
 	}
+	if (h->resend)
+		resend(fe, h->fd);
 	r = replay_kept(fe, h, error);
 	if (r < 0)
 		return r;
+	connected(h->fd);
 	g_message("took over the FUSE connection of %s (restart %u, %u request%s the last process "
 		  "had taken answered): serving it again",
 		  fe->mountpoint, fe->restarts, h->kept, h->kept == 1 ? "" : "s");
@@ -989,6 +1048,10 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	fe->hooks.restart = restart_hook;
 	fe->on_restart = o->on_restart;
 	fe->mountpoint = g_strdup(o->mountpoint);
+	fe->single_channel = o->single_channel;
+	connected_fn = o->on_connected;
+	connected_opaque = o->opaque;
+	connected_fe = fe;
 	fe->hooks.on_membership = membership_hook;
 	fe->hooks.opaque = fe;
 	fe->opens = opens_new(o->mountpoint, error);
@@ -1089,8 +1152,11 @@ int frontend_run(struct frontend *fe)
 
 	if (config == NULL)
 		return -ENOMEM;
-	/* One /dev/fuse descriptor per worker: no contention on reading requests. */
-	fuse_loop_cfg_set_clone_fd(config, 1);
+	/*
+	 * One /dev/fuse descriptor per worker: no contention on reading requests; but a crash
+	 * then loses the requests taken (single_channel).
+	 */
+	fuse_loop_cfg_set_clone_fd(config, fe->single_channel ? 0 : 1);
 	fuse_loop_cfg_set_idle_threads(config, 16);
 	/*
 	 * A worker whose buffer a hung leg holds waits until the leg lets go of it (maybe never):

@@ -46,6 +46,11 @@ struct frontend_handover {
 	 */
 	int kept_fd;
 	unsigned int kept;
+	/*
+	 * After a crash (the descriptor from systemd's store): ask the kernel to send again the
+	 * requests the dead process had read and not answered (FUSE_NOTIFY_RESEND).
+	 */
+	bool resend;
 };
 
 struct frontend_options {
@@ -71,6 +76,19 @@ struct frontend_options {
 	 * NULL: restart is refused (ENOTSUP).
 	 */
 	bool (*on_restart)(void *opaque, GError **error);
+	/*
+	 * Once the connection's FUSE_INIT is known (read, or passed on by a takeover): h has the
+	 * connection's descriptor, the request, the file's attributes and the restart count (no
+	 * opens, nothing kept).  From the worker that read it, before it is answered, or from
+	 * frontend_mount.  For systemd's file descriptor store.  May be NULL.
+	 */
+	void (*on_connected)(void *opaque, const struct frontend_handover *h);
+	/*
+	 * All workers read the connection's one descriptor (no clone descriptors): after a crash
+	 * the requests the dead process had taken are then on the descriptor that lives on (in
+	 * systemd's store), and FUSE_NOTIFY_RESEND brings them back.
+	 */
+	bool single_channel;
 	void *opaque;
 	/* Not NULL: serve this live connection instead of mounting (a restart's new process). */
 	const struct frontend_handover *takeover;
