@@ -145,6 +145,21 @@ is_mounted "$mirror" || daemon_fail "$mirror is not mounted"
 test "$(grep -c 'FDSTORE=1|FDNAME=fuse-init' "$tmpdir/notify.log")" -ge 2 ||
 	daemon_fail "the new daemon did not store the connection again"
 
+# A graceful restart of the taken-over daemon (all workers on the one stored descriptor), under
+# a writer: it too ends well, and the connection is stored again.
+dd if="$tmpdir/pattern" of="$mirror" bs=1M count=8 oflag=direct conv=notrunc,fsync status=none &
+writer=$!
+"$fusemirrorctl" restart "$mirror" 2>"$tmpdir/restart.err" || {
+	cat "$tmpdir/restart.err" >&2
+	daemon_fail "fusemirrorctl restart after the crash's takeover"
+}
+wait "$writer" || daemon_fail "a write across the restart after the crash failed"
+assert_eq "$(xattr "$mirror" user.fusemirror.restarts)" 2 "restarts after the second restart"
+test "$(grep -c 'FDSTORE=1|FDNAME=fuse-init' "$tmpdir/notify.log")" -ge 3 ||
+	daemon_fail "the restarted daemon did not store the connection again"
+_daemon_alive "$new_pid" || daemon_fail "the daemon's pid changed across the restart"
+cmp -n 67108864 "$tmpdir/pattern" "$mirror" || daemon_fail "the data changed across the restart"
+
 kill -s TERM "$new_pid"
 tries=300
 while _daemon_alive "$new_pid"; do

@@ -514,6 +514,7 @@ static G_NORETURN void restart(struct daemon *d, struct frontend *fe, struct wat
 	if (frontend_handover(fe, &h, &error) == 0)
 		takeover_exec(args, &h, &error);
 	g_warning("cannot restart: %s; stopping (the file is unmounted)", error->message);
+	takeover_unstore();
 	frontend_destroy(fe);
 	exit(EXIT_RUNTIME);
 }
@@ -696,6 +697,8 @@ int main(int argc, char **argv)
 	/* Only once the legs are let go: until then a refusal can still name us. */
 	runtime_record_remove(d.record);
 	runtime_record_free(d.record);
+	/* Nothing to take over once unmounted, whatever the exit status. */
+	takeover_unstore();
 	/* Unmounted last: a mount that is gone is a mirror stopped clean (fusemirrorctl stop). */
 	frontend_destroy(fe);
 	watchdog_free(watchdog);

@@ -271,6 +271,14 @@ void takeover_store(int fuse_fd, const struct frontend_handover *h)
 	close(memfd);
 }
 
+void takeover_unstore(void)
+{
+	if (!takeover_store_enabled())
+		return;
+	notify_with_fd("FDSTOREREMOVE=1\nFDNAME=" TAKEOVER_FD_NAME, -1);
+	notify_with_fd("FDSTOREREMOVE=1\nFDNAME=" TAKEOVER_INIT_NAME, -1);
+}
+
 char *takeover_from_listen_fds(GError **error)
 {
 	const char *pid = getenv("LISTEN_PID"), *count = getenv("LISTEN_FDS");

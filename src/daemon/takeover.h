@@ -51,6 +51,9 @@ bool takeover_store_enabled(void);
 /* Store the connection (replacing what this unit stored before); a no-op without systemd. */
 void takeover_store(int fuse_fd, const struct frontend_handover *h);
 
+/* A clean stop: the connection ends with our unmount, nothing to take over. */
+void takeover_unstore(void);
+
 /*
  * The --takeover text for descriptors systemd passed back (LISTEN_PID, LISTEN_FDS,
  * LISTEN_FDNAMES, as sd_listen_fds(3); unset then), with resend=1: NULL when there are none

@@ -991,9 +991,14 @@ static int takeover(struct frontend *fe, const struct frontend_handover *h, GErr
 	if (r < 0)
 		return r;
 	connected(h->fd);
-	g_message("took over the FUSE connection of %s (restart %u, %u request%s the last process "
-		  "had taken answered): serving it again",
-		  fe->mountpoint, fe->restarts, h->kept, h->kept == 1 ? "" : "s");
+	if (h->resend)
+		g_message("took over the FUSE connection of %s (restart %u, after a crash): serving "
+			  "it again",
+			  fe->mountpoint, fe->restarts);
+	else
+		g_message("took over the FUSE connection of %s (restart %u, %u request%s the last "
+			  "process had taken answered): serving it again",
+			  fe->mountpoint, fe->restarts, h->kept, h->kept == 1 ? "" : "s");
 	return 0;
 }
 
