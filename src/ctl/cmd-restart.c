@@ -148,7 +148,8 @@ static int run_restart(const struct ctl_command *cmd, int argc, char **argv)
 		goto out;
 	}
 	if (r < 0) {
-		ctl_message("%s: cannot read user.fusemirror.restarts: %s", context, g_strerror(-r));
+		ctl_message("%s: cannot read user.fusemirror.restarts: %s", context,
+			    g_strerror(-r));
 		goto out;
 	}
 	r = ctl_send(argv[1], "restart", &explanation);
@@ -167,17 +168,19 @@ static int run_restart(const struct ctl_command *cmd, int argc, char **argv)
 			goto out;
 		}
 		if (r < 0) {
-			ctl_message("%s: the daemon accepted restart, but then %s: %s (see its log)",
-				    context, shown_file, g_strerror(-r));
+			ctl_message(
+			    "%s: the daemon accepted restart, but then %s: %s (see its log)",
+			    context, shown_file, g_strerror(-r));
 			goto out;
 		}
 		/* The old process still answered: it is finishing what it took. */
 		g_usleep(20 * 1000);
 	}
 	/* On stderr, as stop reports. */
-	ctl_message("restarted the daemon of mirror '%s': %s stayed mounted (restart %" G_GUINT64_FORMAT
-		    ")",
-		    name, shown_file, now);
+	ctl_message(
+	    "restarted the daemon of mirror '%s': %s stayed mounted (restart %" G_GUINT64_FORMAT
+	    ")",
+	    name, shown_file, now);
 	status = CTL_EXIT_OK;
 out:
 	ctl_status_free(st);

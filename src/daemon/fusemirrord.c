@@ -679,13 +679,14 @@ int main(int argc, char **argv)
 	if (frontend_run(fe) < 0)
 		status = EXIT_RUNTIME;
 	if (frontend_restarting(fe))
-		restart(&d, fe, watchdog, &(struct takeover_args){
-						.config = abs_config,
-						.mountpoint = abs_mountpoint,
-						.foreground = opt_foreground,
-						.debug = opt_debug,
-						.fuse_opts = opt_fuse,
-					    });
+		restart(&d, fe, watchdog,
+			&(struct takeover_args){
+			    .config = abs_config,
+			    .mountpoint = abs_mountpoint,
+			    .foreground = opt_foreground,
+			    .debug = opt_debug,
+			    .fuse_opts = opt_fuse,
+			});
 	notify_systemd("STOPPING=1");
 	g_message("mirror %s: stopping: finishing in-flight I/O, flushing the legs",
 		  mirror_name(d.mirror));

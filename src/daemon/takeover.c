@@ -24,8 +24,8 @@
 
 static bool field_error(GError **error, const char *field, const char *value)
 {
-	g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-		    "--takeover: bad %s '%s'", field, value);
+	g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--takeover: bad %s '%s'",
+		    field, value);
 	return false;
 }
 
@@ -36,7 +36,8 @@ static bool parse_hex(const char *hex, struct frontend_handover *h)
 	if (len % 2 != 0 || len / 2 > sizeof(h->init))
 		return false;
 	for (size_t i = 0; i < len / 2; i++) {
-		int hi = g_ascii_xdigit_value(hex[2 * i]), lo = g_ascii_xdigit_value(hex[2 * i + 1]);
+		int hi = g_ascii_xdigit_value(hex[2 * i]),
+		    lo = g_ascii_xdigit_value(hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return false;
@@ -144,8 +145,7 @@ static char *binary_path(void)
 	return g_strdup(buf);
 }
 
-void takeover_exec(const struct takeover_args *a, const struct frontend_handover *h,
-		   GError **error)
+void takeover_exec(const struct takeover_args *a, const struct frontend_handover *h, GError **error)
 {
 	g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GString) text = g_string_new(NULL);
@@ -291,8 +291,8 @@ char *takeover_from_listen_fds(GError **error)
 	char *text = NULL;
 
 	if (pid == NULL || count == NULL ||
-	    !g_ascii_string_to_unsigned(pid, 10, 1, G_MAXINT32, &p, NULL) ||
-	    (pid_t)p != getpid() || !g_ascii_string_to_unsigned(count, 10, 0, 64, &n, NULL))
+	    !g_ascii_string_to_unsigned(pid, 10, 1, G_MAXINT32, &p, NULL) || (pid_t)p != getpid() ||
+	    !g_ascii_string_to_unsigned(count, 10, 0, 64, &n, NULL))
 		return NULL;
 	name = g_strsplit(names != NULL ? names : "", ":", -1);
 	for (guint i = 0; i < n; i++) {

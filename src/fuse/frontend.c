@@ -65,7 +65,7 @@ struct frontend {
 	int loop_result;
 	struct fuse_loop_config *loop_config;
 	bool drained;
-	/* Restarting (set once by the restart hook, read after the loop): see frontend_restarting. */
+	/* Set once by the restart hook, read after the loop: see frontend_restarting. */
 	atomic_bool restarting;
 	bool (*on_restart)(void *opaque, GError **error);
 	/* Set at mount, then read-only: a taken-over connection is unmounted by us, not libfuse. */
@@ -79,7 +79,6 @@ struct frontend {
 static void (*connected_fn)(void *opaque, const struct frontend_handover *h);
 static void *connected_opaque;
 static struct frontend *connected_fe;
-
 
 /* A request handed to the mirror: its answer replies (a read's or write's lives on the stack). */
 struct request {
@@ -187,8 +186,9 @@ static int32_t swallowed_error = 1;
  * hand-over goes on once every worker is parked and the mirror owes no reply.
  *
  * park_lock protects every park_* variable and the workers' slots; park_begun is also read
- * without it (a hint: the decision is taken under the lock).  A leaf lock: nothing is called
- * under it but memcpy and g_ptr_array calls.
+ * without it (a hint: the decision is taken under the lock).  A leaf lock, taken under loop_lock
+ * by frontend_run (park_done): nothing is called under it but memdup, g_ptr_array calls and
+ * pthread_kill.
  */
 #define PARK_SIGNAL (SIGRTMIN + 3)
 
@@ -206,9 +206,9 @@ struct parked_request {
 static GMutex park_lock;
 static GCond park_cond;
 static atomic_bool park_begun;
-static GPtrArray *park_slots;	  /* struct worker_slot *: the workers alive (not owned) */
-static unsigned int park_parked;  /* workers parked */
-static GPtrArray *park_requests;  /* struct parked_request *: taken and kept for the next process */
+static GPtrArray *park_slots;	 /* struct worker_slot *: the workers alive (not owned) */
+static unsigned int park_parked; /* workers parked */
+static GPtrArray *park_requests; /* struct parked_request *: taken and kept for the next process */
 
 static void worker_slot_free(gpointer data)
 {
@@ -389,8 +389,7 @@ static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userda
 	bool close_after = false;
 	ssize_t n;
 
-	if (swallow_unique != 0 && count >= 1 &&
-	    iov[0].iov_len == sizeof(struct fuse_out_header) &&
+	if (swallow_unique != 0 && count >= 1 && iov[0].iov_len == sizeof(struct fuse_out_header) &&
 	    ((struct fuse_out_header *)iov[0].iov_base)->unique == swallow_unique) {
 		ssize_t total = 0;
 
@@ -789,8 +788,7 @@ static int restart_hook(void *opaque, GError **error)
 		return -EIO;
 	}
 	if (opens_stopping(fe->opens)) {
-		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN,
-				    "a stop is under way");
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN, "a stop is under way");
 		return -EBUSY;
 	}
 	if (!fe->on_restart(fe->opaque, error))
@@ -992,9 +990,10 @@ static int takeover(struct frontend *fe, const struct frontend_handover *h, GErr
 		return r;
 	connected(h->fd);
 	if (h->resend)
-		g_message("took over the FUSE connection of %s (restart %u, after a crash): serving "
-			  "it again",
-			  fe->mountpoint, fe->restarts);
+		g_message(
+		    "took over the FUSE connection of %s (restart %u, after a crash): serving "
+		    "it again",
+		    fe->mountpoint, fe->restarts);
 	else
 		g_message("took over the FUSE connection of %s (restart %u, %u request%s the last "
 			  "process had taken answered): serving it again",

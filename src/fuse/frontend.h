@@ -33,7 +33,8 @@ extern "C" {
  */
 struct frontend_handover {
 	int fd; /* /dev/fuse, without FD_CLOEXEC */
-	unsigned char init[FRONTEND_INIT_MAX] __attribute__((aligned(8))); /* aligned as a fuse_in_header */
+	/* Aligned as a fuse_in_header. */
+	unsigned char init[FRONTEND_INIT_MAX] __attribute__((aligned(8)));
 	size_t init_len;
 	mode_t mode;
 	uid_t uid;

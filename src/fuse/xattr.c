@@ -347,8 +347,9 @@ static int ctl_run(struct mirror *m, const struct xattr_hooks *hooks,
 		return hooks->stop(hooks->opaque, c->force, error);
 	case CONTROL_RESTART:
 		if (hooks == NULL || hooks->restart == NULL) {
-			g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
-					    "this mirror is not served by a daemon that can restart");
+			g_set_error_literal(
+			    error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+			    "this mirror is not served by a daemon that can restart");
 			return -ENOTSUP;
 		}
 		return hooks->restart(hooks->opaque, error);
