@@ -296,7 +296,7 @@ TEST_F(Control, CheckRepair)
 	refused("repair 1", "unexpected argument '1'");
 	refused("repair --source \x1b", "the leg index contains control character 0x1b");
 	refused("frob",
-		"(there are: fail, remove, add, resync, set, stop, check, repair, replace)");
+		"(there are: fail, remove, add, resync, set, stop, check, repair, replace, restart)");
 }
 
 TEST_F(Control, ReplaceTakesALegThenTheRestOfTheLine)

@@ -33,7 +33,7 @@ expect ()
 		daemon_fail "$_what: completion offered '$(echo $_got)', expected '$(echo $_want)'"
 }
 
-expect "commands starting re" "remove repair replace resync" re
+expect "commands starting re" "remove repair replace restart resync" re
 expect "the options of resync" "--full" resync --f
 expect "set's tunables" "io-timeout= max-read-errors= reconnect-delay= reconnect-max= resync-rate-max= resync-rate-min=" \
 	set /x ""

@@ -99,6 +99,7 @@ user.fusemirror.mismatches
 user.fusemirror.name
 user.fusemirror.replace.by
 user.fusemirror.replace.leg
+user.fusemirror.restarts
 user.fusemirror.resync.done
 user.fusemirror.resync.rate
 user.fusemirror.resync.rate_max

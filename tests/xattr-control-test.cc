@@ -103,7 +103,7 @@ TEST_F(XattrControl, LastErrorIsThePreciseReason)
 	refused("add dev/sdc", EINVAL, "add needs an absolute path or an NBD URI, got 'dev/sdc'");
 	refused("frob", EINVAL,
 		"unknown command 'frob' (there are: fail, remove, add, resync, set, stop, check, "
-		"repair, replace)");
+		"repair, replace, restart)");
 	refused("fail 01", EINVAL,
 		"'01' is not a leg index (a decimal number, 0 for the first leg)");
 	refused("", EINVAL, "empty control command");
@@ -269,6 +269,12 @@ TEST_F(XattrControl, StopGoesToTheHook)
 	EXPECT_EQ(-ENOTSUP, xattr_set(m_, kCaller, XATTR_CTL, stop.data(), stop.size(), true));
 	EXPECT_EQ("this mirror is not served by a daemon that can stop", last_error());
 	EXPECT_EQ(3, hooks_.stop_calls);
+	/* Nor restart, with or without hooks, unless the front end gives its hook. */
+	const std::string restart = "restart";
+	EXPECT_EQ(-ENOTSUP,
+		  xattr_set(m_, kCaller, XATTR_CTL, restart.data(), restart.size(), true));
+	EXPECT_EQ("this mirror is not served by a daemon that can restart", last_error());
+	EXPECT_EQ(-ENOTSUP, ctl("restart"));
 	EXPECT_EQ(-EPERM, xattr_set_hooked(m_, nullptr, kCaller, XATTR_CTL, stop.data(),
 					   stop.size(), false))
 	    << "root only";

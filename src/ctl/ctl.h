@@ -51,6 +51,7 @@ extern const struct ctl_command ctl_cmd_check;
 extern const struct ctl_command ctl_cmd_repair;
 extern const struct ctl_command ctl_cmd_set;
 extern const struct ctl_command ctl_cmd_stop;
+extern const struct ctl_command ctl_cmd_restart;
 extern const struct ctl_command ctl_cmd_scan;
 extern const struct ctl_command ctl_cmd_list;
 extern const struct ctl_command ctl_cmd_monitor;

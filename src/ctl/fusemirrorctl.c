@@ -31,6 +31,7 @@ static const struct ctl_command *const commands[] = {
     &ctl_cmd_repair,
     &ctl_cmd_set,
     &ctl_cmd_stop,
+    &ctl_cmd_restart,
     &ctl_cmd_monitor,
 };
 /* clang-format on */

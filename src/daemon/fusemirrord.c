@@ -30,6 +30,7 @@
 #include "daemon/log.h"
 #include "daemon/notify.h"
 #include "daemon/reload.h"
+#include "daemon/takeover.h"
 #include "daemon/watchdog.h"
 #include "daemon/save-config.h"
 #include "fuse/frontend.h"
@@ -51,6 +52,7 @@ static char *opt_config;
 static char *opt_force_source;
 static char **opt_fuse;
 static char **opt_args;
+static char *opt_takeover; /* a restart's hand-over (takeover.h) */
 
 static const GOptionEntry options[] = {
     {"foreground", 'f', 0, G_OPTION_ARG_NONE, &opt_foreground,
@@ -64,6 +66,7 @@ static const GOptionEntry options[] = {
     {"options", 'o', 0, G_OPTION_ARG_STRING_ARRAY, &opt_fuse,
      "Extra FUSE mount options, comma-separated (may be repeated)", "OPTS"},
     {"version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL},
+    {"takeover", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_takeover, NULL, NULL},
     {G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_args, NULL, "[MOUNTPOINT]"},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
 };
@@ -228,6 +231,34 @@ static void on_reload(void *opaque, struct mirror *m)
 	reload_config(m, d->config, &d->config_lock, d->abs_config);
 	notify_systemd("READY=1");
 	update_status(m);
+}
+
+/*
+ * The control command restart, on the FUSE worker that runs it: refused unless the next process
+ * would load the configuration.
+ */
+static bool on_restart(void *opaque, GError **error)
+{
+	struct daemon *d = opaque;
+	GError *why = NULL;
+	struct mirror_config *config = config_load(d->abs_config, &why);
+
+	if (config == NULL || !config_check_on_event(config, &why)) {
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "not restarting: the configuration does not load: %s", why->message);
+		g_error_free(why);
+		config_free(config);
+		return false;
+	}
+	config_free(config);
+	return true;
+}
+
+/* The connection is up (its FUSE_INIT known): keep it in systemd's store, for a crash. */
+static void on_connected(void *opaque, const struct frontend_handover *h)
+{
+	(void)opaque;
+	takeover_store(h->fd, h);
 }
 
 /*
@@ -457,6 +488,39 @@ static char *prepare_mountpoint(struct daemon *d, const char *path)
 	return g_strdup(resolved);
 }
 
+/* ---- Restarting in place (takeover.h) ------------------------------------------------------ */
+
+/*
+ * The loop ended for the control command restart: answer what was taken, close the legs clean,
+ * and re-execute with the live connection.  Returns only when that failed, and then stops: the
+ * legs are closed already.
+ */
+static G_NORETURN void restart(struct daemon *d, struct frontend *fe, struct watchdog *watchdog,
+			       const struct takeover_args *args)
+{
+	struct frontend_handover h;
+	GError *error = NULL;
+	char *state = g_strdup_printf("RELOADING=1\nMONOTONIC_USEC=%" G_GINT64_FORMAT,
+				      g_get_monotonic_time());
+
+	notify_systemd(state);
+	g_free(state);
+	g_message("mirror %s: restarting: finishing in-flight I/O, flushing the legs; the file "
+		  "stays mounted",
+		  mirror_name(d->mirror));
+	frontend_drain(fe);
+	watchdog_stop_io(watchdog);
+	atomic_store(&d->record_live, false);
+	mirror_close(d->mirror);
+	runtime_record_remove(d->record);
+	if (frontend_handover(fe, &h, &error) == 0)
+		takeover_exec(args, &h, &error);
+	g_warning("cannot restart: %s; stopping (the file is unmounted)", error->message);
+	takeover_unstore();
+	frontend_destroy(fe);
+	exit(EXIT_RUNTIME);
+}
+
 /* ---- main ---------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -464,6 +528,7 @@ int main(int argc, char **argv)
 	struct daemon d = {.ready_fd = -1};
 	struct frontend_options fo = {0};
 	struct frontend *fe = NULL;
+	struct frontend_handover handover = {.fd = -1, .kept_fd = -1};
 	struct watchdog *watchdog = NULL;
 	GOptionContext *context;
 	GError *error = NULL;
@@ -528,14 +593,38 @@ int main(int argc, char **argv)
 	}
 	if (opt_fuse != NULL)
 		fuse_opts = g_strjoinv(",", opt_fuse);
+	if (opt_takeover == NULL) {
+		opt_takeover = takeover_from_listen_fds(&error);
+		if (error != NULL) {
+			g_printerr("fusemirrord: %s\n", error->message);
+			g_error_free(error);
+			config_free(d.config);
+			return EXIT_RUNTIME;
+		}
+		if (opt_takeover != NULL)
+			g_message("systemd passed the FUSE connection back: taking the mount over");
+	}
+	if (opt_takeover != NULL && !takeover_parse(opt_takeover, &handover, &error)) {
+		g_printerr("fusemirrord: %s\n", error->message);
+		g_error_free(error);
+		config_free(d.config);
+		return EXIT_USAGE;
+	}
 
 	/* Paths are resolved before a daemon changes directory to /. */
 	abs_config = g_canonicalize_filename(config_path, NULL);
 	d.abs_config = abs_config;
 	daemon_config_file_init(&d.config_file, abs_config);
-	if (!opt_foreground)
-		d.ready_fd = daemon_fork();
-	abs_mountpoint = prepare_mountpoint(&d, mountpoint);
+	if (opt_takeover != NULL) {
+		/* Our own mount, live: not to be looked at (only we could answer). */
+		abs_mountpoint = g_canonicalize_filename(mountpoint, NULL);
+		if (!opt_foreground)
+			log_use_syslog();
+	} else {
+		if (!opt_foreground)
+			d.ready_fd = daemon_fork();
+		abs_mountpoint = prepare_mountpoint(&d, mountpoint);
+	}
 
 	if (d.config->metadata == METADATA_NONE)
 		g_warning(
@@ -568,7 +657,11 @@ int main(int argc, char **argv)
 	fo.stop_timeout = d.config->stop_timeout;
 	fo.on_membership = on_membership;
 	fo.on_reload = on_reload;
+	fo.on_restart = on_restart;
+	fo.on_connected = on_connected;
+	fo.single_channel = takeover_store_enabled();
 	fo.opaque = &d;
+	fo.takeover = opt_takeover != NULL ? &handover : NULL;
 	r = frontend_mount(d.mirror, &fo, &fe, &error);
 	if (r < 0) {
 		atomic_store(&d.record_live, false);
@@ -587,6 +680,15 @@ int main(int argc, char **argv)
 
 	if (frontend_run(fe) < 0)
 		status = EXIT_RUNTIME;
+	if (frontend_restarting(fe))
+		restart(&d, fe, watchdog,
+			&(struct takeover_args){
+			    .config = abs_config,
+			    .mountpoint = abs_mountpoint,
+			    .foreground = opt_foreground,
+			    .debug = opt_debug,
+			    .fuse_opts = opt_fuse,
+			});
 	notify_systemd("STOPPING=1");
 	g_message("mirror %s: stopping: finishing in-flight I/O, flushing the legs",
 		  mirror_name(d.mirror));
@@ -598,6 +700,8 @@ int main(int argc, char **argv)
 	/* Only once the legs are let go: until then a refusal can still name us. */
 	runtime_record_remove(d.record);
 	runtime_record_free(d.record);
+	/* Nothing to take over once unmounted, whatever the exit status. */
+	takeover_unstore();
 	/* Unmounted last: a mount that is gone is a mirror stopped clean (fusemirrorctl stop). */
 	frontend_destroy(fe);
 	watchdog_free(watchdog);
@@ -612,5 +716,7 @@ int main(int argc, char **argv)
 	g_strfreev(opt_fuse);
 	g_strfreev(opt_args);
 	g_free(opt_config);
+	g_free(opt_takeover);
+	g_free(handover.opens);
 	return status;
 }

@@ -43,6 +43,7 @@ static const struct verb {
     {"check", CONTROL_CHECK, 0},
     {"repair", CONTROL_REPAIR, OPT_SOURCE},
     {"replace", CONTROL_REPLACE, OPT_NO_SAVE},
+    {"restart", CONTROL_RESTART, 0},
 };
 
 /* A decimal number of bytes per second: digits only, no sign, no suffix. */
@@ -431,7 +432,7 @@ int control_parse(const char *text, struct control_command *out, GError **error)
 	if (v == NULL) {
 		r = parse_error(error,
 				"unknown command '%s' (there are: fail, remove, add, resync, "
-				"set, stop, check, repair, replace)",
+				"set, stop, check, repair, replace, restart)",
 				word);
 		goto fail;
 	}
@@ -455,6 +456,7 @@ int control_parse(const char *text, struct control_command *out, GError **error)
 		break;
 	case CONTROL_RESYNC:
 	case CONTROL_STOP:
+	case CONTROL_RESTART:
 	case CONTROL_CHECK:
 	case CONTROL_REPAIR:
 		r = expect_end(v, p, error);

@@ -5,7 +5,7 @@
  * fits the other one, is for whoever runs the command (xattr.c) to say.
  *
  *   fail N | remove [--force] [--no-save] N | add [--force] [--no-save] PATH |
- *   resync [--full] | set NAME VALUE | stop [--force] | check | repair [--source N] |
+ *   resync [--full] | set NAME VALUE | stop [--force] | restart | check | repair [--source N] |
  *   replace [--no-save] N PATH
  *
  * Words are separated by blanks (spaces, tabs); options come before the arguments.  add's and
@@ -33,6 +33,7 @@ enum control_verb {
 	CONTROL_CHECK,
 	CONTROL_REPAIR,
 	CONTROL_REPLACE,
+	CONTROL_RESTART,
 };
 
 /* The runtime tunables of "set" (control.c has their names and value syntax). */

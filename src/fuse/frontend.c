@@ -21,6 +21,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -63,7 +65,20 @@ struct frontend {
 	int loop_result;
 	struct fuse_loop_config *loop_config;
 	bool drained;
+	/* Set once by the restart hook, read after the loop: see frontend_restarting. */
+	atomic_bool restarting;
+	bool (*on_restart)(void *opaque, GError **error);
+	/* Set at mount, then read-only: a taken-over connection is unmounted by us, not libfuse. */
+	bool taken_over;
+	char *mountpoint;
+	unsigned int restarts; /* restarts of this mount so far (xattr_set_restarts) */
+	bool single_channel;   /* read-only: frontend_options.single_channel */
 };
+
+/* frontend_options.on_connected, set before the loop; called once. */
+static void (*connected_fn)(void *opaque, const struct frontend_handover *h);
+static void *connected_opaque;
+static struct frontend *connected_fe;
 
 /* A request handed to the mirror: its answer replies (a read's or write's lives on the stack). */
 struct request {
@@ -142,13 +157,248 @@ static void fill_attr(struct frontend *fe, struct stat *st)
  */
 static __thread uint32_t open_reply_flags;
 
+/*
+ * The kernel's FUSE_INIT request, kept for a restart's next process (frontend_handover).  Written
+ * once, by the worker that reads the connection's first request (or by a takeover before the
+ * loop starts), before init_request_len is stored; the kernel sends nothing else until INIT is
+ * answered, so no other worker reads meanwhile.  Read after the loop.
+ */
+static unsigned char init_request[FRONTEND_INIT_MAX] __attribute__((aligned(8)));
+static atomic_size_t init_request_len;
+
+/*
+ * A takeover replays the INIT the kernel already had answered: its reply, of this unique, must
+ * not reach the kernel (which would take it for the answer of some other request).  0: none.
+ * swallowed_error is the reply's error, for the takeover to check.  Set and read by the thread
+ * of frontend_mount, which also sends that reply (fuse_session_process_buf), before any worker.
+ */
+static uint64_t swallow_unique;
+static int32_t swallowed_error = 1;
+
+/*
+ * A restart's hand-over (frontend_handover) must lose no request the kernel sent: libfuse drops
+ * a request that a worker read after the session's exit, and the kernel ends the requests left
+ * on a closed clone descriptor with ECONNABORTED.  So a restart does not end the session: once
+ * it begins, a worker that comes back to read parks here for good (exec ends it), a worker
+ * whose read returns a request keeps it, unprocessed, for the next process (with the
+ * descriptor it came from, whose processing list holds it) and parks, and a worker blocked in
+ * read() is woken by PARK_SIGNAL (read returns EINTR, having taken nothing) to park too.  The
+ * hand-over goes on once every worker is parked and the mirror owes no reply.
+ *
+ * park_lock protects every park_* variable and the workers' slots; park_begun is also read
+ * without it (a hint: the decision is taken under the lock).  A leaf lock, taken under loop_lock
+ * by frontend_run (park_done): nothing is called under it but memdup, g_ptr_array calls and
+ * pthread_kill.
+ */
+#define PARK_SIGNAL (SIGRTMIN + 3)
+
+struct worker_slot {
+	pthread_t thread;
+	bool in_read; /* inside read(): PARK_SIGNAL wakes it */
+};
+
+struct parked_request {
+	int fd; /* the descriptor it was read from */
+	size_t len;
+	void *bytes;
+};
+
+static GMutex park_lock;
+static GCond park_cond;
+static atomic_bool park_begun;
+static GPtrArray *park_slots;	 /* struct worker_slot *: the workers alive (not owned) */
+static unsigned int park_parked; /* workers parked */
+static GPtrArray *park_requests; /* struct parked_request *: taken and kept for the next process */
+
+static void worker_slot_free(gpointer data)
+{
+	g_mutex_lock(&park_lock);
+	g_ptr_array_remove_fast(park_slots, data);
+	g_cond_broadcast(&park_cond);
+	g_mutex_unlock(&park_lock);
+	g_free(data);
+}
+
+/* The calling worker's slot, registered on its first read; it goes when the thread exits. */
+static struct worker_slot *worker_slot(void)
+{
+	static GPrivate key = G_PRIVATE_INIT(worker_slot_free);
+	struct worker_slot *slot = g_private_get(&key);
+
+	if (slot == NULL) {
+		slot = g_new0(struct worker_slot, 1);
+		slot->thread = pthread_self();
+		g_mutex_lock(&park_lock);
+		if (park_slots == NULL)
+			park_slots = g_ptr_array_new();
+		g_ptr_array_add(park_slots, slot);
+		g_mutex_unlock(&park_lock);
+		g_private_set(&key, slot);
+	}
+	return slot;
+}
+
+/* Park the calling worker for good (park_lock held).  exec ends it. */
+static G_NORETURN void park(void)
+{
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	park_parked++;
+	g_cond_broadcast(&park_cond);
+	for (;;)
+		g_cond_wait(&park_cond, &park_lock);
+}
+
+static void on_park_signal(int sig)
+{
+	/* Only interrupts read(). */
+}
+
+/* Tell on_connected: the connection is fd, its INIT is known. */
+static void connected(int fd)
+{
+	struct frontend *fe = connected_fe;
+	struct frontend_handover h = {.fd = fd, .kept_fd = -1};
+
+	if (connected_fn == NULL)
+		return;
+	h.init_len = atomic_load(&init_request_len);
+	memcpy(h.init, init_request, h.init_len);
+	g_mutex_lock(&fe->attr_lock);
+	h.mode = fe->mode;
+	h.uid = fe->uid;
+	h.gid = fe->gid;
+	g_mutex_unlock(&fe->attr_lock);
+	h.restarts = fe->restarts;
+	connected_fn(connected_opaque, &h);
+}
+
 static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
 {
-	return read(fd, buf, len);
+	struct worker_slot *slot = worker_slot();
+	ssize_t n;
+	int err;
+
+	g_mutex_lock(&park_lock);
+	if (atomic_load(&park_begun))
+		park();
+	slot->in_read = true;
+	g_mutex_unlock(&park_lock);
+	n = read(fd, buf, len);
+	err = errno;
+	g_mutex_lock(&park_lock);
+	slot->in_read = false;
+	if (atomic_load(&park_begun)) {
+		if (n > 0) {
+			struct parked_request *p = g_new0(struct parked_request, 1);
+
+			p->fd = fd;
+			p->len = (size_t)n;
+			p->bytes = g_memdup2(buf, (gsize)n);
+			g_ptr_array_add(park_requests, p);
+		}
+		park();
+	}
+	g_mutex_unlock(&park_lock);
+
+	if (n >= (ssize_t)sizeof(struct fuse_in_header) && atomic_load(&init_request_len) == 0 &&
+	    ((struct fuse_in_header *)buf)->opcode == FUSE_INIT && (size_t)n <= FRONTEND_INIT_MAX) {
+		memcpy(init_request, buf, (size_t)n);
+		atomic_store(&init_request_len, (size_t)n);
+		/* The session's descriptor: a clone's would not outlive this process. */
+		connected(fuse_session_fd(connected_fe->se));
+	}
+	errno = err;
+	return n;
+}
+
+/* Begin parking the workers (the restart hook); false when it has begun already. */
+static bool park_begin(void)
+{
+	struct sigaction sa;
+	bool first;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_park_signal;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: read() must return. */
+	sigaction(PARK_SIGNAL, &sa, NULL);
+	g_mutex_lock(&park_lock);
+	first = !atomic_load(&park_begun);
+	if (first) {
+		if (park_slots == NULL)
+			park_slots = g_ptr_array_new();
+		park_requests = g_ptr_array_new();
+		atomic_store(&park_begun, true);
+	}
+	g_mutex_unlock(&park_lock);
+	return first;
+}
+
+/*
+ * Whether every worker is parked; wakes those still blocked in read().  A signal that comes
+ * between the check of park_begun and read() is lost: so this is called again (frontend_run,
+ * every few milliseconds) until it says yes.
+ */
+static bool park_done(void)
+{
+	bool done;
+
+	g_mutex_lock(&park_lock);
+	for (guint i = 0; i < park_slots->len; i++) {
+		struct worker_slot *slot = g_ptr_array_index(park_slots, i);
+
+		if (slot->in_read)
+			pthread_kill(slot->thread, PARK_SIGNAL);
+	}
+	done = park_parked == park_slots->len;
+	g_mutex_unlock(&park_lock);
+	return done;
+}
+
+/*
+ * In a takeover, the requests the last process kept are answered on the descriptors they were
+ * read from (whose processing lists hold them): unique -> descriptor, under replay_lock (a
+ * leaf).  replay_count says without the lock whether there is any.
+ */
+static GMutex replay_lock;
+static GHashTable *replay_fds; /* guint64 unique -> int fd */
+static atomic_uint replay_count;
+
+/* Where the reply of unique goes: its kept descriptor (forgotten now), or fd. */
+static int replay_target(uint64_t unique, int fd, bool *close_after)
+{
+	gpointer value;
+	guint64 key = unique;
+
+	*close_after = false;
+	if (atomic_load(&replay_count) == 0)
+		return fd;
+	g_mutex_lock(&replay_lock);
+	if (replay_fds != NULL && g_hash_table_lookup_extended(replay_fds, &key, NULL, &value)) {
+		fd = GPOINTER_TO_INT(value);
+		g_hash_table_remove(replay_fds, &key);
+		atomic_fetch_sub(&replay_count, 1);
+		*close_after = true;
+	}
+	g_mutex_unlock(&replay_lock);
+	return fd;
 }
 
 static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
+	bool close_after = false;
+	ssize_t n;
+
+	if (swallow_unique != 0 && count >= 1 && iov[0].iov_len == sizeof(struct fuse_out_header) &&
+	    ((struct fuse_out_header *)iov[0].iov_base)->unique == swallow_unique) {
+		ssize_t total = 0;
+
+		swallowed_error = ((struct fuse_out_header *)iov[0].iov_base)->error;
+		swallow_unique = 0;
+		for (int i = 0; i < count; i++)
+			total += (ssize_t)iov[i].iov_len;
+		return total;
+	}
 	if (open_reply_flags != 0 && count == 2 &&
 	    iov[0].iov_len == sizeof(struct fuse_out_header) &&
 	    iov[1].iov_len == sizeof(struct fuse_open_out)) {
@@ -156,7 +406,14 @@ static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userda
 
 		out->open_flags |= open_reply_flags;
 	}
-	return writev(fd, iov, count);
+	if (count >= 1 && iov[0].iov_len == sizeof(struct fuse_out_header))
+		fd = replay_target(((struct fuse_out_header *)iov[0].iov_base)->unique, fd,
+				   &close_after);
+	n = writev(fd, iov, count);
+	/* A kept descriptor held that one request: its processing list is empty now. */
+	if (close_after)
+		close(fd);
+	return n;
 }
 
 static const struct fuse_custom_io channel_io = {
@@ -515,6 +772,40 @@ static int stop_hook(void *opaque, bool force, GError **error)
 	return 0;
 }
 
+/* The control command restart (a FUSE worker runs it). */
+static int restart_hook(void *opaque, GError **error)
+{
+	struct frontend *fe = opaque;
+
+	if (fe->on_restart == NULL) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+				    "this daemon cannot restart");
+		return -ENOTSUP;
+	}
+	if (atomic_load(&init_request_len) == 0) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+				    "the connection's FUSE_INIT was not kept: cannot restart");
+		return -EIO;
+	}
+	if (opens_stopping(fe->opens)) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN, "a stop is under way");
+		return -EBUSY;
+	}
+	if (!fe->on_restart(fe->opaque, error))
+		return -EINVAL;
+	if (!park_begin()) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+				    "a restart is already under way");
+		return -EALREADY;
+	}
+	g_message("mirror %s: the control command restart: handing the mount over to a new "
+		  "process",
+		  mirror_name(fe->m));
+	/* frontend_run sees it, and returns once the workers are parked. */
+	atomic_store(&fe->restarting, true);
+	return 0;
+}
+
 static void membership_hook(void *opaque, struct mirror *m, bool save)
 {
 	struct frontend *fe = opaque;
@@ -550,6 +841,166 @@ static bool exit_loop(void *opaque)
 
 /* ---- Session ------------------------------------------------------------------------------- */
 
+#ifndef FUSE_NOTIFY_RESEND
+#define FUSE_NOTIFY_RESEND 7
+#endif
+
+/*
+ * After a crash: the requests the dead process had read and not answered are on the processing
+ * list of the descriptor that lived on (the dead process's clone descriptors ended theirs with
+ * ECONNABORTED); the kernel (6.9 and later) queues them again on FUSE_NOTIFY_RESEND.
+ */
+static void resend(struct frontend *fe, int fd)
+{
+	struct fuse_out_header out = {
+	    .len = sizeof(out),
+	    .error = FUSE_NOTIFY_RESEND,
+	    .unique = 0,
+	};
+
+	if (write(fd, &out, sizeof(out)) != (ssize_t)sizeof(out))
+		g_warning("mirror %s: the kernel does not send again the requests the dead process "
+			  "had taken (FUSE_NOTIFY_RESEND: %s): they wait forever",
+			  mirror_name(fe->m), g_strerror(errno));
+	else
+		g_message("mirror %s: asked the kernel to send again the requests the dead process "
+			  "had taken",
+			  mirror_name(fe->m));
+}
+
+/* Requests without a reply: their kept descriptor is closed once they are processed. */
+static bool no_reply(uint32_t opcode)
+{
+	return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET || opcode == FUSE_INTERRUPT ||
+	       opcode == FUSE_NOTIFY_REPLY;
+}
+
+/*
+ * Answer the requests the last process had read but not begun, on this thread, before the
+ * loop starts: each one's reply goes to the descriptor it was read from (replay_target).
+ */
+static int replay_kept(struct frontend *fe, const struct frontend_handover *h, GError **error)
+{
+	uint32_t head[2];
+	void *mem = NULL;
+	int r = 0;
+
+	if (h->kept_fd < 0)
+		return 0;
+	if (lseek(h->kept_fd, 0, SEEK_SET) < 0)
+		r = -errno;
+	for (unsigned int i = 0; r == 0 && i < h->kept; i++) {
+		struct fuse_buf buf = {0};
+		const struct fuse_in_header *in;
+		guint64 *key;
+
+		if (read(h->kept_fd, head, sizeof(head)) != (ssize_t)sizeof(head) ||
+		    head[1] < sizeof(struct fuse_in_header) || head[1] > BUFFER_SIZE + 65536) {
+			r = -EPROTO;
+			break;
+		}
+		g_free(mem);
+		/* Page-aligned and as big as a worker's buffer: libfuse may use it so. */
+		mem = g_malloc0(head[1] + 4096);
+		if (read(h->kept_fd, mem, head[1]) != (ssize_t)head[1]) {
+			r = -EPROTO;
+			break;
+		}
+		fcntl((int)head[0], F_SETFD, FD_CLOEXEC);
+		in = mem;
+		if (!no_reply(in->opcode)) {
+			key = g_new(guint64, 1);
+			*key = in->unique;
+			g_mutex_lock(&replay_lock);
+			if (replay_fds == NULL)
+				replay_fds = g_hash_table_new_full(g_int64_hash, g_int64_equal,
+								   g_free, NULL);
+			g_hash_table_insert(replay_fds, key, GINT_TO_POINTER((int)head[0]));
+			atomic_fetch_add(&replay_count, 1);
+			g_mutex_unlock(&replay_lock);
+		}
+		buf.mem = mem;
+		buf.size = head[1];
+		fuse_session_process_buf(fe->se, &buf);
+		if (no_reply(in->opcode))
+			close((int)head[0]);
+	}
+	g_free(mem);
+	close(h->kept_fd);
+	if (r < 0)
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+			    "takeover: the requests the last process kept are malformed");
+	return r;
+}
+
+/*
+ * Serve a live connection (a restart's new process): the session reads and writes h->fd, and is
+ * made to see the FUSE_INIT the kernel sent the first process, so that it answers requests;
+ * that INIT's reply is swallowed (the kernel had its answer long ago).
+ */
+static int takeover(struct frontend *fe, const struct frontend_handover *h, GError **error)
+{
+	struct fuse_buf buf = {0};
+	void *mem;
+	int r;
+
+	if (h->init_len < sizeof(struct fuse_in_header) + sizeof(uint32_t) * 2 ||
+	    h->init_len > FRONTEND_INIT_MAX ||
+	    ((const struct fuse_in_header *)h->init)->opcode != FUSE_INIT) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+				    "takeover: the FUSE_INIT request passed on is malformed");
+		return -EINVAL;
+	}
+	r = fuse_session_custom_io(fe->se, &channel_io, h->fd);
+	if (r < 0) {
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+			    "cannot set up the FUSE channel on descriptor %d: %s", h->fd,
+			    g_strerror(-r));
+		return r;
+	}
+	/* From here the session owns h->fd: fuse_session_destroy closes it. */
+	fe->mounted = true;
+	fe->taken_over = true;
+	/* A crash's restart (resend) counts too; a graceful one was counted by the old process. */
+	fe->restarts = h->restarts + (h->resend ? 1 : 0);
+	xattr_set_restarts(fe->restarts);
+	memcpy(init_request, h->init, h->init_len);
+	atomic_store(&init_request_len, h->init_len);
+	/* libfuse may read past the request's end (a page is what it reads into). */
+	mem = g_malloc0(4096);
+	memcpy(mem, h->init, h->init_len);
+	buf.mem = mem;
+	buf.size = h->init_len;
+	swallow_unique = ((const struct fuse_in_header *)h->init)->unique;
+	swallowed_error = 1;
+	fuse_session_process_buf(fe->se, &buf);
+	g_free(mem);
+	if (swallow_unique != 0 || swallowed_error != 0) {
+		r = swallow_unique != 0 ? -EPROTO : swallowed_error;
+		swallow_unique = 0;
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+			    "takeover: libfuse did not accept the connection's FUSE_INIT (%s)",
+			    r == -EPROTO ? "no reply" : g_strerror(-r));
+		return r;
+	}
+	if (h->resend)
+		resend(fe, h->fd);
+	r = replay_kept(fe, h, error);
+	if (r < 0)
+		return r;
+	connected(h->fd);
+	if (h->resend)
+		g_message(
+		    "took over the FUSE connection of %s (restart %u, after a crash): serving "
+		    "it again",
+		    fe->mountpoint, fe->restarts);
+	else
+		g_message("took over the FUSE connection of %s (restart %u, %u request%s the last "
+			  "process had taken answered): serving it again",
+			  fe->mountpoint, fe->restarts, h->kept, h->kept == 1 ? "" : "s");
+	return 0;
+}
+
 int frontend_mount(struct mirror *m, const struct frontend_options *o, struct frontend **out,
 		   GError **error)
 {
@@ -560,7 +1011,14 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	int r = 0;
 
 	*out = NULL;
-	if (stat(o->mountpoint, &st) < 0) {
+	/* A takeover must not stat the mountpoint: only this process could answer. */
+	if (o->takeover != NULL) {
+		memset(&st, 0, sizeof(st));
+		st.st_mode = S_IFREG | o->takeover->mode;
+		st.st_uid = o->takeover->uid;
+		st.st_gid = o->takeover->gid;
+		clock_gettime(CLOCK_REALTIME, &st.st_atim);
+	} else if (stat(o->mountpoint, &st) < 0) {
 		r = -errno;
 		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r), "mountpoint %s: %s",
 			    o->mountpoint, g_strerror(-r));
@@ -591,11 +1049,25 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	fe->on_reload = o->on_reload;
 	fe->opaque = o->opaque;
 	fe->hooks.stop = stop_hook;
+	fe->hooks.restart = restart_hook;
+	fe->on_restart = o->on_restart;
+	fe->mountpoint = g_strdup(o->mountpoint);
+	fe->single_channel = o->single_channel;
+	connected_fn = o->on_connected;
+	connected_opaque = o->opaque;
+	connected_fe = fe;
 	fe->hooks.on_membership = membership_hook;
 	fe->hooks.opaque = fe;
 	fe->opens = opens_new(o->mountpoint, error);
 	if (fe->opens == NULL) {
 		r = -EIO;
+		goto fail_early;
+	}
+	if (o->takeover != NULL && o->takeover->opens != NULL &&
+	    !opens_restore(fe->opens, o->takeover->opens)) {
+		r = -EINVAL;
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+			    "takeover: malformed table of opens '%s'", o->takeover->opens);
 		goto fail_early;
 	}
 
@@ -623,19 +1095,26 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 		r = -EIO;
 		goto fail;
 	}
-	if (fuse_session_mount(fe->se, o->mountpoint) != 0) {
-		r = -EIO;
-		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+	if (o->takeover != NULL) {
+		r = takeover(fe, o->takeover, error);
+		if (r < 0)
+			goto fail;
+	} else {
+		if (fuse_session_mount(fe->se, o->mountpoint) != 0) {
+			r = -EIO;
+			g_set_error(
+			    error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
 			    "cannot mount onto %s (see the messages above; is /dev/fuse there?)",
 			    o->mountpoint);
-		goto fail;
-	}
-	fe->mounted = true;
-	r = fuse_session_custom_io(fe->se, &channel_io, fuse_session_fd(fe->se));
-	if (r < 0) {
-		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
-			    "cannot set up the FUSE channel: %s", g_strerror(-r));
-		goto fail;
+			goto fail;
+		}
+		fe->mounted = true;
+		r = fuse_session_custom_io(fe->se, &channel_io, fuse_session_fd(fe->se));
+		if (r < 0) {
+			g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
+				    "cannot set up the FUSE channel: %s", g_strerror(-r));
+			goto fail;
+		}
 	}
 	g_free(opts);
 	fuse_opt_free_args(&args);
@@ -677,8 +1156,11 @@ int frontend_run(struct frontend *fe)
 
 	if (config == NULL)
 		return -ENOMEM;
-	/* One /dev/fuse descriptor per worker: no contention on reading requests. */
-	fuse_loop_cfg_set_clone_fd(config, 1);
+	/*
+	 * One /dev/fuse descriptor per worker: no contention on reading requests; but a crash
+	 * then loses the requests taken (single_channel).
+	 */
+	fuse_loop_cfg_set_clone_fd(config, fe->single_channel ? 0 : 1);
 	fuse_loop_cfg_set_idle_threads(config, 16);
 	/*
 	 * A worker whose buffer a hung leg holds waits until the leg lets go of it (maybe never):
@@ -696,6 +1178,17 @@ int frontend_run(struct frontend *fe)
 	g_mutex_lock(&fe->loop_lock);
 	while (!atomic_load(&fe->loop_returned)) {
 		gint64 now = g_get_monotonic_time();
+
+		/* A restart: the loop never returns, its workers park (channel_read). */
+		if (atomic_load(&fe->restarting)) {
+			if (atomic_load(&fe->inflight) == 0 && park_done()) {
+				g_mutex_unlock(&fe->loop_lock);
+				return 0;
+			}
+			g_cond_wait_until(&fe->loop_cond, &fe->loop_lock,
+					  now + 2 * G_TIME_SPAN_MILLISECOND);
+			continue;
+		}
 
 		if (fuse_session_exited(fe->se) && atomic_load(&fe->inflight) == 0) {
 			if (grace_end == 0)
@@ -736,6 +1229,94 @@ void frontend_drain(struct frontend *fe)
 		g_usleep(1000);
 }
 
+/* libfuse unmounts what it mounted; a taken-over connection has no mountpoint in libfuse. */
+static void unmount(struct frontend *fe)
+{
+	if (!fe->taken_over)
+		fuse_session_unmount(fe->se);
+	else if (umount2(fe->mountpoint, MNT_DETACH) < 0)
+		g_warning("cannot unmount %s: %s", fe->mountpoint, g_strerror(errno));
+}
+
+bool frontend_restarting(struct frontend *fe)
+{
+	return atomic_load(&fe->restarting);
+}
+
+/*
+ * The kept requests into a memfd (left open across exec): per request, its descriptor in the
+ * next process (a dup, not close-on-exec, so that its processing list lives on), its length as
+ * two native uint32_t, then its bytes.  Returns the memfd, or -errno.
+ */
+static int park_export(unsigned int *count)
+{
+	int memfd = memfd_create("fusemirror-kept", 0);
+	int err = 0;
+
+	*count = 0;
+	if (memfd < 0)
+		return -errno;
+	g_mutex_lock(&park_lock);
+	for (guint i = 0; err == 0 && i < park_requests->len; i++) {
+		struct parked_request *p = g_ptr_array_index(park_requests, i);
+		int fd = fcntl(p->fd, F_DUPFD, 3);
+		uint32_t head[2] = {(uint32_t)fd, (uint32_t)p->len};
+
+		if (fd < 0 || write(memfd, head, sizeof(head)) != (ssize_t)sizeof(head) ||
+		    write(memfd, p->bytes, p->len) != (ssize_t)p->len)
+			err = errno != 0 ? errno : EIO;
+		else
+			(*count)++;
+	}
+	g_mutex_unlock(&park_lock);
+	if (err != 0) {
+		close(memfd);
+		return -err;
+	}
+	return memfd;
+}
+
+int frontend_handover(struct frontend *fe, struct frontend_handover *out, GError **error)
+{
+	size_t len = atomic_load(&init_request_len);
+	int fd;
+
+	memset(out, 0, sizeof(*out));
+	if (!atomic_load(&park_begun)) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "no restart began");
+		return -EINVAL;
+	}
+	out->kept_fd = park_export(&out->kept);
+	if (out->kept_fd < 0) {
+		int err = -out->kept_fd;
+
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(err),
+			    "cannot keep the requests taken for the next process: %s",
+			    g_strerror(err));
+		return -err;
+	}
+	/* fcntl's F_DUPFD, unlike F_DUPFD_CLOEXEC, leaves the new descriptor open across exec. */
+	fd = fcntl(fuse_session_fd(fe->se), F_DUPFD, 3);
+	if (fd < 0) {
+		int err = errno;
+
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(err),
+			    "cannot duplicate the /dev/fuse descriptor: %s", g_strerror(err));
+		return -err;
+	}
+	out->fd = fd;
+	memcpy(out->init, init_request, len);
+	out->init_len = len;
+	g_mutex_lock(&fe->attr_lock);
+	out->mode = fe->mode;
+	out->uid = fe->uid;
+	out->gid = fe->gid;
+	g_mutex_unlock(&fe->attr_lock);
+	out->opens = opens_export(fe->opens);
+	out->restarts = fe->restarts + 1;
+	return 0;
+}
+
 void frontend_destroy(struct frontend *fe)
 {
 	if (fe == NULL)
@@ -744,14 +1325,15 @@ void frontend_destroy(struct frontend *fe)
 	/* A loop left behind with stuck workers still uses the session: unmount, keep the rest. */
 	if (atomic_load(&fe->loop_running) && !atomic_load(&fe->loop_returned)) {
 		if (fe->mounted)
-			fuse_session_unmount(fe->se);
+			unmount(fe);
 		return;
 	}
 	if (fe->se != NULL) {
 		if (fe->mounted)
-			fuse_session_unmount(fe->se);
+			unmount(fe);
 		fuse_session_destroy(fe->se);
 	}
+	g_free(fe->mountpoint);
 	opens_free(fe->opens);
 	g_cond_clear(&fe->loop_cond);
 	g_mutex_clear(&fe->loop_lock);

@@ -11,6 +11,7 @@
 
 #include <glib.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "config/config.h"
 #include "mirror/mirror.h"
@@ -18,6 +19,40 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The kernel's FUSE_INIT request is at most this long (header and fuse_init_in). */
+#define FRONTEND_INIT_MAX 256
+
+/*
+ * What a restart passes from the old daemon process to the new one, which serves the same FUSE
+ * connection without mounting (takeover): the connection's descriptor, the FUSE_INIT request
+ * the kernel sent once (the new libfuse session must see it before it answers anything, and
+ * the kernel never sends it again), the file's attributes (the new process cannot stat the
+ * mountpoint: only it could answer), the opens the kernel still holds, a count of restarts, and
+ * the requests read and not yet begun when the restart came (answered by the new process).
+ */
+struct frontend_handover {
+	int fd; /* /dev/fuse, without FD_CLOEXEC */
+	/* Aligned as a fuse_in_header. */
+	unsigned char init[FRONTEND_INIT_MAX] __attribute__((aligned(8)));
+	size_t init_len;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	char *opens; /* opens_export's text */
+	unsigned int restarts;
+	/*
+	 * The requests the old process had read but not begun (a memfd of records, see
+	 * park_export in frontend.c), and how many; kept_fd -1: none.
+	 */
+	int kept_fd;
+	unsigned int kept;
+	/*
+	 * After a crash (the descriptor from systemd's store): ask the kernel to send again the
+	 * requests the dead process had read and not answered (FUSE_NOTIFY_RESEND).
+	 */
+	bool resend;
+};
 
 struct frontend_options {
 	const char *mountpoint; /* an absolute path to a regular file */
@@ -35,7 +70,29 @@ struct frontend_options {
 	void (*on_membership)(void *opaque, struct mirror *m, bool save);
 	/* SIGHUP, from the stopper's thread; NULL: SIGHUP stops as SIGTERM does. */
 	void (*on_reload)(void *opaque, struct mirror *m);
+	/*
+	 * The control command restart, from the FUSE worker that runs it: true when the daemon
+	 * can restart (its configuration loads), else false with *error and nothing changes.  On
+	 * true the loop ends as for a stop, without unmounting, and frontend_restarting() says so.
+	 * NULL: restart is refused (ENOTSUP).
+	 */
+	bool (*on_restart)(void *opaque, GError **error);
+	/*
+	 * Once the connection's FUSE_INIT is known (read, or passed on by a takeover): h has the
+	 * connection's descriptor, the request, the file's attributes and the restart count (no
+	 * opens, nothing kept).  From the worker that read it, before it is answered, or from
+	 * frontend_mount.  For systemd's file descriptor store.  May be NULL.
+	 */
+	void (*on_connected)(void *opaque, const struct frontend_handover *h);
+	/*
+	 * All workers read the connection's one descriptor (no clone descriptors): after a crash
+	 * the requests the dead process had taken are then on the descriptor that lives on (in
+	 * systemd's store), and FUSE_NOTIFY_RESEND brings them back.
+	 */
+	bool single_channel;
 	void *opaque;
+	/* Not NULL: serve this live connection instead of mounting (a restart's new process). */
+	const struct frontend_handover *takeover;
 };
 
 struct frontend;
@@ -62,6 +119,16 @@ void frontend_exit(struct frontend *fe);
  * ignored.
  */
 void frontend_drain(struct frontend *fe);
+
+/* After frontend_run: whether it ended for the control command restart. */
+bool frontend_restarting(struct frontend *fe);
+
+/*
+ * After frontend_run and frontend_drain of a restart: fill *out for the next process (with a
+ * new descriptor of the connection, not close-on-exec).  The front end is then not to be
+ * destroyed: that would unmount.  Returns 0 or -errno with *error.
+ */
+int frontend_handover(struct frontend *fe, struct frontend_handover *out, GError **error);
 
 /*
  * Drain (when not done yet), unmount, and free.  The mirror is not touched: it may be closed

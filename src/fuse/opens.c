@@ -104,6 +104,58 @@ uint64_t opens_add(struct opens *opens, pid_t pid)
 	return id;
 }
 
+char *opens_export(struct opens *opens)
+{
+	GString *s = g_string_new(NULL);
+	GHashTableIter iter;
+	gpointer key, value;
+
+	g_mutex_lock(&opens->lock);
+	g_string_append_printf(s, "%" G_GUINT64_FORMAT, opens->next_id);
+	g_hash_table_iter_init(&iter, opens->openers);
+	while (g_hash_table_iter_next(&iter, &key, &value))
+		g_string_append_printf(s, ",%" G_GUINT64_FORMAT ":%d", *(uint64_t *)key,
+				       (int)((struct opener *)value)->pid);
+	g_mutex_unlock(&opens->lock);
+	return g_string_free(s, FALSE);
+}
+
+bool opens_restore(struct opens *opens, const char *text)
+{
+	g_auto(GStrv) items = g_strsplit(text, ",", -1);
+	guint64 next, id, pid;
+
+	if (items[0] == NULL ||
+	    !g_ascii_string_to_unsigned(items[0], 10, 1, G_MAXUINT64, &next, NULL))
+		return false;
+	for (guint i = 1; items[i] != NULL; i++) {
+		char *colon = strchr(items[i], ':');
+
+		if (colon == NULL)
+			return false;
+		*colon = '\0';
+		if (!g_ascii_string_to_unsigned(items[i], 10, 1, next - 1, &id, NULL) ||
+		    !g_ascii_string_to_unsigned(colon + 1, 10, 0, G_MAXINT32, &pid, NULL))
+			return false;
+	}
+	g_mutex_lock(&opens->lock);
+	opens->next_id = next;
+	g_mutex_unlock(&opens->lock);
+	for (guint i = 1; items[i] != NULL; i++) {
+		struct opener *o = g_new0(struct opener, 1);
+		uint64_t *key = g_new(uint64_t, 1);
+
+		*key = g_ascii_strtoull(items[i], NULL, 10);
+		o->pid = (pid_t)g_ascii_strtoull(items[i] + strlen(items[i]) + 1, NULL, 10);
+		/* /proc read outside the lock. */
+		o->comm = process_comm(o->pid);
+		g_mutex_lock(&opens->lock);
+		g_hash_table_insert(opens->openers, key, o);
+		g_mutex_unlock(&opens->lock);
+	}
+	return true;
+}
+
 void opens_remove(struct opens *opens, uint64_t id)
 {
 	bool idle;
@@ -118,6 +170,16 @@ void opens_remove(struct opens *opens, uint64_t id)
 		if (write(opens->idle_fd, &one, sizeof(one)) < 0)
 			g_debug("opens: eventfd write: %s", g_strerror(errno));
 	}
+}
+
+bool opens_stopping(struct opens *opens)
+{
+	bool stopping;
+
+	g_mutex_lock(&opens->lock);
+	stopping = opens->stopping;
+	g_mutex_unlock(&opens->lock);
+	return stopping;
 }
 
 unsigned int opens_count(struct opens *opens)

@@ -31,6 +31,16 @@ uint64_t opens_add(struct opens *opens, pid_t pid);
 /* The open id ended (op_release); an unknown id is ignored. */
 void opens_remove(struct opens *opens, uint64_t id);
 
+/*
+ * The table as text, for the next process of a restart: "NEXT_ID,ID:PID,ID:PID..." (g_free it).
+ * The kernel keeps the open ids (FUSE file handles) across the restart, so their releases
+ * must still find them.
+ */
+char *opens_export(struct opens *opens);
+
+/* Load an opens_export text into a new table; false when it is malformed (nothing loaded). */
+bool opens_restore(struct opens *opens, const char *text);
+
 /* The number of opens now. */
 unsigned int opens_count(struct opens *opens);
 
@@ -40,6 +50,9 @@ unsigned int opens_count(struct opens *opens);
  * either comes before the decision (and makes it fail) or is refused.
  */
 int opens_begin_stop(struct opens *opens, bool force, GError **error);
+
+/* Whether a stop was decided (opens_begin_stop succeeded). */
+bool opens_stopping(struct opens *opens);
 
 /* A file descriptor (eventfd) that becomes readable each time the count drops to 0. */
 int opens_idle_fd(struct opens *opens);

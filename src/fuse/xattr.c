@@ -5,11 +5,20 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuse/control.h"
 #include "fuse/xattr.h"
+
+/* user.fusemirror.restarts: the daemon's, not the mirror's (xattr_set_restarts).  Lock-free. */
+static atomic_uint daemon_restarts;
+
+void xattr_set_restarts(unsigned int restarts)
+{
+	atomic_store(&daemon_restarts, restarts);
+}
 
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
@@ -122,6 +131,8 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 		return mirror_last_error(m, caller);
 	if (strcmp(key, "event_log") == 0)
 		return mirror_event_log(m);
+	if (strcmp(key, "restarts") == 0)
+		return g_strdup_printf("%u", atomic_load(&daemon_restarts));
 	if (strcmp(key, "resync.rate_min") == 0 || strcmp(key, "resync.rate_max") == 0) {
 		uint64_t min, max;
 
@@ -196,6 +207,7 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	    "replace.leg",
 	    "replace.by",
 	    "event_log",
+	    "restarts",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;
@@ -379,6 +391,14 @@ static int ctl_run(struct mirror *m, const struct xattr_hooks *hooks,
 			return -ENOTSUP;
 		}
 		return hooks->stop(hooks->opaque, c->force, error);
+	case CONTROL_RESTART:
+		if (hooks == NULL || hooks->restart == NULL) {
+			g_set_error_literal(
+			    error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+			    "this mirror is not served by a daemon that can restart");
+			return -ENOTSUP;
+		}
+		return hooks->restart(hooks->opaque, error);
 	default:
 		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_INVAL, "unknown command");
 		return -EINVAL;

@@ -25,6 +25,12 @@ extern "C" {
  */
 char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name);
 
+/*
+ * user.fusemirror.restarts: how often the daemon serving the file was restarted without
+ * unmounting (the front end sets it on a takeover; 0 until then).
+ */
+void xattr_set_restarts(unsigned int restarts);
+
 /* Every status attribute name, each followed by a NUL, as listxattr wants them (g_free it). */
 char *xattr_status_list(struct mirror *m, size_t *length);
 
@@ -53,11 +59,17 @@ struct xattr_hooks {
 	 */
 	void (*on_membership)(void *opaque, struct mirror *m, bool save);
 	void *opaque;
+	/*
+	 * restart: 0 once the daemon decided to hand the mounted file over to a new process of
+	 * itself (the command's reply still goes out), or -errno with *error (the configuration
+	 * does not load: nothing changes).  Without it restart is -ENOTSUP.
+	 */
+	int (*restart)(void *opaque, GError **error);
 };
 
 /*
  * xattr_set with hooks (NULL: none).  Besides xattr_set's errors, -EBUSY from the stop hook and
- * -ENOTSUP for stop without one.
+ * -ENOTSUP for stop or restart without its hook.
  */
 int xattr_set_hooked(struct mirror *m, const struct xattr_hooks *hooks, uint64_t caller,
 		     const char *name, const char *value, size_t size, bool is_root);
