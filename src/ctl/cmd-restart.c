@@ -196,6 +196,6 @@ const struct ctl_command ctl_cmd_restart = {
 		   "the legs clean and executes its binary again, which serves the same mount.\n"
 		   "restart waits until the new process answers.\n"
 		   "Exit status: 0 restarted, 1 refused, failed or not done within --timeout,\n"
-		   "64 usage error.",
+		   "2 usage error.",
     .run = run_restart,
 };
