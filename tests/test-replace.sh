@@ -144,7 +144,8 @@ cp "$conf" "$tmpdir/conf.before"
 ) &
 poller=$!
 fio_args="--name=verify --filename=$mirror --offset=8m --size=8m --rw=randwrite --bs=4k
---direct=1 --ioengine=psync --verify=crc32c --verify_fatal=1 --time_based --runtime=4"
+--direct=1 --ioengine=psync --verify=crc32c --verify_fatal=1 --verify_state_save=0
+--time_based --runtime=4"
 # shellcheck disable=SC2086
 fio --output="$tmpdir/fio-replace.out" $fio_args &
 fio_pid=$!

@@ -48,6 +48,7 @@ mount_at "$tmpdir/fs" "$loop"
 cat >"$tmpdir/job.fio" <<EOF
 [global]
 directory=$tmpdir/fs
+verify_state_save=0
 verify=crc32c
 verify_fatal=1
 do_verify=1
