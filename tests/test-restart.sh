@@ -88,6 +88,8 @@ done
 wait "$fio_pid" || true
 test -e "$tmpdir/fio.ok" || daemon_fail "fio failed across the restarts (see $tmpdir/fio-restart.out)"
 grep -Eq 'err= *0' "$tmpdir/fio-restart.out" || daemon_fail "fio reported no job"
+# What fio saw across the restarts, for the log.
+grep -E "err=|WRITE:|READ:" "$tmpdir/fio-restart.out" >&2
 
 assert_eq "$(xattr "$mirror" user.fusemirror.restarts)" 2 "restarts"
 assert_eq "$daemon_pid" "$pid" "the daemon's pid"
