@@ -35,7 +35,7 @@ expect ()
 
 expect "commands starting re" "remove repair replace restart resync" re
 expect "the options of resync" "--full" resync --f
-expect "set's tunables" "io-timeout= max-read-errors= reconnect-delay= reconnect-max= resync-rate-max= resync-rate-min=" \
+expect "set's tunables" "io-timeout= max-read-errors= reconnect-delay= reconnect-max= resync-rate-max= resync-rate-min= write-behind=" \
 	set /x ""
 # Every command of --help is offered, and nothing else.
 "$fusemirrorctl" --help | sed -n '/^Commands:/,/^$/s/^  \([a-z]*\) .*/\1/p' >"$tmpdir/commands"

@@ -159,9 +159,9 @@ check_json "$clean" "{
 	'file': '$clean', 'name': 'data', 'uuid': None, 'state': 'clean', 'size': 1073741824,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'reconnect': None},
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'write_behind': None, 'reconnect': None},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
-		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'reconnect': None}],
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'write_behind': None, 'reconnect': None}],
 	'events': 1, 'error_bits': '0x0', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 run "$ctl" status --json "$degraded"
@@ -170,12 +170,12 @@ check_json "$degraded" "{
 	'file': '$degraded', 'name': 'db', 'uuid': None, 'state': 'degraded', 'size': 1572864,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'reconnect': None},
+		 'resync': None, 'uuid': None, 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'write_behind': None, 'reconnect': None},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'failed',
-		 'resync': None, 'uuid': None, 'read_errors': 7, 'write_errors': 1, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'reconnect': None},
+		 'resync': None, 'uuid': None, 'read_errors': 7, 'write_errors': 1, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'write_behind': None, 'reconnect': None},
 		{'index': 2, 'name': 'c', 'path': '/var/tmp/leg c\\'s \"copy\" \$HOME;\\tx',
 		 'state': 'in_sync', 'resync': None, 'uuid': None, 'read_errors': 0,
-		 'write_errors': 18446744073709551615, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'reconnect': None}],
+		 'write_errors': 18446744073709551615, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'write_behind': None, 'reconnect': None}],
 	'events': 5, 'error_bits': '0x2', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 run "$ctl" status --json "$failed"
@@ -183,7 +183,7 @@ expect_rc 3 "status --json of a failed mirror"
 check_json "$failed" "{
 	'file': '$failed', 'name': 'gone', 'uuid': None, 'state': 'failed', 'size': 512,
 	'legs': [{'index': 0, 'name': 'only', 'path': '/var/tmp/only.img', 'state': 'failed',
-		  'resync': None, 'uuid': None, 'read_errors': 3, 'write_errors': 4, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'reconnect': None}],
+		  'resync': None, 'uuid': None, 'read_errors': 3, 'write_errors': 4, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'write_behind': None, 'reconnect': None}],
 	'events': 9, 'error_bits': '0x1', 'resync': None, 'replace': None, 'max_read_errors': None, 'check': None}"
 
 # A daemon that corrects read errors: a Corrected column and the limit, in every form.
@@ -328,9 +328,9 @@ check_json "$rs" "{
 	'file': '$rs', 'name': 'data', 'uuid': '$au', 'state': 'resyncing', 'size': 1073741824,
 	'legs': [
 		{'index': 0, 'name': 'a', 'path': '/var/tmp/a.img', 'state': 'in_sync',
-		 'resync': 'source', 'uuid': '$u0', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'reconnect': None},
+		 'resync': 'source', 'uuid': '$u0', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'write_behind': None, 'reconnect': None},
 		{'index': 1, 'name': 'b', 'path': '/dev/sdc', 'state': 'in_sync',
-		 'resync': 'rewrite', 'uuid': '$u1', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'reconnect': None}],
+		 'resync': 'rewrite', 'uuid': '$u1', 'read_errors': 0, 'write_errors': 0, 'corrected_errors': None, 'io_timeout': None, 'slow': False, 'behind': None, 'write_behind': None, 'reconnect': None}],
 	'events': 1, 'error_bits': '0x0',
 	'resync': {'active': True, 'done': 26214400, 'total': 104857600, 'rate': 5242880,
 		   'eta': 15, 'source': 0}, 'replace': None, 'max_read_errors': None, 'check': None}"

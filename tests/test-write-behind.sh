@@ -118,6 +118,26 @@ kill -s HUP "$daemon_pid"
 wait_until 10 "the reload of write-behind = 2048" \
 	test "$(xattr "$mirror" user.fusemirror.leg.1.write_behind)" = 2048
 data_equal $((size - mib)) "$a" "$tmpdir/b.img"
+# fusemirrorctl set write-behind=N: every write-mostly leg's, shown by status; out of range is a
+# usage error (2) that sends nothing.
+"$fusemirrorctl" set "$mirror" write-behind=512 >/dev/null ||
+	daemon_fail "fusemirrorctl set write-behind=512"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.write_behind)" 512 "leg b's, after set"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.0.write_behind)" 0 "leg a's, after set"
+"$fusemirrorctl" status "$mirror" >"$tmpdir/status" || daemon_fail "fusemirrorctl status"
+assert_grep "^leg 1 write-behind: 512 writes$" "$tmpdir/status" "status's write-behind line"
+! grep -q "^leg 0 write-behind" "$tmpdir/status" ||
+	daemon_fail "status shows a write-behind for leg a"
+"$fusemirrorctl" status --json "$mirror" | grep -q '"write_behind":512' ||
+	daemon_fail "status --json has no write_behind of 512"
+rc=0
+"$fusemirrorctl" set "$mirror" write-behind=16384 2>"$tmpdir/set.err" || rc=$?
+assert_eq $rc 2 "fusemirrorctl set write-behind=16384"
+assert_grep "not a number of writes from 0 to 16383" "$tmpdir/set.err" "its message"
+assert_eq "$(xattr "$mirror" user.fusemirror.leg.1.write_behind)" 512 \
+	"leg b's, after the usage error"
+"$fusemirrorctl" set "$mirror" write-behind=2048 >/dev/null ||
+	daemon_fail "fusemirrorctl set write-behind=2048"
 
 # ---- SIGKILL while writes are behind ------------------------------------------------------------
 

@@ -4,8 +4,8 @@
  * md's sync_speed_min does: "set NAME VALUE" to trusted.fusemirror.ctl for each one, then the
  * values read back from user.fusemirror.resync.rate_min, .rate_max and .max_read_errors (the
  * per-leg ones, io-timeout and reconnect-*, status shows).  A rate takes the size suffixes of
- * fusemirror.conf(5) (K, M, G, T: powers of 1024), parsed by the same code; max-read-errors and
- * reconnect-max are plain counts.
+ * fusemirror.conf(5) (K, M, G, T: powers of 1024), parsed by the same code; max-read-errors,
+ * reconnect-max and write-behind are plain counts.
  */
 #include "config.h"
 
@@ -23,18 +23,25 @@ static const struct {
 	bool count;   /* a count, not a rate */
 	bool per_leg; /* of every leg: status shows each leg's, print_settings does not */
 	const char *syntax; /* seconds and counts: what VALUE must be */
+	guint64 max;	    /* counts: the largest VALUE (0: 1000000) */
 } settings[] = {
-    {"resync-rate-min", false, false, false, false, NULL},
-    {"resync-rate-max", true, false, false, false, NULL},
+    {"resync-rate-min", false, false, false, false, NULL, 0},
+    {"resync-rate-max", true, false, false, false, NULL, 0},
     {"io-timeout", false, true, false, true,
-     "a number of seconds from 0 to 3600 (decimals allowed, 0: none)"},
+     "a number of seconds from 0 to 3600 (decimals allowed, 0: none)", 0},
     {"max-read-errors", false, false, true, false,
-     "a number of read errors from 0 to 1000000 (0: never fail a leg for corrected read errors)"},
+     "a number of read errors from 0 to 1000000 (0: never fail a leg for corrected read errors)",
+     0},
     {"reconnect-delay", false, true, false, true,
-     "a number of seconds from 0.001 to 3600 (decimals allowed)"},
+     "a number of seconds from 0.001 to 3600 (decimals allowed)", 0},
     {"reconnect-max", false, false, true, true,
-     "a number of tries from 0 to 1000000 (0: never reconnect)"},
+     "a number of tries from 0 to 1000000 (0: never reconnect)", 0},
+    {"write-behind", false, false, true, true, "a number of writes from 0 to 16383 (0: none)",
+     CONFIG_MAX_WRITE_BEHIND},
 };
+
+/* write-behind's syntax text says the largest value. */
+G_STATIC_ASSERT(CONFIG_MAX_WRITE_BEHIND == 16383);
 
 struct assignment {
 	unsigned int setting; /* index in settings[] */
@@ -110,7 +117,9 @@ static bool parse_assignment(const struct ctl_command *cmd, const char *arg, boo
 		guint64 v;
 
 		if (strspn(equals + 1, "0123456789") != strlen(equals + 1) ||
-		    !g_ascii_string_to_unsigned(equals + 1, 10, 0, 1000000, &v, NULL)) {
+		    !g_ascii_string_to_unsigned(equals + 1, 10, 0,
+						settings[i].max != 0 ? settings[i].max : 1000000,
+						&v, NULL)) {
 			ctl_usage_error(cmd, "'%s': not %s", shown, settings[i].syntax);
 			return false;
 		}
@@ -237,16 +246,19 @@ out:
 const struct ctl_command ctl_cmd_set = {
     .name = "set",
     .parameters = "FILE NAME=VALUE...",
-    .summary = "Change the resync rate limits, io-timeout, max-read-errors or reconnect settings "
-	       "of a running mirror",
+    .summary = "Change the resync rate limits, io-timeout, max-read-errors, reconnect settings or "
+	       "write-behind of a running mirror",
     .description =
-	"NAME is resync-rate-min or resync-rate-max, VALUE bytes per second with an optional\n"
-	"K, M or G suffix (powers of 1024); resync-rate-max=0 lifts the limit.  NAME\n"
-	"max-read-errors takes a number of read errors (0: legs are never failed for corrected\n"
-	"read errors); io-timeout=SECONDS sets every leg's io-timeout (decimals allowed, 0:\n"
-	"none); reconnect-delay=SECONDS and reconnect-max=TRIES set every leg's (0 tries: a\n"
-	"remote leg that loses its server is never reconnected).  The new values are printed as\n"
-	"the daemon reports them.\n"
+	"NAME is one of resync-rate-min, resync-rate-max, max-read-errors, io-timeout,\n"
+	"reconnect-delay, reconnect-max and write-behind.\n"
+	"The rates take bytes per second with an optional K, M or G suffix (powers of 1024);\n"
+	"resync-rate-max=0 lifts the limit.  max-read-errors takes a number of read errors (0:\n"
+	"legs are never failed for corrected read errors); io-timeout=SECONDS sets every leg's\n"
+	"io-timeout (decimals allowed, 0: none); reconnect-delay=SECONDS and\n"
+	"reconnect-max=TRIES set every leg's (0 tries: a remote leg that loses its server is\n"
+	"never reconnected); write-behind=WRITES sets that of every write-mostly leg (0: none;\n"
+	"refused when no leg is write-mostly).  The new values are printed as the daemon\n"
+	"reports them.\n"
 	"Exit status: 0 set, 1 refused or failed, 2 usage error.",
     .run = run_set,
 };

@@ -275,6 +275,15 @@ static void append_text(GString *out, const struct ctl_status *st)
 		what = ctl_printable(leg->reconnect);
 		g_string_append_printf(out, "leg %u reconnect: %s\n", leg->index, what);
 	}
+	/* A write-mostly leg that may fall behind (write-behind): by how much, at most. */
+	for (unsigned int i = 0; i < st->nlegs; i++) {
+		const struct ctl_leg_status *leg = &st->legs[i];
+
+		if (leg->has_write_behind && leg->write_behind > 0)
+			g_string_append_printf(
+			    out, "leg %u write-behind: %" G_GUINT64_FORMAT " writes\n", leg->index,
+			    (guint64)leg->write_behind);
+	}
 
 	for (size_t i = 0; i < (size_t)(st->nlegs + 1) * N_COLS; i++)
 		g_free(cells[i]);
@@ -350,6 +359,11 @@ static void append_json(GString *out, const struct ctl_status *st)
 					       (guint64)leg->behind_writes);
 		else
 			g_string_append(out, ",\"behind\":null");
+		if (leg->has_write_behind)
+			g_string_append_printf(out, ",\"write_behind\":%" G_GUINT64_FORMAT,
+					       (guint64)leg->write_behind);
+		else
+			g_string_append(out, ",\"write_behind\":null");
 		g_string_append(out, ",\"reconnect\":");
 		append_json_optional(out, leg->reconnect);
 		g_string_append(out, ",\"uuid\":");
@@ -489,6 +503,12 @@ static void append_export(GString *out, const struct ctl_status *st)
 			g_autofree char *key = g_strdup_printf("MIRROR_LEG_%u_UUID", leg->index);
 
 			append_export_line(out, key, leg->uuid);
+		}
+		if (leg->has_write_behind) {
+			g_autofree char *key =
+			    g_strdup_printf("MIRROR_LEG_%u_WRITE_BEHIND", leg->index);
+
+			append_export_number(out, key, leg->write_behind);
 		}
 		if (leg->reconnect != NULL) {
 			g_autofree char *key =

@@ -97,6 +97,10 @@ struct ctl_leg_status {
 	 * the daemon says (leg.N.behind). */
 	bool has_behind;
 	uint64_t behind_writes;
+	/* Its write-behind setting, in writes (0: none); has_write_behind: the daemon says
+	 * (leg.N.write_behind). */
+	bool has_write_behind;
+	uint64_t write_behind;
 	/* What its reconnect does ("idle", "waiting 4 s, try 3 of 60", ...); NULL when the
 	 * daemon does not say. */
 	char *reconnect;

@@ -248,6 +248,7 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	g_autofree char *slow = NULL;
 	g_autofree char *behind_name = g_strdup_printf("leg.%u.behind", leg->index);
 	g_autofree char *behind = NULL;
+	g_autofree char *write_behind = g_strdup_printf("leg.%u.write_behind", leg->index);
 	bool present;
 
 	if (!read_string(file, name, &leg->name, error) ||
@@ -262,6 +263,8 @@ static bool read_leg(const char *file, struct ctl_leg_status *leg, GError **erro
 	    !read_optional_string(file, io_timeout, &present, &leg->io_timeout, error) ||
 	    !read_optional_string(file, slow_name, &present, &slow, error) ||
 	    !read_optional_string(file, behind_name, &leg->has_behind, &behind, error) ||
+	    !read_optional_number(file, write_behind, &leg->has_write_behind, &leg->write_behind,
+				  error) ||
 	    !read_optional_string(file, reconnect, &present, &leg->reconnect, error))
 		return false;
 	leg->slow = slow != NULL && strcmp(slow, "1") == 0;

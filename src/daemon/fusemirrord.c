@@ -218,9 +218,10 @@ static void on_event(void *opaque, struct mirror *m, const char *event, GLogLeve
 
 /*
  * SIGHUP (systemctl reload): re-read the configuration's runtime tunables (reload.c), telling
- * systemd RELOADING=1 first and READY=1 once done.  On the stopper's thread.
+ * systemd RELOADING=1 first and READY=1 once done.  On the stopper's thread.  True when the
+ * binary was upgraded: the front end goes on with a restart into it.
  */
-static void on_reload(void *opaque, struct mirror *m)
+static bool on_reload(void *opaque, struct mirror *m)
 {
 	struct daemon *d = opaque;
 	char *state = g_strdup_printf("RELOADING=1\nMONOTONIC_USEC=%" G_GINT64_FORMAT,
@@ -231,6 +232,7 @@ static void on_reload(void *opaque, struct mirror *m)
 	reload_config(m, d->config, &d->config_lock, d->abs_config);
 	notify_systemd("READY=1");
 	update_status(m);
+	return takeover_binary_replaced();
 }
 
 /*

@@ -145,6 +145,19 @@ static char *binary_path(void)
 	return g_strdup(buf);
 }
 
+bool takeover_binary_replaced(void)
+{
+	g_autofree char *path = binary_path();
+	struct stat now, running;
+
+	if (strcmp(path, "/proc/self/exe") == 0)
+		return false;
+	/* stat() of /proc/self/exe follows it to the running inode, deleted or not. */
+	if (stat("/proc/self/exe", &running) < 0 || stat(path, &now) < 0)
+		return false;
+	return now.st_dev != running.st_dev || now.st_ino != running.st_ino;
+}
+
 void takeover_exec(const struct takeover_args *a, const struct frontend_handover *h, GError **error)
 {
 	g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);

@@ -31,6 +31,13 @@ struct takeover_args {
 };
 
 /*
+ * Whether the binary this process runs was replaced on disk since it started (a package upgrade
+ * renames a new file over it): /proc/self/exe is then "(deleted)", or its path names another
+ * file.  A reload (SIGHUP) then goes on as a restart, into the new binary.
+ */
+bool takeover_binary_replaced(void);
+
+/*
  * Execute the daemon's binary again (its path now, so that an upgrade runs the new one; else
  * /proc/self/exe) with a, and --takeover for h.  Returns only on failure, with *error.
  */

@@ -55,7 +55,7 @@ struct frontend {
 	struct stopper *stopper;
 	struct xattr_hooks hooks; /* the control commands' stop and membership hooks */
 	void (*on_membership)(void *opaque, struct mirror *m, bool save);
-	void (*on_reload)(void *opaque, struct mirror *m);
+	bool (*on_reload)(void *opaque, struct mirror *m);
 	void *opaque;
 	pthread_t loop_thread; /* set before loop_running */
 	atomic_bool loop_running, loop_returned;
@@ -814,12 +814,25 @@ static void membership_hook(void *opaque, struct mirror *m, bool save)
 		fe->on_membership(fe->opaque, m, save);
 }
 
-/* SIGHUP, on the stopper's thread. */
+/* SIGHUP, on the stopper's thread; after an upgrade of the binary, a restart into it. */
 static void reload_hook(void *opaque)
 {
 	struct frontend *fe = opaque;
+	GError *error = NULL;
 
-	fe->on_reload(fe->opaque, fe->m);
+	if (!fe->on_reload(fe->opaque, fe->m))
+		return;
+	g_message("mirror %s: the binary was upgraded on disk: the reload restarts into it",
+		  mirror_name(fe->m));
+	if (restart_hook(fe, &error) < 0) {
+		const char *why = error->message;
+
+		if (g_str_has_prefix(why, "not restarting: "))
+			why += strlen("not restarting: ");
+		g_warning("mirror %s: not restarting into the upgraded binary: %s",
+			  mirror_name(fe->m), why);
+		g_error_free(error);
+	}
 }
 
 /*

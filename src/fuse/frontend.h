@@ -68,8 +68,12 @@ struct frontend_options {
 	 * it; save is false with --no-save.  May be NULL.
 	 */
 	void (*on_membership)(void *opaque, struct mirror *m, bool save);
-	/* SIGHUP, from the stopper's thread; NULL: SIGHUP stops as SIGTERM does. */
-	void (*on_reload)(void *opaque, struct mirror *m);
+	/*
+	 * SIGHUP, from the stopper's thread; NULL: SIGHUP stops as SIGTERM does.  Returns true
+	 * when the reload should go on as a restart (the daemon's binary was upgraded): the
+	 * front end then restarts as for the control command restart (on_restart decides).
+	 */
+	bool (*on_reload)(void *opaque, struct mirror *m);
 	/*
 	 * The control command restart, from the FUSE worker that runs it: true when the daemon
 	 * can restart (its configuration loads), else false with *error and nothing changes.  On
