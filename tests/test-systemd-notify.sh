@@ -64,13 +64,16 @@ test "$(grep -n -m1 '^READY=1' "$log" | cut -d: -f1)" -gt \
 	"$(grep -n 'waiting for leg' "$log" | tail -n1 | cut -d: -f1)" ||
 	daemon_fail "READY=1 came before the wait ended"
 heard "STATUS=clean, 2 of 2 legs in sync" "the state once ready"
+echo "what systemd heard during the assembly wait:"
+grep -E '^(STATUS|EXTEND_TIMEOUT_USEC|READY)=' "$log"
 
 # ---- A resync says how far it is (16 MiB/s over 64 MiB: a few seconds) ---------------------
 "$fusemirrorctl" resync --full "$tmpdir/mirror" >/dev/null || daemon_fail "resync --full"
 wait_until 30 "a resync's STATUS=" grep -q '^STATUS=resyncing, .*resync [0-9]*% (' "$log"
-grep '^STATUS=resyncing' "$log" | head -n 3
 wait_until 30 "a resync's STATUS= past 0%" grep -q '^STATUS=resyncing, .*resync [1-9][0-9]*% (' "$log"
 "$fusemirrorctl" wait "$tmpdir/mirror" >/dev/null || daemon_fail "fusemirrorctl wait"
+echo "what systemd heard during the resync:"
+sed -n '/^STATUS=resyncing/,$p' "$log" | grep '^STATUS='
 stop_daemon
 test "$(count WATCHDOG=1)" -eq 0 || fail "WATCHDOG=1 sent without WATCHDOG_USEC"
 
