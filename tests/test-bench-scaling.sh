@@ -8,7 +8,8 @@
 #     limit; the IOPS of a grouped result are over the wall time, not the jobs' summed run time;
 #   - --leg-opt lands in every [leg] group of the configs, and the report names the leg and
 #     mirror options of the run;
-#   - a malformed --leg-opt is a usage error (2) that runs nothing.
+#   - a malformed --leg-opt is a usage error (2) that runs nothing; a key the daemon does not
+#     know fails the run (1), naming the key.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/daemon.sh"
 set -e
@@ -25,6 +26,16 @@ bash "$bench" --leg-opt direct >"$tmpdir/usage.out" 2>&1 || rc=$?
 test "$rc" -eq 2 || fail "a malformed --leg-opt exited $rc, not 2: $(cat "$tmpdir/usage.out")"
 grep -q "not 'KEY = VALUE': direct" "$tmpdir/usage.out" ||
 	fail "a malformed --leg-opt is not named: $(cat "$tmpdir/usage.out")"
+
+# A leg key the daemon does not know fails its target, with fusemirrorctl's message, and the run.
+rc=0
+FUSEMIRRORD=$fusemirrord FUSEMIRRORCTL=$fusemirrorctl \
+	bash "$bench" --quick --scaling --no-build --no-install --build-dir "$abs_top_builddir" \
+	--leg-size 16M --targets fm-1leg --jobs randread --leg-opt 'no-such-key = 1' \
+	--out "$tmpdir/unknown" >"$tmpdir/unknown.out" 2>&1 || rc=$?
+test "$rc" -eq 1 || fail "an unknown --leg-opt key: bench/run exited $rc, not 1: $(cat "$tmpdir/unknown.out")"
+grep -q "fm-1leg .*fusemirrorctl create refused the config: unknown key 'no-such-key' in group \[leg leg0\]" \
+	"$tmpdir/unknown.out" || fail "an unknown --leg-opt key is not named: $(cat "$tmpdir/unknown.out")"
 
 # The build tree's binaries as they are (no release build, no nullfuse compiled into the tree).
 rc=0
