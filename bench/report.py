@@ -554,8 +554,10 @@ def scaling_tables(outdir, rows, jobs):
            "interval / the I/Os fio did in it ('-': the limit has no daemon). The limit is its "
            "slowest leg, with N fio jobs on each leg."]
     for base in bases:
-        sample = next(r for (b, _), d in cells.items() if b == base for r in d.values() if r["m"])
-        big = bool(sample["m"]["ios"] and sample["m"]["bytes"] / sample["m"]["ios"] >= 65536)
+        # MiB/s for large blocks: the block size from any run of the job that has a result.
+        sample = next((r["m"] for (b, _), d in cells.items() if b == base for r in d.values()
+                       if r["m"] and r["m"]["ios"]), None)
+        big = bool(sample and sample["bytes"] / sample["ios"] >= 65536)
         unit = "MiB/s" if big else "IOPS"
         out.append("")
         out.append("%s: %s, mean latency µs, daemon CPU µs per I/O, by fio jobs" % (base, unit))
