@@ -40,6 +40,7 @@ BASE = "@base"  # suffix of the targets run by the baseline build
 FM_TARGETS = ("fm-1leg", "fm-2legs", "fm-3legs")
 NBD_TARGET = re.compile(r"^(limit|fm|qsd)-nbd-(\d+)ms(-wb)?$")
 SKIPPED = "skipped:"
+SCALED_JOB = re.compile(r"^(.+)-j(\d+)$")  # bench/run --scaling: JOB run by N fio jobs
 
 # fio prints one line per verify failure (on stderr, or before the JSON on stdout).
 VERIFY_LINE = re.compile(r"^(verify: |.*verify failed|.*bad (magic|header|pattern))", re.M)
@@ -99,20 +100,35 @@ def direction(d):
     return out
 
 
-def job_metrics(job, noise):
+def numjobs(data, job):
+    """How many fio jobs one result of the JSON sums: numjobs with group_reporting (bench/run
+    --scaling sets both in [global]), else 1 (fio then reports each job on its own)."""
+    opts = dict((data or {}).get("global options") or {})
+    opts.update(job.get("job options") or {})
+    if str(opts.get("group_reporting", "0")) in ("0", "false"):
+        return 1
+    try:
+        return max(1, int(opts.get("numjobs", 1)))
+    except ValueError:
+        return 1
+
+
+def job_metrics(job, noise, data=None):
     """The numbers of one fio job (one section): totals over reads and writes.
 
     MiB/s and IOPS are all bytes and I/Os over the job's whole run time, so that a write-then-
     verify job is measured over both of its phases; the mean latency is weighted by I/O count,
-    the p99 is the larger of the two directions'."""
+    the p99 is the larger of the two directions'. A result that groups N jobs (group_reporting)
+    has the sum of their run times as job_runtime: the wall time is that over N."""
     r, w = direction(job.get("read", {})), direction(job.get("write", {}))
-    runtime_s = (job.get("job_runtime") or 0) / 1000.0
+    runtime_s = (job.get("job_runtime") or 0) / 1000.0 / numjobs(data, job)
     ios = r["ios"] + w["ios"]
     nbytes = r["bytes"] + w["bytes"]
     m = {
         "read": r,
         "write": w,
         "bytes": nbytes,
+        "ios": ios,
         "runtime_s": runtime_s,
         "mib_s": nbytes / MIB / runtime_s if runtime_s else 0.0,
         "iops": ios / runtime_s if runtime_s else 0.0,
@@ -149,7 +165,7 @@ def cmd_line(json_path, stderr_path):
     noise += read_text(stderr_path)
     parts = []
     for job in data["jobs"]:
-        m = job_metrics(job, noise)
+        m = job_metrics(job, noise, data)
         s = "%s %.0f MiB/s %.0f IOPS %s µs" % (job.get("jobname", "?"), m["mib_s"], m["iops"],
                                              fmt(m["lat_mean_us"], ".0f"))
         if m["verify_errors"]:
@@ -258,7 +274,7 @@ def cmd_report(outdir, strict):
         cpu = float(run["cpu_s"]) if run["cpu_s"] not in ("", "-") else None
         per = []
         for j in data["jobs"]:
-            m = job_metrics(j, noise)
+            m = job_metrics(j, noise, data)
             if m["fio_error"] and m["fio_error"] != EILSEQ:
                 status.append(problem(t, job, "fio error %d in %s" % (m["fio_error"],
                                                                   j.get("jobname"))))
@@ -358,7 +374,7 @@ def cmd_report(outdir, strict):
             w.writerow(row)
 
     have_peer = any(r["target"] == PEER and r["m"] for r in rows)
-    out = []
+    out = run_options(outdir)
     tw = max([16] + [len(r["target"]) for r in rows])
     hdr = "%-21s %-*s %9s %9s %9s %9s %9s  %s" % ("job", tw, "target", "MiB/s", "IOPS", "mean µs",
                                                   "p99 µs", "CPU s/GiB", "checks")
@@ -415,6 +431,7 @@ def cmd_report(outdir, strict):
             "NaN" if x is None else "%.4f" % x for x in v[:3])))
     out = out_main
     out.extend(nbd_ratios(rows, jobs, find, ratio))
+    out.extend(scaling_tables(outdir, rows, jobs))
 
     for t, text in skipped:
         out.append("note: %s skipped: %s" % (t, text))
@@ -453,6 +470,139 @@ def cmd_report(outdir, strict):
                            "sub": "\\n* the peer failed the data checks of this job (corrupt or "
                                   "diverged legs)" if peer_failed else ""})
     return 1 if fatal else 0
+
+
+def run_options(outdir):
+    """The lines of meta.txt that say how fusemirror was configured (bench/run --mirror-opt,
+    --leg-opt), so that the table says what it measured."""
+    keep = ("mirror options:", "leg options:", "legs:", "limit:", "scaling:")
+    meta = read_text(os.path.join(outdir, "meta.txt")).splitlines()
+    lines = [l for l in meta if l.startswith(keep)]
+    return lines + [""] if lines else []
+
+
+def cpu_us_per_io(r):
+    """The daemon's CPU time over the measured interval per I/O fio did in it (reads and writes),
+    in µs; None without a daemon (the limit) or without I/O."""
+    m = r["m"]
+    if r["cpu_s"] is None or not m or not m["ios"]:
+        return None
+    return r["cpu_s"] * 1e6 / m["ios"]
+
+
+def scaling_tables(outdir, rows, jobs):
+    """bench/run --scaling: the jobs named JOB-jN (N fio jobs). Per JOB a table, rows = targets,
+    columns = N, each cell IOPS (MiB/s for large blocks), mean latency and the daemon's CPU µs
+    per I/O; written to OUTDIR/scaling.csv (one row per JOB x N x target) and
+    OUTDIR/scaling.dat (the chart's data: CPU µs per I/O by N, a block per JOB), returned as
+    lines to print. Nothing (and no file) when no job is a scaling one."""
+    cells = {}  # (base job, target) -> {N: row}
+    bases, targets, counts = [], [], set()
+    for r in rows:
+        m = SCALED_JOB.match(r["job"])
+        if not m or "/" in r["target"]:
+            continue
+        base, n = m.group(1), int(m.group(2))
+        if base not in bases:
+            bases.append(base)
+        if r["target"] not in targets:
+            targets.append(r["target"])
+        counts.add(n)
+        cells.setdefault((base, r["target"]), {})[n] = r
+    if not bases:
+        return []
+    targets.sort(key=target_order)
+    counts = sorted(counts)
+
+    with open(os.path.join(outdir, "scaling.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["job", "numjobs", "target", "legs", "iops", "mib_s", "lat_mean_us", "ios",
+                    "daemon_cpu_s", "daemon_cpu_us_per_io", "status"])
+        for base in bases:
+            for t in targets:
+                for n in counts:
+                    r = cells.get((base, t), {}).get(n)
+                    if not r:
+                        continue
+                    m, c = r["m"] or {}, cpu_us_per_io(r)
+                    w.writerow([base, n, t, r["nlegs"],
+                                "" if not m else "%.1f" % m["iops"],
+                                "" if not m else "%.3f" % m["mib_s"],
+                                "" if m.get("lat_mean_us") is None else "%.2f" % m["lat_mean_us"],
+                                m.get("ios", ""),
+                                "" if r["cpu_s"] is None else "%.3f" % r["cpu_s"],
+                                "" if c is None else "%.3f" % c,
+                                "; ".join(r["status"]) or "ok"])
+
+    with open(os.path.join(outdir, "scaling.dat"), "w") as f:
+        f.write("# daemon CPU us per I/O by fio jobs; one block per job, one column per target "
+                "(NaN: no daemon or not run)\n")
+        for i, base in enumerate(bases):
+            f.write("%s# %s\n# numjobs %s\n" % ("\n\n" if i else "", base, " ".join(targets)))
+            for n in counts:
+                v = [cpu_us_per_io(cells[(base, t)][n]) if n in cells.get((base, t), {}) else None
+                     for t in targets]
+                f.write("%d %s\n" % (n, " ".join("NaN" if x is None else "%.3f" % x for x in v)))
+    with open(os.path.join(outdir, "scaling.gp"), "w") as f:
+        f.write(scaling_gnuplot(bases, targets))
+
+    tw = max([12] + [len(t) for t in targets])
+    out = ["", "Scaling (bench/run --scaling): one table per job, rows = targets, columns = N fio "
+           "jobs (numjobs), each at the job's queue depth.",
+           "IOPS (MiB/s for 1 MiB blocks) and mean latency as fio saw them; CPU µs = the daemon's "
+           "utime+stime over the measured",
+           "interval / the I/Os fio did in it ('-': the limit has no daemon). The limit is its "
+           "slowest leg, with N fio jobs on each leg."]
+    for base in bases:
+        # MiB/s for large blocks: the block size from any run of the job that has a result.
+        sample = next((r["m"] for (b, _), d in cells.items() if b == base for r in d.values()
+                       if r["m"] and r["m"]["ios"]), None)
+        big = bool(sample and sample["bytes"] / sample["ios"] >= 65536)
+        unit = "MiB/s" if big else "IOPS"
+        out.append("")
+        out.append("%s: %s, mean latency µs, daemon CPU µs per I/O, by fio jobs" % (base, unit))
+        out.append("%-*s" % (tw, "") + "".join(
+            "  %s" % (" %d job%s " % (n, "" if n == 1 else "s")).center(26, "-") for n in counts))
+        hdr = "%-*s" % (tw, "target") + "".join("  %9s %9s %6s" % (unit, "mean µs", "CPU µs")
+                                              for _ in counts)
+        out.append(hdr)
+        for t in targets:
+            line = "%-*s" % (tw, t)
+            for n in counts:
+                r = cells.get((base, t), {}).get(n)
+                if not r or not r["m"]:
+                    line += "  %26s" % ("not run" if not r else "no result")
+                    continue
+                m = r["m"]
+                speed = "%.0f" % m["mib_s"] if big else (
+                    "%.1fk" % (m["iops"] / 1000) if m["iops"] >= 1000 else "%.0f" % m["iops"])
+                line += "  %9s %9s %6s" % (speed + ("!" if r["status"] else ""),
+                                           fmt(m["lat_mean_us"], ".0f"),
+                                           fmt(cpu_us_per_io(r), ".1f"))
+            out.append(line)
+    if any(r["status"] for d in cells.values() for r in d.values()):
+        out.append("!: a check failed in that run (see below)")
+    return out
+
+
+def scaling_gnuplot(bases, targets):
+    """The scaling chart: one panel per job, the daemon's CPU µs per I/O against fio jobs, a line
+    per target that has a daemon."""
+    lines = ["# bench/run --scaling's chart: gnuplot scaling.gp, in the output directory.",
+             'set terminal pngcairo size %d,420 noenhanced font ",10"' % (380 * len(bases)),
+             'set output "scaling.png"',
+             "set multiplot layout 1,%d title \"daemon CPU per I/O as work grows (bench/run "
+             "--scaling)\"" % len(bases),
+             'set xlabel "fio jobs"', 'set ylabel "CPU µs per I/O"', "set logscale x 2",
+             "set xtics (1, 2, 4)", "set yrange [0:*]", "set grid ytics", "set key top left",
+             'set datafile missing "NaN"']
+    for i, base in enumerate(bases):
+        lines.append('set title "%s"' % base)
+        plots = ['"scaling.dat" index %d using 1:%d with linespoints lw 2 title "%s"' % (i, c + 2, t)
+                 for c, t in enumerate(targets) if not is_limit(t)]
+        lines.append("plot " + ", \\\n     ".join(plots) if plots else "plot 0 notitle")
+    lines.append("unset multiplot")
+    return "\n".join(lines) + "\n"
 
 
 def nbd_ratios(rows, jobs, find, ratio):
