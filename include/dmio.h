@@ -72,6 +72,15 @@ bool dmio_dev_is_block(const struct dmio_dev *dev);
 unsigned int dmio_dev_flags(const struct dmio_dev *dev);
 
 /*
+ * The O_DIRECT alignment of a DMIO_DEV_DIRECT device, in bytes: *mem_align for the address (and
+ * length) of each piece of memory the kernel may be handed without a bounce, *offset_align for a
+ * region's start and length.  Both 1 for a device opened without DMIO_DEV_DIRECT.  Either pointer
+ * may be NULL.
+ */
+void dmio_dev_direct_align(const struct dmio_dev *dev, unsigned int *mem_align,
+			   unsigned int *offset_align);
+
+/*
  * Capability probes.  A capability starts as the kernel advertises it (sysfs for block devices,
  * optimistic for files) and is switched off for good the first time the kernel answers
  * EOPNOTSUPP.  Without can_zero, DMIO_WRITE_ZEROES still works by writing zero pages; without
@@ -201,6 +210,12 @@ void dmio_client_destroy(struct dmio_client *client);
 
 /* The name of the client's engine: "threads" or "io_uring". */
 const char *dmio_client_engine_name(const struct dmio_client *client);
+
+/*
+ * How many calls of the client were bounced (their memory copied through pool pages, once per
+ * call whatever the number of regions) since it was created.
+ */
+uint64_t dmio_client_bounces(const struct dmio_client *client);
 
 /* Operations.  DMIO_READ and DMIO_WRITE are the seed's rw values. */
 enum dmio_op {

@@ -481,6 +481,36 @@ TEST(ConfigErrors, BadBoolean)
 		  "a.conf:2: allow-other '' is not a boolean (true, false, yes, no, 1 or 0)");
 }
 
+TEST(ConfigParse, DirectPerLeg)
+{
+	ConfigPtr config = parse_ok("[leg a]\npath = /a\n[leg b]\npath = /b\ndirect = true\n"
+				    "[leg c]\npath = /c\ndirect = false\n[leg d]\npath = /d\n"
+				    "direct = auto\n[leg e]\npath = /e\ndirect = No\n"
+				    "[leg f]\npath = nbd://host/x\ndirect = false\n");
+	ASSERT_NE(config, nullptr);
+	EXPECT_EQ(config->legs[0].direct, LEG_DIRECT_AUTO) << "the default";
+	EXPECT_EQ(config->legs[1].direct, LEG_DIRECT_TRUE);
+	EXPECT_EQ(config->legs[2].direct, LEG_DIRECT_FALSE);
+	EXPECT_EQ(config->legs[3].direct, LEG_DIRECT_AUTO);
+	EXPECT_EQ(config->legs[4].direct, LEG_DIRECT_FALSE) << "a boolean's spelling";
+	EXPECT_EQ(config->legs[5].direct, LEG_DIRECT_FALSE) << "false on an NBD leg is harmless";
+	EXPECT_STREQ(config_direct_name(LEG_DIRECT_TRUE), "true");
+}
+
+TEST(ConfigErrors, BadDirect)
+{
+	EXPECT_EQ(parse_error(two_legs + "direct = maybe\n", CONFIG_ERROR_VALUE),
+		  "a.conf:5: [leg b]: direct 'maybe' is not one of auto, true, false");
+	EXPECT_EQ(parse_error(mirror_with("direct = true"), CONFIG_ERROR_UNKNOWN),
+		  "a.conf:2: unknown key 'direct' in group [mirror]");
+	/* Whichever comes first in the group, path or direct. */
+	EXPECT_EQ(parse_error("[leg a]\npath = /a\n[leg b]\ndirect = true\n"
+			      "path = nbd://host/export\n",
+			      CONFIG_ERROR_INVALID),
+		  "a.conf:4: [leg b]: direct = true does not apply to an NBD export (it has no "
+		  "page cache here): leave direct out or set it to auto");
+}
+
 TEST(ConfigErrors, ThreadsOutOfRange)
 {
 	const char *const bad[] = {"1025", "-1",	"+4",	"four",

@@ -8,6 +8,7 @@
 #include "test-util.h"
 
 extern "C" {
+#include "config/config.h"
 #include "fuse/control.h"
 #include "fuse/opens.h"
 }
@@ -120,6 +121,26 @@ TEST_F(Control, AddTakesTheRestOfTheLine)
 	EXPECT_STREQ("nbd://127.0.0.1:10810/exp", c->path);
 	c = &ok("add /caf\xc3\xa9/\xe2\x80\xba");
 	EXPECT_STREQ("/caf\xc3\xa9/\xe2\x80\xba", c->path) << "UTF-8 beyond C1 is not a control";
+}
+
+TEST_F(Control, AddAndReplaceTakeDirect)
+{
+	const control_command *c = &ok("add /dev/sdc");
+	EXPECT_EQ((unsigned)LEG_DIRECT_AUTO, c->direct) << "the default";
+	c = &ok("add --direct=true --no-save /srv/a.img");
+	EXPECT_EQ((unsigned)LEG_DIRECT_TRUE, c->direct);
+	EXPECT_TRUE(c->no_save);
+	EXPECT_STREQ("/srv/a.img", c->path);
+	c = &ok("add --direct=false /srv/a.img");
+	EXPECT_EQ((unsigned)LEG_DIRECT_FALSE, c->direct);
+	c = &ok("replace --direct=auto 1 /dev/sdd");
+	EXPECT_EQ((unsigned)LEG_DIRECT_AUTO, c->direct);
+	EXPECT_EQ(1u, c->leg);
+	c = &ok("replace --direct=true 0 /dev/sdd");
+	EXPECT_EQ((unsigned)LEG_DIRECT_TRUE, c->direct);
+	refused("add --direct=maybe /a", "add --direct takes auto, true or false, got 'maybe'");
+	refused("add --direct= /a", "add --direct takes auto, true or false, got ''");
+	refused("remove --direct=true 1", "remove has no option '--direct=true'");
 }
 
 TEST_F(Control, ResyncSetStop)

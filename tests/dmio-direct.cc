@@ -264,6 +264,66 @@ TEST_P(DirectMixed, BouncingBeyondTheReserve)
 	}
 }
 
+/*
+ * The one aligned copy is made once per call: a write of unaligned memory to two direct regions
+ * (and a buffered one) bounces once, not once per region, and aligned memory is not bounced at
+ * all (dmio_client_bounces() counts the calls that were).
+ */
+TEST_P(DirectMixed, OneBouncePerCallWhateverTheRegions)
+{
+	Client client;
+	DMIO_REQUIRE_CLIENT(GetParam(), client);
+	for (const char *name : {"d1.img", "d2.img", "buffered.img"})
+		write_file(tmp_ / name, pattern(kSize, 50));
+	Dev d1, d2, b;
+	ASSERT_EQ(0, open_dev(tmp_ / "d1.img", DMIO_DEV_DIRECT, &d1));
+	ASSERT_EQ(0, open_dev(tmp_ / "d2.img", DMIO_DEV_DIRECT, &d2));
+	ASSERT_EQ(0, open_dev(tmp_ / "buffered.img", 0, &b));
+	unsigned int mem_align, offset_align;
+	dmio_dev_direct_align(d1.get(), &mem_align, &offset_align);
+	EXPECT_GE(offset_align, DMIO_SECTOR_SIZE);
+	EXPECT_GE(mem_align, 1u);
+	EXPECT_LE(mem_align, DMIO_PAGE_SIZE);
+	dmio_dev_direct_align(b.get(), &mem_align, &offset_align);
+	EXPECT_EQ(1u, mem_align) << "a buffered device has no alignment";
+	EXPECT_EQ(1u, offset_align);
+	dmio_dev_direct_align(b.get(), nullptr, nullptr);
+
+	std::vector<uint8_t> data = pattern(64 * 1024, 51);
+	const uint64_t count = data.size() / DMIO_SECTOR_SIZE;
+	struct Case {
+		unsigned twist; /* 0: page-aligned memory; else this many bytes past a page */
+		uint64_t bounces;
+	};
+	for (Case c : {Case{0, 0}, Case{1, 1}, Case{0, 0}, Case{3, 1}}) {
+		SCOPED_TRACE("memory " + std::to_string(c.twist) + " bytes past a page");
+		Memory mem(MemKind::Vm, data.size(), c.twist);
+		mem.fill(data);
+		uint64_t before = dmio_client_bounces(client.get());
+		IoOutcome o = run_io(Call::DmioSync, client.get(), DMIO_WRITE, &mem,
+				     {{d1.get(), 8, count}, {d2.get(), 16, count}, {b.get(), 24, count}});
+		expect_success(o, Call::DmioSync, 3, "write");
+		EXPECT_EQ(c.bounces, dmio_client_bounces(client.get()) - before)
+		    << "bounced calls for one write to two direct regions and a buffered one";
+		EXPECT_TRUE(same_bytes(data, read_at(tmp_ / "d1.img", 8 * DMIO_SECTOR_SIZE,
+						     data.size())));
+		EXPECT_TRUE(same_bytes(data, read_at(tmp_ / "d2.img", 16 * DMIO_SECTOR_SIZE,
+						     data.size())));
+		EXPECT_TRUE(same_bytes(data, read_at(tmp_ / "buffered.img", 24 * DMIO_SECTOR_SIZE,
+						     data.size())));
+
+		/* A read of one direct region: bounced exactly when the memory is unaligned. */
+		Memory back(MemKind::Vm, data.size(), c.twist);
+		back.fill_byte(0xaa);
+		before = dmio_client_bounces(client.get());
+		o = run_io(Call::DmioSync, client.get(), DMIO_READ, &back, {{d2.get(), 16, count}});
+		expect_success(o, Call::DmioSync, 1, "read");
+		EXPECT_EQ(c.bounces, dmio_client_bounces(client.get()) - before);
+		EXPECT_TRUE(same_bytes(data, back.contents()));
+		data = pattern(data.size(), 52 + c.twist);
+	}
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, DirectMixed, ::testing::Values(Engine::Threads, Engine::IoUring),
 			 [](const ::testing::TestParamInfo<Engine> &info) {
 				 return std::string(engine_name(info.param));

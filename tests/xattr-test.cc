@@ -86,7 +86,8 @@ const char *const kLegFields[] = {"name",	     "path",		"state",
 				  "uuid",	     "resync",		"io_timeout",
 				  "busy",	     "slow",		"write_mostly",
 				  "reconnect",	     "reconnect_delay", "reconnect_max",
-				  "write_behind",    "behind",		"behind_answered"};
+				  "write_behind",    "behind",		"behind_answered",
+				  "direct"};
 
 TEST_F(Xattr, StatusOfACleanMirror)
 {

@@ -99,6 +99,7 @@ struct parser {
 	unsigned int mountpoint_line;
 	unsigned int rate_min_line, rate_max_line; /* 0: not in the file */
 	unsigned int write_behind_line;		   /* of the leg being parsed; 0: none */
+	unsigned int direct_line;		   /* of the leg being parsed; 0: none */
 	GHashTable *leg_paths; /* normalized path -> leg name */
 };
 
@@ -497,6 +498,15 @@ static gboolean parse_write_mostly(struct parser *p, const char *key, const char
 	return parse_boolean(p, key, value, line, &p->leg->write_mostly, error);
 }
 
+static gboolean parse_direct(struct parser *p, const char *key, const char *value,
+			     unsigned int line, GError **error)
+{
+	if (!config_parse_direct(value, &p->leg->direct))
+		return bad_value(p, error, line, key, value, "is not one of auto, true, false");
+	p->direct_line = line;
+	return TRUE;
+}
+
 static gboolean parse_write_behind(struct parser *p, const char *key, const char *value,
 				   unsigned int line, GError **error)
 {
@@ -540,6 +550,7 @@ static const struct key_parser leg_keys[] = {
 	{ "write-mostly", parse_write_mostly },
 	{ "io-timeout", parse_io_timeout },
 	{ "write-behind", parse_write_behind },
+	{ "direct", parse_direct },
 	{ "reconnect-delay", parse_reconnect_delay },
 	{ "reconnect-max", parse_reconnect_max },
 	{ NULL, NULL },
@@ -731,6 +742,7 @@ static gboolean parse_values(struct parser *p, GError **error)
 		p->leg->name = g_strdup(group->name + strlen(LEG_GROUP_PREFIX));
 		p->leg->io_timeout_ms = -1;
 		p->write_behind_line = 0;
+		p->direct_line = 0;
 		p->leg->reconnect_delay_ms = -1;
 		p->leg->reconnect_max = -1;
 		where = g_strdup_printf("[%s]: ", config_quote(&p->ctx, group->name, 0));
@@ -748,6 +760,14 @@ static gboolean parse_values(struct parser *p, GError **error)
 			config_set_error(&p->ctx, error, CONFIG_ERROR_MISSING, group->line,
 					 "%sno path: add path = /absolute/path (a file or a block "
 					 "device) or path = nbd://HOST/EXPORT (an NBD export)",
+					 where);
+			return FALSE;
+		}
+		/* Asked for explicitly, O_DIRECT is never dropped without a word. */
+		if (p->leg->direct == LEG_DIRECT_TRUE && dmio_path_is_uri(p->leg->path)) {
+			config_set_error(&p->ctx, error, CONFIG_ERROR_INVALID, p->direct_line,
+					 "%sdirect = true does not apply to an NBD export (it has "
+					 "no page cache here): leave direct out or set it to auto",
 					 where);
 			return FALSE;
 		}

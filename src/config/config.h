@@ -53,10 +53,22 @@ enum metadata_mode {
 	METADATA_INTERNAL, /* superblock + write-intent bitmap on each leg (the default) */
 };
 
+/*
+ * direct = of a leg: O_DIRECT or the page cache.  auto: O_DIRECT on a block device and on a file
+ * whose file system takes it, never on tmpfs; true: O_DIRECT or the leg is refused; false: the
+ * page cache.  An NBD leg has neither (auto and false are the same there; true is refused).
+ */
+enum leg_direct {
+	LEG_DIRECT_AUTO = 0, /* default */
+	LEG_DIRECT_TRUE,
+	LEG_DIRECT_FALSE,
+};
+
 struct leg_config {
 	char *name; /* from the group name "[leg NAME]" */
 	char *path;
 	bool write_mostly;
+	enum leg_direct direct;
 	int io_timeout_ms; /* io-timeout of this leg; -1: the [mirror] group's */
 	unsigned int write_behind; /* writes answered before this write-mostly leg has them; 0 */
 	int reconnect_delay_ms; /* reconnect-delay of this leg; -1 (or 0): the [mirror] group's */
@@ -127,6 +139,10 @@ gboolean config_check_on_event(const struct mirror_config *config, GError **erro
 const char *config_read_policy_name(enum read_policy policy);
 const char *config_cache_name(enum cache_mode cache);
 const char *config_metadata_name(enum metadata_mode metadata);
+/* "auto", "true", "false". */
+const char *config_direct_name(enum leg_direct direct);
+/* Parse a direct = value ("auto", "true", "false"); FALSE when it is none of them. */
+gboolean config_parse_direct(const char *text, enum leg_direct *out);
 const char *config_engine_name(enum dmio_engine engine);
 
 /*

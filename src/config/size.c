@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Sizes as operators write them: "4096", "512K", "64 MiB", "1g".  Powers of 1024 only, since
- * every size here is a multiple of a block or a page.
+ * every size here is a multiple of a block or a page.  Also seconds and direct = modes: the
+ * values that the config file and the control commands (src/fuse/control.c) share.
  */
 #include <string.h>
 
@@ -84,4 +85,31 @@ gboolean config_parse_seconds(const char *text, unsigned int *ms)
 		return FALSE;
 	*ms = (unsigned int)(whole * 1000 + frac);
 	return TRUE;
+}
+
+/* In the order of enum leg_direct. */
+static const char *const direct_names[] = {"auto", "true", "false"};
+
+const char *config_direct_name(enum leg_direct direct)
+{
+	return direct < G_N_ELEMENTS(direct_names) ? direct_names[direct] : "unknown";
+}
+
+gboolean config_parse_direct(const char *text, enum leg_direct *out)
+{
+	/* The spellings of a boolean key are welcome too (parse_boolean). */
+	static const char *const spellings[][2] = {
+	    {"auto", "auto"},	{"true", "true"}, {"yes", "true"}, {"1", "true"},
+	    {"false", "false"}, {"no", "false"},  {"0", "false"},
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(spellings); i++) {
+		if (g_ascii_strcasecmp(text, spellings[i][0]) != 0)
+			continue;
+		for (size_t j = 0; j < G_N_ELEMENTS(direct_names); j++)
+			if (strcmp(spellings[i][1], direct_names[j]) == 0)
+				*out = (enum leg_direct)j;
+		return TRUE;
+	}
+	return FALSE;
 }

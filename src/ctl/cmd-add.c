@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config/config.h"
 #include "config/runtime.h"
 #include "ctl.h"
 #include "dmio.h"
@@ -27,6 +28,7 @@ struct add {
 	char *context;	  /* "add FILE PATH", printable, to start every message */
 	bool force;
 	bool no_save; /* --no-save: the daemon leaves its config file as it is */
+	const char *direct; /* --direct=auto|true|false as given (checked), or NULL */
 	struct ctl_status *st;
 };
 
@@ -234,8 +236,9 @@ static int add(struct add *a, const char *path)
 		return CTL_EXIT_FAILED;
 	}
 
-	command = g_strdup_printf("add %s%s%s", a->force ? "--force " : "",
-				  a->no_save ? "--no-save " : "", a->path);
+	command = g_strdup_printf("add %s%s%s%s%s%s", a->force ? "--force " : "",
+				  a->no_save ? "--no-save " : "", a->direct ? "--direct=" : "",
+				  a->direct ? a->direct : "", a->direct ? " " : "", a->path);
 	quoted = g_strdup_printf("'%s'", command);
 	if (!ctl_check_live(a->st, a->context, quoted))
 		return CTL_EXIT_FAILED;
@@ -261,6 +264,8 @@ static int add(struct add *a, const char *path)
 static int run_add(const struct ctl_command *cmd, int argc, char **argv)
 {
 	gboolean force = FALSE, no_save = FALSE;
+	g_autofree char *direct = NULL;
+	enum leg_direct mode;
 	const GOptionEntry entries[] = {
 	    {"force", 0, 0, G_OPTION_ARG_NONE, &force,
 	     "Add a leg that holds a file system, another signature or another array's "
@@ -268,6 +273,9 @@ static int run_add(const struct ctl_command *cmd, int argc, char **argv)
 	     NULL},
 	    {"no-save", 0, 0, G_OPTION_ARG_NONE, &no_save,
 	     "Leave the daemon's config file as it is (it gains the leg's group otherwise)", NULL},
+	    {"direct", 0, 0, G_OPTION_ARG_STRING, &direct,
+	     "O_DIRECT for the new leg, as direct = in fusemirror.conf(5) (default auto)",
+	     "auto|true|false"},
 	    G_OPTION_ENTRY_NULL,
 	};
 	g_autofree char *shown_file = NULL;
@@ -277,9 +285,15 @@ static int run_add(const struct ctl_command *cmd, int argc, char **argv)
 
 	if (!ctl_parse_options(cmd, entries, &argc, &argv, 2, 2))
 		return CTL_EXIT_USAGE;
+	if (direct != NULL && !config_parse_direct(direct, &mode)) {
+		g_autofree char *shown = ctl_printable(direct);
+
+		return ctl_usage_error(cmd, "--direct takes auto, true or false, not '%s'", shown);
+	}
 	a.file = argv[1];
 	a.force = force;
 	a.no_save = no_save;
+	a.direct = direct != NULL ? config_direct_name(mode) : NULL;
 	shown_file = ctl_printable(argv[1]);
 	shown_arg = ctl_printable(argv[2]);
 	a.context = g_strdup_printf("add %s %s", shown_file, shown_arg);

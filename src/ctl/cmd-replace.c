@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config/config.h"
 #include "config/runtime.h"
 #include "ctl.h"
 #include "dmio.h"
@@ -29,6 +30,7 @@ struct replace {
 	char *shown_path; /* path, printable (an NBD URI redacted) */
 	char *context;	  /* "replace FILE LEG PATH", printable, to start every message */
 	bool no_save;
+	const char *direct; /* --direct=auto|true|false as given (checked), or NULL */
 	bool wait;
 	struct ctl_status *st;
 	unsigned int leg; /* LEG's index */
@@ -223,8 +225,9 @@ static int replace(struct replace *rp, const char *leg_arg, const char *path)
 		return CTL_EXIT_FAILED;
 	rp->listed = dmio_path_display(rp->path);
 
-	command =
-	    g_strdup_printf("replace %s%u %s", rp->no_save ? "--no-save " : "", rp->leg, rp->path);
+	command = g_strdup_printf("replace %s%s%s%s%u %s", rp->no_save ? "--no-save " : "",
+				  rp->direct ? "--direct=" : "", rp->direct ? rp->direct : "",
+				  rp->direct ? " " : "", rp->leg, rp->path);
 	quoted = g_strdup_printf("'%s'", command);
 	if (!ctl_check_live(rp->st, rp->context, quoted))
 		return CTL_EXIT_FAILED;
@@ -253,11 +256,16 @@ static int replace(struct replace *rp, const char *leg_arg, const char *path)
 static int run_replace(const struct ctl_command *cmd, int argc, char **argv)
 {
 	gboolean no_save = FALSE, wait = FALSE;
+	g_autofree char *direct = NULL;
+	enum leg_direct mode;
 	const GOptionEntry entries[] = {
 	    {"no-save", 0, 0, G_OPTION_ARG_NONE, &no_save,
 	     "Leave the daemon's config file as it is (it follows the legs otherwise)", NULL},
 	    {"wait", 0, 0, G_OPTION_ARG_NONE, &wait,
 	     "Return once the replace has ended; exit 0 only if LEG was replaced", NULL},
+	    {"direct", 0, 0, G_OPTION_ARG_STRING, &direct,
+	     "O_DIRECT for the new leg, as direct = in fusemirror.conf(5) (default auto)",
+	     "auto|true|false"},
 	    G_OPTION_ENTRY_NULL,
 	};
 	g_autofree char *shown_file = NULL;
@@ -268,8 +276,14 @@ static int run_replace(const struct ctl_command *cmd, int argc, char **argv)
 
 	if (!ctl_parse_options(cmd, entries, &argc, &argv, 3, 3))
 		return CTL_EXIT_USAGE;
+	if (direct != NULL && !config_parse_direct(direct, &mode)) {
+		g_autofree char *shown = ctl_printable(direct);
+
+		return ctl_usage_error(cmd, "--direct takes auto, true or false, not '%s'", shown);
+	}
 	rp.file = argv[1];
 	rp.no_save = no_save;
+	rp.direct = direct != NULL ? config_direct_name(mode) : NULL;
 	rp.wait = wait;
 	shown_file = ctl_printable(argv[1]);
 	shown_leg = ctl_printable(argv[2]);

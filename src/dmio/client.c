@@ -65,6 +65,7 @@ int dmio_client_create(const struct dmio_client_opts *opts, struct dmio_client *
 	g_mutex_init(&client->lock);
 	g_cond_init(&client->idle);
 	dmio_pool_init(&client->pool);
+	atomic_init(&client->bounces, 0);
 	r = dmio_pool_resize(&client->pool, o.reserved_pages);
 	if (r == 0)
 		r = client->engine->create(&o, &client->engine_priv);
@@ -153,6 +154,11 @@ void dmio_client_destroy(struct dmio_client *client)
 const char *dmio_client_engine_name(const struct dmio_client *client)
 {
 	return client->engine->name;
+}
+
+uint64_t dmio_client_bounces(const struct dmio_client *client)
+{
+	return atomic_load(&((struct dmio_client *)client)->bounces);
 }
 
 void dmio_client_call_begin(struct dmio_client *client)

@@ -101,16 +101,22 @@ static long long block_queue_limit(dev_t rdev, const char *name)
 	return value;
 }
 
-/* O_DIRECT alignment: what the kernel reports through statx, else the logical block size. */
-static void probe_direct_alignment(struct dmio_dev *dev)
+/*
+ * O_DIRECT alignment: what the kernel reports through statx, else the logical block size.
+ * -EINVAL when statx says the file takes no direct I/O at all (a zero alignment: an open with
+ * O_DIRECT may succeed where every read and write would then fail, e.g. an ext4 file with
+ * data=journal), as open(2) refuses O_DIRECT on a file system that has none.
+ */
+static int probe_direct_alignment(struct dmio_dev *dev)
 {
 	struct statx stx;
 
 	dev->mem_align = dev->lbs;
 	dev->offset_align = dev->lbs;
 	if (statx(dev->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
-	    (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_mem_align != 0 &&
-	    stx.stx_dio_offset_align != 0) {
+	    (stx.stx_mask & STATX_DIOALIGN)) {
+		if (stx.stx_dio_mem_align == 0 || stx.stx_dio_offset_align == 0)
+			return -EINVAL;
 		dev->mem_align = stx.stx_dio_mem_align;
 		dev->offset_align = stx.stx_dio_offset_align;
 	}
@@ -119,6 +125,7 @@ static void probe_direct_alignment(struct dmio_dev *dev)
 		dev->offset_align = DMIO_SECTOR_SIZE;
 	if (dev->mem_align < 1)
 		dev->mem_align = 1;
+	return 0;
 }
 
 /*
@@ -216,8 +223,11 @@ int dmio_dev_file_open(const char *path, unsigned int flags, struct dmio_dev **o
 
 	dev->mem_align = 1;
 	dev->offset_align = 1;
-	if (flags & DMIO_DEV_DIRECT)
-		probe_direct_alignment(dev);
+	if (flags & DMIO_DEV_DIRECT) {
+		r = probe_direct_alignment(dev);
+		if (r < 0)
+			goto fail;
+	}
 
 	*out = dev;
 	return 0;

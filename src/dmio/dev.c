@@ -99,6 +99,17 @@ unsigned int dmio_dev_flags(const struct dmio_dev *dev)
 	return dev->flags;
 }
 
+void dmio_dev_direct_align(const struct dmio_dev *dev, unsigned int *mem_align,
+			   unsigned int *offset_align)
+{
+	bool direct = (dev->flags & DMIO_DEV_DIRECT) != 0;
+
+	if (mem_align != NULL)
+		*mem_align = direct ? dev->mem_align : 1;
+	if (offset_align != NULL)
+		*offset_align = direct ? dev->offset_align : 1;
+}
+
 bool dmio_dev_can_discard(const struct dmio_dev *dev)
 {
 	return atomic_load(&((struct dmio_dev *)dev)->can_discard);

@@ -306,6 +306,7 @@ struct dmio_client {
 	GCond idle;
 	atomic_uint inflight;	/* calls submitted and not yet notified */
 	atomic_bool destroying; /* dmio_client_destroy() waits for inflight to drop to 0 */
+	atomic_ullong bounces;	/* calls bounced (io_bounce), for dmio_client_bounces() */
 	/*
 	 * Under lock: calls whose memory an abandoned job still holds; a destroy while there are
 	 * some only marks the client orphaned, and the last of them destroys it.

@@ -683,6 +683,7 @@ static int io_bounce(struct dmio_io *io)
 	io->user_iovcnt = io->iovcnt;
 	io->iov = pages_iov;
 	io->iovcnt = count;
+	atomic_fetch_add(&io->client->bounces, 1);
 	return 0;
 }
 

@@ -17,6 +17,7 @@ enum {
 	OPT_NO_SAVE = 1u << 1,
 	OPT_FULL = 1u << 2,
 	OPT_SOURCE = 1u << 3, /* takes a leg index */
+	OPT_DIRECT = 1u << 4, /* --direct=auto|true|false, one word */
 };
 
 static const struct {
@@ -36,13 +37,13 @@ static const struct verb {
 } verbs[] = {
     {"fail", CONTROL_FAIL, 0},
     {"remove", CONTROL_REMOVE, OPT_FORCE | OPT_NO_SAVE},
-    {"add", CONTROL_ADD, OPT_FORCE | OPT_NO_SAVE},
+    {"add", CONTROL_ADD, OPT_FORCE | OPT_NO_SAVE | OPT_DIRECT},
     {"resync", CONTROL_RESYNC, OPT_FULL},
     {"set", CONTROL_SET, 0},
     {"stop", CONTROL_STOP, OPT_FORCE},
     {"check", CONTROL_CHECK, 0},
     {"repair", CONTROL_REPAIR, OPT_SOURCE},
-    {"replace", CONTROL_REPLACE, OPT_NO_SAVE},
+    {"replace", CONTROL_REPLACE, OPT_NO_SAVE | OPT_DIRECT},
     {"restart", CONTROL_RESTART, 0},
 };
 
@@ -252,6 +253,8 @@ static int parse_options(const struct verb *v, const char **p, struct control_co
 		for (size_t i = 0; i < G_N_ELEMENTS(option_names); i++)
 			if (strcmp(word, option_names[i].name) == 0)
 				bit = option_names[i].bit;
+		if (strncmp(word, "--direct=", strlen("--direct=")) == 0)
+			bit = OPT_DIRECT;
 		if ((bit & v->options) == 0) {
 			if (v->options == 0)
 				return parse_error(error, "%s takes no options, got '%s'", v->name,
@@ -261,6 +264,15 @@ static int parse_options(const struct verb *v, const char **p, struct control_co
 		out->force |= bit == OPT_FORCE;
 		out->no_save |= bit == OPT_NO_SAVE;
 		out->full |= bit == OPT_FULL;
+		if (bit == OPT_DIRECT) {
+			enum leg_direct direct;
+
+			if (!config_parse_direct(word + strlen("--direct="), &direct))
+				return parse_error(
+				    error, "%s --direct takes auto, true or false, got '%s'",
+				    v->name, word + strlen("--direct="));
+			out->direct = (unsigned int)direct;
+		}
 		if (bit == OPT_SOURCE) {
 			g_autofree char *leg = next_word(p);
 

@@ -4,9 +4,9 @@
  * COMMANDS), parsed without a mirror and without I/O: whether leg 7 exists, or whether a rate
  * fits the other one, is for whoever runs the command (xattr.c) to say.
  *
- *   fail N | remove [--force] [--no-save] N | add [--force] [--no-save] PATH |
+ *   fail N | remove [--force] [--no-save] N | add [--force] [--no-save] [--direct=D] PATH |
  *   resync [--full] | set NAME VALUE | stop [--force] | restart | check | repair [--source N] |
- *   replace [--no-save] N PATH
+ *   replace [--no-save] [--direct=D] N PATH
  *
  * Words are separated by blanks (spaces, tabs); options come before the arguments.  add's and
  * replace's PATH is the rest of the line, so it may hold spaces.  No part of a command may hold a
@@ -56,6 +56,8 @@ struct control_command {
 			   * checked against any mirror */
 	bool has_source;  /* repair: --source N was given (N in leg) */
 	bool has_leg;	  /* set io-timeout LEG SECONDS: for leg only */
+	/* add, replace: --direct=auto|true|false, an enum leg_direct (config.h); 0 = auto. */
+	unsigned int direct;
 	char *path; /* add, replace: an absolute path or an NBD URI (owned; control_command_clear
 		     * frees it) */
 	enum control_tunable tunable; /* set */

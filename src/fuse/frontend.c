@@ -195,7 +195,27 @@ static int32_t swallowed_error = 1;
 struct worker_slot {
 	pthread_t thread;
 	bool in_read; /* inside read(): PARK_SIGNAL wakes it */
+	/* Page-aligned room for a request's bytes after its first WRITE_HEAD (channel_read). */
+	void *payload;
+	size_t payload_cap;
 };
+
+/*
+ * A FUSE_WRITE's payload sits WRITE_HEAD bytes into libfuse's buffer (fuse_in_header and
+ * fuse_write_in), never page-aligned: every write to an O_DIRECT leg would be bounced (copied)
+ * by libdmio.  So channel_read reads a request into {libfuse's buffer, WRITE_HEAD bytes} and
+ * {the worker's page-aligned payload}: a WRITE's payload stays there, and op_write, on the same
+ * thread, takes it (aligned_write says where libfuse believes it is); any other request is copied
+ * back to its place in libfuse's buffer at once.  Thread-local, this worker's only.  A write_buf
+ * handler (splice) would not see aligned_write: whoever adds one must take it there too.
+ */
+#define WRITE_HEAD (sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in))
+
+static _Thread_local struct {
+	const char *at;	     /* libfuse's buffer + WRITE_HEAD of the last WRITE read, or NULL */
+	const char *payload; /* where its payload really is */
+	size_t len;
+} aligned_write;
 
 struct parked_request {
 	int fd; /* the descriptor it was read from */
@@ -216,6 +236,7 @@ static void worker_slot_free(gpointer data)
 	g_ptr_array_remove_fast(park_slots, data);
 	g_cond_broadcast(&park_cond);
 	g_mutex_unlock(&park_lock);
+	free(((struct worker_slot *)data)->payload);
 	g_free(data);
 }
 
@@ -275,16 +296,38 @@ static void connected(int fd)
 static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct worker_slot *slot = worker_slot();
+	bool split = false;
 	ssize_t n;
 	int err;
 
+	aligned_write.at = NULL;
+	if (slot->payload == NULL && len > WRITE_HEAD &&
+	    posix_memalign(&slot->payload, 4096, len - WRITE_HEAD) == 0)
+		slot->payload_cap = len - WRITE_HEAD;
 	g_mutex_lock(&park_lock);
 	if (atomic_load(&park_begun))
 		park();
 	slot->in_read = true;
 	g_mutex_unlock(&park_lock);
-	n = read(fd, buf, len);
+	if (slot->payload != NULL && len > WRITE_HEAD && len - WRITE_HEAD <= slot->payload_cap) {
+		struct iovec iov[2] = {
+		    {.iov_base = buf, .iov_len = WRITE_HEAD},
+		    {.iov_base = slot->payload, .iov_len = len - WRITE_HEAD},
+		};
+
+		n = readv(fd, iov, 2);
+		split = n > (ssize_t)WRITE_HEAD;
+	} else {
+		n = read(fd, buf, len);
+	}
 	err = errno;
+	if (split && ((struct fuse_in_header *)buf)->opcode == FUSE_WRITE) {
+		aligned_write.at = (const char *)buf + WRITE_HEAD;
+		aligned_write.payload = slot->payload;
+		aligned_write.len = (size_t)n - WRITE_HEAD;
+	} else if (split) {
+		memcpy((char *)buf + WRITE_HEAD, slot->payload, (size_t)n - WRITE_HEAD);
+	}
 	g_mutex_lock(&park_lock);
 	slot->in_read = false;
 	if (atomic_load(&park_begun)) {
@@ -293,7 +336,11 @@ static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
 
 			p->fd = fd;
 			p->len = (size_t)n;
+			/* The real bytes, whole: a WRITE's payload is in the worker's pages. */
 			p->bytes = g_memdup2(buf, (gsize)n);
+			if (aligned_write.at != NULL)
+				memcpy((char *)p->bytes + WRITE_HEAD, aligned_write.payload,
+				       aligned_write.len);
 			g_ptr_array_add(park_requests, p);
 		}
 		park();
@@ -592,6 +639,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct frontend *fe = fuse_req_userdata(req);
 	struct request r = {.fe = fe, .req = req};
 
+	/* The payload channel_read left page-aligned (aligned_write): the same bytes. */
+	if (aligned_write.at != NULL && buf == aligned_write.at && size <= aligned_write.len)
+		buf = aligned_write.payload;
+	aligned_write.at = NULL;
 	if (off < 0 || size > MAX_WRITE) {
 		fuse_reply_err(req, EINVAL);
 		return;

@@ -24,7 +24,7 @@ void xattr_set_restarts(unsigned int restarts)
 static const char *const leg_fields[] = {
     "name", "path", "state", "read_errors", "write_errors", "corrected_errors", "uuid", "resync",
     "io_timeout", "busy", "slow", "write_mostly", "write_behind", "behind", "behind_answered",
-    "reconnect", "reconnect_delay", "reconnect_max",
+    "reconnect", "reconnect_delay", "reconnect_max", "direct",
 };
 
 /* Milliseconds as seconds: "30", "2.5", "0.125". */
@@ -69,6 +69,8 @@ static char *leg_value(struct mirror *m, unsigned int index, const char *field)
 		return g_strdup(st.slow ? "1" : "0");
 	if (strcmp(field, "write_mostly") == 0)
 		return g_strdup(st.write_mostly ? "1" : "0");
+	if (strcmp(field, "direct") == 0)
+		return g_strdup(st.direct ? "on" : "off");
 	if (strcmp(field, "write_behind") == 0)
 		return g_strdup_printf("%u", st.write_behind);
 	if (strcmp(field, "behind") == 0)
@@ -352,7 +354,7 @@ static int ctl_run(struct mirror *m, const struct xattr_hooks *hooks,
 			r = mirror_remove_leg(m, c->leg, c->force, error);
 		break;
 	case CONTROL_ADD:
-		r = mirror_add_leg(m, c->path, c->force, error);
+		r = mirror_add_leg_direct(m, c->path, c->force, (enum leg_direct)c->direct, error);
 		if (r > 0)
 			r = 0;
 		break;
@@ -364,7 +366,9 @@ static int ctl_run(struct mirror *m, const struct xattr_hooks *hooks,
 		end->save = !c->no_save;
 		/* Returns once the new leg is added: its end runs on the mirror's thread. */
 		if (r == 0)
-			r = mirror_replace_leg(m, c->leg, c->path, replace_done, end, error);
+			r = mirror_replace_leg_direct(m, c->leg, c->path,
+						      (enum leg_direct)c->direct, replace_done, end,
+						      error);
 		if (r < 0)
 			g_free(end);
 		else

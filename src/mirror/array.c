@@ -52,12 +52,13 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 	struct dmio_dev *dev = NULL;
 	/* Messages name the leg by this: an NBD URI may carry a password. */
 	g_autofree char *shown = dmio_path_display(lc->path);
+	g_autofree char *why = NULL;
 	unsigned int j;
 	uint64_t bytes;
 	int r;
 
 	/* The claim: another mirror or program holding the leg gets -EBUSY (claim.c). */
-	r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
+	r = leg_open_dev(lc->path, DMIO_DEV_EXCLUSIVE, lc->direct, &dev, &why);
 	if (leg_absent(lc->path, r) && m->metadata == METADATA_INTERNAL &&
 	    g_get_monotonic_time() < deadline) {
 		/*
@@ -82,7 +83,8 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 						timeout_s);
 			}
 			g_usleep(100 * 1000);
-			r = dmio_dev_open(lc->path, DMIO_DEV_EXCLUSIVE, &dev);
+			g_clear_pointer(&why, g_free);
+			r = leg_open_dev(lc->path, DMIO_DEV_EXCLUSIVE, lc->direct, &dev, &why);
 		} while (leg_absent(lc->path, r) && g_get_monotonic_time() < deadline);
 	}
 	leg_attach(m, leg, lc->name, lc->path, r == 0 ? dev : NULL, NULL, lc->write_mostly);
@@ -101,12 +103,21 @@ static int open_leg(struct mirror *m, const struct mirror_config *config, unsign
 	}
 	if (r == -EBUSY)
 		return claim_refused(m, i, lc->name, lc->path, error);
+	if (r < 0 && why != NULL) {
+		/* direct = true that cannot be had: refused, nothing written. */
+		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+			    "leg '%s' (%s): direct = true, but %s", lc->name, shown, why);
+		return r;
+	}
 	if (r < 0) {
 		g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "leg '%s' (%s): cannot open: %s",
 			    lc->name, shown,
 			    r == -EINVAL ? "not a regular file or block device" : g_strerror(-r));
 		return r;
 	}
+	if (why != NULL)
+		g_message("leg '%s' (%s): no O_DIRECT, through the page cache: %s", lc->name, shown,
+			  why);
 	/* Two legs on one file would mirror nothing. */
 	for (j = 0; j < i; j++) {
 		if (m->legs[j].dev != NULL && mirror_same_file(lc->path, config->legs[j].path)) {
@@ -451,6 +462,7 @@ void mirror_leg_status(const struct mirror *m, unsigned int index, struct leg_st
 	out->path = leg->path != NULL ? leg->path : "";
 	out->shown = leg->shown != NULL ? leg->shown : "";
 	out->write_mostly = leg->write_mostly;
+	out->direct = leg->dev != NULL && (dmio_dev_flags(leg->dev) & DMIO_DEV_DIRECT) != 0;
 	out->io_timeout_ms = atomic_load(&((struct leg *)leg)->io_timeout_ms);
 	out->busy_ms = atomic_load(&((struct leg *)leg)->busy_ns) / 1000000u;
 	out->slow = atomic_load(&((struct leg *)leg)->slow);

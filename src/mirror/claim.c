@@ -37,8 +37,8 @@ int claim_refused(struct mirror *m, unsigned int i, const char *name, const char
 	return -EBUSY;
 }
 
-int claim_busy_for_add(struct mirror *m, const char *path, struct dmio_dev **dev, int *own,
-		       GError **error)
+int claim_busy_for_add(struct mirror *m, const char *path, enum leg_direct direct,
+		       struct dmio_dev **dev, int *own, GError **error)
 {
 	unsigned int i, n = atomic_load(&m->num_legs);
 	g_autofree char *shown = dmio_path_display(path);
@@ -59,10 +59,14 @@ int claim_busy_for_add(struct mirror *m, const char *path, struct dmio_dev **dev
 		}
 		/* Our failed leg still holds it: look at it through a plain descriptor. */
 		*own = (int)i;
-		r = dmio_dev_open(path, 0, dev);
-		if (r < 0)
+		r = leg_open_dev(path, 0, direct, dev, &why);
+		if (r < 0 && why != NULL)
+			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG,
+				    "%s: direct = true, but %s", shown, why);
+		else if (r < 0)
 			g_set_error(error, MIRROR_ERROR, MIRROR_ERROR_LEG, "cannot open %s: %s",
 				    shown, g_strerror(-r));
+		g_free(why);
 		return r;
 	}
 	why = runtime_describe_holder(path);
@@ -74,7 +78,9 @@ int claim_busy_for_add(struct mirror *m, const char *path, struct dmio_dev **dev
 int claim_take_over(const char *path, struct dmio_dev **dev)
 {
 	struct dmio_dev *claimed = NULL;
-	int r = dmio_dev_open(path, DMIO_DEV_EXCLUSIVE, &claimed);
+	/* The direct = rule was applied to *dev: its O_DIRECT carries over. */
+	unsigned int direct = *dev != NULL ? dmio_dev_flags(*dev) & DMIO_DEV_DIRECT : 0;
+	int r = dmio_dev_open(path, DMIO_DEV_EXCLUSIVE | direct, &claimed);
 
 	dmio_dev_close(*dev);
 	*dev = claimed;

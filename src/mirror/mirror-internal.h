@@ -352,6 +352,16 @@ bool leg_move_allowed(enum leg_state from, enum leg_state to, bool assembly);
  * Give slot leg a device and an identity (open, hot add), or take them away.  Only while the
  * mirror is not serving or is frozen.  The state moves through leg_set_state() separately.
  */
+/*
+ * Open the leg at path with flags (DMIO_DEV_EXCLUSIVE, ...) and O_DIRECT as direct says
+ * (direct.c, fusemirror.conf(5)).  0 with *out, or -errno: dmio_dev_open()'s, -EOPNOTSUPP when
+ * direct = true and the leg cannot have O_DIRECT, -EINVAL with direct = true on an NBD export.
+ * *why (g_free it; NULL when there is nothing to say) tells why the leg has no O_DIRECT although
+ * direct is not false: the reason of the refusal, or of auto's page cache.
+ */
+int leg_open_dev(const char *path, unsigned int flags, enum leg_direct direct,
+		 struct dmio_dev **out, char **why);
+
 void leg_attach(struct mirror *m, struct leg *leg, const char *name, const char *path,
 		struct dmio_dev *dev, const uint8_t uuid[16], bool write_mostly);
 struct dmio_dev *leg_detach(struct mirror *m, struct leg *leg);
@@ -482,15 +492,17 @@ int claim_refused(struct mirror *m, unsigned int i, const char *name, const char
 
 /*
  * Hot add of path, whose exclusive open failed with -EBUSY.  When a failed leg of m holds it (its
- * device is still open), open it plainly into *dev, set *own to that leg's index and return 0:
+ * device is still open), open it plainly (O_DIRECT as direct says) into *dev, set *own to that
+ * leg's index and return 0:
  * the caller hands the claim over with claim_take_over() once it closed that leg's device.
  * Otherwise set *error and return -EEXIST (a live leg of m) or -EBUSY (naming the holder).
  */
-int claim_busy_for_add(struct mirror *m, const char *path, struct dmio_dev **dev, int *own,
-		       GError **error);
+int claim_busy_for_add(struct mirror *m, const char *path, enum leg_direct direct,
+		       struct dmio_dev **dev, int *own, GError **error);
 
 /*
- * Replace the plain *dev of path by an exclusive one, once nothing else of ours holds path.
+ * Replace the plain *dev of path by an exclusive one (O_DIRECT when *dev has it), once nothing
+ * else of ours holds path.
  * Returns 0, or -errno with *dev closed and NULL.
  */
 int claim_take_over(const char *path, struct dmio_dev **dev);
@@ -505,7 +517,8 @@ void reconfig_clear(struct mirror *m);
  * The hot add and the removal of mirror_add_leg() and mirror_remove_leg(), under reconfig_lock
  * (replace.c runs them inside its own checks).  The same returns.
  */
-int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GError **error);
+int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, enum leg_direct direct,
+			    GError **error);
 int reconfig_remove_leg_locked(struct mirror *m, unsigned int index, bool force, GError **error);
 /*
  * Under reconfig_lock: move the in-sync leg of slot from into the removed slot to (leg_move),

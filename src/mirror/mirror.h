@@ -157,6 +157,13 @@ int mirror_fail_leg(struct mirror *m, unsigned int index, GError **error);
  * slot), -ENOTSUP (metadata = none), or the error of opening it.
  */
 int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **error);
+/*
+ * The same with the direct = rule of the leg (fusemirror.conf(5), fusemirrorctl add --direct);
+ * mirror_add_leg() is LEG_DIRECT_AUTO.  Also -EOPNOTSUPP (direct = true, and the leg cannot
+ * have O_DIRECT) and -EINVAL (direct = true on an NBD export), nothing written.
+ */
+int mirror_add_leg_direct(struct mirror *m, const char *path, bool force, enum leg_direct direct,
+			  GError **error);
 
 /*
  * Remove leg index: only a failed leg, or any leg but the last in-sync one with force (it is
@@ -180,6 +187,10 @@ int mirror_remove_leg(struct mirror *m, unsigned int index, bool force, GError *
 typedef void (*mirror_replace_done_fn)(void *opaque, struct mirror *m, bool replaced);
 int mirror_replace_leg(struct mirror *m, unsigned int index, const char *path,
 		       mirror_replace_done_fn done, void *opaque, GError **error);
+/* The same with the new leg's direct = rule (as mirror_add_leg_direct()). */
+int mirror_replace_leg_direct(struct mirror *m, unsigned int index, const char *path,
+			      enum leg_direct direct, mirror_replace_done_fn done, void *opaque,
+			      GError **error);
 
 /* The running replace: the leg being replaced and the new leg; both -1 when none runs. */
 struct replace_status {
@@ -260,6 +271,7 @@ struct leg_status {
 	const char *shown; /* path redacted (dmio_path_display): for anything shown */
 	enum leg_state state;
 	bool write_mostly;
+	bool direct; /* its device is open with O_DIRECT (DMIO_DEV_DIRECT) */
 	uint64_t read_errors;
 	uint64_t write_errors;
 	uint64_t corrected_errors; /* read errors corrected by a rewrite (never decays) */

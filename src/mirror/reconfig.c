@@ -390,11 +390,13 @@ static int add_opened(struct mirror *m, const char *path, struct dmio_dev *dev, 
 	return slot;
 }
 
-int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GError **error)
+int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, enum leg_direct direct,
+			    GError **error)
 {
 	struct dmio_dev *dev = NULL;
 	/* Messages name it by this: an NBD URI may carry a password. */
 	g_autofree char *shown = dmio_path_display(path);
+	g_autofree char *why = NULL;
 	int own = -1, r;
 
 	if (m->metadata != METADATA_INTERNAL) {
@@ -403,19 +405,24 @@ int reconfig_add_leg_locked(struct mirror *m, const char *path, bool force, GErr
 		return -ENOTSUP;
 	}
 	/* The claim (claim.c): held by another mirror or program, it is refused, naming it. */
-	r = dmio_dev_open(path, DMIO_DEV_EXCLUSIVE, &dev);
+	r = leg_open_dev(path, DMIO_DEV_EXCLUSIVE, direct, &dev, &why);
 	if (r == -EBUSY) {
-		r = claim_busy_for_add(m, path, &dev, &own, error);
+		g_clear_pointer(&why, g_free);
+		r = claim_busy_for_add(m, path, direct, &dev, &own, error);
 		if (r < 0)
 			return r;
 	}
 	if (r < 0) {
-		if (r == -EINVAL)
+		if (why != NULL)
+			set_error(error, "%s: direct = true, but %s", shown, why);
+		else if (r == -EINVAL)
 			set_error(error, "%s is not a regular file or block device", shown);
 		else
 			set_error(error, "cannot open %s: %s", shown, g_strerror(-r));
 		return r;
 	}
+	if (why != NULL)
+		g_message("%s: no O_DIRECT, through the page cache: %s", shown, why);
 	return add_opened(m, path, dev, own, force, -1, error);
 }
 
@@ -486,10 +493,16 @@ int reconfig_readd_locked(struct mirror *m, unsigned int slot, const uint8_t uui
 
 int mirror_add_leg(struct mirror *m, const char *path, bool force, GError **error)
 {
+	return mirror_add_leg_direct(m, path, force, LEG_DIRECT_AUTO, error);
+}
+
+int mirror_add_leg_direct(struct mirror *m, const char *path, bool force, enum leg_direct direct,
+			  GError **error)
+{
 	int r;
 
 	g_mutex_lock(&m->reconfig_lock);
-	r = reconfig_add_leg_locked(m, path, force, error);
+	r = reconfig_add_leg_locked(m, path, force, direct, error);
 	g_mutex_unlock(&m->reconfig_lock);
 	return r;
 }

@@ -229,7 +229,8 @@ static void set_error(GError **error, int code, const char *fmt, ...)
 }
 
 static int replace_locked(struct mirror *m, unsigned int index, const char *path,
-			  mirror_replace_done_fn done, void *opaque, GError **error)
+			  enum leg_direct direct, mirror_replace_done_fn done, void *opaque,
+			  GError **error)
 {
 	struct replace *rp = m->replace;
 	struct leg *leg;
@@ -257,7 +258,7 @@ static int replace_locked(struct mirror *m, unsigned int index, const char *path
 			  index, leg->name, leg_state_name(leg_state(leg)));
 		return -EINVAL;
 	}
-	by = reconfig_add_leg_locked(m, path, false, error);
+	by = reconfig_add_leg_locked(m, path, false, direct, error);
 	if (by < 0)
 		return by;
 
@@ -287,10 +288,17 @@ static int replace_locked(struct mirror *m, unsigned int index, const char *path
 int mirror_replace_leg(struct mirror *m, unsigned int index, const char *path,
 		       mirror_replace_done_fn done, void *opaque, GError **error)
 {
+	return mirror_replace_leg_direct(m, index, path, LEG_DIRECT_AUTO, done, opaque, error);
+}
+
+int mirror_replace_leg_direct(struct mirror *m, unsigned int index, const char *path,
+			      enum leg_direct direct, mirror_replace_done_fn done, void *opaque,
+			      GError **error)
+{
 	int r;
 
 	g_mutex_lock(&m->reconfig_lock);
-	r = replace_locked(m, index, path, done, opaque, error);
+	r = replace_locked(m, index, path, direct, done, opaque, error);
 	g_mutex_unlock(&m->reconfig_lock);
 	return r;
 }
