@@ -397,12 +397,14 @@ static int replay_target(uint64_t unique, int fd, bool *close_after)
 }
 
 /* Why the kernel does not serve this connection over io_uring, for the log. */
-static const char *ring_absent_reason(struct frontend *fe)
+static const char *ring_absent_reason(bool mounted)
 {
 	int param = fuse_ring_kernel_param();
 
 	if (param == -ENOENT)
 		return "the kernel has no FUSE over io_uring";
+	if (param == 0 && !mounted)
+		return "/sys/module/fuse/parameters/enable_uring is N";
 	if (param == 0)
 		return "/sys/module/fuse/parameters/enable_uring was N at mount";
 	return "the kernel did not offer it in FUSE_INIT";
@@ -423,7 +425,7 @@ static void start_ring(struct frontend *fe)
 	}
 	if (!fuse_ring_offered(fe->ring)) {
 		error = g_error_new_literal(G_FILE_ERROR, G_FILE_ERROR_NOSYS,
-					    ring_absent_reason(fe));
+					    ring_absent_reason(true));
 	} else if (fuse_ring_start(fe->ring, &error) == 0) {
 		fuse_ring_shape(fe->ring, &queues, &entries);
 		g_message("FUSE over io_uring: %u queues x %u entries", queues, entries);
@@ -1069,10 +1071,12 @@ static int takeover(struct frontend *fe, const struct frontend_handover *h, GErr
 	/*
 	 * After a crash the connection may be one the kernel serves over io_uring (the dead
 	 * process asked for it): then its requests wait for entries, which this process must
-	 * register; on a connection without the ring the kernel refuses them (EOPNOTSUPP).
+	 * register.  What the dead process answered is not kept: it is taken to be what this
+	 * configuration asks (the same file, unless it was edited in between).
 	 */
 	fuse_ring_saw_init(fe->ring, h->init, h->init_len);
 	if (fe->transport != FUSE_TRANSPORT_MODE_DEV && fuse_ring_offered(fe->ring)) {
+		fuse_ring_assume_asked(fe->ring);
 		GError *ring_error = NULL;
 		unsigned int queues, entries;
 
@@ -1185,7 +1189,7 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 		r = -EOPNOTSUPP;
 		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
 			    "fuse-transport = io_uring: FUSE over io_uring not available (%s)",
-			    ring_absent_reason(fe));
+			    ring_absent_reason(false));
 		goto fail_early;
 	}
 	opts = g_strdup_printf("fsname=fusemirror:%s,subtype=fusemirror,default_permissions%s%s%s",

@@ -232,6 +232,12 @@ bool fuse_ring_patch_init_reply(struct fuse_ring *ring, struct iovec *iov, int c
 	return true;
 }
 
+void fuse_ring_assume_asked(struct fuse_ring *ring)
+{
+	if (ring->p.transport != FUSE_TRANSPORT_DEV)
+		ring->asked = true;
+}
+
 bool fuse_ring_serving(const struct fuse_ring *ring)
 {
 	return ring != NULL && atomic_load(&ring->serving);
@@ -629,6 +635,13 @@ static int thread_register(struct ring_thread *t, GError **error)
 	return 0;
 }
 
+/*
+ * Entries the kernel may still write into (see fuse_ring_free): kept, reachable, until the
+ * process exits.  kept_lock protects kept_entries.
+ */
+static GMutex kept_lock;
+static GPtrArray *kept_entries;
+
 static void thread_teardown(struct ring_thread *t, bool free_buffers)
 {
 	if (t->uring_ready)
@@ -640,6 +653,12 @@ static void thread_teardown(struct ring_thread *t, bool free_buffers)
 			g_free(t->entries[i].headers);
 		}
 		g_free(t->entries);
+	} else if (t->entries != NULL) {
+		g_mutex_lock(&kept_lock);
+		if (kept_entries == NULL)
+			kept_entries = g_ptr_array_new();
+		g_ptr_array_add(kept_entries, t->entries);
+		g_mutex_unlock(&kept_lock);
 	}
 	t->entries = NULL;
 	g_mutex_clear(&t->submit_lock);
@@ -658,6 +677,16 @@ int fuse_ring_start(struct fuse_ring *ring, GError **error)
 	if (!atomic_load(&ring->offered)) {
 		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
 				    "the kernel does not offer it in FUSE_INIT");
+		return -EOPNOTSUPP;
+	}
+	/*
+	 * The kernel takes entries whenever enable_uring is Y, negotiated or not, and then
+	 * routes requests to them as if the connection had agreed: only a connection that
+	 * asked for the ring may register (a hung request otherwise).
+	 */
+	if (!ring->asked) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+				    "the FUSE_INIT reply did not ask for it");
 		return -EOPNOTSUPP;
 	}
 	if (ring->threads != NULL) {

@@ -76,9 +76,15 @@ bool fuse_ring_offered(const struct fuse_ring *ring);
 bool fuse_ring_patch_init_reply(struct fuse_ring *ring, struct iovec *iov, int count);
 
 /*
+ * A taken-over connection (its FUSE_INIT was answered by an earlier process): take it that its
+ * reply asked for the ring (when the transport is not DEV).  Only the caller can know.
+ */
+void fuse_ring_assume_asked(struct fuse_ring *ring);
+
+/*
  * Register the entries and start serving them (after the FUSE_INIT reply that asked for the
- * ring is written, or on a taken-over connection that may use it).  Returns 0 when the ring
- * serves, or -errno with *error saying why not (then /dev/fuse serves everything): -EOPNOTSUPP
+ * ring is written, or on a taken-over connection after fuse_ring_assume_asked).  Returns 0 when the
+ * ring serves, or -errno with *error saying why not (then /dev/fuse serves everything): -EOPNOTSUPP
  * when the kernel did not agree to the ring.  Logs nothing.
  */
 int fuse_ring_start(struct fuse_ring *ring, GError **error);
