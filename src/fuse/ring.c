@@ -12,10 +12,25 @@
  * request's unique names its entry (entries_by_unique), the reply's header and body go into the
  * entry, and COMMIT_AND_FETCH on the entry's io_uring hands the reply over and the entry back.
  *
- * Defaults, measured with bench/run --quick --targets null,null-ring (2 CPUs, kernel 6.18;
- * figures in the commit that set them): see RING_DEFAULT_* below.  The environment variables
- * FUSEMIRROR_RING_THREADS, FUSEMIRROR_RING_ENTRIES and FUSEMIRROR_RING_PIN override them (for
- * measuring; not documented as an interface).
+ * Why 4 threads x 1 entry per queue, the first pinned (RING_DEFAULT_*).  fusemirrord serves a
+ * read or write in the thread that received it (the mirror lets the caller do the legs' I/O),
+ * so a queue serves at most as many requests at once as it has threads; with one entry per
+ * thread the kernel only hands a request to an idle thread (an entry is available once its
+ * thread committed), and it reuses the last committed entry first (LIFO), so at QD1 one hot
+ * thread ping-pongs with its caller.  Measured on this 2-CPU machine (kernel 6.18, 2 tmpfs
+ * legs, fio direct=1, 3 s per job, each shape and fuse-transport = dev in two interleaved
+ * rounds; the machine was shared and noisy, figures vary up to 3x between rounds):
+ *   1 thread x 2 entries, pinned   QD32 4k write 15.8k-33.7k IOPS, 1 MiB QD8 328-808 MiB/s
+ *   2 threads x 1 entry, pinned    QD32 4k write 19.2k-31.9k,      1 MiB QD8 620-1322
+ *   4 threads x 1 entry, pinned    QD32 4k write 23.6k-45.7k,      1 MiB QD8 942-1290
+ *   /dev/fuse (fuse-transport=dev) QD32 4k write 20.5k-34.6k,      1 MiB QD8 329-1049
+ * One thread per queue (the notes' probe) wins QD1 but serialises a queue: at depth fio's
+ * requests mostly come from one CPU, hence one queue.  Few entries also keep the kernel's copy
+ * into the payload buffers in cache (notes: 1 entry 6.1 GB/s against about 3 with 16).  The
+ * null server (bench/nullfuse --ring, default shape) against /dev/fuse in one bench/run
+ * --quick: QD1 4k write latency 0.35x, QD32 4k write 1.18x, QD32 4k read 1.37x, 1 MiB QD8
+ * write 1.24x.  The environment variables FUSEMIRROR_RING_THREADS, FUSEMIRROR_RING_ENTRIES
+ * and FUSEMIRROR_RING_PIN override the defaults (for measuring; not an interface).
  *
  * Locks: map_lock protects entries_by_unique (a leaf: nothing is called under it but the hash
  * table's functions).  quiesce_lock protects quiescing and busy.  Each worker's submit_lock
@@ -49,10 +64,14 @@
 
 #include "fuse/ring.h"
 
-/* Measured defaults (see the header comment and the commit setting them). */
-#define RING_DEFAULT_THREADS 1
-#define RING_DEFAULT_ENTRIES 2
+/*
+ * Defaults (see the header comment): 4 threads of 1 entry per queue, the first pinned to the
+ * queue's CPU; at most RING_MAX_THREADS workers in all (many possible CPUs: fewer per queue).
+ */
+#define RING_DEFAULT_THREADS 4
+#define RING_DEFAULT_ENTRIES 1
 #define RING_DEFAULT_PIN     1
+#define RING_MAX_THREADS     64
 
 /* The kernel's ABI (include/uapi/linux/fuse.h, 7.42+): Debian 12's header predates it. */
 #define RING_FUSE_OVER_IO_URING	  (1u << 9) /* in flags2: bit 41 of the 64-bit flags */
@@ -122,6 +141,7 @@ struct fuse_ring {
 	bool asked;
 	bool setxattr_ext;
 	unsigned int queues, threads_per_queue, entries_per_thread;
+	bool default_threads; /* threads_per_queue is RING_DEFAULT_THREADS, not asked for */
 	int pin;
 	struct ring_thread *threads; /* queues * threads_per_queue, set by fuse_ring_start */
 	atomic_bool serving;
@@ -165,6 +185,7 @@ struct fuse_ring *fuse_ring_new(const struct fuse_ring_params *p)
 	struct fuse_ring *ring = g_new0(struct fuse_ring, 1);
 
 	ring->p = *p;
+	ring->default_threads = p->threads == 0 && getenv("FUSEMIRROR_RING_THREADS") == NULL;
 	ring->threads_per_queue =
 	    p->threads != 0 ? p->threads
 			    : env_uint("FUSEMIRROR_RING_THREADS", RING_DEFAULT_THREADS, 16);
@@ -694,6 +715,9 @@ int fuse_ring_start(struct fuse_ring *ring, GError **error)
 		return -EALREADY;
 	}
 	ring->queues = possible_cpus();
+	/* Only the default shrinks; what the caller or the environment asked for is kept. */
+	if (ring->default_threads && ring->queues * ring->threads_per_queue > RING_MAX_THREADS)
+		ring->threads_per_queue = MAX(1, RING_MAX_THREADS / ring->queues);
 	n = ring->queues * ring->threads_per_queue;
 	ring->threads = g_new0(struct ring_thread, n);
 	for (unsigned int i = 0; i < n && r == 0; i++) {
