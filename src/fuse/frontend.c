@@ -429,6 +429,11 @@ static void start_ring(struct frontend *fe)
 	} else if (fuse_ring_start(fe->ring, &error) == 0) {
 		fuse_ring_shape(fe->ring, &queues, &entries);
 		g_message("FUSE over io_uring: %u queues x %u entries", queues, entries);
+		/* The requests on a dead process's entries are not sent again (fusemirrord(8)). */
+		if (fe->single_channel)
+			g_warning("FUSE over io_uring: a crash restart from systemd's descriptor "
+				  "store cannot take this connection over cleanly (fuse-transport = "
+				  "dev can)");
 		return;
 	}
 	if (fe->transport == FUSE_TRANSPORT_MODE_IO_URING) {
