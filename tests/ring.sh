@@ -57,7 +57,8 @@ ring_probe ()
 			mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null || :
 		echo 1 >/sys/fs/fuse/connections/"$_rp_conn"/abort 2>/dev/null || :
 		wait $_rp_pid 2>/dev/null || :
-		daemon_fail "$1 did not answer within 10 s (a request lost on the ring?): connection $_rp_conn aborted"
+		daemon_fail "$1 did not answer within 10 s (a request lost on the ring?):" \
+			"connection $_rp_conn aborted"
 	fi
 	wait $_rp_pid || daemon_fail "getfattr on $1 failed"
 }

@@ -31,7 +31,8 @@ start_ring ()
 {
 	with_ring_param Y start_daemon "$tmpdir/m.conf" "$mirror"
 	ring_probe "$mirror"
-	assert_grep 'FUSE over io_uring: [0-9]+ queues x [0-9]+ entries' "$daemon_log" "the ring's log line"
+	assert_grep 'FUSE over io_uring: [0-9]+ queues x [0-9]+ entries' "$daemon_log" \
+		"the ring's log line"
 	assert_eq "$(xattr "$mirror" user.fusemirror.fuse_transport)" io_uring "fuse_transport"
 }
 
