@@ -17,7 +17,7 @@ truncate -s 64M "$tmpdir/a" "$tmpdir/b"
 mirror=$tmpdir/mirror
 
 # ---- auto, with the parameter N: /dev/fuse, said so -------------------------------------------
-write_config "$tmpdir/auto.conf" fallback "$tmpdir/a" "$tmpdir/b"
+write_config "$tmpdir/auto.conf" fallback fuse-transport=auto "$tmpdir/a" "$tmpdir/b"
 with_ring_param N start_daemon "$tmpdir/auto.conf" "$mirror"
 assert_grep 'FUSE over io_uring not available \((the kernel has no FUSE over io_uring|/sys/module/fuse/parameters/enable_uring was N at mount)\): serving /dev/fuse' \
 	"$daemon_log" "the fallback notice"
