@@ -8,8 +8,14 @@
  *
  *   nullfuse SIZE MOUNTFILE     serve a file of SIZE bytes on MOUNTFILE (a regular file) until
  *                               SIGTERM/SIGINT or fusermount3 -u; runs in the foreground
+ *   nullfuse --ring SIZE MOUNTFILE
+ *                               the same over FUSE over io_uring (src/fuse/ring.c, as
+ *                               fusemirrord's fuse-transport = io_uring): exits 1 when the
+ *                               kernel does not offer it; /dev/fuse still carries INIT and the
+ *                               rest, read by the same libfuse loop
  *
- * Built by bench/run: cc -O2 nullfuse.c $(pkg-config --cflags --libs fuse3).
+ * Built by bench/run: cc -O2 nullfuse.c $(pkg-config --cflags --libs fuse3), and with
+ * -DNULLFUSE_RING ../src/fuse/ring.c $(pkg-config --cflags --libs liburing glib-2.0) for --ring.
  */
 #define FUSE_USE_VERSION 314
 #include <errno.h>
@@ -20,6 +26,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef NULLFUSE_RING
+#include <linux/fuse.h>
+#include <sys/uio.h>
+
+#include "fuse/ring.h"
+#endif
 
 #define MAX_IO (1024 * 1024)
 
@@ -125,6 +138,58 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	op_ok(req, ino, fi);
 }
 
+#ifdef NULLFUSE_RING
+/* --ring: the custom I/O layer that shows ring.c the INIT and takes the ring's replies. */
+static struct fuse_ring *ring;
+static struct fuse_session *session;
+static int ring_failed;
+
+static ssize_t ring_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+
+	(void)userdata;
+	if (n >= (ssize_t)sizeof(struct fuse_in_header) &&
+	    ((struct fuse_in_header *)buf)->opcode == FUSE_INIT)
+		fuse_ring_saw_init(ring, buf, (size_t)n);
+	return n;
+}
+
+static ssize_t ring_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	GError *error = NULL;
+	ssize_t n;
+	int init_reply;
+
+	(void)userdata;
+	if (fuse_ring_reply(ring, iov, count, &n))
+		return n;
+	init_reply = fuse_ring_patch_init_reply(ring, iov, count);
+	n = writev(fd, iov, count);
+	if (init_reply && n > 0) {
+		if (fuse_ring_start(ring, &error) == 0) {
+			unsigned int queues, entries;
+
+			fuse_ring_shape(ring, &queues, &entries);
+			fprintf(stderr, "nullfuse: FUSE over io_uring: %u queues x %u entries\n",
+				queues, entries);
+		} else {
+			fprintf(stderr, "nullfuse: FUSE over io_uring not available (%s)\n",
+				error->message);
+			g_error_free(error);
+			ring_failed = 1;
+			fuse_session_exit(session);
+		}
+	}
+	return n;
+}
+
+static const struct fuse_custom_io ring_io = {
+	.read = ring_read,
+	.writev = ring_writev,
+};
+#endif
+
 static const struct fuse_lowlevel_ops ops = {
 	.init = op_init,
 	.getattr = op_getattr,
@@ -145,10 +210,20 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *config;
 	struct fuse_session *se;
 	char *end;
-	int r = 1;
+	int r = 1, use_ring = 0;
 
+	if (argc == 4 && strcmp(argv[1], "--ring") == 0) {
+#ifdef NULLFUSE_RING
+		use_ring = 1;
+		argv++;
+		argc--;
+#else
+		fprintf(stderr, "%s: built without --ring (NULLFUSE_RING)\n", argv[0]);
+		return 2;
+#endif
+	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: %s SIZE MOUNTFILE\n", argv[0]);
+		fprintf(stderr, "usage: %s [--ring] SIZE MOUNTFILE\n", argv[0]);
 		return 2;
 	}
 	file_size = strtoll(argv[1], &end, 10);
@@ -164,6 +239,22 @@ int main(int argc, char **argv)
 		goto out_session;
 	if (fuse_session_mount(se, argv[2]) != 0)
 		goto out_signals;
+#ifdef NULLFUSE_RING
+	if (use_ring) {
+		session = se;
+		ring = fuse_ring_new(&(struct fuse_ring_params){
+			.se = se,
+			.fd = fuse_session_fd(se),
+			.transport = FUSE_TRANSPORT_IO_URING,
+			.max_write = MAX_IO,
+			.pin = -1,
+		});
+		if (fuse_session_custom_io(se, &ring_io, fuse_session_fd(se)) != 0)
+			goto out_unmount;
+	}
+#else
+	(void)use_ring;
+#endif
 	config = fuse_loop_cfg_create();
 	if (config == NULL)
 		goto out_unmount;
@@ -172,7 +263,14 @@ int main(int argc, char **argv)
 	r = fuse_session_loop_mt(se, config) < 0;
 	fuse_loop_cfg_destroy(config);
 out_unmount:
+#ifdef NULLFUSE_RING
+	fuse_ring_quiesce(ring, -1);
 	fuse_session_unmount(se);
+	fuse_ring_free(ring);
+	r = r || ring_failed;
+#else
+	fuse_session_unmount(se);
+#endif
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:

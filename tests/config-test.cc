@@ -352,6 +352,31 @@ TEST(ConfigErrors, UnknownKeyWithItsLine)
 		  "a.conf:2: unknown key 'name[de]' in group [mirror]");
 }
 
+TEST(ConfigParse, FuseTransport)
+{
+	const struct {
+		const char *line;
+		enum fuse_transport_mode mode;
+	} modes[] = {
+	    {"fuse-transport = auto", FUSE_TRANSPORT_MODE_AUTO},
+	    {"fuse-transport = io_uring", FUSE_TRANSPORT_MODE_IO_URING},
+	    {"fuse-transport = dev", FUSE_TRANSPORT_MODE_DEV},
+	};
+	for (const auto &m : modes) {
+		ConfigPtr config = parse_ok(mirror_with(m.line));
+		ASSERT_NE(config, nullptr) << m.line;
+		EXPECT_EQ(config->fuse_transport, m.mode) << m.line;
+		EXPECT_STREQ(config_fuse_transport_name(m.mode), m.line + strlen("fuse-transport = "));
+	}
+	ConfigPtr fallback = parse_ok(mirror_with("cache = none"));
+	ASSERT_NE(fallback, nullptr);
+	EXPECT_EQ(fallback->fuse_transport, FUSE_TRANSPORT_MODE_AUTO) << "the default";
+	EXPECT_EQ(parse_error(mirror_with("fuse-transport = uring"), CONFIG_ERROR_VALUE),
+		  "a.conf:2: fuse-transport 'uring' is not one of auto, io_uring, dev");
+	EXPECT_EQ(parse_error(mirror_with("fuse-transport = Dev"), CONFIG_ERROR_VALUE),
+		  "a.conf:2: fuse-transport 'Dev' is not one of auto, io_uring, dev");
+}
+
 TEST(ConfigErrors, BadEnumValues)
 {
 	EXPECT_EQ(parse_error("[mirror]\n\nread-policy = fastest\n" + one_leg, CONFIG_ERROR_VALUE),

@@ -93,7 +93,9 @@ is_mounted ()
 
 # write_config FILE NAME [KEY=VALUE...] LEG...: write a config for mirror NAME.  KEY=VALUE goes to
 # [mirror] (metadata = none and stop-timeout = 0 unless given: SIGTERM stops at once even while
-# a test's writer holds the file); a LEG is an absolute path, optionally followed by
+# a test's writer holds the file; fuse-transport = dev unless given: a test mounting while a
+# ring test has enable_uring Y for its own mount is not served over io_uring by chance); a LEG
+# is an absolute path, optionally followed by
 # ",write-mostly"; legs are named a, b, c, ... in order.
 write_config ()
 {
@@ -105,10 +107,12 @@ write_config ()
 		echo "name = $_dm_name"
 		_dm_metadata=
 		_dm_stop_timeout=
+		_dm_transport=
 		for _dm_arg in "$@"; do
 			case $_dm_arg in
 			/*) ;;
 			metadata=*) _dm_metadata=1; echo "metadata = ${_dm_arg#*=}" ;;
+			fuse-transport=*) _dm_transport=1; echo "fuse-transport = ${_dm_arg#*=}" ;;
 			stop-timeout=*) _dm_stop_timeout=1; echo "stop-timeout = ${_dm_arg#*=}" ;;
 			*=*) echo "${_dm_arg%%=*} = ${_dm_arg#*=}" ;;
 			*) fail "write_config: bad argument '$_dm_arg'" ;;
@@ -116,6 +120,7 @@ write_config ()
 		done
 		test -n "$_dm_metadata" || echo "metadata = none"
 		test -n "$_dm_stop_timeout" || echo "stop-timeout = 0"
+		test -n "$_dm_transport" || echo "fuse-transport = dev"
 		_dm_legs=abcdefghijklmnopqrstuvwxyz
 		for _dm_arg in "$@"; do
 			case $_dm_arg in

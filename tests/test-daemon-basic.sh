@@ -73,6 +73,10 @@ xattr_c=${abs_top_srcdir:-${top_srcdir:-..}}/src/fuse/xattr.c
 test "$(wc -l <"$tmpdir/expected")" -ge 30 || fail "the xattr tables of $xattr_c were not found"
 diff -u "$tmpdir/expected" "$tmpdir/listed" >&2 || daemon_fail "listxattr lists other names"
 while IFS= read -r name; do
+	# Request counters: every getxattr is a request.
+	case $name in
+	*.fuse_requests.*) continue ;;
+	esac
 	want=$(grep "^$name=" "$tmpdir/dump" | sed 's/^[^=]*="\(.*\)"$/\1/')
 	assert_eq "$(xattr "$mirror" "$name")" "$want" "getxattr $name against listxattr's dump"
 done <"$tmpdir/listed"

@@ -45,6 +45,7 @@ static const char *const read_policy_names[] = {"least-pending", "round-robin", 
 static const char *const engine_names[] = {"threads", "io_uring"};
 static const char *const cache_names[] = {"none", "writeback"};
 static const char *const metadata_names[] = {"none", "internal"};
+static const char *const fuse_transport_names[] = {"auto", "io_uring", "dev"};
 
 static const char *name_of(const char *const *names, size_t count, unsigned int value)
 {
@@ -59,6 +60,11 @@ const char *config_read_policy_name(enum read_policy policy)
 const char *config_cache_name(enum cache_mode cache)
 {
 	return name_of(cache_names, G_N_ELEMENTS(cache_names), cache);
+}
+
+const char *config_fuse_transport_name(enum fuse_transport_mode transport)
+{
+	return name_of(fuse_transport_names, G_N_ELEMENTS(fuse_transport_names), transport);
 }
 
 const char *config_metadata_name(enum metadata_mode metadata)
@@ -333,6 +339,18 @@ static gboolean parse_cache(struct parser *p, const char *key, const char *value
 	return TRUE;
 }
 
+static gboolean parse_fuse_transport(struct parser *p, const char *key, const char *value,
+				     unsigned int line, GError **error)
+{
+	unsigned int v;
+
+	if (!parse_enum(p, key, value, line, fuse_transport_names,
+			G_N_ELEMENTS(fuse_transport_names), &v, error))
+		return FALSE;
+	p->config->fuse_transport = v;
+	return TRUE;
+}
+
 static gboolean parse_metadata(struct parser *p, const char *key, const char *value,
 			       unsigned int line, GError **error)
 {
@@ -530,6 +548,7 @@ static const struct key_parser mirror_keys[] = {
 	{ "engine", parse_engine },
 	{ "threads", parse_threads },
 	{ "cache", parse_cache },
+	{ "fuse-transport", parse_fuse_transport },
 	{ "metadata", parse_metadata },
 	{ "region-size", parse_region_size },
 	{ "resync-rate-min", parse_resync_rate_min },

@@ -48,6 +48,13 @@ enum cache_mode {
 	CACHE_WRITEBACK, /* the kernel's page cache in front of the mirror */
 };
 
+/* fuse-transport: how the kernel's requests reach the daemon. */
+enum fuse_transport_mode {
+	FUSE_TRANSPORT_MODE_AUTO = 0, /* default: FUSE over io_uring when the kernel offers it */
+	FUSE_TRANSPORT_MODE_IO_URING, /* FUSE over io_uring, or refuse to start */
+	FUSE_TRANSPORT_MODE_DEV,      /* /dev/fuse only */
+};
+
 enum metadata_mode {
 	METADATA_NONE = 0, /* nothing on the legs: full trust in them at every start */
 	METADATA_INTERNAL, /* superblock + write-intent bitmap on each leg (the default) */
@@ -94,6 +101,7 @@ struct mirror_config {
 	enum dmio_engine engine;
 	unsigned int threads; /* 0 = libdmio's default */
 	enum cache_mode cache;
+	enum fuse_transport_mode fuse_transport;
 	enum metadata_mode metadata;
 	bool allow_other;
 	char *on_event;		  /* program run on each event, or NULL */
@@ -138,6 +146,7 @@ gboolean config_check_on_event(const struct mirror_config *config, GError **erro
 /* Names of the enum values, as in the file ("least-pending", "writeback", ...). */
 const char *config_read_policy_name(enum read_policy policy);
 const char *config_cache_name(enum cache_mode cache);
+const char *config_fuse_transport_name(enum fuse_transport_mode transport);
 const char *config_metadata_name(enum metadata_mode metadata);
 /* "auto", "true", "false". */
 const char *config_direct_name(enum leg_direct direct);

@@ -653,6 +653,7 @@ int main(int argc, char **argv)
 
 	fo.mountpoint = abs_mountpoint;
 	fo.cache = d.config->cache;
+	fo.transport = d.config->fuse_transport;
 	fo.allow_other = d.config->allow_other;
 	fo.debug = opt_debug;
 	fo.fuse_opts = fuse_opts;

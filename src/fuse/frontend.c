@@ -30,6 +30,7 @@
 
 #include "fuse/frontend.h"
 #include "fuse/opens.h"
+#include "fuse/ring.h"
 #include "fuse/stop.h"
 #include "fuse/xattr.h"
 
@@ -73,6 +74,14 @@ struct frontend {
 	char *mountpoint;
 	unsigned int restarts; /* restarts of this mount so far (xattr_set_restarts) */
 	bool single_channel;   /* read-only: frontend_options.single_channel */
+	/*
+	 * FUSE over io_uring (ring.h): set at mount, before any request, then read-only (the ring
+	 * has its own locks).  ring_refused: fuse-transport = io_uring and the kernel said no.
+	 */
+	enum fuse_transport_mode transport;
+	struct fuse_ring *ring;
+	atomic_bool ring_refused;
+	atomic_uint_fast64_t dev_requests; /* requests read from /dev/fuse */
 };
 
 /* frontend_options.on_connected, set before the loop; called once. */
@@ -347,8 +356,11 @@ static ssize_t channel_read(int fd, void *buf, size_t len, void *userdata)
 	}
 	g_mutex_unlock(&park_lock);
 
+	if (n > 0)
+		atomic_fetch_add(&connected_fe->dev_requests, 1);
 	if (n >= (ssize_t)sizeof(struct fuse_in_header) && atomic_load(&init_request_len) == 0 &&
 	    ((struct fuse_in_header *)buf)->opcode == FUSE_INIT && (size_t)n <= FRONTEND_INIT_MAX) {
+		fuse_ring_saw_init(connected_fe->ring, buf, (size_t)n);
 		memcpy(init_request, buf, (size_t)n);
 		atomic_store(&init_request_len, (size_t)n);
 		/* The session's descriptor: a clone's would not outlive this process. */
@@ -431,15 +443,73 @@ static int replay_target(uint64_t unique, int fd, bool *close_after)
 	return fd;
 }
 
+/* Why the kernel does not serve this connection over io_uring, for the log. */
+static const char *ring_absent_reason(bool mounted)
+{
+	int param = fuse_ring_kernel_param();
+
+	if (param == -ENOENT)
+		return "the kernel has no FUSE over io_uring";
+	if (param == 0 && !mounted)
+		return "/sys/module/fuse/parameters/enable_uring is N";
+	if (param == 0)
+		return "/sys/module/fuse/parameters/enable_uring was N at mount";
+	return "the kernel did not offer it in FUSE_INIT";
+}
+
+/*
+ * The FUSE_INIT reply that asked for the ring is written: start it, or say why /dev/fuse
+ * serves (fuse-transport = io_uring: end the session, frontend_run fails).
+ */
+static void start_ring(struct frontend *fe)
+{
+	GError *error = NULL;
+	unsigned int queues, entries;
+
+	if (fe->transport == FUSE_TRANSPORT_MODE_DEV) {
+		g_message("FUSE over io_uring not used (fuse-transport = dev): serving /dev/fuse");
+		return;
+	}
+	if (!fuse_ring_offered(fe->ring)) {
+		error = g_error_new_literal(G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+					    ring_absent_reason(true));
+	} else if (fuse_ring_start(fe->ring, &error) == 0) {
+		fuse_ring_shape(fe->ring, &queues, &entries);
+		g_message("FUSE over io_uring: %u queues x %u entries", queues, entries);
+		/* The requests on a dead process's entries are not sent again (fusemirrord(8)). */
+		if (fe->single_channel)
+			g_warning("FUSE over io_uring: a crash restart from systemd's descriptor "
+				  "store cannot take this connection over cleanly (fuse-transport = "
+				  "dev can)");
+		return;
+	}
+	if (fe->transport == FUSE_TRANSPORT_MODE_IO_URING) {
+		g_critical("fuse-transport = io_uring: FUSE over io_uring not available (%s): "
+			   "stopping",
+			   error->message);
+		atomic_store(&fe->ring_refused, true);
+		fuse_session_exit(fe->se);
+	} else {
+		g_message("FUSE over io_uring not available (%s): serving /dev/fuse",
+			  error->message);
+	}
+	g_error_free(error);
+}
+
 static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
-	bool close_after = false;
+	bool close_after = false, init_reply;
 	ssize_t n;
 
+	/* A reply to a request the ring carried goes back on the ring. */
+	if (fuse_ring_reply(connected_fe->ring, iov, count, &n))
+		return n;
 	if (swallow_unique != 0 && count >= 1 && iov[0].iov_len == sizeof(struct fuse_out_header) &&
 	    ((struct fuse_out_header *)iov[0].iov_base)->unique == swallow_unique) {
 		ssize_t total = 0;
 
+		/* A takeover's replayed FUSE_INIT: the ring learns what was negotiated. */
+		fuse_ring_patch_init_reply(connected_fe->ring, iov, count);
 		swallowed_error = ((struct fuse_out_header *)iov[0].iov_base)->error;
 		swallow_unique = 0;
 		for (int i = 0; i < count; i++)
@@ -456,10 +526,15 @@ static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userda
 	if (count >= 1 && iov[0].iov_len == sizeof(struct fuse_out_header))
 		fd = replay_target(((struct fuse_out_header *)iov[0].iov_base)->unique, fd,
 				   &close_after);
+	/* FUSE_INIT's reply asks for the ring (when wanted and offered). */
+	init_reply = fuse_ring_patch_init_reply(connected_fe->ring, iov, count);
 	n = writev(fd, iov, count);
 	/* A kept descriptor held that one request: its processing list is empty now. */
 	if (close_after)
 		close(fd);
+	/* The kernel has processed the reply when writev returns: entries may register. */
+	if (init_reply && n > 0)
+		start_ring(connected_fe);
 	return n;
 }
 
@@ -842,6 +917,16 @@ static int restart_hook(void *opaque, GError **error)
 		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_AGAIN, "a stop is under way");
 		return -EBUSY;
 	}
+	/*
+	 * The requests on the ring's entries cannot be handed over (the kernel keeps them on
+	 * this process's io_urings, which exec closes): refuse, serving on.
+	 */
+	if (fuse_ring_serving(fe->ring)) {
+		g_set_error_literal(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+				    "the FUSE connection is served over io_uring, whose requests a "
+				    "restart cannot hand over (fuse-transport = dev allows restart)");
+		return -ENOTSUP;
+	}
 	if (!fe->on_restart(fe->opaque, error))
 		return -EINVAL;
 	if (!park_begin()) {
@@ -1052,6 +1137,27 @@ static int takeover(struct frontend *fe, const struct frontend_handover *h, GErr
 	r = replay_kept(fe, h, error);
 	if (r < 0)
 		return r;
+	/*
+	 * After a crash the connection may be one the kernel serves over io_uring (the dead
+	 * process asked for it): then its requests wait for entries, which this process must
+	 * register.  What the dead process answered is not kept: it is taken to be what this
+	 * configuration asks (the same file, unless it was edited in between).
+	 */
+	fuse_ring_saw_init(fe->ring, h->init, h->init_len);
+	if (fe->transport != FUSE_TRANSPORT_MODE_DEV && fuse_ring_offered(fe->ring)) {
+		fuse_ring_assume_asked(fe->ring);
+		GError *ring_error = NULL;
+		unsigned int queues, entries;
+
+		if (fuse_ring_start(fe->ring, &ring_error) == 0) {
+			fuse_ring_shape(fe->ring, &queues, &entries);
+			g_message("FUSE over io_uring: %u queues x %u entries", queues, entries);
+		} else {
+			g_message("FUSE over io_uring not available (%s): serving /dev/fuse",
+				  ring_error->message);
+			g_error_free(ring_error);
+		}
+	}
 	connected(h->fd);
 	if (h->resend)
 		g_message(
@@ -1063,6 +1169,16 @@ static int takeover(struct frontend *fe, const struct frontend_handover *h, GErr
 			  "process had taken answered): serving it again",
 			  fe->mountpoint, fe->restarts, h->kept, h->kept == 1 ? "" : "s");
 	return 0;
+}
+
+/* user.fusemirror.fuse_transport and fuse_requests.* (xattr_set_fuse_stats). */
+static void fuse_stats(void *opaque, struct xattr_fuse_stats *out)
+{
+	struct frontend *fe = opaque;
+
+	out->ring = fuse_ring_serving(fe->ring);
+	out->ring_requests = fuse_ring_requests(fe->ring);
+	out->dev_requests = atomic_load(&fe->dev_requests);
 }
 
 int frontend_mount(struct mirror *m, const struct frontend_options *o, struct frontend **out,
@@ -1117,6 +1233,7 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	fe->on_restart = o->on_restart;
 	fe->mountpoint = g_strdup(o->mountpoint);
 	fe->single_channel = o->single_channel;
+	fe->transport = o->transport;
 	connected_fn = o->on_connected;
 	connected_opaque = o->opaque;
 	connected_fe = fe;
@@ -1135,6 +1252,15 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 		goto fail_early;
 	}
 
+	/* The kernel reads the parameter when it sends FUSE_INIT: refuse before mounting. */
+	if (o->transport == FUSE_TRANSPORT_MODE_IO_URING && o->takeover == NULL &&
+	    fuse_ring_kernel_param() != 1) {
+		r = -EOPNOTSUPP;
+		g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOSYS,
+			    "fuse-transport = io_uring: FUSE over io_uring not available (%s)",
+			    ring_absent_reason(false));
+		goto fail_early;
+	}
 	opts = g_strdup_printf("fsname=fusemirror:%s,subtype=fusemirror,default_permissions%s%s%s",
 			       mirror_name(m), o->allow_other ? ",allow_other" : "",
 			       o->fuse_opts != NULL && *o->fuse_opts ? "," : "",
@@ -1159,6 +1285,16 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 		r = -EIO;
 		goto fail;
 	}
+	fe->ring = fuse_ring_new(&(struct fuse_ring_params){
+	    .se = fe->se,
+	    .fd = o->takeover != NULL ? o->takeover->fd : -1,
+	    .transport = o->transport == FUSE_TRANSPORT_MODE_DEV ? FUSE_TRANSPORT_DEV
+			 : o->transport == FUSE_TRANSPORT_MODE_IO_URING ? FUSE_TRANSPORT_IO_URING
+									: FUSE_TRANSPORT_AUTO,
+	    .max_write = MAX_WRITE,
+	    .pin = -1,
+	});
+	xattr_set_fuse_stats(fuse_stats, fe);
 	if (o->takeover != NULL) {
 		r = takeover(fe, o->takeover, error);
 		if (r < 0)
@@ -1173,6 +1309,7 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 			goto fail;
 		}
 		fe->mounted = true;
+		fuse_ring_set_fd(fe->ring, fuse_session_fd(fe->se));
 		r = fuse_session_custom_io(fe->se, &channel_io, fuse_session_fd(fe->se));
 		if (r < 0) {
 			g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(-r),
@@ -1245,6 +1382,7 @@ int frontend_run(struct frontend *fe)
 
 		/* A restart: the loop never returns, its workers park (channel_read). */
 		if (atomic_load(&fe->restarting)) {
+			/* (The ring does not serve: a restart is refused then.) */
 			if (atomic_load(&fe->inflight) == 0 && park_done()) {
 				g_mutex_unlock(&fe->loop_lock);
 				return 0;
@@ -1266,13 +1404,20 @@ int frontend_run(struct frontend *fe)
 	if (!atomic_load(&fe->loop_returned)) {
 		g_message("FUSE workers still wait for legs that were given up on: not waiting for "
 			  "them");
+		fuse_ring_quiesce(fe->ring, STUCK_WORKERS_GRACE_US);
 		g_thread_unref(thread);
 		return 0;
 	}
 	g_thread_join(thread);
+	/* The ring's workers hand the mirror nothing more (it is about to be closed). */
+	if (!fuse_ring_quiesce(fe->ring, STUCK_WORKERS_GRACE_US))
+		g_message("FUSE over io_uring workers still wait for legs that were given up on: "
+			  "not waiting for them");
 	r = fe->loop_result;
 	fe->loop_config = NULL;
 	fuse_loop_cfg_destroy(config);
+	if (atomic_load(&fe->ring_refused))
+		return -EOPNOTSUPP;
 	return r < 0 ? r : 0;
 }
 
@@ -1395,6 +1540,10 @@ void frontend_destroy(struct frontend *fe)
 	if (fe->se != NULL) {
 		if (fe->mounted)
 			unmount(fe);
+		/* After the unmount, which ends the ring's entries; before the session goes. */
+		if (fuse_ring_quiesce(fe->ring, STUCK_WORKERS_GRACE_US))
+			fuse_ring_free(fe->ring);
+		fe->ring = NULL;
 		fuse_session_destroy(fe->se);
 	}
 	g_free(fe->mountpoint);

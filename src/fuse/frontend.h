@@ -61,6 +61,7 @@ struct frontend_options {
 	bool debug;		  /* libfuse's request tracing */
 	const char *fuse_opts;	  /* extra comma-separated -o options, or NULL */
 	unsigned int max_threads; /* FUSE worker threads; 0 = libfuse's default */
+	enum fuse_transport_mode transport; /* fuse-transport: FUSE over io_uring or /dev/fuse */
 	/* SIGTERM while the file is open: seconds to wait for the last close (0: none). */
 	unsigned int stop_timeout;
 	/*
@@ -103,14 +104,18 @@ struct frontend;
 
 /*
  * Mount the mirror onto o->mountpoint (which must exist and be a regular file).  Returns 0, or
- * -errno with *error set.  The stop handlers are installed (stop.h): SIGTERM, SIGINT (and SIGHUP
+ * -errno with *error set (-EOPNOTSUPP: fuse-transport = io_uring and the kernel's
+ * enable_uring parameter is not Y).  The stop handlers are installed (stop.h): SIGTERM, SIGINT (and SIGHUP
  * without on_reload) end frontend_run(), once the file is closed or o->stop_timeout has passed; so does the
  * control command stop.
  */
 int frontend_mount(struct mirror *m, const struct frontend_options *o, struct frontend **out,
 		   GError **error);
 
-/* Serve requests until unmounted or signalled.  Returns 0 or -errno. */
+/*
+ * Serve requests until unmounted or signalled.  Returns 0 or -errno (-EOPNOTSUPP:
+ * fuse-transport = io_uring and the kernel did not agree to it in FUSE_INIT).
+ */
 int frontend_run(struct frontend *fe);
 
 /* Stop serving (from another thread or a signal handler's deferred work). */

@@ -20,6 +20,29 @@ void xattr_set_restarts(unsigned int restarts)
 	atomic_store(&daemon_restarts, restarts);
 }
 
+/* The front end's transport statistics (xattr_set_fuse_stats): set before any request. */
+static void (*fuse_stats_fn)(void *opaque, struct xattr_fuse_stats *out);
+static void *fuse_stats_opaque;
+
+void xattr_set_fuse_stats(void (*fn)(void *opaque, struct xattr_fuse_stats *out), void *opaque)
+{
+	fuse_stats_fn = fn;
+	fuse_stats_opaque = opaque;
+}
+
+static char *fuse_stats_value(const char *key)
+{
+	struct xattr_fuse_stats st = {0};
+
+	if (fuse_stats_fn != NULL)
+		fuse_stats_fn(fuse_stats_opaque, &st);
+	if (strcmp(key, "fuse_transport") == 0)
+		return g_strdup(st.ring ? "io_uring" : "dev");
+	return g_strdup_printf("%" PRIu64, strcmp(key, "fuse_requests.io_uring") == 0
+					       ? st.ring_requests
+					       : st.dev_requests);
+}
+
 /* Per-leg attributes: user.fusemirror.leg.N.<field>. */
 static const char *const leg_fields[] = {
     "name", "path", "state", "read_errors", "write_errors", "corrected_errors", "uuid", "resync",
@@ -135,6 +158,9 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 		return mirror_event_log(m);
 	if (strcmp(key, "restarts") == 0)
 		return g_strdup_printf("%u", atomic_load(&daemon_restarts));
+	if (strcmp(key, "fuse_transport") == 0 || strcmp(key, "fuse_requests.io_uring") == 0 ||
+	    strcmp(key, "fuse_requests.dev") == 0)
+		return fuse_stats_value(key);
 	if (strcmp(key, "resync.rate_min") == 0 || strcmp(key, "resync.rate_max") == 0) {
 		uint64_t min, max;
 
@@ -210,6 +236,9 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	    "replace.by",
 	    "event_log",
 	    "restarts",
+	    "fuse_transport",
+	    "fuse_requests.io_uring",
+	    "fuse_requests.dev",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;

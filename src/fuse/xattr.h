@@ -7,6 +7,7 @@
 #define FUSEMIRROR_XATTR_H
 
 #include <glib.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,17 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name);
  * unmounting (the front end sets it on a takeover; 0 until then).
  */
 void xattr_set_restarts(unsigned int restarts);
+
+/*
+ * user.fusemirror.fuse_transport ("io_uring" or "dev") and fuse_requests.io_uring /
+ * fuse_requests.dev (requests each carried): the front end's, asked of fn when read.  fn may
+ * be NULL (then "dev", and 0 and 0).
+ */
+struct xattr_fuse_stats {
+	bool ring; /* FUSE over io_uring serves the connection */
+	uint64_t ring_requests, dev_requests;
+};
+void xattr_set_fuse_stats(void (*fn)(void *opaque, struct xattr_fuse_stats *out), void *opaque);
 
 /* Every status attribute name, each followed by a NUL, as listxattr wants them (g_free it). */
 char *xattr_status_list(struct mirror *m, size_t *length);
