@@ -45,6 +45,7 @@ static const char *const read_policy_names[] = {"least-pending", "round-robin", 
 static const char *const engine_names[] = {"threads", "io_uring"};
 static const char *const cache_names[] = {"none", "writeback"};
 static const char *const metadata_names[] = {"none", "internal"};
+static const char *const splice_names[] = {"auto", "true", "false"};
 
 static const char *name_of(const char *const *names, size_t count, unsigned int value)
 {
@@ -59,6 +60,11 @@ const char *config_read_policy_name(enum read_policy policy)
 const char *config_cache_name(enum cache_mode cache)
 {
 	return name_of(cache_names, G_N_ELEMENTS(cache_names), cache);
+}
+
+const char *config_splice_name(enum splice_mode splice)
+{
+	return name_of(splice_names, G_N_ELEMENTS(splice_names), splice);
 }
 
 const char *config_metadata_name(enum metadata_mode metadata)
@@ -332,6 +338,17 @@ static gboolean parse_cache(struct parser *p, const char *key, const char *value
 	return TRUE;
 }
 
+static gboolean parse_splice(struct parser *p, const char *key, const char *value,
+			     unsigned int line, GError **error)
+{
+	unsigned int v;
+
+	if (!parse_enum(p, key, value, line, splice_names, G_N_ELEMENTS(splice_names), &v, error))
+		return FALSE;
+	p->config->splice = v;
+	return TRUE;
+}
+
 static gboolean parse_metadata(struct parser *p, const char *key, const char *value,
 			       unsigned int line, GError **error)
 {
@@ -520,6 +537,7 @@ static const struct key_parser mirror_keys[] = {
 	{ "engine", parse_engine },
 	{ "threads", parse_threads },
 	{ "cache", parse_cache },
+	{ "splice", parse_splice },
 	{ "metadata", parse_metadata },
 	{ "region-size", parse_region_size },
 	{ "resync-rate-min", parse_resync_rate_min },

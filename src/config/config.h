@@ -48,6 +48,12 @@ enum cache_mode {
 	CACHE_WRITEBACK, /* the kernel's page cache in front of the mirror */
 };
 
+enum splice_mode {
+	SPLICE_AUTO = 0, /* default: where it saves a copy (see fusemirror.conf(5)) */
+	SPLICE_TRUE,	 /* FUSE_CAP_SPLICE_READ: large writes spliced from FUSE to the legs */
+	SPLICE_FALSE,	 /* every request read into memory */
+};
+
 enum metadata_mode {
 	METADATA_NONE = 0, /* nothing on the legs: full trust in them at every start */
 	METADATA_INTERNAL, /* superblock + write-intent bitmap on each leg (the default) */
@@ -82,6 +88,7 @@ struct mirror_config {
 	enum dmio_engine engine;
 	unsigned int threads; /* 0 = libdmio's default */
 	enum cache_mode cache;
+	enum splice_mode splice;
 	enum metadata_mode metadata;
 	bool allow_other;
 	char *on_event;		  /* program run on each event, or NULL */
@@ -127,6 +134,7 @@ gboolean config_check_on_event(const struct mirror_config *config, GError **erro
 const char *config_read_policy_name(enum read_policy policy);
 const char *config_cache_name(enum cache_mode cache);
 const char *config_metadata_name(enum metadata_mode metadata);
+const char *config_splice_name(enum splice_mode splice);
 const char *config_engine_name(enum dmio_engine engine);
 
 /*
