@@ -419,10 +419,12 @@ static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userda
 
 /*
  * A request that a worker spliced into libfuse's pipe after a restart began: its bytes out of
- * the pipe again, into memory, kept as channel_read keeps one.  libfuse hands us only the pipe's
- * write end; opening it again through /proc gives a read end of the same pipe.
+ * the pipe again, into memory, to be kept as channel_read keeps one; NULL when they cannot be.
+ * libfuse hands us only the pipe's write end; opening it again through /proc gives a read end
+ * of the same pipe.  Called without park_lock: the worker is not parked yet, so the hand-over
+ * (park_done) waits for it.
  */
-static void park_spliced(int fd, int pipe_wr, size_t n)
+static struct parked_request *unsplice_request(int fd, int pipe_wr, size_t n)
 {
 	char path[64];
 	struct parked_request *p;
@@ -434,7 +436,7 @@ static void park_spliced(int fd, int pipe_wr, size_t n)
 	if (rd < 0) {
 		g_warning("restart: cannot read back a spliced request (%s): it is lost",
 			  g_strerror(errno));
-		return;
+		return NULL;
 	}
 	p = g_new0(struct parked_request, 1);
 	p->fd = fd;
@@ -450,7 +452,7 @@ static void park_spliced(int fd, int pipe_wr, size_t n)
 	}
 	close(rd);
 	p->len = done;
-	g_ptr_array_add(park_requests, p);
+	return p;
 }
 
 /*
@@ -474,8 +476,15 @@ static ssize_t channel_splice_receive(int fdin, off_t *offin, int fdout, off_t *
 	g_mutex_lock(&park_lock);
 	slot->in_read = false;
 	if (atomic_load(&park_begun)) {
-		if (n > 0)
-			park_spliced(fdin, fdout, (size_t)n);
+		struct parked_request *p = NULL;
+
+		if (n > 0) {
+			g_mutex_unlock(&park_lock);
+			p = unsplice_request(fdin, fdout, (size_t)n);
+			g_mutex_lock(&park_lock);
+		}
+		if (p != NULL)
+			g_ptr_array_add(park_requests, p);
 		park();
 	}
 	g_mutex_unlock(&park_lock);
