@@ -216,6 +216,13 @@ const char *dmio_client_engine_name(const struct dmio_client *client);
  * call whatever the number of regions) since it was created.
  */
 uint64_t dmio_client_bounces(const struct dmio_client *client);
+/*
+ * How the client's DMIO_MEM_PIPE writes reached their regions so far: *spliced (when not NULL)
+ * receives the regions written by splicing the pipe's pages into the device, *copied those
+ * written from a copy read out of the pipe (a device that cannot take a splice, O_DIRECT, a
+ * failed duplicate, the rest of a refused splice).
+ */
+void dmio_client_pipe_stats(const struct dmio_client *client, uint64_t *spliced, uint64_t *copied);
 
 /* Operations.  DMIO_READ and DMIO_WRITE are the seed's rw values. */
 enum dmio_op {
@@ -247,6 +254,7 @@ enum dmio_mem_type {
 	DMIO_MEM_BVEC = 1,	/* ptr.bvec */
 	DMIO_MEM_VM = 2,	/* ptr.vma, one contiguous buffer */
 	DMIO_MEM_IOVEC = 3,	/* ptr.iov.vec with ptr.iov.count entries */
+	DMIO_MEM_PIPE = 4,	/* ptr.pipe, the read end of a pipe holding the data (writes) */
 };
 
 struct dmio_memory {
@@ -260,8 +268,23 @@ struct dmio_memory {
 			const struct iovec *vec;
 			unsigned int count;
 		} iov;
+		int pipe;
 	} ptr;
 };
+
+/*
+ * DMIO_MEM_PIPE (DMIO_WRITE only): the pipe already holds at least the longest region's bytes
+ * (dmio() never waits for a writer), and dmio() takes exactly that many out of it before it
+ * returns, whatever becomes of the regions; an argument error (-EINVAL, -EROFS) leaves the pipe
+ * untouched, any other refusal (-ENOMEM) may have emptied it.  A region on a regular file or a
+ * block device opened without DMIO_DEV_DIRECT gets its own duplicate of the pipe's pages
+ * (tee(2)), spliced into the device by whoever runs the region: one copy, into the device.  The
+ * other regions (other kinds, O_DIRECT, a duplicate that could not be made) share one copy of
+ * the data, read out of the pipe once.  A region whose device refuses the splice writes the rest
+ * from a copy (and that device is not spliced again); a device error fails the region as a
+ * pwritev would.  Each region's pipe is its own until it is written (an abandoned region keeps
+ * it until its device answers): the caller's pipe is free again when dmio() returns.
+ */
 
 struct dmio_notify {
 	dmio_notify_fn fn; /* NULL: dmio() is synchronous */

@@ -119,6 +119,8 @@ write_config ()
 			esac
 		done
 		test -n "$_dm_metadata" || echo "metadata = none"
+		# FM_TEST_SPLICE=true|false: the splice key for every mirror (test-restart-splice.sh).
+		test -z "${FM_TEST_SPLICE:-}" || echo "splice = $FM_TEST_SPLICE"
 		test -n "$_dm_stop_timeout" || echo "stop-timeout = 0"
 		test -n "$_dm_transport" || echo "fuse-transport = dev"
 		_dm_legs=abcdefghijklmnopqrstuvwxyz

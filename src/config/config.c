@@ -46,6 +46,7 @@ static const char *const engine_names[] = {"threads", "io_uring"};
 static const char *const cache_names[] = {"none", "writeback"};
 static const char *const metadata_names[] = {"none", "internal"};
 static const char *const fuse_transport_names[] = {"auto", "io_uring", "dev"};
+static const char *const splice_names[] = {"auto", "true", "false"};
 
 static const char *name_of(const char *const *names, size_t count, unsigned int value)
 {
@@ -65,6 +66,11 @@ const char *config_cache_name(enum cache_mode cache)
 const char *config_fuse_transport_name(enum fuse_transport_mode transport)
 {
 	return name_of(fuse_transport_names, G_N_ELEMENTS(fuse_transport_names), transport);
+}
+
+const char *config_splice_name(enum splice_mode splice)
+{
+	return name_of(splice_names, G_N_ELEMENTS(splice_names), splice);
 }
 
 const char *config_metadata_name(enum metadata_mode metadata)
@@ -351,6 +357,17 @@ static gboolean parse_fuse_transport(struct parser *p, const char *key, const ch
 	return TRUE;
 }
 
+static gboolean parse_splice(struct parser *p, const char *key, const char *value,
+			     unsigned int line, GError **error)
+{
+	unsigned int v;
+
+	if (!parse_enum(p, key, value, line, splice_names, G_N_ELEMENTS(splice_names), &v, error))
+		return FALSE;
+	p->config->splice = v;
+	return TRUE;
+}
+
 static gboolean parse_metadata(struct parser *p, const char *key, const char *value,
 			       unsigned int line, GError **error)
 {
@@ -549,6 +566,7 @@ static const struct key_parser mirror_keys[] = {
 	{ "threads", parse_threads },
 	{ "cache", parse_cache },
 	{ "fuse-transport", parse_fuse_transport },
+	{ "splice", parse_splice },
 	{ "metadata", parse_metadata },
 	{ "region-size", parse_region_size },
 	{ "resync-rate-min", parse_resync_rate_min },

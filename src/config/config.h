@@ -55,6 +55,12 @@ enum fuse_transport_mode {
 	FUSE_TRANSPORT_MODE_DEV,      /* /dev/fuse only */
 };
 
+enum splice_mode {
+	SPLICE_AUTO = 0, /* default: where it saves a copy (see fusemirror.conf(5)) */
+	SPLICE_TRUE,	 /* FUSE_CAP_SPLICE_READ: large writes spliced from FUSE to the legs */
+	SPLICE_FALSE,	 /* every request read into memory */
+};
+
 enum metadata_mode {
 	METADATA_NONE = 0, /* nothing on the legs: full trust in them at every start */
 	METADATA_INTERNAL, /* superblock + write-intent bitmap on each leg (the default) */
@@ -102,6 +108,7 @@ struct mirror_config {
 	unsigned int threads; /* 0 = libdmio's default */
 	enum cache_mode cache;
 	enum fuse_transport_mode fuse_transport;
+	enum splice_mode splice;
 	enum metadata_mode metadata;
 	bool allow_other;
 	char *on_event;		  /* program run on each event, or NULL */
@@ -152,6 +159,7 @@ const char *config_metadata_name(enum metadata_mode metadata);
 const char *config_direct_name(enum leg_direct direct);
 /* Parse a direct = value ("auto", "true", "false"); FALSE when it is none of them. */
 gboolean config_parse_direct(const char *text, enum leg_direct *out);
+const char *config_splice_name(enum splice_mode splice);
 const char *config_engine_name(enum dmio_engine engine);
 
 /*

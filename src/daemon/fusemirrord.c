@@ -654,6 +654,13 @@ int main(int argc, char **argv)
 	fo.mountpoint = abs_mountpoint;
 	fo.cache = d.config->cache;
 	fo.transport = d.config->fuse_transport;
+	/*
+	 * auto: only where the kernel lends the payload's pages to the pipe.  A direct_io write
+	 * (cache = none) has them copied into the pipe anyway (fs/fuse/dev.c, user pages), so the
+	 * splice saves no copy there and costs a system call per request.
+	 */
+	fo.splice = d.config->splice == SPLICE_TRUE ||
+		    (d.config->splice == SPLICE_AUTO && d.config->cache == CACHE_WRITEBACK);
 	fo.allow_other = d.config->allow_other;
 	fo.debug = opt_debug;
 	fo.fuse_opts = fuse_opts;

@@ -40,6 +40,9 @@ static void refuse_static(const char *name, const struct mirror_config *was,
 	if (was->cache != now->cache)
 		refuse(name, "cache", config_cache_name(was->cache), config_cache_name(now->cache),
 		       restart);
+	if (was->splice != now->splice)
+		refuse(name, "splice", config_splice_name(was->splice),
+		       config_splice_name(now->splice), restart);
 	if (was->metadata != now->metadata)
 		refuse(name, "metadata", config_metadata_name(was->metadata),
 		       config_metadata_name(now->metadata), restart);

@@ -66,10 +66,12 @@ int dmio_client_create(const struct dmio_client_opts *opts, struct dmio_client *
 	g_cond_init(&client->idle);
 	dmio_pool_init(&client->pool);
 	atomic_init(&client->bounces, 0);
+	dmio_client_pipes_init(client);
 	r = dmio_pool_resize(&client->pool, o.reserved_pages);
 	if (r == 0)
 		r = client->engine->create(&o, &client->engine_priv);
 	if (r < 0) {
+		dmio_client_pipes_destroy(client);
 		dmio_pool_destroy(&client->pool);
 		g_cond_clear(&client->idle);
 		g_mutex_clear(&client->lock);
@@ -90,6 +92,7 @@ int dmio_client_resize(struct dmio_client *client, unsigned int num_pages)
 static void client_free(struct dmio_client *client)
 {
 	client->engine->destroy(client->engine_priv);
+	dmio_client_pipes_destroy(client);
 	dmio_pool_destroy(&client->pool);
 	g_cond_clear(&client->idle);
 	g_mutex_clear(&client->lock);

@@ -200,6 +200,8 @@ int dmio_dev_file_open(const char *path, unsigned int flags, struct dmio_dev **o
 	atomic_init(&dev->can_discard, true);
 	atomic_init(&dev->can_zero, true);
 	atomic_init(&dev->can_fua, true);
+	/* O_DIRECT would need the pipe's pages aligned, which nobody promises: those copy. */
+	atomic_init(&dev->can_splice, !(flags & DMIO_DEV_DIRECT));
 	atomic_init(&dev->avg_ns, 0);
 	atomic_init(&dev->timed_ns, 0);
 	atomic_init(&dev->probe_ns, 0);

@@ -59,6 +59,11 @@ struct dmio_dev {
 	atomic_bool can_discard;
 	atomic_bool can_zero;
 	atomic_bool can_fua;
+	/*
+	 * DMIO_MEM_PIPE regions may be spliced into fd (pipe.c): set by the file kind without
+	 * DMIO_DEV_DIRECT, switched off for good when the kernel refuses a splice into it.
+	 */
+	atomic_bool can_splice;
 	/* Moving average of one region's I/O time, ns: decides whether a fan-out pays (dmio.c). */
 	atomic_ullong avg_ns;
 	atomic_ullong timed_ns; /* CLOCK_MONOTONIC when avg_ns was last updated */
@@ -142,6 +147,15 @@ struct dmio_job {
 	 */
 	bool dev_answered;
 	int dev_result;
+	/*
+	 * DMIO_MEM_PIPE (pipe.c): the job writes from a pipe of its own, pipe[0] holding exactly
+	 * len bytes (a tee of the caller's pipe), instead of iov.  The pipe is the job's: only
+	 * whoever runs it (claimed) touches it, and gives it back to the client's pool (or closes
+	 * it) before the job's outcome is recorded; a job never run has it closed by io_free.
+	 */
+	bool spliced;
+	int pipe[2];
+	int pipe_size;
 };
 
 struct dmio_io {
@@ -207,6 +221,27 @@ void dmio_job_run(struct dmio_job *job);
 
 /* Drop the engine's reference to a job it will not run (someone else claimed it). */
 void dmio_job_drop(struct dmio_job *job);
+
+/* Point a job at the prefix of io->iov that covers its length (dmio.c). */
+void dmio_job_set_iov(struct dmio_io *io, struct dmio_job *job);
+
+/* ---- DMIO_MEM_PIPE (pipe.c) ---------------------------------------------------------------- */
+
+/*
+ * In dmio(), before any job is tracked or submitted, from the caller's thread: give every
+ * spliceable job its tee of the caller's pipe fd; read the data once into bounce pages for the
+ * others (io->iov), else discard it.  On return the caller's pipe holds io->len bytes fewer.
+ * 0, -EINVAL (the pipe holds less than io->len: nothing taken) or -ENOMEM; on an error the
+ * jobs hold no pipe and no bounce page is taken.
+ */
+int dmio_io_from_pipe(struct dmio_io *io, int fd);
+/* Run a spliced job's write (not its FUA flush); gives its pipe back.  0 or -errno. */
+int dmio_job_splice(struct dmio_job *job);
+/* Close the pipe of a job that was never run (io_free). */
+void dmio_job_pipe_close(struct dmio_job *job);
+/* The client's pool of empty pipes. */
+void dmio_client_pipes_init(struct dmio_client *client);
+void dmio_client_pipes_destroy(struct dmio_client *client);
 
 /* ---- Outstanding jobs and abandoning them (abandon.c) -------------------------------------- */
 
@@ -313,6 +348,14 @@ struct dmio_client {
 	 */
 	unsigned int lent;
 	bool orphaned;
+	/*
+	 * Empty pipes for DMIO_MEM_PIPE regions (pipe.c), under pipes_lock, a leaf taken around
+	 * nothing but the array.  The counters say how pipe regions were written.
+	 */
+	GMutex pipes_lock;
+	GArray *pipes; /* struct dmio_pipe */
+	atomic_ullong pipe_spliced;
+	atomic_ullong pipe_copied;
 };
 
 /* A call became lent (an abandoned job holds its memory) / is freed after being lent. */

@@ -129,6 +129,8 @@ static long memory_to_iov(const struct dmio_memory *mem, uint64_t len, struct io
 		}
 		return left > 0 ? -EINVAL : n;
 	}
+	case DMIO_MEM_PIPE: /* no iovec: dmio_io_from_pipe() (pipe.c) */
+		return -EINVAL;
 	}
 	return -EINVAL;
 }
@@ -288,6 +290,13 @@ static int execute_write(struct dmio_job *job)
 	uint64_t done;
 	int r;
 
+	if (job->spliced) {
+		/* A splice has no RWF_DSYNC: FUA is a flush after it. */
+		r = dmio_job_splice(job);
+		if (r == 0 && fua)
+			r = dev->ops->flush(dev);
+		return r;
+	}
 	r = transfer_full(dev, true, job->iov, job->iovcnt, job->offset, job->len,
 			  dsync ? RWF_DSYNC : 0, &done);
 	if (r == -EOPNOTSUPP && dsync) {
@@ -442,8 +451,10 @@ static void io_free(struct dmio_io *io)
 	/* Lent: the pages were kept from the pool until the abandoned job let go of them. */
 	if (lent && io->bounce_pages != NULL)
 		dmio_pool_give(&client->pool, io->bounce_count, io->bounce_pages);
-	for (i = 0; i < io->num_jobs; i++)
+	for (i = 0; i < io->num_jobs; i++) {
 		g_free(io->jobs[i].iov_own);
+		dmio_job_pipe_close(&io->jobs[i]);
+	}
 	/* io->iov lives in the call's allocation unless it was swapped for bounce pages. */
 	if (io->user_iov != NULL)
 		g_free(io->iov);
@@ -630,8 +641,7 @@ static int validate(const struct dmio_request *req, unsigned int num_regions,
 	return 0;
 }
 
-/* Point a job at the prefix of io->iov that covers its length. */
-static void job_set_iov(struct dmio_io *io, struct dmio_job *job)
+void dmio_job_set_iov(struct dmio_io *io, struct dmio_job *job)
 {
 	uint64_t left = job->len;
 	unsigned int n = 0;
@@ -697,12 +707,16 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 	uint64_t max_len;
 	long iovcnt = 0;
 	bool sync, caller_runs, inline_all, hands_off;
+	bool from_pipe = req != NULL && req->mem.type == DMIO_MEM_PIPE && op_has_data(req->op);
 	int r;
 
 	r = validate(req, num_regions, where, &max_len, &num_jobs, &mem_align, &len_align);
 	if (r < 0)
 		return r;
-	if (op_has_data(req->op)) {
+	if (from_pipe) {
+		if (req->op != DMIO_WRITE || req->mem.ptr.pipe < 0)
+			return -EINVAL;
+	} else if (op_has_data(req->op)) {
 		iovcnt = memory_to_iov(&req->mem, max_len, NULL);
 		if (iovcnt < 0)
 			return (int)iovcnt;
@@ -760,11 +774,21 @@ int dmio(struct dmio_request *req, unsigned int num_regions, struct dmio_region 
 		job->offset = where[i].sector << DMIO_SECTOR_SHIFT;
 		job->len = where[i].count << DMIO_SECTOR_SHIFT;
 		if (iovcnt > 0)
-			job_set_iov(io, job);
+			dmio_job_set_iov(io, job);
 	}
 	if (num_jobs == 0) {
 		jobs[0].io = io;
 		jobs[0].kind = DMIO_JOB_NOP;
+	}
+	/* The pipe's data to the jobs before anyone may run them: the caller's pipe is free. */
+	if (from_pipe && num_jobs > 0) {
+		r = dmio_io_from_pipe(io, req->mem.ptr.pipe);
+		if (r < 0) {
+			for (i = 0; i < io->num_jobs; i++)
+				g_free(io->jobs[i].iov_own);
+			g_free(io);
+			return r;
+		}
 	}
 	/* Outstanding on their devices from now on, whoever runs them. */
 	for (i = 0; i < io->num_jobs; i++)

@@ -28,7 +28,7 @@ static bool async_takes(const struct dmio_job *job)
 	struct dmio_dev *dev = job->region.dev;
 	bool fua = job->io->flags & DMIO_REQ_FUA;
 
-	if (job->kind != DMIO_JOB_IO || dev->ops->submit == NULL)
+	if (job->kind != DMIO_JOB_IO || dev->ops->submit == NULL || job->spliced)
 		return false;
 	switch (job->io->op) {
 	case DMIO_READ:

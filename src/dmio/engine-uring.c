@@ -90,7 +90,8 @@ static bool uring_takes(const struct dmio_job *job)
 {
 	struct dmio_dev *dev = job->region.dev;
 
-	if (job->kind != DMIO_JOB_IO || dev->fd < 0)
+	/* A spliced write is a splice(2) loop: dmio_job_execute() in the fallback pool. */
+	if (job->kind != DMIO_JOB_IO || dev->fd < 0 || job->spliced)
 		return false;
 	switch (job->io->op) {
 	case DMIO_FLUSH:

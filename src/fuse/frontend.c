@@ -42,6 +42,7 @@ struct frontend {
 	struct mirror *m;
 	struct fuse_session *se;
 	enum cache_mode cache;
+	bool splice; /* FUSE_CAP_SPLICE_READ: large WRITE payloads come in a pipe (write_buf) */
 	bool mounted;
 	/* The file's attributes: the mountpoint's at start, changed by chmod/chown/utimes. */
 	GMutex attr_lock;
@@ -538,12 +539,111 @@ static ssize_t channel_writev(int fd, struct iovec *iov, int count, void *userda
 	return n;
 }
 
+/*
+ * A request that a worker spliced into libfuse's pipe after a restart began: its bytes out of
+ * the pipe again, into memory, to be kept as channel_read keeps one; NULL when they cannot be.
+ * libfuse hands us only the pipe's write end; opening it again through /proc gives a read end
+ * of the same pipe.  Called without park_lock: the worker is not parked yet, so the hand-over
+ * (park_done) waits for it.
+ */
+static struct parked_request *unsplice_request(int fd, int pipe_wr, size_t n)
+{
+	char path[64];
+	struct parked_request *p;
+	size_t done = 0;
+	int rd;
+
+	g_snprintf(path, sizeof(path), "/proc/self/fd/%d", pipe_wr);
+	rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (rd < 0) {
+		g_warning("restart: cannot read back a spliced request (%s): it is lost",
+			  g_strerror(errno));
+		return NULL;
+	}
+	p = g_new0(struct parked_request, 1);
+	p->fd = fd;
+	p->bytes = g_malloc(n);
+	while (done < n) {
+		ssize_t r = read(rd, (char *)p->bytes + done, n - done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		done += (size_t)r;
+	}
+	close(rd);
+	p->len = done;
+	return p;
+}
+
+/*
+ * FUSE_CAP_SPLICE_READ's receive: channel_read's parking, around a splice from the descriptor
+ * into libfuse's pipe.  The INIT comes before splicing is negotiated, through channel_read.
+ */
+static ssize_t channel_splice_receive(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+				      unsigned int flags, void *userdata)
+{
+	struct worker_slot *slot = worker_slot();
+	ssize_t n;
+	int err;
+
+	g_mutex_lock(&park_lock);
+	if (atomic_load(&park_begun))
+		park();
+	slot->in_read = true;
+	g_mutex_unlock(&park_lock);
+	n = splice(fdin, offin, fdout, offout, len, flags);
+	err = errno;
+	g_mutex_lock(&park_lock);
+	slot->in_read = false;
+	if (atomic_load(&park_begun)) {
+		struct parked_request *p = NULL;
+
+		if (n > 0) {
+			g_mutex_unlock(&park_lock);
+			p = unsplice_request(fdin, fdout, (size_t)n);
+			g_mutex_lock(&park_lock);
+		}
+		if (p != NULL)
+			g_ptr_array_add(park_requests, p);
+		park();
+	}
+	g_mutex_unlock(&park_lock);
+	errno = err;
+	return n;
+}
+
 static const struct fuse_custom_io channel_io = {
     .read = channel_read,
     .writev = channel_writev,
+    .splice_receive = channel_splice_receive,
 };
 
 /* ---- Operations ---------------------------------------------------------------------------- */
+
+/*
+ * libfuse splices a request only into a pipe that holds its largest one (MAX_WRITE and a page of
+ * headers: 2 MiB once rounded), else it reads every request silently; a pipe that big needs
+ * fs.pipe-max-size >= 2 MiB or CAP_SYS_RESOURCE.  Say so instead of pretending to splice.
+ */
+static bool splice_pipes_fit(void)
+{
+	int fds[2];
+	bool fit;
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return false;
+	fit = fcntl(fds[0], F_SETPIPE_SZ, (int)(MAX_WRITE + 4096)) >= (int)(MAX_WRITE + 4096);
+	close(fds[0]);
+	close(fds[1]);
+	if (!fit)
+		g_message(
+		    "splice: a pipe of %u KiB is refused (fs.pipe-max-size, CAP_SYS_RESOURCE): "
+		    "writes are copied as with splice = false",
+		    (MAX_WRITE + 4096) / 1024);
+	return fit;
+}
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -563,6 +663,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/* Nobody holds locks on a disk image across machines; let the kernel do them locally. */
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	/* Large WRITE payloads in a pipe, spliced on to the legs (op_write_buf). */
+	if (((struct frontend *)userdata)->splice && (conn->capable & FUSE_CAP_SPLICE_READ) &&
+	    splice_pipes_fit())
+		conn->want |= FUSE_CAP_SPLICE_READ;
+	else
+		conn->want &= ~FUSE_CAP_SPLICE_READ;
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -729,6 +835,57 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 			      (fi->flags & (O_SYNC | O_DSYNC)) ? MIRROR_FUA : 0, reply_write, &r);
 }
 
+/*
+ * Payloads smaller than this are read out of libfuse's pipe into the worker's buffer and written
+ * as op_write's are: for them the tees and splices cost more system calls than the copy saves.
+ */
+#define SPLICE_WRITE_MIN (64u * 1024u)
+
+/*
+ * WRITE through write_buf: the payload in memory (small requests, or no splicing), or in
+ * libfuse's per-thread pipe, which must be emptied before we return (the next request of this
+ * worker is spliced into it): mirror_write_pipe_answered takes the bytes out in this thread.
+ * Whatever is left in the pipe (bufv->idx not advanced) makes libfuse replace the pipe.
+ */
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct frontend *fe = fuse_req_userdata(req);
+	struct request r = {.fe = fe, .req = req};
+	size_t size = fuse_buf_size(bufv);
+	struct fuse_buf *b = &bufv->buf[0];
+	unsigned int flags = (fi->flags & (O_SYNC | O_DSYNC)) ? MIRROR_FUA : 0;
+	void *buf;
+
+	if (bufv->count == 1 && !(b->flags & FUSE_BUF_IS_FD)) {
+		op_write(req, ino, (const char *)b->mem + bufv->off, size, off, fi);
+		return;
+	}
+	/* do_write_buf hands one whole pipe buffer: anything else is not libfuse 3.14's. */
+	if (bufv->count != 1 || bufv->idx != 0 || bufv->off != 0 || (b->flags & FUSE_BUF_FD_SEEK) ||
+	    off < 0 || size > MAX_WRITE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	touch(fe, true);
+	request_begin(fe);
+	if (size < SPLICE_WRITE_MIN && (buf = worker_buffer()) != NULL) {
+		struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+		ssize_t n;
+
+		dst.buf[0].mem = buf;
+		n = fuse_buf_copy(&dst, bufv, 0);
+		if (n != (ssize_t)size) {
+			reply_write(&r, n < 0 ? n : -EIO, NULL);
+			return;
+		}
+		mirror_write_answered(fe->m, buf, size, (uint64_t)off, flags, reply_write, &r);
+		return;
+	}
+	if (mirror_write_pipe_answered(fe->m, b->fd, size, (uint64_t)off, flags, reply_write, &r))
+		bufv->idx = bufv->count;
+}
+
 static void status_done(void *opaque, ssize_t result)
 {
 	struct request *r = opaque;
@@ -865,6 +1022,7 @@ static const struct fuse_lowlevel_ops frontend_ops = {
     .open = op_open,
     .read = op_read,
     .write = op_write,
+    .write_buf = op_write_buf,
     .flush = op_flush,
     .fsync = op_fsync,
     .release = op_release,
@@ -1216,6 +1374,7 @@ int frontend_mount(struct mirror *m, const struct frontend_options *o, struct fr
 	fe = g_new0(struct frontend, 1);
 	fe->m = m;
 	fe->cache = o->cache;
+	fe->splice = o->splice;
 	fe->mode = st.st_mode & 07777;
 	fe->uid = st.st_uid;
 	fe->gid = st.st_gid;

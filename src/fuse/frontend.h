@@ -57,6 +57,8 @@ struct frontend_handover {
 struct frontend_options {
 	const char *mountpoint; /* an absolute path to a regular file */
 	enum cache_mode cache;
+	/* Want FUSE_CAP_SPLICE_READ: large writes' payloads spliced on to the legs. */
+	bool splice;
 	bool allow_other;
 	bool debug;		  /* libfuse's request tracing */
 	const char *fuse_opts;	  /* extra comma-separated -o options, or NULL */

@@ -169,6 +169,12 @@ char *xattr_status_get(struct mirror *m, uint64_t caller, const char *name)
 	}
 	if (strcmp(key, "max_read_errors") == 0)
 		return g_strdup_printf("%u", mirror_get_max_read_errors(m));
+	if (strcmp(key, "splice.spliced") == 0 || strcmp(key, "splice.copied") == 0) {
+		uint64_t spliced, copied;
+
+		mirror_pipe_stats(m, &spliced, &copied);
+		return g_strdup_printf("%" PRIu64, key[7] == 's' ? spliced : copied);
+	}
 	if (strcmp(key, "resync.done") == 0 || strcmp(key, "resync.total") == 0 ||
 	    strcmp(key, "resync.rate") == 0) {
 		struct resync_status rs;
@@ -239,6 +245,8 @@ char *xattr_status_list(struct mirror *m, size_t *length)
 	    "fuse_transport",
 	    "fuse_requests.io_uring",
 	    "fuse_requests.dev",
+	    "splice.spliced",
+	    "splice.copied",
 	};
 	GString *s = g_string_new(NULL);
 	unsigned int i, f;

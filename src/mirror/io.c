@@ -27,16 +27,30 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mirror/mirror-internal.h"
 
 /* Flags of a request (io->flags besides MIRROR_FUA). */
 #define IO_NESTED     (1u << 16) /* part of a request that entered already (read-modify-write) */
 #define IO_RANGE_HELD (1u << 17) /* its caller holds the range */
+
+/*
+ * A write from a pipe (mirror_write_pipe_answered): the caller's, on its stack, pointed to by the
+ * request only until its dmio call is issued, all in the caller's thread (fanout_issue runs
+ * there up to dmio()), so no completion, retry or abandoned leg ever sees it.  left is what is
+ * still in the pipe of the request's bytes; broken: unknown (memory ran out part-way).
+ */
+struct pipe_source {
+	int fd;
+	size_t left;
+	bool broken;
+};
 
 struct mirror_io {
 	struct mirror *m;
@@ -74,6 +88,9 @@ struct mirror_io {
 	struct behind_write *behind;
 	bool inflight_moved;	       /* behind (or the part that ended) does the io_end */
 	struct mirror_io *parked_next; /* a read parked on a behind write (behind_lock) */
+	/* A write from a pipe: the caller's source until issued, and the copy made of it if any. */
+	struct pipe_source *pipe;
+	void *pipe_copy;
 	/*
 	 * Fan-out: region i goes to leg leg_of[i].  Sized for the legs there were when the request
 	 * entered (their number cannot grow while it is in flight: mirror_freeze), not for 64:
@@ -391,6 +408,7 @@ static void io_put(struct mirror_io *io)
 		return;
 	/* Touch nothing of the mirror: it may be closed while an abandoned leg still ran. */
 	free(io->own_buf);
+	free(io->pipe_copy);
 	g_free(io);
 	if (release != NULL)
 		release(opaque);
@@ -653,6 +671,44 @@ static bool behind_issue(struct mirror_io *io, struct behind_write *b, unsigned 
 	return true;
 }
 
+/* Read exactly len bytes out of pipe fd into buf.  0 or -errno. */
+static int pipe_read_full(int fd, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = read(fd, (char *)buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * A write from a pipe that needs its data in memory after all (its behind part): read it out,
+ * and go on as a write from io->buf.  0, or -errno (the pipe is then in an unknown state).
+ */
+static int io_pipe_to_buffer(struct mirror_io *io)
+{
+	struct pipe_source *src = io->pipe;
+	int r;
+
+	io->pipe_copy = aligned_buffer(io->len);
+	r = io->pipe_copy == NULL ? -ENOMEM : pipe_read_full(src->fd, io->pipe_copy, io->len);
+	if (r < 0) {
+		src->broken = true;
+		return r;
+	}
+	src->left = 0;
+	io->buf = io->pipe_copy;
+	io->pipe = NULL;
+	return 0;
+}
+
 static void fanout_issue(struct mirror_io *io)
 {
 	struct mirror *m = io->m;
@@ -665,6 +721,7 @@ static void fanout_issue(struct mirror_io *io)
 	    .region_errors = io->region_errors,
 	};
 	struct behind_write *b = NULL;
+	struct pipe_source *src;
 	unsigned int i, n = 0, in_sync = 0, slots;
 	bool skip_behind = false;
 	int r;
@@ -694,8 +751,6 @@ static void fanout_issue(struct mirror_io *io)
 			}
 		}
 	}
-	req.mem.type = DMIO_MEM_VM;
-	req.mem.ptr.vma = io->buf;
 	slots = atomic_load(&m->num_legs);
 	b = io->behind;
 	/*
@@ -736,6 +791,15 @@ static void fanout_issue(struct mirror_io *io)
 		n++;
 	}
 	io->num_regions = n;
+	/* The behind part writes from a copy of the data: the pipe's is read out first. */
+	if (b != NULL && b->num_regions > 0 && io->pipe != NULL) {
+		r = io_pipe_to_buffer(io);
+		if (r < 0) {
+			behind_take_back(io, b, in_sync);
+			write_finish(io, r);
+			return;
+		}
+	}
 	if (b != NULL && b->num_regions > 0 && !behind_issue(io, b, in_sync))
 		in_sync = behind_take_back(io, b, in_sync);
 	/* Legs catching up alone cannot make a write succeed. */
@@ -745,8 +809,25 @@ static void fanout_issue(struct mirror_io *io)
 	}
 	for (i = 0; i < n; i++)
 		atomic_fetch_add(&m->legs[io->leg_of[i]].pending, 1);
+	src = io->pipe;
+	if (src != NULL) {
+		req.mem.type = DMIO_MEM_PIPE;
+		req.mem.ptr.pipe = src->fd;
+		io->pipe = NULL;
+	} else {
+		req.mem.type = DMIO_MEM_VM;
+		req.mem.ptr.vma = io->buf;
+	}
 	io_hold(io);
+	/* Once issued, io may be gone (answered and released): only src and locals from here. */
 	r = dmio(&req, n, io->where, NULL);
+	if (src != NULL) {
+		/* dmio took the bytes, or (argument errors) left them; -ENOMEM: who knows. */
+		if (r == 0)
+			src->left = 0;
+		else if (r != -EINVAL && r != -EROFS)
+			src->broken = true;
+	}
 	if (r < 0) {
 		for (i = 0; i < n; i++)
 			atomic_fetch_sub(&m->legs[io->leg_of[i]].pending, 1);
@@ -1226,6 +1307,67 @@ void mirror_read_answered(struct mirror *m, void *buf, size_t len, uint64_t offs
 	waiter_init(&w, buf, answer, opaque);
 	read_start(m, buf, len, offset, waiter_answer, waiter_release, &w);
 	waiter_wait(&w);
+}
+
+/* Drop len bytes of pipe fd that no leg will have.  False when they could not be read. */
+static bool pipe_discard(int fd, size_t len)
+{
+	char scratch[16384];
+
+	while (len > 0) {
+		ssize_t n = read(fd, scratch, MIN(len, sizeof(scratch)));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+bool mirror_write_pipe_answered(struct mirror *m, int fd, size_t len, uint64_t offset,
+				unsigned int flags, mirror_answer_fn answer, void *opaque)
+{
+	struct pipe_source src = {.fd = fd, .left = len};
+	uint64_t n = len;
+	struct waiter w;
+
+	/*
+	 * Only a plain write takes the pipe's pages; the others (and a mirror with write-behind
+	 * legs, which want a copy anyway) work on the data read out of it, as any write.
+	 */
+	if (len == 0 || !clip(m, offset, &n) || n != len || !sector_aligned(offset, n) ||
+	    behind_wanted(m)) {
+		void *buf = aligned_buffer(len);
+		bool taken = buf != NULL && pipe_read_full(fd, buf, len) == 0;
+
+		if (!taken)
+			answer(opaque, buf == NULL ? -ENOMEM : -EIO, NULL);
+		else
+			mirror_write_answered(m, buf, len, offset, flags, answer, opaque);
+		free(buf);
+		return taken;
+	}
+	waiter_init(&w, NULL, answer, opaque);
+	flags &= MIRROR_FUA;
+	{
+		struct mirror_io *io = io_new(m, DMIO_WRITE, NULL, n, offset, flags, waiter_answer,
+					      waiter_release, &w);
+
+		io->pipe = &src;
+		fanout_issue(io);
+	}
+	/* Not issued (a bitmap error, no leg to write): the bytes are still there. */
+	if (!src.broken && src.left > 0 && !pipe_discard(fd, src.left))
+		src.broken = true;
+	waiter_wait(&w);
+	return !src.broken;
+}
+
+void mirror_pipe_stats(const struct mirror *m, uint64_t *spliced, uint64_t *copied)
+{
+	dmio_client_pipe_stats(m->client, spliced, copied);
 }
 
 /* Flushes, discards and write-zeroes hold no memory of the caller: done is the answer. */

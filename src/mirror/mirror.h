@@ -129,6 +129,26 @@ void mirror_write_answered(struct mirror *m, const void *buf, size_t len, uint64
 void mirror_read_answered(struct mirror *m, void *buf, size_t len, uint64_t offset,
 			  mirror_answer_fn answer, void *opaque);
 
+/*
+ * mirror_write_answered() with the data in a pipe (a FUSE server's spliced WRITE payload): the
+ * pipe fd (its read end) holds at least len bytes, and len of them are taken out of it before
+ * this returns, in the calling thread, whatever the outcome: the legs that take a splice get the
+ * pipe's pages (libdmio's DMIO_MEM_PIPE, one copy per leg, into the leg), the others one copy.
+ * A write that needs its data later (write-behind, a read-modify-write of partial sectors, one
+ * clipped at the end) reads it out of the pipe first and goes the buffer's way.  Nothing keeps the
+ * pipe after the return: a retry or an abandoned leg never needs it.  Returns true when the len
+ * bytes were taken out; false when the pipe is in an unknown state (memory ran out part-way; the
+ * answer was an error): the caller should discard the pipe.
+ */
+bool mirror_write_pipe_answered(struct mirror *m, int fd, size_t len, uint64_t offset,
+				unsigned int flags, mirror_answer_fn answer, void *opaque);
+
+/*
+ * Regions of the mirror's writes from a pipe so far: spliced into their leg, or written from a
+ * copy (a leg that takes no splice: NBD, O_DIRECT, a test device).
+ */
+void mirror_pipe_stats(const struct mirror *m, uint64_t *spliced, uint64_t *copied);
+
 /* fdatasync every in-sync leg. */
 void mirror_flush(struct mirror *m, mirror_done_fn done, void *opaque);
 
