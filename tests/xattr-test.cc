@@ -81,7 +81,8 @@ const char *const kMirrorKeys[] = {
     "resync.done", "resync.total", "resync.rate", "resync.source", "resync.rate_min",
     "uuid",	   "mismatch_cnt", "mismatches",  "replace.leg",   "replace.by",
     "max_read_errors", "event_log", "last_error", "resync.rate_max", "restarts",
-    "fuse_transport", "fuse_requests.io_uring", "fuse_requests.dev"};
+    "fuse_transport", "fuse_requests.io_uring", "fuse_requests.dev", "splice.spliced",
+    "splice.copied"};
 const char *const kLegFields[] = {"name",	     "path",		"state",
 				  "read_errors",     "write_errors",	"corrected_errors",
 				  "uuid",	     "resync",		"io_timeout",
