@@ -122,7 +122,8 @@ write_config ()
 		# FM_TEST_SPLICE=true|false: the splice key for every mirror (test-restart-splice.sh).
 		test -z "${FM_TEST_SPLICE:-}" || echo "splice = $FM_TEST_SPLICE"
 		test -n "$_dm_stop_timeout" || echo "stop-timeout = 0"
-		test -n "$_dm_transport" || echo "fuse-transport = dev"
+		# FM_TEST_TRANSPORT=io_uring: every mirror over the ring (test-ring-suite.sh).
+		test -n "$_dm_transport" || echo "fuse-transport = ${FM_TEST_TRANSPORT:-dev}"
 		_dm_legs=abcdefghijklmnopqrstuvwxyz
 		for _dm_arg in "$@"; do
 			case $_dm_arg in
@@ -188,8 +189,32 @@ _daemon_cleanup ()
 # start_daemon [-n] CONFIG MOUNTPOINT [ARGS...]: run fusemirrord -f -c CONFIG MOUNTPOINT ARGS in
 # the background, its output in $daemon_log, and wait (15 s at most) until the file answers
 # user.fusemirror.state.  With -n, MOUNTPOINT is not on the command line (the config names it).
-# Sets daemon_pid, daemon_mountpoint, daemon_log.
+# Sets daemon_pid, daemon_mountpoint, daemon_log.  With FM_TEST_TRANSPORT=io_uring the mount
+# is made with enable_uring Y (ring.sh) and must be served over the ring, unless its config
+# says fuse-transport otherwise.
 start_daemon ()
+{
+	if test "x${FM_TEST_TRANSPORT:-}" = xio_uring; then
+		# FM_TEST_RING_HELD=1: the caller holds the parameter at Y (and its lock) already.
+		if test "x${FM_TEST_RING_HELD:-}" = x1; then
+			_start_daemon "$@"
+		else
+			command -v with_ring_param >/dev/null 2>&1 || . "${srcdir:-.}/ring.sh"
+			with_ring_param Y _start_daemon "$@"
+		fi
+		case $(sed -n 's/^fuse-transport *= *//p' "$_dm_config") in
+		io_uring)
+			test "$(xattr "$daemon_mountpoint" user.fusemirror.fuse_transport)" = io_uring ||
+				daemon_fail "FM_TEST_TRANSPORT=io_uring: $daemon_mountpoint is not" \
+					"served over io_uring"
+			;;
+		esac
+		return 0
+	fi
+	_start_daemon "$@"
+}
+
+_start_daemon ()
 {
 	_dm_n=
 	if test "x$1" = x-n; then
