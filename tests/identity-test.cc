@@ -139,8 +139,13 @@ TEST_F(Identity, CommitOfTwoSlotsWithOneUuidWritesNothing)
 	legs_ = all_;
 	ASSERT_NO_FATAL_FAILURE(open_ok());
 	superblock before = read_superblock(2);
-	/* A bug's state: slot 2 carries slot 0's UUID. */
+	/*
+	 * A bug's state: slot 2 carries slot 0's UUID.  Under state_lock, as leg.c writes it: the
+	 * reconnect thread reads it meanwhile (TSan saw the race once).
+	 */
+	g_mutex_lock(&m_->state_lock);
 	memcpy(m_->legs[2].uuid, m_->legs[0].uuid, 16);
+	g_mutex_unlock(&m_->state_lock);
 	mirror_state_changed(m_, true, false);
 	EXPECT_EQ(-EINVAL, metadata_sync(m_));
 	EXPECT_EQ(1u, LogCapture::get().count_level(G_LOG_LEVEL_CRITICAL));
@@ -148,7 +153,9 @@ TEST_F(Identity, CommitOfTwoSlotsWithOneUuidWritesNothing)
 		EXPECT_EQ(before.events, read_superblock(i).events)
 		    << "leg " << i << " was written";
 	/* Put right, the mirror commits again (and TearDown finds the one critical expected). */
+	g_mutex_lock(&m_->state_lock);
 	memcpy(m_->legs[2].uuid, uuid_[2], 16);
+	g_mutex_unlock(&m_->state_lock);
 	EXPECT_EQ(0, metadata_sync(m_));
 	LogCapture::get().clear();
 }
