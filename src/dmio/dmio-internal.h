@@ -224,6 +224,12 @@ void dmio_job_drop(struct dmio_job *job);
 
 /* Point a job at the prefix of io->iov that covers its length (dmio.c). */
 void dmio_job_set_iov(struct dmio_io *io, struct dmio_job *job);
+/*
+ * Take io->len bytes of bounce pages from the client's pool into io->bounce_pages (owned by the
+ * call, freed by io_free) and describe them in a new iovec (*pages_out, the caller's): the page
+ * count, or -errno.  The bounce of unaligned memory and the pipe's shared copy both start here.
+ */
+int dmio_io_take_bounce(struct dmio_io *io, struct iovec **pages_out);
 
 /* ---- DMIO_MEM_PIPE (pipe.c) ---------------------------------------------------------------- */
 

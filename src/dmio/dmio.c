@@ -665,8 +665,7 @@ void dmio_job_set_iov(struct dmio_io *io, struct dmio_job *job)
 	job->iovcnt = n + 1;
 }
 
-/* Replace io->iov by one aligned copy in bounce pages, shared by every region. */
-static int io_bounce(struct dmio_io *io)
+int dmio_io_take_bounce(struct dmio_io *io, struct iovec **pages_out)
 {
 	unsigned int count = (unsigned int)((io->len + DMIO_PAGE_SIZE - 1) / DMIO_PAGE_SIZE);
 	struct iovec *pages_iov;
@@ -687,12 +686,24 @@ static int io_bounce(struct dmio_io *io)
 		pages_iov[i].iov_len = DMIO_PAGE_SIZE;
 	}
 	pages_iov[count - 1].iov_len = io->len - (uint64_t)(count - 1) * DMIO_PAGE_SIZE;
+	*pages_out = pages_iov;
+	return (int)count;
+}
+
+/* Replace io->iov by one aligned copy in bounce pages, shared by every region. */
+static int io_bounce(struct dmio_io *io)
+{
+	struct iovec *pages_iov;
+	int count = dmio_io_take_bounce(io, &pages_iov);
+
+	if (count < 0)
+		return count;
 	if (io->op == DMIO_WRITE)
 		copy_iov_pages(io->iov, io->iovcnt, io->bounce_pages, io->len, true);
 	io->user_iov = io->iov;
 	io->user_iovcnt = io->iovcnt;
 	io->iov = pages_iov;
-	io->iovcnt = count;
+	io->iovcnt = (unsigned int)count;
 	atomic_fetch_add(&io->client->bounces, 1);
 	return 0;
 }

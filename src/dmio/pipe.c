@@ -200,31 +200,18 @@ static int pipe_discard(int fd, uint64_t len)
 /* The shared copy: io->len bytes of the pipe into bounce pages, io->iov pointing at them. */
 static int pipe_bounce(struct dmio_io *io, int fd)
 {
-	unsigned int count = (unsigned int)((io->len + DMIO_PAGE_SIZE - 1) / DMIO_PAGE_SIZE);
 	struct iovec *pages_iov;
-	unsigned int i;
+	int count = dmio_io_take_bounce(io, &pages_iov);
 	int r;
 
-	io->bounce_pages = g_new(void *, count);
-	r = dmio_pool_take(&io->client->pool, count, io->bounce_pages);
-	if (r < 0) {
-		g_free(io->bounce_pages);
-		io->bounce_pages = NULL;
-		return r;
-	}
-	io->bounce_count = count;
-	pages_iov = g_new(struct iovec, count);
-	for (i = 0; i < count; i++) {
-		pages_iov[i].iov_base = io->bounce_pages[i];
-		pages_iov[i].iov_len = DMIO_PAGE_SIZE;
-	}
-	pages_iov[count - 1].iov_len = io->len - (uint64_t)(count - 1) * DMIO_PAGE_SIZE;
-	r = pipe_read_full(fd, pages_iov, count, io->len);
+	if (count < 0)
+		return count;
+	r = pipe_read_full(fd, pages_iov, (unsigned int)count, io->len);
 	/* io_free frees io->iov when user_iov is set: the empty in-call array stands for it. */
 	io->user_iov = io->iov;
 	io->user_iovcnt = 0;
 	io->iov = pages_iov;
-	io->iovcnt = count;
+	io->iovcnt = (unsigned int)count;
 	return r;
 }
 
